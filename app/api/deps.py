@@ -1,0 +1,93 @@
+"""Request dependencies, each declared once as an Annotated alias."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.fhir.errors import NotAcceptable, PayloadTooLarge, UnsupportedMediaType
+from app.services.container import Services
+
+_JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
+_JSON_FORMATS = _JSON_TYPES | {"json"}
+_XML_HINTS = ("xml",)
+_PATCH_TYPES = {"application/json-patch+json"}
+
+
+def get_services(request: Request) -> Services:
+    """The app's services (built in create_app)."""
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def negotiate(request: Request) -> None:
+    """Refuse representations other than JSON (spec http.html#mime-type): 406."""
+    fmt = request.query_params.get("_format")
+    if fmt is not None:
+        if fmt.split(";")[0].strip() not in _JSON_FORMATS:
+            raise NotAcceptable(
+                f"_format={fmt!r} is not supported; this server speaks application/fhir+json",
+                expression=("_format",),
+            )
+        return
+    accept = request.headers.get("accept")
+    if not accept:
+        return
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in _JSON_TYPES or media in ("*/*", "application/*") or media.endswith("+json"):
+            return
+    raise NotAcceptable(
+        f"Accept: {accept!r} names no representation this server produces; "
+        "use application/fhir+json (XML is not supported)"
+    )
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The body is {declared} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"The body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _media_type(request: Request) -> str:
+    return (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+
+
+async def resource_body(request: Request) -> bytes:
+    """The body of a create or update: FHIR JSON within the size limit, unparsed."""
+    media = _media_type(request)
+    if media and media not in _JSON_TYPES:
+        hint = " (XML is not supported)" if any(h in media for h in _XML_HINTS) else ""
+        raise UnsupportedMediaType(
+            f"Content-Type {media!r} is not accepted; send application/fhir+json{hint}"
+        )
+    services: Services = request.app.state.services
+    return await _read_limited(request, services.settings.max_body_bytes)
+
+
+async def patch_body(request: Request) -> bytes:
+    """The body of a patch: a JSON Patch document within the size limit."""
+    media = _media_type(request)
+    if media not in _PATCH_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type {media or 'none'!r} is not accepted for PATCH; "
+            "send application/json-patch+json (FHIRPath Patch is not supported)"
+        )
+    services: Services = request.app.state.services
+    return await _read_limited(request, services.settings.max_body_bytes)
+
+
+ResourceBody = Annotated[bytes, Depends(resource_body)]
+PatchBody = Annotated[bytes, Depends(patch_body)]

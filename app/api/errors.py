@@ -1,0 +1,68 @@
+"""The one place errors become HTTP responses: every error body is an OperationOutcome."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.api.render import json_response
+from app.fhir.errors import (
+    FHIRError,
+    InternalError,
+    InvalidRequest,
+    Issue,
+    MethodNotAllowed,
+    NotFound,
+    operation_outcome,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _render(error: FHIRError) -> Response:
+    return json_response(error.outcome(), error.status, error.headers or None)
+
+
+async def _fhir_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, FHIRError)
+    return _render(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return _render(NotFound(f"No endpoint at {request.url.path}"))
+    if exc.status_code == 405:
+        error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+        headers = dict(exc.headers or {})
+        if "allow" in {k.lower() for k in headers}:
+            error.headers.update(headers)
+        return _render(error)
+    issue = Issue("processing" if exc.status_code < 500 else "exception", str(exc.detail))
+    return json_response(operation_outcome([issue]), exc.status_code, dict(exc.headers or {}))
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    issues = [
+        Issue("invalid", f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}") for e in exc.errors()
+    ]
+    return _render(
+        InvalidRequest(issues[0].diagnostics if issues else "Invalid request", issues=issues)
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("Unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _render(InternalError("An internal error occurred; it has been logged"))
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on the app."""
+    app.add_exception_handler(FHIRError, _fhir_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,205 @@
+"""FHIR RESTful API routes (spec http.html): parse, call one service, render."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from app.api.deps import PatchBody, ResourceBody, ServicesDep, negotiate
+from app.api.render import (
+    fhir_response,
+    if_match,
+    json_response,
+    query_pairs,
+    version_headers,
+    write_response,
+)
+from app.fhir.bundles import history_bundle
+from app.fhir.capability import capability_statement
+from app.fhir.errors import InvalidRequest
+from app.fhir.resource import etag
+from app.services.history import HistoryPage
+
+router = APIRouter(prefix="/fhir", dependencies=[Depends(negotiate)])
+
+
+def _history_response(
+    request: Request, services: ServicesDep, page: HistoryPage, path: str
+) -> Response:
+    base = services.settings.base_url
+    params = [(k, v) for k, v in query_pairs(request) if k != "_cursor"]
+    query = "&".join(f"{k}={v}" for k, v in params)
+    self_url = f"{base}{path}" + (f"?{query}" if query else "")
+    links = {"self": self_url}
+    if page.next_cursor:
+        sep = "&" if query else ""
+        links["next"] = f"{base}{path}?{query}{sep}_cursor={page.next_cursor}"
+    return fhir_response(
+        history_bundle(page.versions, base_url=base, links=links, total=page.total)
+    )
+
+
+@router.get("/metadata")
+def metadata(services: ServicesDep) -> Response:
+    """capabilities (spec http.html#capabilities)."""
+    return json_response(
+        capability_statement(base_url=services.settings.base_url, started=services.started)
+    )
+
+
+@router.get("/_history")
+def system_history(request: Request, services: ServicesDep) -> Response:
+    """history-system (spec http.html#history)."""
+    page = services.history.history(
+        resource_type=None, resource_id=None, params=query_pairs(request)
+    )
+    return _history_response(request, services, page, "/_history")
+
+
+@router.post("/{resource_type}")
+def create(
+    request: Request, resource_type: str, body: ResourceBody, services: ServicesDep
+) -> Response:
+    """create and conditional create (spec http.html#create, #ccreate)."""
+    criteria = request.headers.get("if-none-exist")
+    result = services.resources.create(
+        resource_type=resource_type,
+        body=body,
+        if_none_exist=_criteria_from_header(criteria) if criteria is not None else None,
+    )
+    status = 201 if result.created else 200
+    message = "Created" if result.created else "A matching resource exists; nothing was created"
+    return write_response(
+        request, result.version, status=status, base_url=services.settings.base_url, message=message
+    )
+
+
+@router.put("/{resource_type}")
+def conditional_update(
+    request: Request, resource_type: str, body: ResourceBody, services: ServicesDep
+) -> Response:
+    """Conditional update (spec http.html#cond-update)."""
+    result = services.resources.conditional_update(
+        resource_type=resource_type,
+        criteria=query_pairs(request),
+        body=body,
+        if_match=if_match(request),
+    )
+    return write_response(
+        request,
+        result.version,
+        status=201 if result.created else 200,
+        base_url=services.settings.base_url,
+        message="Created" if result.created else "Updated",
+    )
+
+
+@router.delete("/{resource_type}")
+def conditional_delete(request: Request, resource_type: str, services: ServicesDep) -> Response:
+    """Conditional delete (spec http.html#cdelete)."""
+    deleted = services.resources.conditional_delete(
+        resource_type=resource_type, criteria=query_pairs(request)
+    )
+    headers = {"ETag": etag(deleted.version_id)} if deleted else None
+    return Response(status_code=204, headers=headers)
+
+
+@router.get("/{resource_type}/_history")
+def type_history(request: Request, resource_type: str, services: ServicesDep) -> Response:
+    """history-type (spec http.html#history)."""
+    page = services.history.history(
+        resource_type=resource_type, resource_id=None, params=query_pairs(request)
+    )
+    return _history_response(request, services, page, f"/{resource_type}/_history")
+
+
+@router.get("/{resource_type}/{resource_id}")
+def read(resource_type: str, resource_id: str, services: ServicesDep) -> Response:
+    """read (spec http.html#read)."""
+    version = services.resources.read(resource_type=resource_type, resource_id=resource_id)
+    assert version.body is not None
+    return fhir_response(version.body, headers=version_headers(version, services.settings.base_url))
+
+
+@router.put("/{resource_type}/{resource_id}")
+def update(
+    request: Request,
+    resource_type: str,
+    resource_id: str,
+    body: ResourceBody,
+    services: ServicesDep,
+) -> Response:
+    """update and update-as-create (spec http.html#update)."""
+    result = services.resources.update(
+        resource_type=resource_type, resource_id=resource_id, body=body, if_match=if_match(request)
+    )
+    return write_response(
+        request,
+        result.version,
+        status=201 if result.created else 200,
+        base_url=services.settings.base_url,
+        message="Created" if result.created else "Updated",
+    )
+
+
+@router.patch("/{resource_type}/{resource_id}")
+def patch(
+    request: Request,
+    resource_type: str,
+    resource_id: str,
+    body: PatchBody,
+    services: ServicesDep,
+) -> Response:
+    """patch with JSON Patch (spec http.html#patch)."""
+    result = services.resources.patch(
+        resource_type=resource_type, resource_id=resource_id, body=body, if_match=if_match(request)
+    )
+    return write_response(
+        request, result.version, status=200, base_url=services.settings.base_url, message="Patched"
+    )
+
+
+@router.delete("/{resource_type}/{resource_id}")
+def delete(
+    request: Request, resource_type: str, resource_id: str, services: ServicesDep
+) -> Response:
+    """delete (spec http.html#delete)."""
+    deleted = services.resources.delete(
+        resource_type=resource_type, resource_id=resource_id, if_match=if_match(request)
+    )
+    headers = {"ETag": etag(deleted.version_id)} if deleted else None
+    return Response(status_code=204, headers=headers)
+
+
+@router.get("/{resource_type}/{resource_id}/_history")
+def instance_history(
+    request: Request, resource_type: str, resource_id: str, services: ServicesDep
+) -> Response:
+    """history-instance (spec http.html#history)."""
+    page = services.history.history(
+        resource_type=resource_type, resource_id=resource_id, params=query_pairs(request)
+    )
+    return _history_response(request, services, page, f"/{resource_type}/{resource_id}/_history")
+
+
+@router.get("/{resource_type}/{resource_id}/_history/{version_id}")
+def vread(resource_type: str, resource_id: str, version_id: str, services: ServicesDep) -> Response:
+    """vread (spec http.html#vread)."""
+    version = services.resources.vread(
+        resource_type=resource_type, resource_id=resource_id, version_id=version_id
+    )
+    assert version.body is not None
+    return fhir_response(version.body, headers=version_headers(version, services.settings.base_url))
+
+
+def _criteria_from_header(value: str) -> list[tuple[str, str]]:
+    """If-None-Exist holds a query string: "identifier=sys|val" (spec http.html#ccreate)."""
+    query = value.split("?", 1)[1] if "?" in value else value
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"If-None-Exist {value!r} is not a search query", expression=("If-None-Exist",)
+        ) from exc
+    return pairs

@@ -1,0 +1,86 @@
+"""Turning service results into HTTP responses: headers, Prefer, bodies as stored bytes."""
+
+from __future__ import annotations
+
+from email.utils import format_datetime
+from typing import Any
+
+import orjson
+from fastapi import Request, Response
+
+from app.fhir.errors import InvalidRequest, Issue, operation_outcome
+from app.fhir.resource import etag, parse_etag
+from app.storage.repository import StoredVersion
+
+FHIR_JSON = "application/fhir+json; charset=utf-8"
+
+
+def fhir_response(
+    content: bytes, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """A response carrying FHIR JSON bytes as they are."""
+    return Response(content=content, status_code=status, headers=headers, media_type=FHIR_JSON)
+
+
+def json_response(
+    value: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """A response for a FHIR JSON value built in memory."""
+    return fhir_response(orjson.dumps(value), status, headers)
+
+
+def version_headers(version: StoredVersion, base_url: str) -> dict[str, str]:
+    """ETag, Last-Modified and Content-Location of a version (spec http.html#read)."""
+    return {
+        "ETag": etag(version.version_id),
+        "Last-Modified": format_datetime(version.last_updated, usegmt=True),
+        "Content-Location": (
+            f"{base_url}/{version.resource_type}/{version.id}/_history/{version.version_id}"
+        ),
+    }
+
+
+def prefer_return(request: Request) -> str:
+    """The Prefer: return= choice (spec http.html#ops): minimal, representation, OperationOutcome."""
+    for part in request.headers.get("prefer", "").split(";"):
+        for token in part.split(","):
+            key, _, value = token.strip().partition("=")
+            if key.strip().lower() == "return":
+                choice = value.strip().strip('"')
+                if choice in ("minimal", "representation", "OperationOutcome"):
+                    return choice
+    return "representation"
+
+
+def write_response(
+    request: Request, version: StoredVersion, *, status: int, base_url: str, message: str
+) -> Response:
+    """The answer to a write, honouring Prefer: return=."""
+    headers = version_headers(version, base_url)
+    # Location tells where the written version lives (spec http.html#create, #update).
+    headers["Location"] = headers["Content-Location"]
+    choice = prefer_return(request)
+    if choice == "minimal" or version.body is None:
+        return Response(status_code=status, headers=headers)
+    if choice == "OperationOutcome":
+        outcome = operation_outcome([Issue("informational", message, "information")])
+        return json_response(outcome, status, headers)
+    return fhir_response(version.body, status, headers)
+
+
+def if_match(request: Request) -> int | None:
+    """The version an If-Match header names, if any (spec http.html#concurrency)."""
+    value = request.headers.get("if-match")
+    if value is None:
+        return None
+    try:
+        return parse_etag(value)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), expression=("If-Match",)) from exc
+
+
+def query_pairs(
+    request: Request, *, drop: tuple[str, ...] = ("_format", "_pretty")
+) -> list[tuple[str, str]]:
+    """The query string as ordered pairs, without the format parameters."""
+    return [(k, v) for k, v in request.query_params.multi_items() if k not in drop]

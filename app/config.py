@@ -1,0 +1,57 @@
+"""Configuration: one Settings class, read from CASEBRIDGE_* environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path("data")
+
+
+class Settings(BaseSettings):
+    """Every tunable of the service; each field is CASEBRIDGE_<NAME> in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CASEBRIDGE_", env_file=None, extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL; empty means a SQLite file under data_dir.",
+    )
+    base_url: str = Field(
+        default="http://localhost:8000/fhir",
+        description="Public base URL of the FHIR endpoint, used in Location headers and links.",
+    )
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_json_depth: int = Field(default=64, ge=8, le=512)
+    default_page_size: int = Field(default=50, ge=1)
+    max_page_size: int = Field(default=1000, ge=1)
+    db_pool_size: int = Field(default=8, ge=1)
+    db_busy_timeout_ms: int = Field(default=5000, ge=0)
+    # SQLite's own WAL auto-checkpoint runs inside whichever commit crosses the threshold
+    # and makes that request's latency spike; a background thread checkpoints instead.
+    sqlite_checkpoint_interval_s: float = Field(default=1.0, gt=0)
+    migrate: bool = Field(default=False, description="Apply pending migrations at start-up.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def effective_database_url(self) -> str:
+        """The configured URL, or the embedded SQLite default under data_dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'casebridge.db').as_posix()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (tests build their own and pass them to create_app)."""
+    return Settings()

@@ -1,0 +1,148 @@
+"""The one family of errors the service raises; each renders as an OperationOutcome.
+
+FHIR spec: OperationOutcome (https://hl7.org/fhir/R4B/operationoutcome.html) and the
+HTTP status codes of the RESTful API (https://hl7.org/fhir/R4B/http.html#summary).
+The exception handler in app/api/errors.py is the only place these become HTTP responses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+Severity = Literal["fatal", "error", "warning", "information"]
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One OperationOutcome.issue: severity, an IssueType code, text and where it applies."""
+
+    code: str
+    diagnostics: str
+    severity: Severity = "error"
+    expression: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The issue as FHIR JSON."""
+        out: dict[str, Any] = {"severity": self.severity, "code": self.code}
+        out["diagnostics"] = self.diagnostics
+        if self.expression:
+            out["expression"] = list(self.expression)
+        return out
+
+
+def operation_outcome(issues: list[Issue]) -> dict[str, Any]:
+    """An OperationOutcome resource holding the given issues."""
+    return {"resourceType": "OperationOutcome", "issue": [i.to_json() for i in issues]}
+
+
+@dataclass
+class FHIRError(Exception):
+    """Base of every error a client can be told about; subclasses fix status and issue code."""
+
+    diagnostics: str
+    expression: tuple[str, ...] = ()
+    issues: list[Issue] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "exception"
+
+    def __post_init__(self) -> None:
+        super().__init__(self.diagnostics)
+        if not self.issues:
+            self.issues = [Issue(self.code, self.diagnostics, "error", self.expression)]
+
+    def outcome(self) -> dict[str, Any]:
+        """This error as an OperationOutcome."""
+        return operation_outcome(self.issues)
+
+
+class InvalidRequest(FHIRError):
+    """400: the request is malformed (syntax, parameters, headers)."""
+
+    status = 400
+    code = "invalid"
+
+
+class StructureError(InvalidRequest):
+    """400: the body is not well-formed JSON as FHIR requires."""
+
+    code = "structure"
+
+
+class ResourceInvalid(FHIRError):
+    """422: the resource is well-formed but breaks FHIR rules (spec http.html#update)."""
+
+    status = 422
+    code = "processing"
+
+
+class NotFound(FHIRError):
+    """404: no such resource, type or endpoint."""
+
+    status = 404
+    code = "not-found"
+
+
+class Gone(FHIRError):
+    """410: the resource existed and was deleted (spec http.html#read)."""
+
+    status = 410
+    code = "deleted"
+
+
+class MethodNotAllowed(FHIRError):
+    """405: the interaction is not defined for this URL."""
+
+    status = 405
+    code = "not-supported"
+
+
+class NotAcceptable(FHIRError):
+    """406: the requested representation is not one this server produces."""
+
+    status = 406
+    code = "not-supported"
+
+
+class UnsupportedMediaType(FHIRError):
+    """415: the body's content type is not one this server reads."""
+
+    status = 415
+    code = "not-supported"
+
+
+class Conflict(FHIRError):
+    """409: the change conflicts with the resource's current state."""
+
+    status = 409
+    code = "conflict"
+
+
+class PreconditionFailed(FHIRError):
+    """412: If-Match or a conditional criterion did not hold (spec http.html#concurrency)."""
+
+    status = 412
+    code = "conflict"
+
+
+class PayloadTooLarge(FHIRError):
+    """413: the body exceeds the configured limit; refused before parsing."""
+
+    status = 413
+    code = "too-costly"
+
+
+class Transient(FHIRError):
+    """503: the database is unreachable or busy; the client may retry."""
+
+    status = 503
+    code = "transient"
+
+
+class InternalError(FHIRError):
+    """500: a fault of the server, never of the client."""
+
+    status = 500
+    code = "exception"

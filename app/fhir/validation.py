@@ -1,0 +1,117 @@
+"""Validation of incoming resources: structure (fhir.resources R4B) and required bindings.
+
+Spec: validation.html, and http.html#create / #update for what a server must refuse (400).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from app.fhir.bindings import check_required_bindings
+from app.fhir.errors import InvalidRequest, Issue, StructureError
+from app.fhir.registry import is_resource_type, is_valid_id
+
+_ISSUE_CODES = {
+    "extra_forbidden": "structure",
+    "missing": "required",
+}
+_MAX_ISSUES = 50
+
+
+def _expression(resource_type: str, loc: tuple[int | str, ...]) -> str:
+    parts = [resource_type]
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1] += f"[{item}]"
+        elif item.replace("_", "").isalnum():
+            parts.append(item)
+        # Other loc entries name pydantic validators, not FHIR elements.
+    return ".".join(parts)
+
+
+def _issues_from_pydantic(resource_type: str, exc: ValidationError) -> list[Issue]:
+    issues: list[Issue] = []
+    for err in exc.errors(include_url=False)[:_MAX_ISSUES]:
+        code = _ISSUE_CODES.get(err["type"], "value")
+        expression = _expression(resource_type, tuple(err["loc"]))
+        if err["type"] == "extra_forbidden":
+            message = f"Unknown element '{err['loc'][-1]}' at {expression}"
+        else:
+            message = f"{expression}: {err['msg']}"
+        issues.append(Issue(code, message, "error", (expression,)))
+    return issues
+
+
+def check_resource(body: Any, *, resource_type: str, resource_id: str | None) -> dict[str, Any]:
+    """Check a parsed body is a valid resource of resource_type; return it without server meta.
+
+    resource_id is the id the URL names (update) or None (create, where any id is ignored:
+    spec http.html#create). Raises InvalidRequest/StructureError with one issue per problem.
+    """
+    if not isinstance(body, dict):
+        raise StructureError("The body must be a JSON object holding a FHIR resource")
+    body_type = body.get("resourceType")
+    if not isinstance(body_type, str):
+        raise StructureError("The resource has no resourceType", expression=("resourceType",))
+    if body_type != resource_type:
+        raise InvalidRequest(
+            f"The resource is a {body_type!r} but the URL names {resource_type!r}",
+            expression=("resourceType",),
+        )
+    if resource_id is None:
+        body.pop("id", None)
+    else:
+        if "id" not in body:
+            raise InvalidRequest(
+                "The resource must carry an id equal to the id in the URL (spec http.html#update)",
+                expression=(f"{resource_type}.id",),
+            )
+        if body["id"] != resource_id:
+            raise InvalidRequest(
+                f"The resource id {body['id']!r} differs from the id {resource_id!r} in the URL",
+                expression=(f"{resource_type}.id",),
+            )
+    meta = body.get("meta")
+    if isinstance(meta, dict):
+        # Server-owned (spec resource.html#Meta): never taken from the client.
+        for key in ("versionId", "lastUpdated", "_versionId", "_lastUpdated"):
+            meta.pop(key, None)
+        if not meta:
+            del body["meta"]
+    model = get_fhir_model_class(resource_type)
+    try:
+        model.model_validate(body)
+    except ValidationError as exc:
+        issues = _issues_from_pydantic(resource_type, exc)
+        raise StructureError(issues[0].diagnostics, issues=issues) from exc
+    except (ValueError, TypeError) as exc:  # fhir.resources raises these from some validators
+        raise StructureError(f"{resource_type}: {exc}") from exc
+    violations = check_required_bindings(resource_type, body)
+    if violations:
+        issues = [
+            Issue(
+                "code-invalid",
+                f"{v.expression}: {v.value!r} is not a code of the required value set {v.value_set}",
+                "error",
+                (v.expression,),
+            )
+            for v in violations[:_MAX_ISSUES]
+        ]
+        raise StructureError(issues[0].diagnostics, issues=issues)
+    return body
+
+
+def check_type_and_id(resource_type: str, resource_id: str | None = None) -> None:
+    """Refuse an unknown resource type (404) or a malformed id (400) named in a URL."""
+    from app.fhir.errors import NotFound
+
+    if not is_resource_type(resource_type):
+        raise NotFound(f"Unknown resource type {resource_type!r}")
+    if resource_id is not None and not is_valid_id(resource_id):
+        raise InvalidRequest(
+            f"{resource_id!r} is not a valid id: 1-64 characters of A-Z a-z 0-9 - .",
+            expression=(f"{resource_type}.id",),
+        )

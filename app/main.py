@@ -1,0 +1,70 @@
+"""The ASGI application: create_app wires settings, database, services and routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import __version__
+from app.api import errors
+from app.api.fhir import router as fhir_router
+from app.api.health import router as health_router
+from app.clock import Clock
+from app.config import Settings, get_settings
+from app.services.container import build_services
+from app.storage.db import SqliteCheckpointer, create_db_engine, is_migrated, upgrade
+
+log = logging.getLogger("casebridge")
+
+
+class NotMigratedError(RuntimeError):
+    """The database schema is behind the code."""
+
+
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
+    """Build the app; refuses an unmigrated database unless settings.migrate is set."""
+    settings = settings or get_settings()
+    clock = clock or Clock()
+    engine = create_db_engine(
+        settings.effective_database_url,
+        pool_size=settings.db_pool_size,
+        busy_timeout_ms=settings.db_busy_timeout_ms,
+    )
+    if settings.migrate:
+        upgrade(engine)
+    elif not is_migrated(engine):
+        engine.dispose()
+        raise NotMigratedError(
+            f"The database at {engine.url.render_as_string(hide_password=True)} is not migrated: "
+            "run `casebridge db upgrade` (or `casebridge serve --migrate`)"
+        )
+    services = build_services(settings=settings, engine=engine, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        checkpointer = None
+        if engine.dialect.name == "sqlite":
+            checkpointer = SqliteCheckpointer(engine, settings.sqlite_checkpoint_interval_s)
+            checkpointer.start()
+        try:
+            yield
+        finally:
+            if checkpointer is not None:
+                checkpointer.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="casebridge",
+        version=__version__,
+        description="FHIR R4 case management and referral exchange",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+    )
+    app.state.services = services
+    errors.install(app)
+    app.include_router(health_router)
+    app.include_router(fhir_router)
+    return app

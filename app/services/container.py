@@ -1,0 +1,36 @@
+"""The services one app instance uses, built once at start-up from settings and a clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
+
+from app.clock import Clock
+from app.config import Settings
+from app.services.history import HistoryService
+from app.services.resources import ResourceService
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Everything a route may call into."""
+
+    settings: Settings
+    engine: Engine
+    clock: Clock
+    started: datetime
+    resources: ResourceService
+    history: HistoryService
+
+
+def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Services:
+    """Wire the services together."""
+    resources = ResourceService(engine=engine, clock=clock, settings=settings)
+    history = HistoryService(
+        resources=resources,
+        default_count=settings.default_page_size,
+        max_count=settings.max_page_size,
+    )
+    return Services(settings, engine, clock, clock.now(), resources, history)

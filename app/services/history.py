@@ -1,0 +1,112 @@
+"""History interactions: instance, type and whole-system (spec http.html#history)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+
+from app.fhir.errors import InvalidRequest, NotFound
+from app.fhir.validation import check_type_and_id
+from app.search.dates import parse_date_range
+from app.services.resources import ResourceService
+from app.storage.repository import HistoryCursor, Repository, StoredVersion
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """One page of history, newest first, and the cursor of the next page if any."""
+
+    versions: list[StoredVersion]
+    next_cursor: str | None
+    total: int
+
+
+def _encode_cursor(v: StoredVersion) -> str:
+    raw = orjson.dumps([v.last_updated.isoformat(), v.resource_type, v.id, v.version_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(token: str) -> HistoryCursor:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        ts, rtype, rid, vid = orjson.loads(raw)
+        return HistoryCursor(datetime.fromisoformat(ts), str(rtype), str(rid), int(vid))
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequest(
+            "The _cursor paging token is not valid", expression=("_cursor",)
+        ) from exc
+
+
+def _single(params: Sequence[tuple[str, str]], name: str) -> str | None:
+    values = [v for k, v in params if k == name]
+    if len(values) > 1:
+        raise InvalidRequest(f"{name} may be given once", expression=(name,))
+    return values[0] if values else None
+
+
+class HistoryService:
+    """Lists versions with _since, _count and stable keyset paging."""
+
+    def __init__(self, *, resources: ResourceService, default_count: int, max_count: int) -> None:
+        self._resources = resources
+        self._default_count = default_count
+        self._max_count = max_count
+
+    def history(
+        self,
+        *,
+        resource_type: str | None,
+        resource_id: str | None,
+        params: Sequence[tuple[str, str]],
+    ) -> HistoryPage:
+        """A page of history for one resource, one type, or the whole system."""
+        if resource_type is not None:
+            check_type_and_id(resource_type, resource_id)
+        known = {"_count", "_since", "_cursor", "_format", "_pretty", "_summary", "_elements"}
+        for name, _ in params:
+            if name not in known:
+                raise InvalidRequest(
+                    f"Parameter {name!r} is not supported on _history", expression=(name,)
+                )
+        count = self._default_count
+        raw_count = _single(params, "_count")
+        if raw_count is not None:
+            if not raw_count.isdigit():
+                raise InvalidRequest(
+                    "_count must be a non-negative integer", expression=("_count",)
+                )
+            count = min(int(raw_count), self._max_count)
+        since = None
+        raw_since = _single(params, "_since")
+        if raw_since is not None:
+            try:
+                since = parse_date_range(raw_since).low
+            except ValueError as exc:
+                raise InvalidRequest(str(exc), expression=("_since",)) from exc
+        raw_cursor = _single(params, "_cursor")
+        cursor = _decode_cursor(raw_cursor) if raw_cursor else None
+
+        def work(repo: Repository) -> HistoryPage:
+            rows = repo.history(
+                resource_type=resource_type,
+                resource_id=resource_id,
+                since=since,
+                at=None,
+                after=cursor,
+                limit=count + 1,
+            )
+            total = repo.count_history(
+                resource_type=resource_type, resource_id=resource_id, since=since
+            )
+            if resource_id is not None and total == 0:
+                raise NotFound(f"{resource_type}/{resource_id} is not known")
+            more = len(rows) > count
+            page = rows[:count]
+            next_cursor = _encode_cursor(page[-1]) if more and page else None
+            return HistoryPage(page, next_cursor, total)
+
+        return self._resources.run_read(work)
