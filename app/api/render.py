@@ -41,7 +41,7 @@ def version_headers(version: StoredVersion, base_url: str) -> dict[str, str]:
 
 
 def prefer_return(request: Request) -> str:
-    """The Prefer: return= choice (spec http.html#ops): minimal, representation, OperationOutcome."""
+    """Prefer: return= (spec http.html#ops): minimal, representation or OperationOutcome."""
     for part in request.headers.get("prefer", "").split(";"):
         for token in part.split(","):
             key, _, value = token.strip().partition("=")

@@ -94,7 +94,7 @@ def check_resource(body: Any, *, resource_type: str, resource_id: str | None) ->
         issues = [
             Issue(
                 "code-invalid",
-                f"{v.expression}: {v.value!r} is not a code of the required value set {v.value_set}",
+                f"{v.expression}: {v.value!r} is not in the required value set {v.value_set}",
                 "error",
                 (v.expression,),
             )

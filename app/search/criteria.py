@@ -57,7 +57,8 @@ def _unescape(value: str) -> str:
 
 
 def _id_condition(values: list[str]) -> ColumnElement[bool]:
-    return R.id.in_([_unescape(v) for v in values])
+    condition: ColumnElement[bool] = R.id.in_([_unescape(v) for v in values])
+    return condition
 
 
 def _last_updated_condition(value: str) -> ColumnElement[bool]:

@@ -225,7 +225,7 @@ class ResourceService:
         body: bytes,
         if_match: int | None = None,
     ) -> WriteResult:
-        """Conditional update (spec http.html#cond-update): none -> create, one -> update, many -> 412."""
+        """Conditional update (spec http.html#cond-update): 0 -> create, 1 -> update, 2+ -> 412."""
         check_type_and_id(resource_type)
         parsed_body = self._parse(body)
         body_id = parsed_body.get("id") if isinstance(parsed_body, dict) else None

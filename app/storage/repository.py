@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, delete, func, insert, or_, select, text, update
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app.storage.errors import StorageUnavailable
@@ -232,7 +232,7 @@ class Repository:
             )
 
 
-def _version_from_row(row: Row[Any]) -> StoredVersion:
+def _version_from_row(row: Sequence[Any]) -> StoredVersion:
     return StoredVersion(
         resource_type=row[0],
         id=row[1],

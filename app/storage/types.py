@@ -31,7 +31,7 @@ class JSONBody(TypeDecorator[bytes]):
             return value
         return value.decode("utf-8")
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> bytes | None:
+    def process_result_value(self, value: Any, dialect: Dialect) -> bytes | None:  # noqa: ARG002
         if value is None or isinstance(value, bytes):
             return value
         if isinstance(value, memoryview):
@@ -54,7 +54,7 @@ class UTCDateTime(TypeDecorator[Any]):
         # SQLite compares instants as text, so every stored value must share one shape.
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:  # noqa: ARG002
         if value is None:
             return None
         from datetime import UTC

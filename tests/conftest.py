@@ -1,0 +1,139 @@
+"""Test set-up: every database-touching test runs on SQLite and on PostgreSQL.
+
+PostgreSQL comes from CASEBRIDGE_TEST_DATABASE_URL (default: the local server at
+127.0.0.1:5432, database test). Each run works in its own schema, dropped at the end.
+When PostgreSQL does not answer, its runs are skipped with a reason, unless
+CASEBRIDGE_REQUIRE_POSTGRES=1 (set by .ci/run), in which case they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import psycopg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from app.config import Settings
+from app.main import create_app
+from app.storage.db import create_db_engine, upgrade
+from app.storage.tables import metadata
+from tests.support.clock import fixed_clock
+from tests.support.server import LiveServer, free_port, start_server
+
+PG_URL = os.environ.get(
+    "CASEBRIDGE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REQUIRE_PG = os.environ.get("CASEBRIDGE_REQUIRE_POSTGRES") == "1"
+_pg_problem: str | None = None
+
+
+def _pg_reachable() -> str | None:
+    try:
+        with psycopg.connect(PG_URL, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return f"PostgreSQL at {PG_URL} does not answer: {exc}".strip()
+    return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _pg_problem
+    _pg_problem = _pg_reachable()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _pg_problem:
+        terminalreporter.write_line(
+            f"NOTE: the PostgreSQL runs were skipped ({_pg_problem}). "
+            "Set CASEBRIDGE_TEST_DATABASE_URL to run them.",
+            yellow=True,
+        )
+
+
+@dataclass
+class Backend:
+    """A migrated database for one test session."""
+
+    name: str
+    url: str
+    engine: Engine
+
+    def settings(self, **overrides: object) -> Settings:
+        values: dict[str, object] = {"database_url": self.url, "environment": "test"}
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    def truncate(self) -> None:
+        tables = [t.name for t in reversed(metadata.sorted_tables)]
+        with self.engine.begin() as conn:
+            if self.name == "postgresql":
+                conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY"))
+            else:
+                for table in tables:
+                    conn.execute(text(f"DELETE FROM {table}"))
+
+
+def _pg_schema_url(schema: str) -> str:
+    sep = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}"
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    if request.param == "sqlite":
+        path: Path = tmp_path_factory.mktemp("sqlite") / "casebridge.db"
+        url = f"sqlite:///{path}"
+        engine = create_db_engine(url)
+        upgrade(engine)
+        yield Backend("sqlite", url, engine)
+        engine.dispose()
+        return
+    if _pg_problem:
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL is required (CASEBRIDGE_REQUIRE_POSTGRES=1): {_pg_problem}")
+        pytest.skip(_pg_problem)
+    schema = f"cbt_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    url = _pg_schema_url(schema)
+    engine = create_db_engine(url)
+    upgrade(engine)
+    try:
+        yield Backend("postgresql", url, engine)
+    finally:
+        engine.dispose()
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(scope="session")
+def live(backend: Backend) -> Iterator[LiveServer]:
+    """The real app, on the session's database, behind a real uvicorn on 127.0.0.1."""
+    port = free_port()
+    settings = backend.settings(base_url=f"http://127.0.0.1:{port}/fhir")
+    server = start_server(create_app(settings, clock=fixed_clock()), port)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(live: LiveServer, backend: Backend) -> Iterator[httpx.Client]:
+    """An HTTP client on a clean database."""
+    backend.truncate()
+    with httpx.Client(base_url=live.fhir, timeout=30) as http:
+        yield http
+
+
+def server_with(backend: Backend, **overrides: object) -> LiveServer:
+    """A separate live server with changed settings (caller stops it)."""
+    port = free_port()
+    settings = backend.settings(base_url=f"http://127.0.0.1:{port}/fhir", **overrides)
+    return start_server(create_app(settings, clock=fixed_clock()), port)
