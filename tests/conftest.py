@@ -28,9 +28,7 @@ from app.storage.tables import metadata
 from tests.support.clock import fixed_clock
 from tests.support.server import LiveServer, free_port, start_server
 
-PG_URL = os.environ.get(
-    "CASEBRIDGE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+PG_URL = os.environ.get("CASEBRIDGE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("CASEBRIDGE_REQUIRE_POSTGRES") == "1"
 _pg_problem: str | None = None
 
@@ -87,7 +85,9 @@ def _pg_schema_url(schema: str) -> str:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+def backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
     if request.param == "sqlite":
         path: Path = tmp_path_factory.mktemp("sqlite") / "casebridge.db"
         url = f"sqlite:///{path}"

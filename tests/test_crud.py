@@ -24,7 +24,10 @@ def test_create_assigns_id_version_and_headers(client: httpx.Client) -> None:
     assert body["meta"]["versionId"] == "1"
     assert body["meta"]["lastUpdated"].endswith("Z")
     assert response.headers["etag"] == 'W/"1"'
-    assert response.headers["location"] == f"{str(client.base_url).rstrip('/')}/CarePlan/{body['id']}/_history/1"
+    assert (
+        response.headers["location"]
+        == f"{str(client.base_url).rstrip('/')}/CarePlan/{body['id']}/_history/1"
+    )
     assert response.headers["last-modified"].endswith("GMT")
     assert response.headers["content-type"].startswith("application/fhir+json")
 
@@ -225,7 +228,9 @@ def test_json_patch(client: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("ops", "status"),
     [
-        pytest.param([{"op": "replace", "path": "/status", "value": "bogus"}], 400, id="invalid-code"),
+        pytest.param(
+            [{"op": "replace", "path": "/status", "value": "bogus"}], 400, id="invalid-code"
+        ),
         pytest.param([{"op": "replace", "path": "/nope/x", "value": 1}], 422, id="bad-path"),
         pytest.param([{"op": "test", "path": "/status", "value": "draft"}], 422, id="test-fails"),
         pytest.param([{"op": "replace", "path": "/id", "value": "other"}], 400, id="change-id"),

@@ -10,6 +10,7 @@ emitted verbatim through orjson.Fragment.
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any, NoReturn
 
@@ -68,6 +69,30 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
+# Escapes that can smuggle in text FHIR cannot store: surrogates and NUL (PostgreSQL's
+# JSONB refuses \u0000; a lone surrogate is not Unicode text at all).
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)")
+
+
+def _bad_string(value: Any) -> str | None:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return "a NUL character (\\u0000), which FHIR strings may not contain"
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                return "an unpaired UTF-16 surrogate escape, which is not valid UTF-8 text"
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return None
+
+
 def parse_json(body: bytes, *, max_depth: int) -> Any:
     """Decode a request body as strict UTF-8 JSON or raise StructureError saying why."""
     if not body.strip():
@@ -90,6 +115,10 @@ def parse_json(body: bytes, *, max_depth: int) -> Any:
         raise StructureError(f"JSON nesting deeper than {max_depth} levels") from exc
     if _depth_exceeds(value, max_depth):
         raise StructureError(f"JSON nesting deeper than {max_depth} levels")
+    if _SUSPECT_ESCAPE.search(text):
+        problem = _bad_string(value)
+        if problem:
+            raise StructureError(f"The body holds {problem}")
     return value
 
 

@@ -18,7 +18,6 @@ from sqlalchemy.engine import Engine
 from app.clock import Clock
 from app.config import Settings
 from app.fhir.errors import (
-    Conflict,
     Gone,
     InvalidRequest,
     NotFound,
@@ -36,7 +35,6 @@ from app.storage.errors import StorageUnavailable
 from app.storage.repository import Repository, StoredVersion, unit_of_work
 
 T = TypeVar("T")
-_PATCH_RETRIES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,10 +273,16 @@ class ResourceService:
             patch = jsonpatch.JsonPatch(operations)
         except (jsonpatch.InvalidJsonPatch, TypeError, AttributeError) as exc:
             raise StructureError(f"Invalid JSON Patch document: {exc}") from exc
-        for _ in range(_PATCH_RETRIES):
-            current = self.read(resource_type=resource_type, resource_id=resource_id)
+        # The patch applies to the version current under the lock, so concurrent patches
+        # serialise instead of failing; validation runs inside the lock only for PATCH.
+        with self._uow(write=True) as repo:
+            repo.lock(f"{resource_type}/{resource_id}")
+            current = repo.current(resource_type, resource_id)
+            if current is None:
+                raise NotFound(f"{resource_type}/{resource_id} is not known")
+            if current.deleted or current.body is None:
+                raise Gone(f"{resource_type}/{resource_id} was deleted")
             self._check_if_match(current, if_match)
-            assert current.body is not None
             try:
                 patched = patch.apply(loads_stored(current.body))
             except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
@@ -286,33 +290,14 @@ class ResourceService:
             except (TypeError, KeyError, IndexError, ValueError) as exc:
                 raise ResourceInvalid(f"The patch cannot be applied: {exc!r}") from exc
             resource = check_resource(patched, resource_type=resource_type, resource_id=resource_id)
-            with self._uow(write=True) as repo:
-                # The patch applied to current.version_id; write only if nobody moved on.
-                result = self._maybe_update(repo, resource_type, resource_id, resource, current)
-            if result is not None:
-                return result
-        raise Conflict(f"{resource_type}/{resource_id} kept changing while being patched; retry")
-
-    def _maybe_update(
-        self,
-        repo: Repository,
-        resource_type: str,
-        resource_id: str,
-        resource: dict[str, Any],
-        based_on: StoredVersion,
-    ) -> WriteResult | None:
-        repo.lock(f"{resource_type}/{resource_id}")
-        current = repo.current(resource_type, resource_id)
-        if current is None or current.version_id != based_on.version_id:
-            return None
-        version = self._write(
-            repo,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            resource=resource,
-            current=current,
-            method="PATCH",
-        )
+            version = self._write(
+                repo,
+                resource_type=resource_type,
+                resource_id=resource_id,
+                resource=resource,
+                current=current,
+                method="PATCH",
+            )
         return WriteResult(version, created=False)
 
     # -- delete ------------------------------------------------------------------------

@@ -1,0 +1,250 @@
+"""Bad input gets a clear OperationOutcome with the right status, and nothing is stored."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import Backend, server_with
+from tests.factories import FHIR_JSON, care_plan, minimal
+
+
+def _assert_outcome(response: httpx.Response, status: int, code: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/fhir+json")
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    issue = outcome["issue"][0]
+    assert issue["severity"] in ("error", "fatal")
+    assert issue["diagnostics"]
+    if code is not None:
+        assert issue["code"] == code, outcome
+    return outcome
+
+
+def _nothing_stored(client: httpx.Client) -> None:
+    assert client.get("/_history").json()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        pytest.param(b'{"resourceType": "CarePlan", ', "Malformed JSON", id="truncated"),
+        pytest.param(b"", "empty", id="empty"),
+        pytest.param(b"[1,2]", "JSON object", id="array"),
+        pytest.param(
+            b'{"resourceType":"CarePlan","resourceType":"Patient"}', "Duplicate", id="duplicate-key"
+        ),
+        pytest.param(
+            b'{"resourceType":"Observation","status":"final","code":{"text":"x"},'
+            b'"valueQuantity":{"value":NaN}}',
+            "NaN",
+            id="nan",
+        ),
+        pytest.param(
+            b'{"resourceType":"Observation","status":"final","code":{"text":"x"},'
+            b'"valueQuantity":{"value":Infinity}}',
+            "Infinity",
+            id="infinity",
+        ),
+        pytest.param(b'\xef\xbb\xbf{"resourceType":"Patient"}', "byte order mark", id="bom"),
+        pytest.param(
+            b'{"resourceType":"Patient","gender":"\\ud800"}', "surrogate", id="lone-surrogate"
+        ),
+        pytest.param(b'{"resourceType":"Patient","gender":"\\u0000"}', "NUL", id="nul-char"),
+        pytest.param(b'{"resourceType":"Patient","gender":"\xff"}', "UTF-8", id="invalid-utf8"),
+        pytest.param(
+            b'{"resourceType":"Patient","extension":' + b"[" * 5000 + b"]" * 5000 + b"}",
+            "nesting",
+            id="deep-nesting",
+        ),
+    ],
+)
+def test_unparseable_bodies(client: httpx.Client, raw: bytes, fragment: str) -> None:
+    response = client.post("/Patient", content=raw, headers=FHIR_JSON)
+    outcome = _assert_outcome(response, 400)
+    assert fragment.lower() in outcome["issue"][0]["diagnostics"].lower()
+    _nothing_stored(client)
+
+
+def test_duplicate_keys_never_become_the_last_key(client: httpx.Client) -> None:
+    raw = b'{"resourceType":"CarePlan","resourceType":"Patient"}'
+    _assert_outcome(client.post("/Patient", content=raw, headers=FHIR_JSON), 400, "structure")
+    _assert_outcome(client.post("/CarePlan", content=raw, headers=FHIR_JSON), 400, "structure")
+    _nothing_stored(client)
+
+
+def test_resource_type_must_match_url(client: httpx.Client) -> None:
+    outcome = _assert_outcome(client.post("/CarePlan", json=minimal("Patient")), 400)
+    assert outcome["issue"][0]["expression"] == ["resourceType"]
+    _nothing_stored(client)
+
+
+def test_put_body_id_must_match_url(client: httpx.Client) -> None:
+    body = {**minimal("Patient"), "id": "other"}
+    outcome = _assert_outcome(client.put("/Patient/p1", json=body), 400)
+    assert outcome["issue"][0]["expression"] == ["Patient.id"]
+    _assert_outcome(client.put("/Patient/p1", json=minimal("Patient")), 400)
+    _nothing_stored(client)
+
+
+def test_unknown_elements_are_refused_and_named(client: httpx.Client) -> None:
+    plan = care_plan()
+    plan["activity"][1]["detail"]["colour"] = "blue"
+    outcome = _assert_outcome(client.post("/CarePlan", json=plan), 400, "structure")
+    assert outcome["issue"][0]["expression"] == ["CarePlan.activity[1].detail.colour"]
+    _nothing_stored(client)
+
+
+def test_wrong_datatype_is_refused_with_expression(client: httpx.Client) -> None:
+    outcome = _assert_outcome(
+        client.post("/Patient", json={**minimal("Patient"), "birthDate": "yesterday"}), 400
+    )
+    assert outcome["issue"][0]["expression"] == ["Patient.birthDate"]
+    _nothing_stored(client)
+
+
+REQUIRED_CODES = [
+    ("CarePlan", "status"),
+    ("CarePlan", "intent"),
+    ("Goal", "lifecycleStatus"),
+    ("ServiceRequest", "status"),
+    ("ServiceRequest", "intent"),
+    ("Observation", "status"),
+    ("Task", "status"),
+    ("Task", "intent"),
+    ("Consent", "status"),
+    ("EpisodeOfCare", "status"),
+    ("Patient", "gender"),
+]
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "element"), [pytest.param(t, e, id=f"{t}.{e}") for t, e in REQUIRED_CODES]
+)
+def test_invalid_required_binding_codes(
+    client: httpx.Client, resource_type: str, element: str
+) -> None:
+    body = {**minimal(resource_type), element: "bogus"}
+    outcome = _assert_outcome(client.post(f"/{resource_type}", json=body), 400, "code-invalid")
+    assert outcome["issue"][0]["expression"] == [f"{resource_type}.{element}"]
+    _nothing_stored(client)
+
+
+def test_invalid_nested_activity_status(client: httpx.Client) -> None:
+    plan = care_plan()
+    plan["activity"][0]["detail"]["status"] = "sort-of-done"
+    outcome = _assert_outcome(client.post("/CarePlan", json=plan), 400, "code-invalid")
+    assert outcome["issue"][0]["expression"] == ["CarePlan.activity[0].detail.status"]
+
+
+@pytest.mark.parametrize(
+    "bad_id",
+    [
+        pytest.param("a" * 65, id="too-long"),
+        pytest.param("has space", id="space"),
+        pytest.param("under_score", id="underscore"),
+        pytest.param("ümlaut", id="non-ascii"),
+    ],
+)
+def test_ids_outside_the_id_pattern(client: httpx.Client, bad_id: str) -> None:
+    body = {**minimal("Patient"), "id": bad_id}
+    _assert_outcome(client.put(f"/Patient/{bad_id}", json=body), 400)
+    _assert_outcome(client.get(f"/Patient/{bad_id}"), 400)
+    _nothing_stored(client)
+
+
+def test_unknown_resource_type_is_404(client: httpx.Client) -> None:
+    _assert_outcome(client.post("/CasePlan", json={"resourceType": "CasePlan"}), 404, "not-found")
+    _assert_outcome(client.get("/CasePlan/1"), 404, "not-found")
+
+
+def test_wrong_method_is_405(client: httpx.Client) -> None:
+    _assert_outcome(client.post("/Patient/123", json=minimal("Patient")), 405, "not-supported")
+    _assert_outcome(client.patch("/Patient", json=[]), 405, "not-supported")
+
+
+@pytest.mark.parametrize(
+    ("params", "headers"),
+    [
+        pytest.param({"_format": "xml"}, {}, id="format-xml"),
+        pytest.param({"_format": "application/fhir+xml"}, {}, id="format-fhir-xml"),
+        pytest.param({}, {"Accept": "application/fhir+xml"}, id="accept-xml"),
+        pytest.param({}, {"Accept": "text/html"}, id="accept-html"),
+    ],
+)
+def test_xml_and_other_formats_are_406(client: httpx.Client, params: dict, headers: dict) -> None:
+    _assert_outcome(client.get("/metadata", params=params, headers=headers), 406, "not-supported")
+
+
+@pytest.mark.parametrize(
+    ("params", "headers"),
+    [
+        pytest.param({"_format": "json"}, {}, id="format-json"),
+        pytest.param({}, {"Accept": "application/fhir+json"}, id="accept-fhir-json"),
+        pytest.param({}, {"Accept": "application/json, */*;q=0.1"}, id="accept-json"),
+        pytest.param({}, {"Accept": "application/fhir+xml;q=0.9, */*;q=0.1"}, id="accept-any"),
+    ],
+)
+def test_json_formats_are_served(client: httpx.Client, params: dict, headers: dict) -> None:
+    response = client.get("/metadata", params=params, headers=headers)
+    assert response.status_code == 200
+    assert response.json()["resourceType"] == "CapabilityStatement"
+
+
+def test_xml_body_is_415(client: httpx.Client) -> None:
+    response = client.post(
+        "/Patient", content=b"<Patient/>", headers={"Content-Type": "application/fhir+xml"}
+    )
+    _assert_outcome(response, 415, "not-supported")
+    _nothing_stored(client)
+
+
+@pytest.fixture
+def small_limit_server(backend: Backend) -> Iterator[str]:
+    backend.truncate()
+    server = server_with(backend, max_body_bytes=4096)
+    yield server.fhir
+    server.stop()
+
+
+def test_body_over_limit_is_413_before_parsing(small_limit_server: str) -> None:
+    big = care_plan(description="x" * 10_000)
+    with httpx.Client(base_url=small_limit_server) as client:
+        _assert_outcome(client.post("/CarePlan", json=big), 413, "too-costly")
+
+        def chunks() -> Iterator[bytes]:
+            data = json.dumps(big).encode()
+            for i in range(0, len(data), 1000):
+                yield data[i : i + 1000]
+
+        chunked = client.post("/CarePlan", content=chunks(), headers=FHIR_JSON)
+        assert "content-length" not in chunked.request.headers
+        _assert_outcome(chunked, 413, "too-costly")
+        # Not JSON at all, yet 413: the size is checked before any parsing.
+        _assert_outcome(
+            client.post("/CarePlan", content=b"{" * 5000, headers=FHIR_JSON), 413, "too-costly"
+        )
+        assert client.get("/_history").json()["total"] == 0
+        assert client.post("/CarePlan", json=care_plan()).status_code == 201
+
+
+def test_errors_are_never_500_for_odd_requests(client: httpx.Client) -> None:
+    odd = [
+        client.get("/Patient/_history", params={"_count": "lots"}),
+        client.get("/Patient/_history", params={"_since": "last week"}),
+        client.get("/Patient/_history", params={"_cursor": "!!!"}),
+        client.put("/Patient", params={"foo": "bar"}, json=minimal("Patient")),
+        client.delete("/Patient", params={"identifier": "a|b|c"}),
+        client.post("/Patient", json=minimal("Patient"), headers={"If-None-Exist": "name=x"}),
+        client.put("/Patient/x", json={**minimal("Patient"), "id": 5}),
+        client.post("/Patient", json={"resourceType": "Patient", "active": "yes"}),
+        client.post("/Patient", json={"resourceType": 7}),
+    ]
+    for response in odd:
+        assert 400 <= response.status_code < 500, (response.request.url, response.text)
+        assert response.json()["resourceType"] == "OperationOutcome"
+    _nothing_stored(client)
