@@ -1,0 +1,87 @@
+"""CapabilityStatement, health probes, migrations and the command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from app.config import Settings
+from app.fhir.registry import resource_types
+from app.main import NotMigratedError, create_app
+from app.storage.tables import metadata
+from tests.conftest import Backend
+from tests.support.server import LiveServer
+
+
+def test_capability_statement_is_generated_from_the_registry(client: httpx.Client) -> None:
+    response = client.get("/metadata")
+    assert response.status_code == 200
+    cs = response.json()
+    assert cs["resourceType"] == "CapabilityStatement"
+    assert cs["fhirVersion"] == "4.3.0"
+    assert cs["kind"] == "instance"
+    rest = cs["rest"][0]
+    types = {r["type"] for r in rest["resource"]}
+    assert types == set(resource_types())
+    assert len(types) == 141
+    care_plan = next(r for r in rest["resource"] if r["type"] == "CarePlan")
+    codes = {i["code"] for i in care_plan["interaction"]}
+    assert {"read", "vread", "update", "patch", "delete", "create", "history-instance"} <= codes
+    assert {p["name"] for p in care_plan["searchParam"]} >= {"_id", "_lastUpdated", "identifier"}
+    assert care_plan["conditionalCreate"] is True
+
+
+def test_healthz_and_readyz(live: LiveServer) -> None:
+    assert httpx.get(f"{live.root}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{live.root}/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready"}
+
+
+def test_unknown_paths_answer_with_operation_outcome(live: LiveServer) -> None:
+    response = httpx.get(f"{live.root}/nowhere")
+    assert response.status_code == 404
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_migrations_match_the_table_models(backend: Backend) -> None:
+    with backend.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+
+
+def test_app_refuses_an_unmigrated_database(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'fresh.db'}")
+    with pytest.raises(NotMigratedError, match="casebridge db upgrade"):
+        create_app(settings)
+
+
+def _cli(args: list[str], env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **env_extra}
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_serve_refuses_unmigrated_then_db_upgrade_fixes_it(tmp_path: Path) -> None:
+    env = {"CASEBRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    refused = _cli(["serve", "--port", "1"], env)
+    assert refused.returncode == 2
+    assert "casebridge db upgrade" in refused.stderr
+    upgraded = _cli(["db", "upgrade"], env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "20261123_initial" in upgraded.stdout
+    app = create_app(Settings(database_url=env["CASEBRIDGE_DATABASE_URL"]))
+    app.state.services.engine.dispose()
