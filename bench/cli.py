@@ -1,0 +1,212 @@
+"""`python -m bench`: run the CarePlan benchmark on each backend and print the report."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+
+from bench import client, profile
+from bench.loadgen import Generator, Phase, choose_generator, run_phase, scratch_dir
+from bench.payload import body_template, care_plan_bytes
+from bench.report import BackendFigures, PhaseFigures, build_table, misses
+from bench.server import PG_ROOT_URL, Server, pg_problem, pg_schema
+from bench.validation import measure_validation
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark CarePlan create/read/update against the real casebridge server.",
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
+    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per phase")
+    parser.add_argument(
+        "--backends", default=",".join(BACKENDS), help="comma-separated: sqlite,postgresql"
+    )
+    parser.add_argument("--connections", type=int, default=16, help="concurrent connections")
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--ids", type=int, default=2000, help="resources seeded for read/update")
+    parser.add_argument(
+        "--generator",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="load generator (auto: wrk if available, else Python)",
+    )
+    parser.add_argument(
+        "--no-install", action="store_true", help="do not apt-get install wrk when it is missing"
+    )
+    parser.add_argument(
+        "--validation-seconds", type=float, default=3.0, help="length of the validation loop"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy one worker during the timed create phase and print its top frames",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="exit 2 when a SQLite target is missed"
+    )
+    args = parser.parse_args(argv)
+    names = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = sorted(set(names) - set(BACKENDS))
+    if unknown or not names:
+        parser.error(f"--backends: unknown {unknown}; choose from {', '.join(BACKENDS)}")
+    if args.duration < 1 or args.connections < 1 or args.workers < 1 or args.ids < 1:
+        parser.error("--duration, --connections, --workers and --ids must be at least 1")
+    args.backends = names
+    return args
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def _database(name: str, workdir: Path) -> Iterator[str]:
+    """The database URL for one backend run (a fresh SQLite file, or a fresh PG schema)."""
+    if name == "sqlite":
+        yield f"sqlite:///{workdir / 'bench.db'}"
+    else:
+        with pg_schema() as url:
+            yield url
+
+
+class Runner:
+    """Runs the phases of one backend against one started server."""
+
+    def __init__(
+        self, args: argparse.Namespace, generator: Generator, console: Console, workdir: Path
+    ) -> None:
+        self.args = args
+        self.generator = generator
+        self.console = console
+        self.workdir = workdir
+        self.profile_report: str | None = None
+
+    def phase(self, server: Server, phase: Phase, *, profile_worker: bool = False) -> PhaseFigures:
+        """Warm up, then measure one phase; server CPU is taken over the measured part only."""
+        args = self.args
+        common = {
+            "root_url": server.root_url,
+            "connections": args.connections,
+            "threads": args.threads,
+            "workdir": self.workdir,
+        }
+        if args.warmup > 0:
+            run_phase(
+                self.generator,
+                Phase(**{**phase.__dict__, "tag": "w"}),
+                duration_s=max(1.0, args.warmup),
+                **common,  # type: ignore[arg-type]
+            )
+        sampler = None
+        if profile_worker:
+            sampler = profile.start(server.worker_pids(), args.duration, self.workdir)
+        cpu_before = server.cpu_seconds()
+        result = run_phase(self.generator, phase, duration_s=args.duration, **common)  # type: ignore[arg-type]
+        cpu = server.cpu_seconds() - cpu_before
+        if sampler is not None:
+            self.profile_report = profile.finish(sampler)
+        self.console.print(
+            f"  {phase.name:<6} {result.rate:9,.0f} req/s  p50 {result.p50_us / 1000:6.1f} ms  "
+            f"p99 {result.p99_us / 1000:6.1f} ms  errors {result.errors}"
+        )
+        return PhaseFigures(result, cpu)
+
+    def backend(self, name: str, database_url: str) -> BackendFigures:
+        """Start a server on database_url and run create, read and update."""
+        args = self.args
+        figures = BackendFigures(name)
+        server = Server(database_url, args.workers, self.workdir)
+        try:
+            self.console.print(f"[bold]{name}[/]: starting the server ({args.workers} workers)")
+            server.start()
+            client.sanity_check(server.root_url)
+            parts, slots = body_template(with_id=False)
+            create = Phase("create", "POST", "/fhir/CarePlan", parts=parts, slots=slots)
+            figures.phases["create"] = self.phase(server, create, profile_worker=args.profile)
+            self.console.print(f"  seeding {args.ids:,} CarePlans for read and update")
+            ids = client.seed(server.root_url, args.ids, args.connections)
+            read = Phase("read", "GET", "/fhir/CarePlan", ids=ids, offset=len(ids) // 2)
+            figures.phases["read"] = self.phase(server, read)
+            parts, slots = body_template(with_id=True)
+            update = Phase(
+                "update", "PUT", "/fhir/CarePlan", ids=ids, parts=parts, slots=slots,
+                offset=len(ids) // 2,
+            )  # fmt: skip
+            figures.phases["update"] = self.phase(server, update)
+        except Exception as exc:  # report the failure in the table, go on with other backends
+            figures.note = f"failed: {type(exc).__name__}: {str(exc)[:300]}"
+            self.console.print(f"[red]{name} failed:[/] {exc}")
+        finally:
+            server.stop()
+        return figures
+
+
+def _run(args: argparse.Namespace, console: Console) -> int:
+    generator = choose_generator(args.generator, console, install=not args.no_install)
+    console.print(f"Load generator: [bold]{generator.label}[/]")
+    size = len(care_plan_bytes("CP-1001"))
+    console.print(f"Validating the CarePlan ({size:,} bytes as compact JSON) in a loop ...")
+    validation = measure_validation(args.validation_seconds)
+    backends: list[BackendFigures] = []
+    profile_report: str | None = None
+    for name in args.backends:
+        if name == "postgresql":
+            problem = pg_problem()
+            if problem is not None:
+                note = f"skipped: PostgreSQL at {PG_ROOT_URL} does not answer ({problem})"
+                console.print(f"[yellow]{note}")
+                backends.append(BackendFigures(name, note=note))
+                continue
+        workdir = scratch_dir()
+        try:
+            runner = Runner(args, generator, console, workdir)
+            with _database(name, workdir) as url:
+                backends.append(runner.backend(name, url))
+            profile_report = profile_report or runner.profile_report
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    title = (
+        f"casebridge CarePlan benchmark — load generator: {generator.label}; "
+        f"{args.connections} connections, {args.workers} server workers, "
+        f"{args.duration:g} s per phase after {args.warmup:g} s warm-up, 127.0.0.1"
+    )
+    console.print()
+    console.print(build_table(title, backends, validation))
+    console.print(
+        "Rates are completed requests/s; p50/p99/max are client-side latencies. Server CPU/req "
+        "is the CPU time of the server's processes (excluding PostgreSQL) per request. "
+        "Loadgen CPU is the generator's CPU time as a share of one core. Server and generator "
+        "share this machine's cores. Targets bind on SQLite; PostgreSQL is shown against the "
+        "same bars for information."
+    )
+    if profile_report:
+        console.print(profile_report)
+    missed = misses(backends, validation)
+    failed = any(b.note and b.note.startswith("failed") for b in backends)
+    if failed:
+        return 1
+    return 2 if args.check and missed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run the benchmark, print the report; cleans up even on Ctrl-C."""
+    args = _parse(argv)
+    console = Console()
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _run(args, console)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: the servers, temporary files and schemas were removed")
+        return 130
