@@ -127,9 +127,9 @@ class _Builder:
         code: str = type_ref["code"]
         if code.startswith(_FHIRPATH_TYPE):
             # Element.id, Resource.id, Extension.url: the FHIR type is in an extension.
+            extensions = type_ref.get("extension", [])
             fhir_type = next(
-                (x["valueUrl"] for x in type_ref.get("extension", []) if x["url"] == _FHIR_TYPE_EXT),
-                None,
+                (x["valueUrl"] for x in extensions if x["url"] == _FHIR_TYPE_EXT), None
             )
             if fhir_type is None:
                 return _SYSTEM_KINDS.get(code.removeprefix(_FHIRPATH_TYPE), "string"), None
@@ -174,8 +174,10 @@ class _Builder:
                     code = type_ref["code"]
                     key = stem + code[0].upper() + code[1:]
                     self._add_typed(table, key, type_ref, repeats, element)
-            elif len(types) == 1 and types[0]["code"] in _BACKBONE_CODES and any(
-                p.startswith(path + ".") for p in paths
+            elif (
+                len(types) == 1
+                and types[0]["code"] in _BACKBONE_CODES
+                and any(p.startswith(path + ".") for p in paths)
             ):
                 self._add(table, last, f"backbone:{name}#{path[len(name) + 1 :]}", repeats)
             elif len(types) == 1:
@@ -244,8 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     output.write_bytes(orjson.dumps(document, option=options) + b"\n")
     types = document["types"]
     keys = sum(len(e["single"]) + len(e["array"]) for e in types.values())
-    print(f"wrote {output}: {len(document['resourceTypes'])} resource types, "
-          f"{len(types)} entries, {keys} keys")
+    print(
+        f"wrote {output}: {len(document['resourceTypes'])} resource types, "
+        f"{len(types)} entries, {keys} keys"
+    )
     return 0
 
 

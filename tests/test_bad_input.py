@@ -248,3 +248,42 @@ def test_errors_are_never_500_for_odd_requests(client: httpx.Client) -> None:
         assert 400 <= response.status_code < 500, (response.request.url, response.text)
         assert response.json()["resourceType"] == "OperationOutcome"
     _nothing_stored(client)
+
+
+@pytest.mark.parametrize(
+    ("resource", "expression"),
+    [
+        pytest.param(
+            {"resourceType": "Patient", "active": "yes"}, "Patient.active", id="bool-as-string"
+        ),
+        pytest.param(
+            {"resourceType": "Patient", "multipleBirthInteger": "2"},
+            "Patient.multipleBirthInteger",
+            id="int-as-string",
+        ),
+        pytest.param(
+            {**minimal("Observation"), "valueQuantity": {"value": "1.5"}},
+            "Observation.valueQuantity.value",
+            id="decimal-as-string",
+        ),
+        pytest.param(
+            {"resourceType": "Patient", "gender": ["male"]}, "Patient.gender", id="array-for-single"
+        ),
+        pytest.param(
+            {"resourceType": "Patient", "name": {"family": "X"}},
+            "Patient.name",
+            id="single-for-array",
+        ),
+        pytest.param({"resourceType": "Patient", "active": None}, "Patient.active", id="null"),
+        pytest.param({"resourceType": "Patient", "name": []}, "Patient.name", id="empty-array"),
+        pytest.param(
+            {"resourceType": "Patient", "birthDate": 1988}, "Patient.birthDate", id="date-as-number"
+        ),
+    ],
+)
+def test_fhir_json_representation_is_enforced(
+    client: httpx.Client, resource: dict, expression: str
+) -> None:
+    outcome = _assert_outcome(client.post(f"/{resource['resourceType']}", json=resource), 400)
+    assert outcome["issue"][0]["expression"] == [expression], outcome
+    _nothing_stored(client)

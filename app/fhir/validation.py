@@ -11,7 +11,8 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from app.fhir.bindings import check_required_bindings
-from app.fhir.errors import InvalidRequest, Issue, StructureError
+from app.fhir.errors import InvalidRequest, Issue, NotFound, StructureError
+from app.fhir.json_types import check_json_types
 from app.fhir.registry import is_resource_type, is_valid_id
 
 _ISSUE_CODES = {
@@ -81,6 +82,15 @@ def check_resource(body: Any, *, resource_type: str, resource_id: str | None) ->
             meta.pop(key, None)
         if not meta:
             del body["meta"]
+    # fhir.resources coerces ("yes" -> True, "2" -> 2) but the stored JSON is the client's,
+    # so JSON representations are checked first (spec json.html).
+    type_violations = check_json_types(resource_type, body)
+    if type_violations:
+        issues = [
+            Issue("structure", f"{v.expression}: {v.message}", "error", (v.expression,))
+            for v in type_violations[:_MAX_ISSUES]
+        ]
+        raise StructureError(issues[0].diagnostics, issues=issues)
     model = get_fhir_model_class(resource_type)
     try:
         model.model_validate(body)
@@ -106,8 +116,6 @@ def check_resource(body: Any, *, resource_type: str, resource_id: str | None) ->
 
 def check_type_and_id(resource_type: str, resource_id: str | None = None) -> None:
     """Refuse an unknown resource type (404) or a malformed id (400) named in a URL."""
-    from app.fhir.errors import NotFound
-
     if not is_resource_type(resource_type):
         raise NotFound(f"Unknown resource type {resource_type!r}")
     if resource_id is not None and not is_valid_id(resource_id):
