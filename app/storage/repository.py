@@ -12,7 +12,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -59,6 +71,36 @@ class HistoryCursor:
 _CURRENT_COLS = (R.resource_type, R.id, R.version_id, R.last_updated, R.deleted, R.body)
 
 
+# Statements are built once: building and cache-keying a statement per call cost more
+# than executing it on SQLite.
+_SELECT_CURRENT = select(*_CURRENT_COLS).where(
+    R.resource_type == bindparam("q_type"), R.id == bindparam("q_id")
+)
+_SELECT_VERSION = select(
+    V.resource_type, V.id, V.version_id, V.last_updated, V.body, V.method
+).where(
+    V.resource_type == bindparam("q_type"),
+    V.id == bindparam("q_id"),
+    V.version_id == bindparam("q_version"),
+)
+_INSERT_RESOURCE = insert(resource_table)
+_INSERT_VERSION = insert(version_table)
+_INSERT_TOKEN = insert(token_table)
+_UPDATE_RESOURCE = (
+    update(resource_table)
+    .where(R.resource_type == bindparam("q_type"), R.id == bindparam("q_id"))
+    .values(
+        version_id=bindparam("n_version"),
+        last_updated=bindparam("n_updated"),
+        deleted=bindparam("n_deleted"),
+        body=bindparam("n_body"),
+    )
+)
+_DELETE_TOKENS = delete(token_table).where(
+    T.resource_type == bindparam("q_type"), T.resource_id == bindparam("q_id")
+)
+
+
 def _lock_key(name: str) -> int:
     # pg_advisory_xact_lock takes a signed 64-bit key.
     return int.from_bytes(
@@ -86,7 +128,7 @@ class Repository:
     def current(self, resource_type: str, resource_id: str) -> StoredVersion | None:
         """The current row of a resource (deleted ones included), or None."""
         row = self._conn.execute(
-            select(*_CURRENT_COLS).where(R.resource_type == resource_type, R.id == resource_id)
+            _SELECT_CURRENT, {"q_type": resource_type, "q_id": resource_id}
         ).first()
         if row is None:
             return None
@@ -97,9 +139,7 @@ class Repository:
     ) -> StoredVersion | None:
         """One historical version, or None."""
         row = self._conn.execute(
-            select(V.resource_type, V.id, V.version_id, V.last_updated, V.body, V.method).where(
-                V.resource_type == resource_type, V.id == resource_id, V.version_id == version_id
-            )
+            _SELECT_VERSION, {"q_type": resource_type, "q_id": resource_id, "q_version": version_id}
         ).first()
         return None if row is None else _version_from_row(row)
 
@@ -183,42 +223,45 @@ class Repository:
         tokens: Sequence[TokenRow],
     ) -> None:
         """Write a new current version, its history row and its index rows together."""
-        values = {
-            "version_id": version.version_id,
-            "last_updated": version.last_updated,
-            "deleted": version.deleted,
-            "body": version.body,
-        }
+        key = {"q_type": version.resource_type, "q_id": version.id}
         if exists:
             self._conn.execute(
-                update(resource_table)
-                .where(R.resource_type == version.resource_type, R.id == version.id)
-                .values(**values)
+                _UPDATE_RESOURCE,
+                {
+                    **key,
+                    "n_version": version.version_id,
+                    "n_updated": version.last_updated,
+                    "n_deleted": version.deleted,
+                    "n_body": version.body,
+                },
             )
-            self._conn.execute(
-                delete(token_table).where(
-                    T.resource_type == version.resource_type, T.resource_id == version.id
-                )
-            )
+            self._conn.execute(_DELETE_TOKENS, key)
         else:
             self._conn.execute(
-                insert(resource_table).values(
-                    resource_type=version.resource_type, id=version.id, **values
-                )
+                _INSERT_RESOURCE,
+                {
+                    "resource_type": version.resource_type,
+                    "id": version.id,
+                    "version_id": version.version_id,
+                    "last_updated": version.last_updated,
+                    "deleted": version.deleted,
+                    "body": version.body,
+                },
             )
         self._conn.execute(
-            insert(version_table).values(
-                resource_type=version.resource_type,
-                id=version.id,
-                version_id=version.version_id,
-                last_updated=version.last_updated,
-                method=version.method,
-                body=version.body,
-            )
+            _INSERT_VERSION,
+            {
+                "resource_type": version.resource_type,
+                "id": version.id,
+                "version_id": version.version_id,
+                "last_updated": version.last_updated,
+                "method": version.method,
+                "body": version.body,
+            },
         )
         if tokens:
             self._conn.execute(
-                insert(token_table),
+                _INSERT_TOKEN,
                 [
                     {
                         "resource_type": version.resource_type,
