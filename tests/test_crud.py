@@ -255,3 +255,22 @@ def test_patch_needs_json_patch_media_type(client: httpx.Client) -> None:
     created = _create(client, care_plan()).json()
     response = client.patch(f"/CarePlan/{created['id']}", json=[])
     assert response.status_code == 415
+
+
+def test_conditional_read(client: httpx.Client) -> None:
+    created = _create(client, care_plan())
+    rid = created.json()["id"]
+    same = client.get(f"/CarePlan/{rid}", headers={"If-None-Match": 'W/"1"'})
+    assert same.status_code == 304
+    assert same.content == b""
+    assert same.headers["etag"] == 'W/"1"'
+    client.put(f"/CarePlan/{rid}", json={**created.json(), "status": "on-hold"})
+    changed = client.get(f"/CarePlan/{rid}", headers={"If-None-Match": 'W/"1"'})
+    assert changed.status_code == 200
+    assert changed.json()["status"] == "on-hold"
+    modified = changed.headers["last-modified"]
+    assert (
+        client.get(f"/CarePlan/{rid}", headers={"If-Modified-Since": modified}).status_code == 304
+    )
+    early = "Mon, 01 Jan 2001 00:00:00 GMT"
+    assert client.get(f"/CarePlan/{rid}", headers={"If-Modified-Since": early}).status_code == 200

@@ -11,6 +11,7 @@ from app.api.render import (
     fhir_response,
     if_match,
     json_response,
+    not_modified,
     query_pairs,
     version_headers,
     write_response,
@@ -115,11 +116,14 @@ def type_history(request: Request, resource_type: str, services: ServicesDep) ->
 
 
 @router.get("/{resource_type}/{resource_id}")
-def read(resource_type: str, resource_id: str, services: ServicesDep) -> Response:
-    """read (spec http.html#read)."""
+def read(request: Request, resource_type: str, resource_id: str, services: ServicesDep) -> Response:
+    """read and conditional read (spec http.html#read, #cread)."""
     version = services.resources.read(resource_type=resource_type, resource_id=resource_id)
     assert version.body is not None
-    return fhir_response(version.body, headers=version_headers(version, services.settings.base_url))
+    headers = version_headers(version, services.settings.base_url)
+    if not_modified(request, version):
+        return Response(status_code=304, headers=headers)
+    return fhir_response(version.body, headers=headers)
 
 
 @router.put("/{resource_type}/{resource_id}")

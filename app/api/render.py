@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from email.utils import format_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
 import orjson
@@ -84,3 +84,25 @@ def query_pairs(
 ) -> list[tuple[str, str]]:
     """The query string as ordered pairs, without the format parameters."""
     return [(k, v) for k, v in request.query_params.multi_items() if k not in drop]
+
+
+def not_modified(request: Request, version: StoredVersion) -> bool:
+    """Conditional read (spec http.html#cread): If-None-Match, else If-Modified-Since."""
+    none_match = request.headers.get("if-none-match")
+    if none_match is not None:
+        for tag in none_match.split(","):
+            try:
+                if tag.strip() == "*" or parse_etag(tag) == version.version_id:
+                    return True
+            except ValueError:
+                continue
+        return False
+    since = request.headers.get("if-modified-since")
+    if since is not None:
+        try:
+            moment = parsedate_to_datetime(since)
+        except (TypeError, ValueError):
+            return False
+        # HTTP dates have whole seconds; compare at that precision.
+        return version.last_updated.replace(microsecond=0) <= moment
+    return False

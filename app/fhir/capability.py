@@ -52,7 +52,7 @@ def capability_statement(*, base_url: str, started: datetime) -> dict[str, Any]:
                 "readHistory": True,
                 "updateCreate": True,
                 "conditionalCreate": True,
-                "conditionalRead": "not-supported",
+                "conditionalRead": "full-support",
                 "conditionalUpdate": True,
                 "conditionalDelete": "single",
                 "searchParam": params,
