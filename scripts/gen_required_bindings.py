@@ -2,9 +2,13 @@
 
 fhir.resources validates structure and primitive formats but does not enforce
 *required* terminology bindings, so a CarePlan with ``"status": "bogus"``
-passes. This script precomputes, for every base resource type, the code
-elements with a required binding and the full set of codes they may hold, so
-that ``app.fhir.bindings`` can check bodies without any terminology server.
+passes. This script precomputes, for every base resource type and every complex
+datatype, the code elements with a required binding and the full set of codes
+they may hold, plus which elements hold which datatype, so that
+``app.fhir.bindings`` can check bodies without any terminology server,
+including codes inside datatypes (``Patient.identifier.use``,
+``Observation.valueQuantity.comparator``, ``Timing.repeat.periodUnit`` in a
+``Dosage``, ``Extension.valueIdentifier.use``, ...).
 
 Input: the ``hl7.fhir.r4b.core@4.3.0`` npm package (CC0), unpacked::
 
@@ -22,22 +26,45 @@ Output shape (all keys and code lists sorted, so the file is deterministic)::
 
     {
       "source": "hl7.fhir.r4b.core@4.3.0",
+      "resourceTypes": ["Account", ...],
+      "datatypes": {"Identifier": "Identifier", "SimpleQuantity": "Quantity", ...},
       "bindings": {"CarePlan": {"status": {"valueSet": "...", "codes": [...]}}},
+      "datatypeBindings": {"Identifier": {"use": {"valueSet": "...", "codes": [...]}}},
+      "elementTypes": {"Patient": {"identifier": "Identifier", "contact.name": "HumanName"},
+                       "Dosage": {"timing": "Timing", "doseAndRate.doseRange": "Range"}},
       "contentReferences": {"Questionnaire": {"item.item": "item"}},
       "resourceElements": {"Bundle": ["entry.resource", ...], "CarePlan": ["contained"]},
       "skipped": {"Composition": {"confidentiality": {"valueSet": "...", "reason": "..."}}}
     }
 
-Paths are element paths without the leading resource type. An element listed
-under ``contentReferences`` has no children of its own in the snapshot: its
-content is that of the referenced element (e.g. ``Questionnaire.item.item``
-repeats ``Questionnaire.item`` recursively). ``resourceElements`` lists the
-elements of type ``Resource`` (``contained``, ``Bundle.entry.resource``,
-``Parameters.parameter.resource``, ...) whose value is checked as a resource of
-its own ``resourceType``. Elements whose value set cannot be fully enumerated
-from the package (external code systems such as ``urn:ietf:bcp:13`` mime
-types, value sets not shipped in the package, filters we cannot evaluate) are
-listed under ``skipped`` with the reason and are not checked.
+Paths are relative to their type (no leading ``Patient.``) and use JSON keys,
+so choice elements are expanded (``value[x]`` -> ``valueQuantity``).
+``bindings`` holds the elements declared by resources, ``datatypeBindings``
+those declared by datatypes. ``elementTypes`` maps, for resources and
+datatypes alike, each element whose value is a complex datatype to that
+datatype; only datatypes that can lead to a checked code are kept (in practice
+nearly all, since every datatype may carry extensions and ``Extension.value[x]``
+may be e.g. an ``Identifier``). ``datatypes`` lists those kept, each with the
+type it is or constrains: elements typed with a profile (``Quantity`` profiled
+as ``SimpleQuantity``) point at the profile, whose own snapshot is used
+(``SimpleQuantity.comparator`` is prohibited there, hence not checked).
+``Element`` is always listed: it is what the ``_x`` sibling of a primitive
+(``_birthDate``) holds. An element listed under ``contentReferences`` has no
+children of its own in the snapshot: its content is that of the referenced
+element (e.g. ``Questionnaire.item.item`` repeats ``Questionnaire.item``
+recursively). ``resourceElements`` lists the elements of type ``Resource``
+(``contained``, ``Bundle.entry.resource``, ``Parameters.parameter.resource``,
+...) whose value is checked as a resource of its own ``resourceType``.
+
+Besides required bindings, a ``maxValueSet`` binding extension (the codes of a
+preferred/extensible binding SHALL still come from it) is treated as required.
+Elements whose value set cannot be fully enumerated from the package (external
+code systems such as ``urn:ietf:bcp:13`` mime types, ``urn:ietf:bcp:47``
+languages and ``urn:iso:std:iso:4217`` currencies, value sets not shipped in
+the package, filters we cannot evaluate) are listed under ``skipped``, by
+resource or datatype, with the reason and are not checked; so are code elements
+a profile prohibits (max 0). Only primitive ``code`` elements are covered:
+required bindings on ``CodeableConcept`` elements are out of scope.
 """
 
 from __future__ import annotations
@@ -53,6 +80,8 @@ from typing import Any
 import orjson
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "schemas" / "fhir" / "required_bindings.json"
+FHIR_SD = "http://hl7.org/fhir/StructureDefinition/"
+MAX_VALUE_SET = FHIR_SD + "elementdefinition-maxValueSet"
 
 JsonObj = dict[str, Any]
 
@@ -192,10 +221,24 @@ class Terminology:
         return subtree if op == "is-a" else everything - subtree
 
 
-def load_package(package_dir: Path) -> tuple[str, list[JsonObj], Terminology]:
-    """Read package.json, the resource StructureDefinitions and the terminology."""
+@dataclass
+class Package:
+    """The parts of the package the generator reads."""
+
+    source: str
+    # Base resource StructureDefinitions (derivation "specialization").
+    resources: list[JsonObj]
+    # Complex datatype StructureDefinitions by canonical URL, profiles such as
+    # SimpleQuantity included (extension definitions are not).
+    datatypes: dict[str, JsonObj]
+    # Names of the primitive types (code, string, xhtml, ...).
+    primitives: frozenset[str]
+    terminology: Terminology
+
+
+def load_package(package_dir: Path) -> Package:
+    """Read package.json, the StructureDefinitions and the terminology."""
     meta = json.loads((package_dir / "package.json").read_text(encoding="utf-8"))
-    source = f"{meta['name']}@{meta['version']}"
     terminology = Terminology()
     for path in sorted(package_dir.glob("CodeSystem-*.json")):
         code_system = json.loads(path.read_text(encoding="utf-8"))
@@ -203,78 +246,222 @@ def load_package(package_dir: Path) -> tuple[str, list[JsonObj], Terminology]:
     for path in sorted(package_dir.glob("ValueSet-*.json")):
         value_set = json.loads(path.read_text(encoding="utf-8"))
         terminology.value_sets[value_set["url"]] = value_set
-    structures: list[JsonObj] = []
+    resources: list[JsonObj] = []
+    datatypes: dict[str, JsonObj] = {}
+    primitives: set[str] = set()
     for path in sorted(package_dir.glob("StructureDefinition-*.json")):
         sd = json.loads(path.read_text(encoding="utf-8"))
-        if sd.get("kind") == "resource" and sd.get("derivation") == "specialization":
-            structures.append(sd)
-    return source, structures, terminology
+        kind = sd.get("kind")
+        if kind == "resource" and sd.get("derivation") == "specialization":
+            resources.append(sd)
+        elif kind == "primitive-type":
+            primitives.add(sd["type"])
+        elif kind == "complex-type" and not (
+            sd.get("type") == "Extension" and sd.get("derivation") == "constraint"
+        ):
+            datatypes[sd["url"]] = sd
+    return Package(
+        source=f"{meta['name']}@{meta['version']}",
+        resources=sorted(resources, key=lambda s: str(s["type"])),
+        datatypes=datatypes,
+        primitives=frozenset(primitives),
+        terminology=terminology,
+    )
 
 
 def _relative(path: str) -> str:
-    """Strip the leading resource type from an element path."""
+    """Strip the leading type name from an element path."""
     return path.split(".", 1)[1] if "." in path else ""
 
 
-def build(package_dir: Path) -> JsonObj:
-    """Build the output document from an unpacked package directory."""
-    source, structures, terminology = load_package(package_dir)
-    bindings: dict[str, dict[str, JsonObj]] = {}
-    content_refs: dict[str, dict[str, str]] = {}
-    resource_elements: dict[str, list[str]] = {}
-    skipped: dict[str, dict[str, JsonObj]] = {}
+def _json_key(name: str, type_code: str) -> str:
+    """JSON key of element ``name`` holding ``type_code`` (choices: value[x] -> valueQuantity)."""
+    if name.endswith("[x]"):
+        return name[:-3] + type_code[:1].upper() + type_code[1:]
+    return name
 
-    for sd in sorted(structures, key=lambda s: str(s["type"])):
-        rtype: str = sd["type"]
+
+def _key_path(rel: str, type_code: str) -> str:
+    """``rel`` with its last segment turned into the JSON key for ``type_code``."""
+    parent, _, name = rel.rpartition(".")
+    key = _json_key(name, type_code)
+    return f"{parent}.{key}" if parent else key
+
+
+def _constraining_value_set(binding: JsonObj) -> tuple[str | None, str] | None:
+    """The value set a code SHALL come from, and why: (url, "required"/"maxValueSet")."""
+    if binding.get("strength") == "required":
+        url = binding.get("valueSet")
+        return (_strip_version(url) if url else None), "required"
+    for ext in binding.get("extension", []):
+        if ext.get("url") == MAX_VALUE_SET:
+            url = ext.get("valueCanonical") or ext.get("valueUri")
+            return (_strip_version(url) if url else None), "maxValueSet"
+    return None
+
+
+@dataclass
+class TypeTables:
+    """What one resource or datatype contributes to the output (paths relative to it)."""
+
+    bindings: dict[str, JsonObj] = field(default_factory=dict)
+    content_refs: dict[str, str] = field(default_factory=dict)
+    resource_elements: list[str] = field(default_factory=list)
+    element_types: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, JsonObj] = field(default_factory=dict)
+
+
+class Builder:
+    """Walk resource and datatype snapshots into per-type tables."""
+
+    def __init__(self, package: Package) -> None:
+        self.package = package
+        self.names: dict[str, str] = {}  # datatype URL -> output name
+        self.pending: list[str] = []  # datatype URLs referenced but not processed yet
+        self.bases: dict[str, str] = {}  # output name -> type it is or constrains
+
+    def datatype(self, type_entry: JsonObj, path: str) -> str | None:
+        """Name of the datatype an element type refers to, or None if it is not one."""
+        code: str = type_entry.get("code", "")
+        if not code or code in self.package.primitives or "/" in code:
+            return None  # primitives and FHIRPath system types (element ids, ...)
+        if code in ("Resource", "BackboneElement", "Element"):
+            return None  # nested resources and inline elements are handled by the caller
+        url = FHIR_SD + code
+        profiles: list[str] = type_entry.get("profile", [])
+        if len(profiles) == 1:
+            # A constrained type such as SimpleQuantity: use the profile's own snapshot.
+            profile = self.package.datatypes.get(_strip_version(profiles[0]))
+            if profile is not None and profile.get("type") == code:
+                url = profile["url"]
+        sd = self.package.datatypes.get(url)
+        if sd is None:
+            raise SystemExit(f"{path}: type {code} has no complex-type StructureDefinition")
+        return self.add(sd)
+
+    def add(self, sd: JsonObj) -> str:
+        """Queue a datatype StructureDefinition; return its output name."""
+        url: str = sd["url"]
+        if url not in self.names:
+            name = self.names[url] = str(sd["id"])
+            self.bases[name] = str(sd["type"])
+            self.pending.append(url)
+        return self.names[url]
+
+    def tables(self, sd: JsonObj) -> TypeTables:
+        """Tables of one StructureDefinition snapshot."""
+        out = TypeTables()
         elements: list[JsonObj] = sd["snapshot"]["element"]
+        root: str = elements[0]["path"]
         paths = {e["path"] for e in elements}
-        for element in elements:
+        with_children = {p.rsplit(".", 1)[0] for p in paths if "." in p}
+        prohibited: list[str] = []
+        for element in elements[1:]:
             path: str = element["path"]
             rel = _relative(path)
+            if any(path.startswith(p + ".") for p in prohibited):
+                continue
+            types: list[JsonObj] = element.get("type", [])
+            type_codes = [t.get("code") for t in types]
+            binding = element.get("binding")
+            if element.get("max") == "0":
+                # Not allowed at all in this profile (SimpleQuantity.comparator): the
+                # cardinality is structural validation's business, not a binding's.
+                prohibited.append(path)
+                if type_codes == ["code"] and binding and _constraining_value_set(binding):
+                    out.skipped[rel] = {"reason": "element is prohibited (max 0) in this profile"}
+                continue
             ref = element.get("contentReference")
             if ref is not None:
                 # R4B uses local references ("#Questionnaire.item"); anything
                 # else, or a dangling target, cannot be followed safely.
                 target = ref[1:] if ref.startswith("#") else None
-                if target is not None and target in paths and target.startswith(rtype + "."):
-                    content_refs.setdefault(rtype, {})[rel] = _relative(target)
+                if target is not None and target in paths and target.startswith(root + "."):
+                    out.content_refs[rel] = _relative(target)
                 else:
-                    skipped.setdefault(rtype, {})[rel] = {
+                    out.skipped[rel] = {
                         "contentReference": ref,
                         "reason": "unresolvable contentReference; subtree not checked",
                     }
                 continue
-            type_codes = [t.get("code") for t in element.get("type", [])]
             if type_codes == ["Resource"]:
-                resource_elements.setdefault(rtype, []).append(rel)
+                out.resource_elements.append(rel)
                 continue
-            binding = element.get("binding")
-            if type_codes != ["code"] or not binding or binding.get("strength") != "required":
-                continue
-            vs_url = binding.get("valueSet")
-            if not vs_url:
-                skipped.setdefault(rtype, {})[rel] = {"reason": "required binding without valueSet"}
-                continue
-            vs_url = _strip_version(vs_url)
-            try:
-                codes = terminology.expand(vs_url)
-            except NotEnumerableError as exc:
-                skipped.setdefault(rtype, {})[rel] = {"valueSet": vs_url, "reason": str(exc)}
-                continue
-            if not codes:
-                skipped.setdefault(rtype, {})[rel] = {
-                    "valueSet": vs_url,
-                    "reason": "empty expansion",
-                }
-                continue
-            bindings.setdefault(rtype, {})[rel] = {"valueSet": vs_url, "codes": sorted(codes)}
+            if path in with_children:
+                continue  # inline BackboneElement/Element: its children follow
+            for type_entry in types:
+                name = self.datatype(type_entry, path)
+                if name is not None:
+                    out.element_types[_key_path(rel, type_entry["code"])] = name
+            if type_codes == ["code"] and binding:
+                self.code_binding(out, _key_path(rel, "code"), binding)
+        return out
 
+    def code_binding(self, out: TypeTables, key_path: str, binding: JsonObj) -> None:
+        """Record a constrained code element in ``bindings`` or ``skipped``."""
+        constraint = _constraining_value_set(binding)
+        if constraint is None:
+            return
+        vs_url, why = constraint
+        strength = binding.get("strength")
+        note = "" if why == "required" else f" (maxValueSet of the {strength} binding)"
+        if not vs_url:
+            out.skipped[key_path] = {"reason": f"{why} binding without valueSet"}
+            return
+        try:
+            codes = self.package.terminology.expand(vs_url)
+        except NotEnumerableError as exc:
+            out.skipped[key_path] = {"valueSet": vs_url, "reason": f"{exc}{note}"}
+            return
+        if not codes:
+            out.skipped[key_path] = {"valueSet": vs_url, "reason": f"empty expansion{note}"}
+            return
+        out.bindings[key_path] = {"valueSet": vs_url, "codes": sorted(codes)}
+
+
+def _live_datatypes(datatypes: dict[str, TypeTables]) -> set[str]:
+    """Datatypes that hold a checked code, directly or through other datatypes."""
+    live = {name for name, t in datatypes.items() if t.bindings}
+    changed = True
+    while changed:
+        changed = False
+        for name, t in datatypes.items():
+            if name not in live and not live.isdisjoint(t.element_types.values()):
+                live.add(name)
+                changed = True
+    return live
+
+
+def build(package_dir: Path) -> JsonObj:
+    """Build the output document from an unpacked package directory."""
+    package = load_package(package_dir)
+    builder = Builder(package)
+    resources = {str(sd["type"]): builder.tables(sd) for sd in package.resources}
+    # Primitive values' "_x" siblings are Elements (extensions only): always needed.
+    builder.add(package.datatypes[FHIR_SD + "Element"])
+    datatypes: dict[str, TypeTables] = {}
+    while builder.pending:
+        url = builder.pending.pop()
+        datatypes[builder.names[url]] = builder.tables(package.datatypes[url])
+    live = _live_datatypes(datatypes)
+    everything = {**resources, **{n: datatypes[n] for n in sorted(live)}}
+    element_types = {
+        name: {key: dt for key, dt in t.element_types.items() if dt in live}
+        for name, t in everything.items()
+    }
     return {
-        "source": source,
-        "bindings": bindings,
-        "contentReferences": content_refs,
-        "resourceElements": {k: sorted(v) for k, v in resource_elements.items()},
-        "skipped": skipped,
+        "source": package.source,
+        "resourceTypes": sorted(resources),
+        "datatypes": {n: builder.bases[n] for n in sorted(live)},
+        "bindings": {n: t.bindings for n, t in resources.items() if t.bindings},
+        "datatypeBindings": {n: datatypes[n].bindings for n in live if datatypes[n].bindings},
+        "elementTypes": {n: e for n, e in element_types.items() if e},
+        "contentReferences": {n: t.content_refs for n, t in everything.items() if t.content_refs},
+        "resourceElements": {
+            n: sorted(t.resource_elements) for n, t in everything.items() if t.resource_elements
+        },
+        # Unchecked elements of every datatype met, even those pruned as irrelevant.
+        "skipped": {n: t.skipped for n, t in {**resources, **datatypes}.items() if t.skipped},
     }
 
 
@@ -296,9 +483,12 @@ def main(argv: list[str] | None = None) -> int:
     output.write_bytes(orjson.dumps(document, option=options) + b"\n")
     n_types = len(document["bindings"])
     n_elements = sum(len(v) for v in document["bindings"].values())
+    n_dt_types = len(document["datatypeBindings"])
+    n_dt_elements = sum(len(v) for v in document["datatypeBindings"].values())
     n_skipped = sum(len(v) for v in document["skipped"].values())
     print(
-        f"{output}: {n_elements} elements in {n_types} resource types, {n_skipped} skipped",
+        f"{output}: {n_elements} elements in {n_types} resource types, "
+        f"{n_dt_elements} elements in {n_dt_types} datatypes, {n_skipped} skipped",
         file=sys.stderr,
     )
     return 0
