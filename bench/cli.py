@@ -4,22 +4,33 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import signal
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
 from rich.console import Console
 
 from bench import client, profile
-from bench.loadgen import Generator, Phase, choose_generator, run_phase, scratch_dir
+from bench.loadgen import Generator, LoadResult, Phase, choose_generator, run_phase, scratch_dir
 from bench.payload import body_template, care_plan_bytes
 from bench.report import BackendFigures, PhaseFigures, build_table, misses
-from bench.server import PG_ROOT_URL, Server, pg_problem, pg_schema
+from bench.server import (
+    PG_ROOT_URL,
+    Server,
+    host_busy_share,
+    host_cpu_times,
+    pg_problem,
+    pg_schema,
+)
 from bench.validation import measure_validation
 
 BACKENDS = ("sqlite", "postgresql")
+PHASES = ("create", "read", "update")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -50,8 +61,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--profile",
-        action="store_true",
-        help="py-spy one worker during the timed create phase and print its top frames",
+        nargs="?",
+        const="create",
+        default="",
+        metavar="PHASES",
+        help="py-spy one worker during these timed phases (default: create) and print where "
+        "its threads were; needs py-spy (`.venv/bin/pip install py-spy`)",
     )
     parser.add_argument(
         "--check", action="store_true", help="exit 2 when a SQLite target is missed"
@@ -64,10 +79,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     if args.duration < 1 or args.connections < 1 or args.workers < 1 or args.ids < 1:
         parser.error("--duration, --connections, --workers and --ids must be at least 1")
     args.backends = names
+    args.profile = {p.strip() for p in args.profile.split(",") if p.strip()}
+    if args.profile - set(PHASES):
+        parser.error(f"--profile: phases are {', '.join(PHASES)}")
     return args
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -91,37 +109,40 @@ class Runner:
         self.generator = generator
         self.console = console
         self.workdir = workdir
-        self.profile_report: str | None = None
+        self.profiles: list[str] = []
 
-    def phase(self, server: Server, phase: Phase, *, profile_worker: bool = False) -> PhaseFigures:
-        """Warm up, then measure one phase; server CPU is taken over the measured part only."""
+    def _load(self, server: Server, phase: Phase, duration_s: float) -> LoadResult:
+        return run_phase(
+            self.generator,
+            phase,
+            root_url=server.root_url,
+            duration_s=duration_s,
+            connections=self.args.connections,
+            threads=self.args.threads,
+            workdir=self.workdir,
+        )
+
+    def phase(self, server: Server, phase: Phase, backend: str) -> PhaseFigures:
+        """Warm up, then measure one phase; CPU figures cover the measured part only."""
         args = self.args
-        common = {
-            "root_url": server.root_url,
-            "connections": args.connections,
-            "threads": args.threads,
-            "workdir": self.workdir,
-        }
         if args.warmup > 0:
-            run_phase(
-                self.generator,
-                Phase(**{**phase.__dict__, "tag": "w"}),
-                duration_s=max(1.0, args.warmup),
-                **common,  # type: ignore[arg-type]
-            )
+            self._load(server, replace(phase, tag="w"), max(1.0, args.warmup))
         sampler = None
-        if profile_worker:
+        if phase.name in args.profile:
             sampler = profile.start(server.worker_pids(), args.duration, self.workdir)
         cpu_before = server.cpu_seconds()
-        result = run_phase(self.generator, phase, duration_s=args.duration, **common)  # type: ignore[arg-type]
+        host_before = host_cpu_times()
+        result = self._load(server, phase, args.duration)
         cpu = server.cpu_seconds() - cpu_before
+        host = host_busy_share(host_before, host_cpu_times())
         if sampler is not None:
-            self.profile_report = profile.finish(sampler)
+            label = f"the timed {backend} {phase.name} phase"
+            self.profiles.append(profile.finish(sampler, label))
         self.console.print(
             f"  {phase.name:<6} {result.rate:9,.0f} req/s  p50 {result.p50_us / 1000:6.1f} ms  "
             f"p99 {result.p99_us / 1000:6.1f} ms  errors {result.errors}"
         )
-        return PhaseFigures(result, cpu)
+        return PhaseFigures(result, cpu, host)
 
     def backend(self, name: str, database_url: str) -> BackendFigures:
         """Start a server on database_url and run create, read and update."""
@@ -134,17 +155,17 @@ class Runner:
             client.sanity_check(server.root_url)
             parts, slots = body_template(with_id=False)
             create = Phase("create", "POST", "/fhir/CarePlan", parts=parts, slots=slots)
-            figures.phases["create"] = self.phase(server, create, profile_worker=args.profile)
+            figures.phases["create"] = self.phase(server, create, name)
             self.console.print(f"  seeding {args.ids:,} CarePlans for read and update")
             ids = client.seed(server.root_url, args.ids, args.connections)
             read = Phase("read", "GET", "/fhir/CarePlan", ids=ids, offset=len(ids) // 2)
-            figures.phases["read"] = self.phase(server, read)
+            figures.phases["read"] = self.phase(server, read, name)
             parts, slots = body_template(with_id=True)
             update = Phase(
                 "update", "PUT", "/fhir/CarePlan", ids=ids, parts=parts, slots=slots,
                 offset=len(ids) // 2,
             )  # fmt: skip
-            figures.phases["update"] = self.phase(server, update)
+            figures.phases["update"] = self.phase(server, update, name)
         except Exception as exc:  # report the failure in the table, go on with other backends
             figures.note = f"failed: {type(exc).__name__}: {str(exc)[:300]}"
             self.console.print(f"[red]{name} failed:[/] {exc}")
@@ -156,11 +177,19 @@ class Runner:
 def _run(args: argparse.Namespace, console: Console) -> int:
     generator = choose_generator(args.generator, console, install=not args.no_install)
     console.print(f"Load generator: [bold]{generator.label}[/]")
+    before = host_cpu_times()
+    time.sleep(1.0)
+    background = host_busy_share(before, host_cpu_times())
+    style = "[yellow]" if background > 0.1 else ""
+    console.print(
+        f"{style}Host CPU busy before starting (1 s sample): {background:.0%}"
+        + (" — other processes are using this machine; figures will be noisy" if style else "")
+    )
     size = len(care_plan_bytes("CP-1001"))
     console.print(f"Validating the CarePlan ({size:,} bytes as compact JSON) in a loop ...")
     validation = measure_validation(args.validation_seconds)
     backends: list[BackendFigures] = []
-    profile_report: str | None = None
+    profiles: list[str] = []
     for name in args.backends:
         if name == "postgresql":
             problem = pg_problem()
@@ -174,7 +203,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             runner = Runner(args, generator, console, workdir)
             with _database(name, workdir) as url:
                 backends.append(runner.backend(name, url))
-            profile_report = profile_report or runner.profile_report
+            profiles += runner.profiles
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     title = (
@@ -186,13 +215,18 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     console.print(build_table(title, backends, validation))
     console.print(
         "Rates are completed requests/s; p50/p99/max are client-side latencies. Server CPU/req "
-        "is the CPU time of the server's processes (excluding PostgreSQL) per request. "
-        "Loadgen CPU is the generator's CPU time as a share of one core. Server and generator "
-        "share this machine's cores. Targets bind on SQLite; PostgreSQL is shown against the "
-        "same bars for information."
+        "is the CPU time of the server's processes (not PostgreSQL's) per request; Gen CPU is "
+        "the load generator's CPU time as a share of one core; Host CPU is how busy all "
+        f"{os.cpu_count()} cores of this machine were (server, generator and database share "
+        f"them; {background:.0%} busy before the run). Targets bind on SQLite; PostgreSQL is "
+        "shown against the same bars for information."
     )
-    if profile_report:
-        console.print(profile_report)
+    for backend in backends:
+        if backend.note:
+            console.print(f"[yellow]{backend.name}: {backend.note}")
+    for report in profiles:
+        console.print()
+        console.print(report)
     missed = misses(backends, validation)
     failed = any(b.note and b.note.startswith("failed") for b in backends)
     if failed:
@@ -204,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the benchmark, print the report; cleans up even on Ctrl-C."""
     args = _parse(argv)
     console = Console()
+    if not console.is_terminal:  # piped or captured: wide enough for the whole table
+        console = Console(width=200)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         return _run(args, console)

@@ -99,7 +99,9 @@ def choose_generator(wanted: str, console: Console, *, install: bool) -> Generat
             return Generator("wrk", _wrk_version(path))
         if wanted == "wrk":
             raise SystemExit("wrk was asked for (--generator wrk) but is not available")
-        console.print("[yellow]wrk unavailable: falling back to the Python asyncio + httpx generator")
+        console.print(
+            "[yellow]wrk unavailable: falling back to the Python asyncio + httpx generator"
+        )
     return Generator("python", "Python asyncio + httpx (fallback)")
 
 

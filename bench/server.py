@@ -82,6 +82,22 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / _CLK_TCK
 
 
+def host_cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores from /proc/stat; (0, 0) where there is none."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal
+    return total - fields[3] - fields[4], total
+
+
+def host_busy_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """How busy the machine's cores were between two host_cpu_times() readings (0..1)."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else 0.0
+
+
 class Server:
     """`casebridge serve --migrate` in its own process group, stopped as a group."""
 
@@ -139,7 +155,9 @@ class Server:
                     if client.get("/readyz").status_code == 200 and self._workers_up():
                         return
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"the server was not ready in {timeout_s:.0f} s:\n{self.log()}")
+                    raise RuntimeError(
+                        f"the server was not ready in {timeout_s:.0f} s:\n{self.log()}"
+                    )
                 time.sleep(0.2)
 
     def _workers_up(self) -> bool:
@@ -169,10 +187,8 @@ class Server:
         pgid = self.proc.pid
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):

@@ -124,3 +124,27 @@ def test_parallel_patches_apply_every_operation(two_servers: tuple[str, str]) ->
     assert [r.status_code for r in responses] == [200] * PARALLEL
     notes = {n["text"] for n in httpx.get(f"{base}/CarePlan/{rid}").json()["note"]}
     assert notes == {"start"} | {f"note {i}" for i in range(PARALLEL)}
+
+
+def test_parallel_conditional_creates_with_different_spellings_make_one(
+    two_servers: tuple[str, str],
+) -> None:
+    system = "https://agency.example.org/clients"
+    spellings = [
+        f"identifier={system}|RACE-2",
+        "identifier=RACE-2",
+        f"identifier={system}|RACE-2&_lastUpdated=gt2000-01-01",
+        "identifier=nobody,RACE-2",
+    ]
+
+    def create(http: httpx.Client, i: int) -> httpx.Response:
+        return http.post(
+            "/Patient",
+            json=patient(identifier=[{"system": system, "value": "RACE-2"}]),
+            headers={"If-None-Exist": spellings[i % len(spellings)]},
+        )
+
+    for _ in range(3):
+        responses = _race(two_servers, create)
+        assert all(r.status_code in (200, 201) for r in responses), [r.text for r in responses]
+    assert httpx.get(f"{two_servers[0]}/Patient/_history").json()["total"] == 1

@@ -490,13 +490,15 @@ def test_unknown_keys_and_types_are_skipped() -> None:
     assert check_json_types("Resource", body) == []  # abstract: not a checkable type
 
 
-def test_nested_resource_without_known_type_is_skipped() -> None:
+def test_nested_resource_without_a_concrete_type_is_refused() -> None:
     found = _check(
         '{"resourceType": "Bundle", "entry": [{"resource": {"active": "x"}},'
         ' {"resource": {"resourceType": 5, "active": "x"}},'
-        ' {"resource": {"resourceType": "Nope", "active": "x"}}]}'
+        ' {"resource": {"resourceType": "Nope", "active": "x"}},'
+        ' {"resource": {"resourceType": "Resource"}}]}'
     )
-    assert found == []
+    assert [v.expression for v in found] == [f"Bundle.entry[{i}].resource" for i in range(4)]
+    assert all("concrete resourceType" in v.message for v in found)
 
 
 def test_violations_are_reported_in_body_order() -> None:

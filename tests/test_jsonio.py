@@ -15,7 +15,7 @@ from app.fhir.jsonio import dumps, parse_json
 # Text FHIR can store: any Unicode scalar value but NUL and surrogates.
 texts = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
 decimal_texts = st.from_regex(
-    r"-?(0|[1-9][0-9]{0,12})\.[0-9]{1,12}([eE][+-]?[0-9]{1,3})?", fullmatch=True
+    r"-?(0|[1-9][0-9]{0,12})\.[0-9]{1,12}([eE][+-]?[0-9]{1,2})?", fullmatch=True
 )
 scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | texts
 json_values = st.recursive(
@@ -51,3 +51,22 @@ def test_depth_limit_is_inclusive(depth: int) -> None:
     assert parse_json(raw, max_depth=64) is not None
     with pytest.raises(StructureError):
         parse_json(b"[" * 65 + b"]" * 65, max_depth=64)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b"[1e400]", id="huge-exponent"),
+        pytest.param(b"[1e-400]", id="tiny-exponent"),
+        pytest.param(b"[" + b"1" * 70 + b"]", id="too-many-digits"),
+        pytest.param(b"[" + b",".join([b"1e300"] * 400) + b"]", id="expansion-budget"),
+    ],
+)
+def test_numbers_beyond_storable_range_are_refused(raw: bytes) -> None:
+    with pytest.raises(StructureError):
+        parse_json(raw, max_depth=8)
+
+
+def test_integers_beyond_64_bits_keep_their_text() -> None:
+    raw = b"[123456789012345678901234567890,-9223372036854775809,7]"
+    assert dumps(parse_json(raw, max_depth=8)) == raw

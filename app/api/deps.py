@@ -28,7 +28,8 @@ def negotiate(request: Request) -> None:
     """Refuse representations other than JSON (spec http.html#mime-type): 406."""
     fmt = request.query_params.get("_format")
     if fmt is not None:
-        if fmt.split(";")[0].strip() not in _JSON_FORMATS:
+        # An unencoded "+" in a query string arrives as a space.
+        if fmt.split(";")[0].strip().replace(" ", "+").lower() not in _JSON_FORMATS:
             raise NotAcceptable(
                 f"_format={fmt!r} is not supported; this server speaks application/fhir+json",
                 expression=("_format",),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Depends, Request, Response
 
@@ -29,13 +29,11 @@ def _history_response(
     request: Request, services: ServicesDep, page: HistoryPage, path: str
 ) -> Response:
     base = services.settings.base_url
-    params = [(k, v) for k, v in query_pairs(request) if k != "_cursor"]
-    query = "&".join(f"{k}={v}" for k, v in params)
-    self_url = f"{base}{path}" + (f"?{query}" if query else "")
-    links = {"self": self_url}
+    pairs = query_pairs(request)
+    links = {"self": f"{base}{path}" + (f"?{urlencode(pairs)}" if pairs else "")}
     if page.next_cursor:
-        sep = "&" if query else ""
-        links["next"] = f"{base}{path}?{query}{sep}_cursor={page.next_cursor}"
+        following = [(k, v) for k, v in pairs if k != "_cursor"] + [("_cursor", page.next_cursor)]
+        links["next"] = f"{base}{path}?{urlencode(following)}"
     return fhir_response(
         history_bundle(page.versions, base_url=base, links=links, total=page.total)
     )
@@ -67,7 +65,9 @@ def create(
     result = services.resources.create(
         resource_type=resource_type,
         body=body,
-        if_none_exist=_criteria_from_header(criteria) if criteria is not None else None,
+        if_none_exist=(
+            _criteria_from_header(criteria, resource_type) if criteria is not None else None
+        ),
     )
     status = 201 if result.created else 200
     message = "Created" if result.created else "A matching resource exists; nothing was created"
@@ -197,13 +197,19 @@ def vread(resource_type: str, resource_id: str, version_id: str, services: Servi
     return fhir_response(version.body, headers=version_headers(version, services.settings.base_url))
 
 
-def _criteria_from_header(value: str) -> list[tuple[str, str]]:
+def _criteria_from_header(value: str, resource_type: str) -> list[tuple[str, str]]:
     """If-None-Exist holds a query string: "identifier=sys|val" (spec http.html#ccreate)."""
-    query = value.split("?", 1)[1] if "?" in value else value
+    prefix, _, query = value.rpartition("?")
+    if prefix and prefix.rstrip("/").rsplit("/", 1)[-1] != resource_type:
+        raise InvalidRequest(
+            f"If-None-Exist {value!r} names another resource type", expression=("If-None-Exist",)
+        )
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
     except ValueError as exc:
         raise InvalidRequest(
             f"If-None-Exist {value!r} is not a search query", expression=("If-None-Exist",)
         ) from exc
+    if any("\x00" in k or "\x00" in v for k, v in pairs):
+        raise InvalidRequest("If-None-Exist holds a NUL character", expression=("If-None-Exist",))
     return pairs

@@ -6,8 +6,6 @@ from fastapi import APIRouter, Response
 
 from app.api.deps import ServicesDep
 from app.api.render import json_response
-from app.fhir.errors import Issue, operation_outcome
-from app.storage.db import is_migrated
 
 router = APIRouter()
 
@@ -21,12 +19,5 @@ def healthz() -> Response:
 @router.get("/readyz")
 def readyz(services: ServicesDep) -> Response:
     """The database answers and its schema is at the migration this code expects."""
-    try:
-        migrated = is_migrated(services.engine)
-    except Exception as exc:  # any failure to reach the database means not ready
-        issue = Issue("transient", f"The database is unreachable: {type(exc).__name__}")
-        return json_response(operation_outcome([issue]), 503)
-    if not migrated:
-        issue = Issue("exception", "The database is not migrated; run `casebridge db upgrade`")
-        return json_response(operation_outcome([issue]), 503)
+    services.health.check_ready()
     return json_response({"status": "ready"})

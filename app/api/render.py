@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
@@ -13,6 +14,11 @@ from app.fhir.resource import etag, parse_etag
 from app.storage.repository import StoredVersion
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
+_PREFER_RETURN = {
+    "minimal": "minimal",
+    "representation": "representation",
+    "operationoutcome": "OperationOutcome",
+}
 
 
 def fhir_response(
@@ -46,8 +52,8 @@ def prefer_return(request: Request) -> str:
         for token in part.split(","):
             key, _, value = token.strip().partition("=")
             if key.strip().lower() == "return":
-                choice = value.strip().strip('"')
-                if choice in ("minimal", "representation", "OperationOutcome"):
+                choice = _PREFER_RETURN.get(value.strip().strip('"').lower())
+                if choice is not None:
                     return choice
     return "representation"
 
@@ -83,7 +89,11 @@ def query_pairs(
     request: Request, *, drop: tuple[str, ...] = ("_format", "_pretty")
 ) -> list[tuple[str, str]]:
     """The query string as ordered pairs, without the format parameters."""
-    return [(k, v) for k, v in request.query_params.multi_items() if k not in drop]
+    pairs = [(k, v) for k, v in request.query_params.multi_items() if k not in drop]
+    for key, value in pairs:
+        if "\x00" in key or "\x00" in value:
+            raise InvalidRequest("The query string holds a NUL character", expression=(key,))
+    return pairs
 
 
 def not_modified(request: Request, version: StoredVersion) -> bool:
@@ -103,6 +113,8 @@ def not_modified(request: Request, version: StoredVersion) -> bool:
             moment = parsedate_to_datetime(since)
         except (TypeError, ValueError):
             return False
+        if moment.tzinfo is None:  # "-0000" and zone-less dates mean UTC (RFC 5322 3.3)
+            moment = moment.replace(tzinfo=UTC)
         # HTTP dates have whole seconds; compare at that precision.
         return version.last_updated.replace(microsecond=0) <= moment
     return False

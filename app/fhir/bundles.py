@@ -40,7 +40,9 @@ def history_bundle(
         url = v.resource_type if method == "POST" else f"{v.resource_type}/{v.id}"
         entry["request"] = {"method": method, "url": url}
         entry["response"] = {
-            "status": _STATUS_BY_METHOD.get(method, "200 OK"),
+            "status": "201 Created"
+            if v.version_id == 1
+            else _STATUS_BY_METHOD.get(method, "200 OK"),
             "etag": etag(v.version_id),
             "lastModified": format_instant(v.last_updated),
         }
@@ -49,5 +51,6 @@ def history_bundle(
     if total is not None:
         bundle["total"] = total
     bundle["link"] = [{"relation": rel, "url": url} for rel, url in links.items()]
-    bundle["entry"] = entries
+    if entries:  # FHIR JSON has no empty arrays (spec json.html)
+        bundle["entry"] = entries
     return orjson.dumps(bundle)

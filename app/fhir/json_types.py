@@ -157,10 +157,11 @@ def _value(value: Any, kind: int, sub: Table | None) -> str | list[_Found] | Non
             return "expected a non-empty JSON object, got an empty object"
         if kind == _RESOURCE:
             resource_type = value.get("resourceType")
-            # Unknown or missing resource types are structural validation's business.
-            if type(resource_type) is not str:
-                return None
-            sub = _tables().get(resource_type)
+            sub = _tables().get(resource_type) if type(resource_type) is str else None
+            # A nested resource must name a concrete type; the models would otherwise fall
+            # back to the abstract Resource (or fail outright on an unknown name).
+            if sub is None:
+                return f"expected a resource with a concrete resourceType, got {resource_type!r}"
         return None if sub is None else _walk(value, sub)
     if kind == _DECIMAL and type(value) is not bool and isinstance(value, int | float | Decimal):
         return None

@@ -48,8 +48,61 @@ class ExactDecimal(Decimal):
         return obj
 
 
-_decoder = json.JSONDecoder(
-    object_pairs_hook=_object_hook, parse_float=ExactDecimal, parse_constant=_reject_constant
+# Beyond these, numbers are no longer plausible clinical values and PostgreSQL's JSONB (which
+# stores numbers expanded) would either refuse them or blow a small body up by orders of
+# magnitude.
+MAX_EXPONENT = 308
+MAX_DIGITS = 64
+_INT64 = 2**63
+
+
+# Total extra digits exponent notation may expand to across one body.
+MAX_EXPANSION = 100_000
+
+
+class _FloatParser:
+    """Per-body parse_float hook that also bounds the body's total expansion."""
+
+    __slots__ = ("expansion",)
+
+    def __init__(self) -> None:
+        self.expansion = 0
+
+    def __call__(self, text: str) -> ExactDecimal:
+        value = ExactDecimal(text)
+        exponent = value.adjusted()
+        if abs(exponent) > MAX_EXPONENT or len(value.as_tuple().digits) > MAX_DIGITS:
+            raise StructureError(
+                f"The number {text[:40]} is outside the supported range "
+                f"(at most {MAX_DIGITS} digits and a magnitude of 1e{MAX_EXPONENT})"
+            )
+        if "e" in text or "E" in text:
+            self.expansion += abs(exponent)
+            if self.expansion > MAX_EXPANSION:
+                raise StructureError("Too many numbers in exponent notation in one body")
+        return value
+
+
+def _parse_int(text: str) -> int | ExactDecimal:
+    if len(text) > MAX_DIGITS + 1:
+        raise StructureError(f"The number {text[:40]}... has more than {MAX_DIGITS} digits")
+    value = int(text)
+    # Larger integers are valid decimals (never FHIR integers): keep their exact text.
+    return ExactDecimal(text) if not -_INT64 <= value < _INT64 else value
+
+
+def _decoder() -> json.JSONDecoder:
+    return json.JSONDecoder(
+        object_pairs_hook=_object_hook,
+        parse_float=_FloatParser(),
+        parse_int=_parse_int,
+        parse_constant=_reject_constant,
+    )
+
+
+# Stored bodies were checked on the way in; one shared decoder reads them back.
+_stored_decoder = json.JSONDecoder(
+    object_pairs_hook=dict, parse_float=ExactDecimal, parse_int=_parse_int
 )
 
 
@@ -106,7 +159,7 @@ def parse_json(body: bytes, *, max_depth: int) -> Any:
     except UnicodeDecodeError as exc:
         raise StructureError(f"The body is not valid UTF-8 (byte {exc.start})") from exc
     try:
-        value = _decoder.decode(text)
+        value = _decoder().decode(text)
     except json.JSONDecodeError as exc:
         raise StructureError(
             f"Malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
@@ -144,7 +197,7 @@ def dumps(value: Any) -> bytes:
 
 def loads_stored(raw: bytes | str) -> Any:
     """Decode JSON that this server wrote itself (trusted, so no strict checks)."""
-    return _decoder.decode(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    return _stored_decoder.decode(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
 
 
 __all__ = ["ExactDecimal", "dumps", "loads_stored", "parse_json"]

@@ -26,7 +26,8 @@ def is_resource_type(name: str) -> bool:
 
 def is_valid_id(value: str) -> bool:
     """FHIR logical id rule (spec datatypes.html#id): [A-Za-z0-9\\-.]{1,64}."""
-    return ID_RE.match(value) is not None
+    # "." and ".." match the pattern but are path segments no client can address.
+    return ID_RE.match(value) is not None and value.strip(".") != ""
 
 
 @cache

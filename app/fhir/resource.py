@@ -7,6 +7,7 @@ from typing import Any
 
 from app.clock import format_instant
 from app.fhir.jsonio import dumps
+from app.fhir.numbers import ascii_int
 
 
 def stamp(
@@ -35,10 +36,12 @@ def parse_etag(value: str) -> int:
     raw = value.strip()
     if raw.startswith("W/"):
         raw = raw[2:]
-    raw = raw.strip('"')
-    if not raw.isdigit():
+    if len(raw) < 3 or not (raw.startswith('"') and raw.endswith('"')):
         raise ValueError(f'{value!r} is not a version ETag such as W/"1"')
-    return int(raw)
+    try:
+        return ascii_int(raw[1:-1], minimum=1)
+    except ValueError as exc:
+        raise ValueError(f'{value!r} is not a version ETag such as W/"1"') from exc
 
 
 def etag(version_id: int) -> str:

@@ -97,7 +97,7 @@ def check_resource(body: Any, *, resource_type: str, resource_id: str | None) ->
     except ValidationError as exc:
         issues = _issues_from_pydantic(resource_type, exc)
         raise StructureError(issues[0].diagnostics, issues=issues) from exc
-    except (ValueError, TypeError) as exc:  # fhir.resources raises these from some validators
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # from fhir_core validators
         raise StructureError(f"{resource_type}: {exc}") from exc
     violations = check_required_bindings(resource_type, body)
     if violations:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, and_, exists, not_, or_, select
 
 from app.fhir.errors import InvalidRequest
+from app.fhir.registry import is_resource_type, types_with_identifier
 from app.search.dates import parse_date_range
 from app.storage.tables import resource_table, token_table
 
@@ -21,6 +22,7 @@ T = token_table.c
 
 _PREFIX_RE = re.compile(r"^(eq|ne|gt|lt|ge|le|sa|eb)(?=\d)")
 SUPPORTED = ("_id", "_lastUpdated", "identifier")
+MAX_TOKEN_LENGTH = 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,16 @@ def _last_updated_condition(value: str) -> ColumnElement[bool]:
 
 
 def _token_condition(resource_type: str, param: str, value: str) -> ColumnElement[bool]:
+    if not is_resource_type(resource_type) or resource_type not in types_with_identifier():
+        raise InvalidRequest(
+            f"{resource_type} has no identifier element to search", expression=(param,)
+        )
     parts = split_escaped(value, "|")
+    if any(len(_unescape(p)) > MAX_TOKEN_LENGTH for p in parts):
+        raise InvalidRequest(
+            f"{param} values longer than {MAX_TOKEN_LENGTH} characters cannot be searched",
+            expression=(param,),
+        )
     match_cols = [T.resource_type == resource_type, T.resource_id == R.id, T.param == param]
     if len(parts) == 1:
         match_cols.append(T.code == _unescape(parts[0]))

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 from app.clock import Clock
 from app.config import Settings
+from app.services.health import HealthService
 from app.services.history import HistoryService
 from app.services.resources import ResourceService
 
@@ -23,6 +24,7 @@ class Services:
     started: datetime
     resources: ResourceService
     history: HistoryService
+    health: HealthService
 
 
 def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Services:
@@ -33,4 +35,5 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         default_count=settings.default_page_size,
         max_count=settings.max_page_size,
     )
-    return Services(settings, engine, clock, clock.now(), resources, history)
+    health = HealthService(engine=engine)
+    return Services(settings, engine, clock, clock.now(), resources, history, health)

@@ -10,6 +10,8 @@ from datetime import datetime
 import orjson
 
 from app.fhir.errors import InvalidRequest, NotFound
+from app.fhir.numbers import MAX_VERSION, ascii_int
+from app.fhir.registry import is_resource_type, is_valid_id
 from app.fhir.validation import check_type_and_id
 from app.search.dates import parse_date_range
 from app.services.resources import ResourceService
@@ -34,8 +36,18 @@ def _decode_cursor(token: str) -> HistoryCursor:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         ts, rtype, rid, vid = orjson.loads(raw)
-        return HistoryCursor(datetime.fromisoformat(ts), str(rtype), str(rid), int(vid))
-    except (ValueError, TypeError) as exc:
+        moment = datetime.fromisoformat(ts)
+        # The token comes back from the client: every field is checked before it reaches SQL.
+        if (
+            moment.tzinfo is None
+            or moment.year < 2
+            or not (isinstance(rtype, str) and is_resource_type(rtype))
+            or not (isinstance(rid, str) and is_valid_id(rid))
+            or not (type(vid) is int and 1 <= vid <= MAX_VERSION)
+        ):
+            raise ValueError("cursor fields out of range")
+        return HistoryCursor(moment, rtype, rid, vid)
+    except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidRequest(
             "The _cursor paging token is not valid", expression=("_cursor",)
         ) from exc
@@ -66,7 +78,7 @@ class HistoryService:
         """A page of history for one resource, one type, or the whole system."""
         if resource_type is not None:
             check_type_and_id(resource_type, resource_id)
-        known = {"_count", "_since", "_cursor", "_format", "_pretty", "_summary", "_elements"}
+        known = {"_count", "_since", "_cursor"}
         for name, _ in params:
             if name not in known:
                 raise InvalidRequest(
@@ -75,11 +87,12 @@ class HistoryService:
         count = self._default_count
         raw_count = _single(params, "_count")
         if raw_count is not None:
-            if not raw_count.isdigit():
+            try:
+                count = min(ascii_int(raw_count, maximum=10**9), self._max_count)
+            except ValueError as exc:
                 raise InvalidRequest(
                     "_count must be a non-negative integer", expression=("_count",)
-                )
-            count = min(int(raw_count), self._max_count)
+                ) from exc
         since = None
         raw_since = _single(params, "_since")
         if raw_since is not None:
@@ -102,7 +115,9 @@ class HistoryService:
             total = repo.count_history(
                 resource_type=resource_type, resource_id=resource_id, since=since
             )
-            if resource_id is not None and total == 0:
+            if resource_id is not None and total == 0 and not rows:
+                if resource_type is not None and repo.current(resource_type, resource_id):
+                    return HistoryPage([], None, 0)
                 raise NotFound(f"{resource_type}/{resource_id} is not known")
             more = len(rows) > count
             page = rows[:count]

@@ -6,6 +6,7 @@ for the few statements of the write itself.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from sqlalchemy.engine import Engine
 from app.clock import Clock
 from app.config import Settings
 from app.fhir.errors import (
+    Conflict,
     Gone,
     InvalidRequest,
     NotFound,
@@ -27,7 +29,8 @@ from app.fhir.errors import (
     Transient,
 )
 from app.fhir.jsonio import loads_stored, parse_json
-from app.fhir.resource import stamp
+from app.fhir.numbers import ascii_int
+from app.fhir.resource import etag, stamp
 from app.fhir.validation import check_resource, check_type_and_id
 from app.search.criteria import parse_criteria
 from app.search.extract import extract_tokens
@@ -35,6 +38,7 @@ from app.storage.errors import StorageUnavailable
 from app.storage.repository import Repository, StoredVersion, unit_of_work
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +61,14 @@ class ResourceService:
 
     # -- plumbing ----------------------------------------------------------------------
     @contextmanager
-    def _uow(self, *, write: bool) -> Iterator[Repository]:
+    def _uow(self, *, write: bool, snapshot: bool = False) -> Iterator[Repository]:
         try:
-            with unit_of_work(self._engine, write=write) as repo:
+            with unit_of_work(self._engine, write=write, snapshot=snapshot) as repo:
                 yield repo
         except StorageUnavailable as exc:
-            raise Transient(f"The database is unavailable; retry later ({exc})") from exc
+            # The driver's text may name hosts and users: it goes to the log, not the client.
+            log.warning("database unavailable: %s", exc)
+            raise Transient("The database is unavailable or busy; retry later") from exc
 
     def _parse(self, body: bytes) -> Any:
         return parse_json(body, max_depth=self._settings.max_json_depth)
@@ -124,10 +130,9 @@ class ResourceService:
         check_type_and_id(resource_type)
         resource = check_resource(self._parse(body), resource_type=resource_type, resource_id=None)
         with self._uow(write=True) as repo:
+            repo.lock_type(resource_type, exclusive=if_none_exist is not None)
             if if_none_exist is not None:
                 parsed = parse_criteria(resource_type, if_none_exist)
-                # Same criteria, same lock: parallel conditional creates see each other.
-                repo.lock(parsed.canonical)
                 matches = repo.find_ids(resource_type, parsed.conditions, limit=2)
                 if len(matches) > 1:
                     raise PreconditionFailed(
@@ -159,17 +164,19 @@ class ResourceService:
         if current.deleted:
             raise Gone(
                 f"{resource_type}/{resource_id} was deleted",
-                headers={"ETag": f'W/"{current.version_id}"'},
+                headers={"ETag": etag(current.version_id)},
             )
         return current
 
     def vread(self, *, resource_type: str, resource_id: str, version_id: str) -> StoredVersion:
         """vread (spec http.html#vread)."""
         check_type_and_id(resource_type, resource_id)
-        if not version_id.isdigit() or len(version_id) > 9:
-            raise NotFound(f"{resource_type}/{resource_id} has no version {version_id!r}")
+        try:
+            number = ascii_int(version_id, minimum=1)
+        except ValueError as exc:
+            raise NotFound(f"{resource_type}/{resource_id} has no version {version_id!r}") from exc
         with self._uow(write=False) as repo:
-            version = repo.version(resource_type, resource_id, int(version_id))
+            version = repo.version(resource_type, resource_id, number)
         if version is None:
             raise NotFound(f"{resource_type}/{resource_id} has no version {version_id}")
         if version.deleted:
@@ -201,7 +208,11 @@ class ResourceService:
         resource: dict[str, Any],
         if_match: int | None,
         method: str,
+        *,
+        type_locked: bool = False,
     ) -> WriteResult:
+        if not type_locked:
+            repo.lock_type(resource_type, exclusive=False)
         repo.lock(f"{resource_type}/{resource_id}")
         current = repo.current(resource_type, resource_id)
         self._check_if_match(current, if_match)
@@ -237,7 +248,7 @@ class ResourceService:
         resource = check_resource(parsed_body, resource_type=resource_type, resource_id=body_id)
         with self._uow(write=True) as repo:
             parsed = parse_criteria(resource_type, criteria)
-            repo.lock(parsed.canonical)
+            repo.lock_type(resource_type, exclusive=True)
             matches = repo.find_ids(resource_type, parsed.conditions, limit=2)
             if len(matches) > 1:
                 raise PreconditionFailed(
@@ -250,10 +261,22 @@ class ResourceService:
                         f"The resource id {body_id!r} differs from the matched resource {target!r}",
                         expression=(f"{resource_type}.id",),
                     )
+            elif body_id is not None:
+                existing = repo.current(resource_type, body_id)
+                if existing is not None and not existing.deleted:
+                    # No match yet the id exists: updating it would overwrite a record the
+                    # criteria did not select (spec http.html#cond-update: 409).
+                    raise Conflict(
+                        f"No {resource_type} matches {parsed.canonical}, but {resource_type}/"
+                        f"{body_id} exists; refusing to overwrite it"
+                    )
+                target = body_id
             else:
-                target = body_id if body_id is not None else self._clock.new_id()
+                target = self._clock.new_id()
             resource["id"] = target
-            return self._update_locked(repo, resource_type, target, resource, if_match, "PUT")
+            return self._update_locked(
+                repo, resource_type, target, resource, if_match, "PUT", type_locked=True
+            )
 
     # -- patch -------------------------------------------------------------------------
     def patch(
@@ -271,11 +294,14 @@ class ResourceService:
             raise StructureError("A JSON Patch document is an array of operations (RFC 6902)")
         try:
             patch = jsonpatch.JsonPatch(operations)
-        except (jsonpatch.InvalidJsonPatch, TypeError, AttributeError) as exc:
+        except (jsonpatch.InvalidJsonPatch, jsonpatch.JsonPointerException, TypeError) as exc:
             raise StructureError(f"Invalid JSON Patch document: {exc}") from exc
+        except AttributeError as exc:
+            raise StructureError("Invalid JSON Patch document: operations must be objects") from exc
         # The patch applies to the version current under the lock, so concurrent patches
         # serialise instead of failing; validation runs inside the lock only for PATCH.
         with self._uow(write=True) as repo:
+            repo.lock_type(resource_type, exclusive=False)
             repo.lock(f"{resource_type}/{resource_id}")
             current = repo.current(resource_type, resource_id)
             if current is None:
@@ -283,12 +309,7 @@ class ResourceService:
             if current.deleted or current.body is None:
                 raise Gone(f"{resource_type}/{resource_id} was deleted")
             self._check_if_match(current, if_match)
-            try:
-                patched = patch.apply(loads_stored(current.body))
-            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
-                raise ResourceInvalid(f"The patch cannot be applied: {exc}") from exc
-            except (TypeError, KeyError, IndexError, ValueError) as exc:
-                raise ResourceInvalid(f"The patch cannot be applied: {exc!r}") from exc
+            patched = _apply_patch(patch, operations, loads_stored(current.body))
             resource = check_resource(patched, resource_type=resource_type, resource_id=resource_id)
             version = self._write(
                 repo,
@@ -310,8 +331,16 @@ class ResourceService:
             return self._delete_locked(repo, resource_type, resource_id, if_match)
 
     def _delete_locked(
-        self, repo: Repository, resource_type: str, resource_id: str, if_match: int | None
+        self,
+        repo: Repository,
+        resource_type: str,
+        resource_id: str,
+        if_match: int | None,
+        *,
+        type_locked: bool = False,
     ) -> StoredVersion | None:
+        if not type_locked:
+            repo.lock_type(resource_type, exclusive=False)
         repo.lock(f"{resource_type}/{resource_id}")
         current = repo.current(resource_type, resource_id)
         self._check_if_match(current, if_match)
@@ -333,7 +362,7 @@ class ResourceService:
         check_type_and_id(resource_type)
         with self._uow(write=True) as repo:
             parsed = parse_criteria(resource_type, criteria)
-            repo.lock(parsed.canonical)
+            repo.lock_type(resource_type, exclusive=True)
             matches = repo.find_ids(resource_type, parsed.conditions, limit=2)
             if len(matches) > 1:
                 raise PreconditionFailed(
@@ -341,10 +370,33 @@ class ResourceService:
                 )
             if not matches:
                 return None
-            return self._delete_locked(repo, resource_type, matches[0], None)
+            return self._delete_locked(repo, resource_type, matches[0], None, type_locked=True)
 
     # -- helpers for other services ----------------------------------------------------
     def run_read(self, work: Callable[[Repository], T]) -> T:
-        """Run a read-only unit of work (used by history and health checks)."""
-        with self._uow(write=False) as repo:
+        """Run a read-only unit of work on one consistent snapshot (used by history)."""
+        with self._uow(write=False, snapshot=True) as repo:
             return work(repo)
+
+
+def _apply_patch(patch: jsonpatch.JsonPatch, operations: list[Any], target: Any) -> Any:
+    """Apply a JSON Patch; failures name the operation, never echo the record (it holds PHI)."""
+    try:
+        return patch.apply(target)
+    except (
+        jsonpatch.JsonPatchException,
+        jsonpatch.JsonPointerException,
+        TypeError,
+        KeyError,
+        IndexError,
+        ValueError,
+    ) as exc:
+        kind = (
+            "a test operation failed"
+            if isinstance(exc, jsonpatch.JsonPatchTestFailed)
+            else ("a path does not exist or conflicts with the resource")
+        )
+        paths = ", ".join(
+            f"{op.get('op')} {op.get('path')}" for op in operations if isinstance(op, dict)
+        )
+        raise ResourceInvalid(f"The patch cannot be applied: {kind} ({paths})"[:500]) from exc

@@ -19,6 +19,7 @@ from sqlalchemy.pool import QueuePool
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+_MIGRATION_LOCK = 0x63617365627269  # an arbitrary constant key: "casebri"
 
 
 def _identity(value: Any) -> Any:
@@ -43,15 +44,26 @@ def create_db_engine(url: str, *, pool_size: int = 8, busy_timeout_ms: int = 500
         return engine
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
-    return create_engine(
+    engine = create_engine(
         parsed,
         pool_size=pool_size,
         max_overflow=pool_size,
+        pool_timeout=busy_timeout_ms / 1000,
         pool_pre_ping=True,
         # Bodies are JSON text the service already validated: hand them over untouched.
         json_serializer=_identity,
         json_deserializer=_identity,
     )
+
+    @event.listens_for(engine, "connect")
+    def _on_pg_connect(dbapi_connection: Any, _record: Any) -> None:
+        # A writer waiting on a lock gives up like a SQLite writer does (503, retry later)
+        # instead of holding a pooled connection indefinitely.
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET lock_timeout = {int(busy_timeout_ms)}")
+        dbapi_connection.commit()
+
+    return engine
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
@@ -128,9 +140,16 @@ def is_migrated(engine: Engine) -> bool:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply migrations up to revision on the engine's database."""
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    with engine.connect() as conn:
+        # Several processes may start with --migrate at once: one migrates, the rest wait
+        # and then find nothing to do.
+        if conn.dialect.name == "sqlite":
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
 
 
 def ping(engine: Engine) -> None:

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.storage.errors import StorageUnavailable
 from app.storage.tables import resource_table, token_table, version_table
@@ -123,6 +124,19 @@ class Repository:
         """
         if self._pg:
             self._conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(name)})
+
+    def lock_type(self, resource_type: str, *, exclusive: bool) -> None:
+        """Writers of a type share a lock; conditional writers take it alone (PostgreSQL).
+
+        A conditional write searches and then writes; holding the type exclusively while it
+        does means no other write of that type can slip in between, whatever spelling the
+        criteria use. SQLite writers are already serialised by BEGIN IMMEDIATE.
+        """
+        if self._pg:
+            function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+            self._conn.execute(
+                text(f"SELECT {function}(:k)"), {"k": _lock_key(f"type:{resource_type}")}
+            )
 
     # -- reads -------------------------------------------------------------------------
     def current(self, resource_type: str, resource_id: str) -> StoredVersion | None:
@@ -287,7 +301,9 @@ def _version_from_row(row: Sequence[Any]) -> StoredVersion:
     )
 
 
-_TRANSIENT_SQLSTATES = ("08", "53", "57P")
+# Connection problems, resources exhausted, server shutting down, lock wait timed out,
+# serialization failure, deadlock.
+_TRANSIENT_SQLSTATES = ("08", "53", "57P", "55P03", "40001", "40P01")
 
 
 def _is_transient(exc: DBAPIError) -> bool:
@@ -298,7 +314,7 @@ def _is_transient(exc: DBAPIError) -> bool:
 
 
 @contextmanager
-def unit_of_work(engine: Engine, *, write: bool) -> Iterator[Repository]:
+def unit_of_work(engine: Engine, *, write: bool, snapshot: bool = False) -> Iterator[Repository]:
     """One database transaction; commits on success, rolls back on any exception.
 
     Driver failures that a retry could cure surface as StorageUnavailable.
@@ -307,12 +323,17 @@ def unit_of_work(engine: Engine, *, write: bool) -> Iterator[Repository]:
         with engine.connect() as conn:
             if write and conn.dialect.name == "sqlite":
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            elif snapshot and conn.dialect.name == "postgresql":
+                # Several statements that must agree (a page and its total).
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
                 yield Repository(conn)
     except DBAPIError as exc:
         if _is_transient(exc):
             raise StorageUnavailable(str(exc.orig) if exc.orig else str(exc)) from exc
         raise
+    except PoolTimeoutError as exc:
+        raise StorageUnavailable("no database connection became free in time") from exc
 
 
 __all__ = [
