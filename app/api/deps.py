@@ -15,7 +15,9 @@ _XML_HINTS = ("xml",)
 _PATCH_TYPES = {"application/json-patch+json"}
 
 
-def get_services(request: Request) -> Services:
+# Dependencies that never block are async: FastAPI runs sync ones on its thread pool,
+# a hand-off that costs more than their work.
+async def get_services(request: Request) -> Services:
     """The app's services (built in create_app)."""
     services: Services = request.app.state.services
     return services
@@ -24,7 +26,7 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def negotiate(request: Request) -> None:
+async def negotiate(request: Request) -> None:
     """Refuse representations other than JSON (spec http.html#mime-type): 406."""
     fmt = request.query_params.get("_format")
     if fmt is not None:

@@ -61,9 +61,13 @@ class ResourceService:
 
     # -- plumbing ----------------------------------------------------------------------
     @contextmanager
-    def _uow(self, *, write: bool, snapshot: bool = False) -> Iterator[Repository]:
+    def _uow(
+        self, *, write: bool, snapshot: bool = False, single_read: bool = False
+    ) -> Iterator[Repository]:
         try:
-            with unit_of_work(self._engine, write=write, snapshot=snapshot) as repo:
+            with unit_of_work(
+                self._engine, write=write, snapshot=snapshot, single_read=single_read
+            ) as repo:
                 yield repo
         except StorageUnavailable as exc:
             # The driver's text may name hosts and users: it goes to the log, not the client.
@@ -157,7 +161,7 @@ class ResourceService:
     def read(self, *, resource_type: str, resource_id: str) -> StoredVersion:
         """read (spec http.html#read): 404 if never existed, 410 if deleted."""
         check_type_and_id(resource_type, resource_id)
-        with self._uow(write=False) as repo:
+        with self._uow(write=False, single_read=True) as repo:
             current = repo.current(resource_type, resource_id)
         if current is None:
             raise NotFound(f"{resource_type}/{resource_id} is not known")
@@ -175,7 +179,7 @@ class ResourceService:
             number = ascii_int(version_id, minimum=1)
         except ValueError as exc:
             raise NotFound(f"{resource_type}/{resource_id} has no version {version_id!r}") from exc
-        with self._uow(write=False) as repo:
+        with self._uow(write=False, single_read=True) as repo:
             version = repo.version(resource_type, resource_id, number)
         if version is None:
             raise NotFound(f"{resource_type}/{resource_id} has no version {version_id}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from app.storage.db import write_gate
 from app.storage.errors import StorageUnavailable
 from app.storage.tables import resource_table, token_table, version_table
 
@@ -314,16 +315,26 @@ def _is_transient(exc: DBAPIError) -> bool:
 
 
 @contextmanager
-def unit_of_work(engine: Engine, *, write: bool, snapshot: bool = False) -> Iterator[Repository]:
+def unit_of_work(
+    engine: Engine, *, write: bool, snapshot: bool = False, single_read: bool = False
+) -> Iterator[Repository]:
     """One database transaction; commits on success, rolls back on any exception.
 
     Driver failures that a retry could cure surface as StorageUnavailable.
     """
+    gate = write_gate(engine) if write else None
     try:
-        with engine.connect() as conn:
-            if write and conn.dialect.name == "sqlite":
+        with gate.held() if gate else nullcontext(), engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if write and sqlite:
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-            elif snapshot and conn.dialect.name == "postgresql":
+            elif single_read:
+                # One SELECT needs no BEGIN/COMMIT round trips of its own.
+                if sqlite:
+                    conn = conn.execution_options(sqlite_begin=None)
+                else:
+                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            elif snapshot and not sqlite:
                 # Several statements that must agree (a page and its total).
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
@@ -334,6 +345,8 @@ def unit_of_work(engine: Engine, *, write: bool, snapshot: bool = False) -> Iter
         raise
     except PoolTimeoutError as exc:
         raise StorageUnavailable("no database connection became free in time") from exc
+    except TimeoutError as exc:
+        raise StorageUnavailable(str(exc)) from exc
 
 
 __all__ = [
