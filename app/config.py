@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     # SQLite's own WAL auto-checkpoint runs inside whichever commit crosses the threshold
     # and makes that request's latency spike; a background thread checkpoints instead.
     sqlite_checkpoint_interval_s: float = Field(default=1.0, gt=0)
+    worker_threads: int = Field(
+        default=1,
+        ge=1,
+        description="Threads per process that run request handlers (they share one GIL).",
+    )
+    gil_switch_interval_s: float = Field(default=0.0005, gt=0, le=0.1)
     migrate: bool = Field(default=False, description="Apply pending migrations at start-up.")
 
     @field_validator("base_url")

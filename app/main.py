@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from app import __version__
@@ -45,6 +47,13 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Handlers are CPU-bound and share one GIL: a few threads keep the database busy,
+        # more only make a writer holding the SQLite lock wait longer for its turn.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
+        # A thread returning from the database (which releases the GIL) waits up to the
+        # switch interval (5 ms by default) behind one validating; while it holds the
+        # SQLite write lock every other writer waits too. A shorter interval bounds that.
+        sys.setswitchinterval(settings.gil_switch_interval_s)
         checkpointer = None
         if engine.dialect.name == "sqlite":
             checkpointer = SqliteCheckpointer(engine, settings.sqlite_checkpoint_interval_s)
