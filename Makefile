@@ -25,7 +25,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check app schemas mappings scripts tests bench
 	$(BIN)/ruff format --check app schemas mappings scripts tests bench
-	$(BIN)/mypy app schemas mappings scripts
+	$(BIN)/mypy app schemas mappings scripts bench
 
 test: lint
 	$(BIN)/pytest -q

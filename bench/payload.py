@@ -2,70 +2,20 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import orjson
+
+from tests import factories
 
 FHIR_JSON = "application/fhir+json"
 ID_SLOT = "__BENCH_ID__"
 SEQ_SLOT = "__BENCH_SEQ__"
 
-# A copy of tests/factories.py `_CARE_PLAN` (kept here so the benchmark does not depend on the
-# test package's layout): two activities, references, codings, a period and a timing.
-_CARE_PLAN: dict[str, Any] = {
-    "resourceType": "CarePlan",
-    "identifier": [{"system": "https://agency.example.org/careplans", "value": "CP-1001"}],
-    "status": "active",
-    "intent": "plan",
-    "category": [
-        {
-            "coding": [
-                {"system": "http://snomed.info/sct", "code": "734163000", "display": "Care plan"}
-            ],
-            "text": "Strengths-based case management",
-        }
-    ],
-    "title": "Housing stability and alcohol reduction",
-    "description": "Plan agreed with the client at the second session.",
-    "subject": {"reference": "Patient/client-1", "display": "Alex Rivera"},
-    "period": {"start": "2026-01-05", "end": "2026-07-05"},
-    "created": "2026-01-05T10:00:00+10:00",
-    "author": {"reference": "PractitionerRole/cm-7"},
-    "careTeam": [{"reference": "CareTeam/team-3"}],
-    "addresses": [{"reference": "Condition/aud-1"}],
-    "goal": [{"reference": "Goal/goal-housing"}, {"reference": "Goal/goal-audit"}],
-    "activity": [
-        {
-            "detail": {
-                "kind": "ServiceRequest",
-                "code": {"text": "Referral to AOD counselling"},
-                "status": "scheduled",
-                "scheduledPeriod": {"start": "2026-01-12", "end": "2026-03-12"},
-                "location": {"display": "Northside community health centre"},
-                "performer": [{"reference": "Organization/aod-north"}],
-                "description": "Weekly counselling; the client attends, the counsellor reports "
-                "progress monthly to the case manager.",
-            }
-        },
-        {
-            "detail": {
-                "kind": "Task",
-                "code": {"text": "Apply for social housing"},
-                "status": "in-progress",
-                "scheduledTiming": {"repeat": {"frequency": 1, "period": 2, "periodUnit": "wk"}},
-                "performer": [{"reference": "Patient/client-1"}],
-                "description": "Client completes the form; case manager checks and lodges it.",
-            }
-        },
-    ],
-    "note": [{"text": "Client prefers afternoon appointments. Interpreter: none needed."}],
-}
-
 
 def care_plan() -> dict[str, Any]:
-    """A fresh copy of the benchmark CarePlan (no id)."""
-    return copy.deepcopy(_CARE_PLAN)
+    """A fresh copy of the tests' realistic CarePlan (no id): one resource for both."""
+    return factories.care_plan()
 
 
 def care_plan_bytes(identifier_value: str, resource_id: str | None = None) -> bytes:

@@ -28,6 +28,8 @@ from typing import Any, TypeAlias
 
 import orjson
 
+from app.fhir.paths import expression
+
 __all__ = ["TABLE_PATH", "BindingViolation", "allowed_codes", "check_required_bindings"]
 
 TABLE_PATH = Path(__file__).resolve().parents[2] / "schemas" / "fhir" / "required_bindings.json"
@@ -173,16 +175,9 @@ def check_required_bindings(resource_type: str, body: dict[str, Any]) -> list[Bi
     if not found:
         return []
     return [
-        BindingViolation(_expression(resource_type, path), value, value_set)
+        BindingViolation(expression(resource_type, path), value, value_set)
         for path, value, value_set in found
     ]
-
-
-def _expression(root: str, reversed_path: list[str | int]) -> str:
-    parts = [root]
-    for segment in reversed(reversed_path):
-        parts.append(f"[{segment}]" if type(segment) is int else f".{segment}")
-    return "".join(parts)
 
 
 def _walk(obj: dict[str, Any], table: Table) -> list[_Found] | None:

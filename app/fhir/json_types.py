@@ -31,6 +31,8 @@ from typing import Any, TypeAlias
 
 import orjson
 
+from app.fhir.paths import expression
+
 __all__ = ["TABLE_PATH", "JsonTypeViolation", "check_json_types"]
 
 TABLE_PATH = Path(__file__).resolve().parents[2] / "schemas" / "fhir" / "json_types.json"
@@ -91,14 +93,7 @@ def check_json_types(resource_type: str, body: dict[str, Any]) -> list[JsonTypeV
     found = _walk(body, table)
     if not found:
         return []
-    return [JsonTypeViolation(_expression(resource_type, path), msg) for path, msg in found]
-
-
-def _expression(root: str, reversed_path: list[str | int]) -> str:
-    parts = [root]
-    for segment in reversed(reversed_path):
-        parts.append(f"[{segment}]" if type(segment) is int else f".{segment}")
-    return "".join(parts)
+    return [JsonTypeViolation(expression(resource_type, path), msg) for path, msg in found]
 
 
 def _walk(obj: dict[str, Any], table: Table) -> list[_Found] | None:
