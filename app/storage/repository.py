@@ -324,7 +324,9 @@ def unit_of_work(
     """
     gate = write_gate(engine) if write else None
     try:
-        with gate.held() if gate else nullcontext(), engine.connect() as conn:
+        # The connection is checked out before the gate: pool work stays out of the section
+        # every writer of every process waits for.
+        with engine.connect() as conn, gate.held() if gate else nullcontext():
             sqlite = conn.dialect.name == "sqlite"
             if write and sqlite:
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE")
