@@ -35,7 +35,7 @@ from app.fhir.validation import check_resource, check_type_and_id
 from app.search.criteria import parse_criteria
 from app.search.extract import extract_tokens
 from app.storage.errors import StorageUnavailable
-from app.storage.repository import Repository, StoredVersion, unit_of_work
+from app.storage.repository import Repository, StoredVersion, TokenRow, unit_of_work
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -93,7 +93,9 @@ class ResourceService:
         resource: dict[str, Any] | None,
         current: StoredVersion | None,
         method: str,
+        tokens: Sequence[TokenRow] = (),
     ) -> StoredVersion:
+        """Write the next version; index rows were extracted before the transaction."""
         version_id = current.version_id + 1 if current else 1
         now = self._now_after(current)
         body = (
@@ -104,7 +106,6 @@ class ResourceService:
         version = StoredVersion(
             resource_type, resource_id, version_id, now, resource is None, body, method
         )
-        tokens = extract_tokens(resource) if resource is not None else []
         repo.write_version(version=version, exists=current is not None, tokens=tokens)
         return version
 
@@ -133,10 +134,11 @@ class ResourceService:
         """create and conditional create (spec http.html#create, #ccreate)."""
         check_type_and_id(resource_type)
         resource = check_resource(self._parse(body), resource_type=resource_type, resource_id=None)
+        tokens = extract_tokens(resource)
+        parsed = parse_criteria(resource_type, if_none_exist) if if_none_exist is not None else None
         with self._uow(write=True) as repo:
-            repo.lock_type(resource_type, exclusive=if_none_exist is not None)
-            if if_none_exist is not None:
-                parsed = parse_criteria(resource_type, if_none_exist)
+            repo.lock_type(resource_type, exclusive=parsed is not None)
+            if parsed is not None:
                 matches = repo.find_ids(resource_type, parsed.conditions, limit=2)
                 if len(matches) > 1:
                     raise PreconditionFailed(
@@ -154,6 +156,7 @@ class ResourceService:
                 resource=resource,
                 current=None,
                 method="POST",
+                tokens=tokens,
             )
         return WriteResult(version, created=True)
 
@@ -201,8 +204,11 @@ class ResourceService:
         resource = check_resource(
             self._parse(body), resource_type=resource_type, resource_id=resource_id
         )
+        tokens = extract_tokens(resource)
         with self._uow(write=True) as repo:
-            return self._update_locked(repo, resource_type, resource_id, resource, if_match, "PUT")
+            return self._update_locked(
+                repo, resource_type, resource_id, resource, if_match, "PUT", tokens=tokens
+            )
 
     def _update_locked(
         self,
@@ -213,6 +219,7 @@ class ResourceService:
         if_match: int | None,
         method: str,
         *,
+        tokens: Sequence[TokenRow],
         type_locked: bool = False,
     ) -> WriteResult:
         if not type_locked:
@@ -227,6 +234,7 @@ class ResourceService:
             resource=resource,
             current=current,
             method=method,
+            tokens=tokens,
         )
         return WriteResult(version, created=current is None or current.deleted)
 
@@ -250,8 +258,9 @@ class ResourceService:
             check_type_and_id(resource_type, body_id)
         # Validate before the write transaction opens; only the id is settled inside it.
         resource = check_resource(parsed_body, resource_type=resource_type, resource_id=body_id)
+        tokens = extract_tokens(resource)
+        parsed = parse_criteria(resource_type, criteria)
         with self._uow(write=True) as repo:
-            parsed = parse_criteria(resource_type, criteria)
             repo.lock_type(resource_type, exclusive=True)
             matches = repo.find_ids(resource_type, parsed.conditions, limit=2)
             if len(matches) > 1:
@@ -279,7 +288,14 @@ class ResourceService:
                 target = self._clock.new_id()
             resource["id"] = target
             return self._update_locked(
-                repo, resource_type, target, resource, if_match, "PUT", type_locked=True
+                repo,
+                resource_type,
+                target,
+                resource,
+                if_match,
+                "PUT",
+                tokens=tokens,
+                type_locked=True,
             )
 
     # -- patch -------------------------------------------------------------------------
@@ -322,6 +338,7 @@ class ResourceService:
                 resource=resource,
                 current=current,
                 method="PATCH",
+                tokens=extract_tokens(resource),
             )
         return WriteResult(version, created=False)
 
@@ -364,8 +381,8 @@ class ResourceService:
     ) -> StoredVersion | None:
         """Conditional delete (spec http.html#cdelete): one match deleted, several -> 412."""
         check_type_and_id(resource_type)
+        parsed = parse_criteria(resource_type, criteria)
         with self._uow(write=True) as repo:
-            parsed = parse_criteria(resource_type, criteria)
             repo.lock_type(resource_type, exclusive=True)
             matches = repo.find_ids(resource_type, parsed.conditions, limit=2)
             if len(matches) > 1:
