@@ -287,3 +287,36 @@ def test_fhir_json_representation_is_enforced(
     outcome = _assert_outcome(client.post(f"/{resource['resourceType']}", json=resource), 400)
     assert outcome["issue"][0]["expression"] == [expression], outcome
     _nothing_stored(client)
+
+
+@pytest.mark.parametrize(
+    "div",
+    [
+        pytest.param(
+            '<div xmlns="http://www.w3.org/1999/xhtml"><script>alert(1)</script></div>', id="script"
+        ),
+        pytest.param(
+            '<div xmlns="http://www.w3.org/1999/xhtml" onclick="steal()">Hi</div>',
+            id="event-attribute",
+        ),
+        pytest.param(
+            '<div xmlns="http://www.w3.org/1999/xhtml"><a href="javascript:x()">x</a></div>',
+            id="javascript-url",
+        ),
+        pytest.param("<div>no namespace</div>", id="no-xhtml-namespace"),
+        pytest.param('<div xmlns="http://www.w3.org/1999/xhtml">  </div>', id="empty"),
+    ],
+)
+def test_unsafe_or_invalid_narrative_is_refused(client: httpx.Client, div: str) -> None:
+    body = {**minimal("Patient"), "text": {"status": "generated", "div": div}}
+    outcome = _assert_outcome(client.post("/Patient", json=body), 400, "invariant")
+    assert outcome["issue"][0]["expression"] == ["Patient.text.div"]
+    _nothing_stored(client)
+
+
+def test_safe_narrative_is_stored(client: httpx.Client) -> None:
+    div = '<div xmlns="http://www.w3.org/1999/xhtml"><p>Client <b>Alex</b> — plan agreed.</p></div>'
+    body = {**minimal("Patient"), "text": {"status": "generated", "div": div}}
+    created = client.post("/Patient", json=body)
+    assert created.status_code == 201, created.text
+    assert client.get(f"/Patient/{created.json()['id']}").json()["text"]["div"] == div

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from app.fhir.bindings import check_required_bindings
 from app.fhir.errors import InvalidRequest, Issue, NotFound, StructureError
 from app.fhir.json_types import check_json_types
+from app.fhir.narrative import check_narratives
 from app.fhir.registry import is_resource_type, is_valid_id
 
 _ISSUE_CODES = {
@@ -99,6 +100,14 @@ def check_resource(body: Any, *, resource_type: str, resource_id: str | None) ->
         raise StructureError(issues[0].diagnostics, issues=issues) from exc
     except (ValueError, TypeError, KeyError, AttributeError) as exc:  # from fhir_core validators
         raise StructureError(f"{resource_type}: {exc}") from exc
+    narrative_violations = check_narratives(resource_type, body)
+    if narrative_violations:
+        # Narratives are rendered by agency UIs: active content is refused (txt-1, txt-2).
+        issues = [
+            Issue("invariant", f"{v.expression}: {v.message}", "error", (v.expression,))
+            for v in narrative_violations[:_MAX_ISSUES]
+        ]
+        raise StructureError(issues[0].diagnostics, issues=issues)
     violations = check_required_bindings(resource_type, body)
     if violations:
         issues = [
