@@ -1,6 +1,10 @@
 # casebridge: FHIR R4 case management and referral exchange.
 # Build: docker build -t casebridge .
-# Run:   docker run -p 8000:8000 -v casebridge-data:/data casebridge
+# Run:   docker run -p 8000:8000 -v casebridge-data:/data \
+#          -e CASEBRIDGE_BASE_URL=https://fhir.example.org/fhir casebridge
+# CASEBRIDGE_BASE_URL must be the public address clients use (Location headers, links).
+# For PostgreSQL set CASEBRIDGE_DATABASE_URL=postgresql://user@host/db and scale with
+# more containers (or --workers); each process runs one handler thread.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
