@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import parse_qsl
 
 from fastapi import Depends, Request
 
-from app.fhir.errors import NotAcceptable, PayloadTooLarge, UnsupportedMediaType
+from app.fhir.errors import InvalidRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
 from app.services.container import Services
 
 _JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
@@ -94,3 +95,25 @@ async def patch_body(request: Request) -> bytes:
 
 ResourceBody = Annotated[bytes, Depends(resource_body)]
 PatchBody = Annotated[bytes, Depends(patch_body)]
+
+
+async def search_form(request: Request) -> list[tuple[str, str]]:
+    """The parameters of POST [type]/_search: the form body (spec http.html#search)."""
+    media = _media_type(request)
+    if media != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaType(
+            f"Content-Type {media or 'none'!r} is not accepted for _search; "
+            "send application/x-www-form-urlencoded"
+        )
+    services: Services = request.app.state.services
+    raw = await _read_limited(request, services.settings.max_body_bytes)
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(raw))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidRequest(f"The _search form body cannot be read: {exc}") from exc
+    if any("\x00" in k or "\x00" in v for k, v in pairs):
+        raise InvalidRequest("The _search form body holds a NUL character")
+    return pairs
+
+
+SearchForm = Annotated[list[tuple[str, str]], Depends(search_form)]

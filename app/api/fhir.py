@@ -6,19 +6,20 @@ from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from app.api.deps import PatchBody, ResourceBody, ServicesDep, negotiate
+from app.api.deps import PatchBody, ResourceBody, SearchForm, ServicesDep, negotiate
 from app.api.render import (
     fhir_response,
     if_match,
     json_response,
     not_modified,
+    prefer_strict,
     query_pairs,
     version_headers,
     write_response,
 )
-from app.fhir.bundles import history_bundle
+from app.fhir.bundles import history_bundle, searchset_bundle
 from app.fhir.capability import capability_statement
-from app.fhir.errors import InvalidRequest
+from app.fhir.errors import InvalidRequest, Issue, operation_outcome
 from app.fhir.resource import etag
 from app.services.history import HistoryPage
 
@@ -54,6 +55,51 @@ def system_history(request: Request, services: ServicesDep) -> Response:
         resource_type=None, resource_id=None, params=query_pairs(request)
     )
     return _history_response(request, services, page, "/_history")
+
+
+def _search_response(
+    services: ServicesDep, resource_type: str, pairs: list[tuple[str, str]], strict: bool
+) -> Response:
+    page = services.search.search(resource_type=resource_type, params=pairs, strict=strict)
+    base = services.settings.base_url
+    path = f"{base}/{resource_type}"
+    links = {"self": f"{path}?{urlencode(pairs)}" if pairs else path}
+    if page.next_cursor:
+        following = [(k, v) for k, v in pairs if k != "_cursor"] + [("_cursor", page.next_cursor)]
+        links["next"] = f"{path}?{urlencode(following)}"
+    outcome = None
+    if page.ignored:
+        outcome = operation_outcome(
+            [
+                Issue(
+                    "not-supported",
+                    f"Search parameter {name!r} is not supported; ignored",
+                    "warning",
+                    (name,),
+                )
+                for name in page.ignored
+            ]
+        )
+    return fhir_response(
+        searchset_bundle(
+            page.matches, base_url=base, links=links, total=page.total, outcome=outcome
+        )
+    )
+
+
+@router.get("/{resource_type}")
+def search(request: Request, resource_type: str, services: ServicesDep) -> Response:
+    """search-type (spec http.html#search)."""
+    return _search_response(services, resource_type, query_pairs(request), prefer_strict(request))
+
+
+@router.post("/{resource_type}/_search")
+def search_post(
+    request: Request, resource_type: str, form: SearchForm, services: ServicesDep
+) -> Response:
+    """search-type by POST with a form body (spec http.html#search)."""
+    pairs = query_pairs(request) + [(k, v) for k, v in form if k not in ("_format", "_pretty")]
+    return _search_response(services, resource_type, pairs, prefer_strict(request))
 
 
 @router.post("/{resource_type}")

@@ -118,3 +118,9 @@ def not_modified(request: Request, version: StoredVersion) -> bool:
         # HTTP dates have whole seconds; compare at that precision.
         return version.last_updated.replace(microsecond=0) <= moment
     return False
+
+
+def prefer_strict(request: Request) -> bool:
+    """Prefer: handling=strict asks for unknown search parameters to be errors."""
+    prefer = request.headers.get("prefer", "").lower().replace(" ", "")
+    return "handling=strict" in prefer.split(",") or "handling=strict" in prefer.split(";")

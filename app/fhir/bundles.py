@@ -54,3 +54,32 @@ def history_bundle(
     if entries:  # FHIR JSON has no empty arrays (spec json.html)
         bundle["entry"] = entries
     return orjson.dumps(bundle)
+
+
+def searchset_bundle(
+    matches: Sequence[StoredVersion],
+    *,
+    base_url: str,
+    links: dict[str, str],
+    total: int | None,
+    outcome: dict[str, Any] | None,
+) -> bytes:
+    """A Bundle of type searchset (spec search.html#return): matches, then any outcome."""
+    entries: list[dict[str, Any]] = [
+        {
+            "fullUrl": f"{base_url}/{v.resource_type}/{v.id}",
+            "resource": orjson.Fragment(v.body),
+            "search": {"mode": "match"},
+        }
+        for v in matches
+        if v.body is not None
+    ]
+    if outcome is not None:
+        entries.append({"resource": outcome, "search": {"mode": "outcome"}})
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if total is not None:
+        bundle["total"] = total
+    bundle["link"] = [{"relation": rel, "url": url} for rel, url in links.items()]
+    if entries:
+        bundle["entry"] = entries
+    return orjson.dumps(bundle)

@@ -22,6 +22,7 @@ TYPE_INTERACTIONS = (
     "history-instance",
     "history-type",
     "create",
+    "search-type",
 )
 SYSTEM_INTERACTIONS = ("history-system",)
 COMMON_SEARCH_PARAMS = (

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, and_, exists, not_, or_, select
 
 from app.fhir.errors import InvalidRequest
-from app.fhir.registry import is_resource_type, types_with_identifier
+from app.fhir.registry import is_resource_type, is_valid_id, types_with_identifier
 from app.search.dates import parse_date_range
 from app.storage.tables import resource_table, token_table
 
@@ -59,6 +59,9 @@ def _unescape(value: str) -> str:
 
 
 def _id_condition(values: list[str]) -> ColumnElement[bool]:
+    for value in values:
+        if not is_valid_id(_unescape(value)):
+            raise InvalidRequest(f"_id {value[:70]!r} is not a valid id", expression=("_id",))
     condition: ColumnElement[bool] = R.id.in_([_unescape(v) for v in values])
     return condition
 
@@ -114,6 +117,12 @@ def _token_condition(resource_type: str, param: str, value: str) -> ColumnElemen
     return exists(select(T.row_id).where(*match_cols))
 
 
+def is_supported(name: str) -> bool:
+    """True for a parameter (with modifier) this module can turn into SQL."""
+    base, _, modifier = name.partition(":")
+    return base in SUPPORTED and (not modifier or (base == "identifier" and modifier == "not"))
+
+
 def parse_criteria(resource_type: str, params: Sequence[tuple[str, str]]) -> Criteria:
     """Parse conditional criteria; anything unsupported is refused, never silently ignored.
 
@@ -125,7 +134,7 @@ def parse_criteria(resource_type: str, params: Sequence[tuple[str, str]]) -> Cri
     canonical: list[str] = []
     for name, value in params:
         base, _, modifier = name.partition(":")
-        if base not in SUPPORTED or (modifier and not (base == "identifier" and modifier == "not")):
+        if not is_supported(name):
             raise InvalidRequest(
                 f"Search parameter {name!r} is not supported in conditional criteria "
                 f"(supported: {', '.join(SUPPORTED)})",

@@ -12,6 +12,7 @@ from app.config import Settings
 from app.services.health import HealthService
 from app.services.history import HistoryService
 from app.services.resources import ResourceService
+from app.services.search import SearchService
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,7 @@ class Services:
     resources: ResourceService
     history: HistoryService
     health: HealthService
+    search: SearchService
 
 
 def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Services:
@@ -36,4 +38,9 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         max_count=settings.max_page_size,
     )
     health = HealthService(engine=engine)
-    return Services(settings, engine, clock, clock.now(), resources, history, health)
+    search = SearchService(
+        resources=resources,
+        default_count=settings.default_page_size,
+        max_count=settings.max_page_size,
+    )
+    return Services(settings, engine, clock, clock.now(), resources, history, health, search)

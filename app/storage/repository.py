@@ -170,6 +170,32 @@ class Repository:
         )
         return [row[0] for row in self._conn.execute(query)]
 
+    def search(
+        self,
+        resource_type: str,
+        conditions: Sequence[ColumnElement[bool]],
+        *,
+        after_id: str | None,
+        limit: int,
+    ) -> list[StoredVersion]:
+        """Current versions of live resources matching all conditions, by id (keyset paged)."""
+        query = select(*_CURRENT_COLS).where(
+            R.resource_type == resource_type, R.deleted.is_(False), *conditions
+        )
+        if after_id is not None:
+            query = query.where(R.id > after_id)
+        rows = self._conn.execute(query.order_by(R.id).limit(limit))
+        return [StoredVersion(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+    def count(self, resource_type: str, conditions: Sequence[ColumnElement[bool]]) -> int:
+        """How many live resources of a type match all conditions."""
+        query = (
+            select(func.count())
+            .select_from(resource_table)
+            .where(R.resource_type == resource_type, R.deleted.is_(False), *conditions)
+        )
+        return int(self._conn.execute(query).scalar_one())
+
     def history(
         self,
         *,

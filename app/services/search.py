@@ -1,0 +1,105 @@
+"""Type-level search (spec search.html) over the parameters the index holds so far.
+
+Supported now: _id, _lastUpdated and identifier (with :not), comma = OR, repeated = AND,
+_count, _total, and stable paging. Unknown parameters are ignored and reported in an
+OperationOutcome entry, or refused under Prefer: handling=strict (spec search.html#errors).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from app.fhir.errors import InvalidRequest
+from app.fhir.numbers import ascii_int
+from app.fhir.registry import is_valid_id
+from app.fhir.validation import check_type_and_id
+from app.search.criteria import is_supported, parse_criteria
+from app.services.resources import ResourceService
+from app.storage.repository import Repository, StoredVersion
+
+RESULT_PARAMS = frozenset({"_count", "_cursor", "_total"})
+_TOTAL_MODES = frozenset({"none", "estimate", "accurate"})
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """One page of matches, the cursor of the next page, the total and what was ignored."""
+
+    matches: list[StoredVersion]
+    next_cursor: str | None
+    total: int | None
+    ignored: list[str] = field(default_factory=list)
+
+
+def _single(params: Sequence[tuple[str, str]], name: str) -> str | None:
+    values = [v for k, v in params if k == name]
+    if len(values) > 1:
+        raise InvalidRequest(f"{name} may be given once", expression=(name,))
+    return values[0] if values else None
+
+
+def _encode_cursor(resource_id: str) -> str:
+    return base64.urlsafe_b64encode(resource_id.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(token: str) -> str:
+    try:
+        resource_id = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidRequest(
+            "The _cursor paging token is not valid", expression=("_cursor",)
+        ) from exc
+    if not is_valid_id(resource_id):
+        raise InvalidRequest("The _cursor paging token is not valid", expression=("_cursor",))
+    return resource_id
+
+
+class SearchService:
+    """GET [base]/[type]?... and POST [base]/[type]/_search."""
+
+    def __init__(self, *, resources: ResourceService, default_count: int, max_count: int) -> None:
+        self._resources = resources
+        self._default_count = default_count
+        self._max_count = max_count
+
+    def search(
+        self, *, resource_type: str, params: Sequence[tuple[str, str]], strict: bool
+    ) -> SearchPage:
+        """search-type (spec http.html#search): matches of the current, live versions."""
+        check_type_and_id(resource_type)
+        criteria = [(k, v) for k, v in params if k not in RESULT_PARAMS and is_supported(k)]
+        ignored = sorted({k for k, _ in params if k not in RESULT_PARAMS and not is_supported(k)})
+        if ignored and strict:
+            raise InvalidRequest(
+                f"Unsupported search parameters: {', '.join(ignored)}",
+                expression=tuple(ignored),
+            )
+        count = self._default_count
+        raw_count = _single(params, "_count")
+        if raw_count is not None:
+            try:
+                count = min(ascii_int(raw_count, maximum=10**9), self._max_count)
+            except ValueError as exc:
+                raise InvalidRequest(
+                    "_count must be a non-negative integer", expression=("_count",)
+                ) from exc
+        total_mode = _single(params, "_total") or "accurate"
+        if total_mode not in _TOTAL_MODES:
+            raise InvalidRequest(
+                "_total must be none, estimate or accurate", expression=("_total",)
+            )
+        raw_cursor = _single(params, "_cursor")
+        after_id = _decode_cursor(raw_cursor) if raw_cursor else None
+        conditions = parse_criteria(resource_type, criteria).conditions if criteria else ()
+
+        def work(repo: Repository) -> SearchPage:
+            rows = repo.search(resource_type, conditions, after_id=after_id, limit=count + 1)
+            total = None if total_mode == "none" else repo.count(resource_type, conditions)
+            page = rows[:count]
+            more = len(rows) > count and bool(page)
+            return SearchPage(page, _encode_cursor(page[-1].id) if more else None, total, ignored)
+
+        return self._resources.run_read(work)

@@ -1,0 +1,140 @@
+"""Type-level search over _id, _lastUpdated and identifier (spec search.html)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.factories import patient
+
+SYS = "https://agency.example.org/clients"
+
+
+def _ids(bundle: dict) -> list[str]:
+    return [e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == "match"]
+
+
+def _client(value: str, **changes: object) -> dict[str, object]:
+    return patient(identifier=[{"system": SYS, "value": value}], **changes)
+
+
+@pytest.fixture
+def clients(client: httpx.Client) -> dict[str, str]:
+    made = {}
+    for value in ("A-1", "A-2", "B-1"):
+        made[value] = client.post("/Patient", json=_client(value)).json()["id"]
+    return made
+
+
+def test_search_by_identifier_returns_a_searchset(client: httpx.Client, clients: dict) -> None:
+    response = client.get("/Patient", params={"identifier": f"{SYS}|A-2"})
+    assert response.status_code == 200
+    bundle = response.json()
+    assert bundle["type"] == "searchset"
+    assert bundle["total"] == 1
+    assert _ids(bundle) == [clients["A-2"]]
+    entry = bundle["entry"][0]
+    assert entry["fullUrl"].endswith(f"/Patient/{clients['A-2']}")
+    assert entry["resource"]["identifier"][0]["value"] == "A-2"
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        pytest.param({"identifier": "A-1,B-1"}, ["A-1", "B-1"], id="or"),
+        pytest.param({"identifier:not": f"{SYS}|A-1"}, ["A-2", "B-1"], id="not"),
+        pytest.param({"identifier": "|A-1"}, [], id="explicitly-no-system"),
+        pytest.param({"_lastUpdated": "gt2000-01-01"}, ["A-1", "A-2", "B-1"], id="last-updated"),
+        pytest.param({"_lastUpdated": "lt2000-01-01"}, [], id="last-updated-none"),
+        pytest.param({}, ["A-1", "A-2", "B-1"], id="everything"),
+    ],
+)
+def test_search_semantics(
+    client: httpx.Client, clients: dict, params: dict, expected: list[str]
+) -> None:
+    bundle = client.get("/Patient", params=params).json()
+    assert sorted(_ids(bundle)) == sorted(clients[v] for v in expected)
+    assert bundle["total"] == len(expected)
+
+
+def test_and_of_repeated_parameters(client: httpx.Client, clients: dict) -> None:
+    response = client.get(
+        "/Patient",
+        params=[("identifier", "A-1,A-2"), ("_id", f"{clients['A-2']},{clients['B-1']}")],
+    )
+    assert _ids(response.json()) == [clients["A-2"]]
+
+
+def test_deleted_and_superseded_versions_do_not_match(client: httpx.Client, clients: dict) -> None:
+    client.delete(f"/Patient/{clients['A-1']}")
+    moved = client.get(f"/Patient/{clients['A-2']}").json()
+    moved["identifier"] = [{"system": SYS, "value": "Z-9"}]
+    client.put(f"/Patient/{clients['A-2']}", json=moved)
+    assert _ids(client.get("/Patient", params={"identifier": "A-1,A-2"}).json()) == []
+    assert _ids(client.get("/Patient", params={"identifier": "Z-9"}).json()) == [clients["A-2"]]
+
+
+def test_paging_is_stable_while_resources_arrive(client: httpx.Client) -> None:
+    first_ids = {client.post("/Patient", json=_client(f"P-{i}")).json()["id"] for i in range(7)}
+    page = client.get("/Patient", params={"_count": 3}).json()
+    seen = _ids(page)
+    for i in range(3):
+        client.post("/Patient", json=_client(f"late-{i}"))
+    url = next(link["url"] for link in page["link"] if link["relation"] == "next")
+    while url:
+        page = client.get(url).json()
+        seen += _ids(page)
+        url = next((lk["url"] for lk in page["link"] if lk["relation"] == "next"), "")
+    assert len(seen) == len(set(seen))
+    assert first_ids <= set(seen)
+
+
+def test_unknown_parameters_are_reported_or_refused(client: httpx.Client, clients: dict) -> None:
+    lenient = client.get("/Patient", params={"family": "Rivera", "identifier": "A-1"}).json()
+    assert _ids(lenient) == [clients["A-1"]]
+    outcome = lenient["entry"][-1]
+    assert outcome["search"]["mode"] == "outcome"
+    assert outcome["resource"]["issue"][0]["expression"] == ["family"]
+    strict = client.get(
+        "/Patient", params={"family": "Rivera"}, headers={"Prefer": "handling=strict"}
+    )
+    assert strict.status_code == 400
+    assert strict.json()["resourceType"] == "OperationOutcome"
+
+
+def test_post_search_with_a_form_body(client: httpx.Client, clients: dict) -> None:
+    response = client.post("/Patient/_search", data={"identifier": "B-1"})
+    assert response.status_code == 200
+    assert _ids(response.json()) == [clients["B-1"]]
+    wrong = client.post("/Patient/_search", json={"identifier": "B-1"})
+    assert wrong.status_code == 415
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        pytest.param({"_count": "many"}, id="bad-count"),
+        pytest.param({"_total": "some"}, id="bad-total"),
+        pytest.param({"_cursor": "%%%"}, id="bad-cursor"),
+        pytest.param({"_lastUpdated": "yesterday"}, id="bad-date"),
+        pytest.param({"identifier": "a|b|c"}, id="bad-token"),
+        pytest.param({"_id": "x'; DROP TABLE resource; --"}, id="injection-attempt"),
+    ],
+)
+def test_malformed_search_values(client: httpx.Client, clients: dict, params: dict) -> None:
+    response = client.get("/Patient", params=params)
+    assert response.status_code == 400, response.text
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert client.get("/Patient").json()["total"] == 3
+
+
+def test_total_none_and_count_zero(client: httpx.Client, clients: dict) -> None:
+    none = client.get("/Patient", params={"_total": "none"}).json()
+    assert "total" not in none
+    zero = client.get("/Patient", params={"_count": 0}).json()
+    assert zero["total"] == 3
+    assert "entry" not in zero
+
+
+def test_unknown_type_is_404(client: httpx.Client) -> None:
+    assert client.get("/CasePlan").status_code == 404
