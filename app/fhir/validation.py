@@ -85,13 +85,7 @@ def check_resource(body: Any, *, resource_type: str, resource_id: str | None) ->
             del body["meta"]
     # fhir.resources coerces ("yes" -> True, "2" -> 2) but the stored JSON is the client's,
     # so JSON representations are checked first (spec json.html).
-    type_violations = check_json_types(resource_type, body)
-    if type_violations:
-        issues = [
-            Issue("structure", f"{v.expression}: {v.message}", "error", (v.expression,))
-            for v in type_violations[:_MAX_ISSUES]
-        ]
-        raise StructureError(issues[0].diagnostics, issues=issues)
+    _refuse("structure", [(v.expression, v.message) for v in check_json_types(resource_type, body)])
     model = get_fhir_model_class(resource_type)
     try:
         model.model_validate(body)
@@ -100,27 +94,27 @@ def check_resource(body: Any, *, resource_type: str, resource_id: str | None) ->
         raise StructureError(issues[0].diagnostics, issues=issues) from exc
     except (ValueError, TypeError, KeyError, AttributeError) as exc:  # from fhir_core validators
         raise StructureError(f"{resource_type}: {exc}") from exc
-    narrative_violations = check_narratives(resource_type, body)
-    if narrative_violations:
-        # Narratives are rendered by agency UIs: active content is refused (txt-1, txt-2).
-        issues = [
-            Issue("invariant", f"{v.expression}: {v.message}", "error", (v.expression,))
-            for v in narrative_violations[:_MAX_ISSUES]
-        ]
-        raise StructureError(issues[0].diagnostics, issues=issues)
-    violations = check_required_bindings(resource_type, body)
-    if violations:
-        issues = [
-            Issue(
-                "code-invalid",
-                f"{v.expression}: {v.value!r} is not in the required value set {v.value_set}",
-                "error",
-                (v.expression,),
-            )
-            for v in violations[:_MAX_ISSUES]
-        ]
-        raise StructureError(issues[0].diagnostics, issues=issues)
+    # Narratives are rendered by agency UIs: active content is refused (txt-1, txt-2).
+    _refuse("invariant", [(v.expression, v.message) for v in check_narratives(resource_type, body)])
+    _refuse(
+        "code-invalid",
+        [
+            (v.expression, f"{v.value!r} is not in the required value set {v.value_set}")
+            for v in check_required_bindings(resource_type, body)
+        ],
+    )
     return body
+
+
+def _refuse(code: str, problems: list[tuple[str, str]]) -> None:
+    """Raise one StructureError listing every (expression, message), if there are any."""
+    if not problems:
+        return
+    issues = [
+        Issue(code, f"{where}: {message}", "error", (where,))
+        for where, message in problems[:_MAX_ISSUES]
+    ]
+    raise StructureError(issues[0].diagnostics, issues=issues)
 
 
 def check_type_and_id(resource_type: str, resource_id: str | None = None) -> None:

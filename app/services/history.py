@@ -10,10 +10,11 @@ from datetime import datetime
 import orjson
 
 from app.fhir.errors import InvalidRequest, NotFound
-from app.fhir.numbers import MAX_VERSION, ascii_int
+from app.fhir.numbers import MAX_VERSION
 from app.fhir.registry import is_resource_type, is_valid_id
 from app.fhir.validation import check_type_and_id
 from app.search.dates import parse_date_range
+from app.services.params import page_size, single
 from app.services.resources import ResourceService
 from app.storage.repository import HistoryCursor, Repository, StoredVersion
 
@@ -53,13 +54,6 @@ def _decode_cursor(token: str) -> HistoryCursor:
         ) from exc
 
 
-def _single(params: Sequence[tuple[str, str]], name: str) -> str | None:
-    values = [v for k, v in params if k == name]
-    if len(values) > 1:
-        raise InvalidRequest(f"{name} may be given once", expression=(name,))
-    return values[0] if values else None
-
-
 class HistoryService:
     """Lists versions with _since, _count and stable keyset paging."""
 
@@ -84,23 +78,15 @@ class HistoryService:
                 raise InvalidRequest(
                     f"Parameter {name!r} is not supported on _history", expression=(name,)
                 )
-        count = self._default_count
-        raw_count = _single(params, "_count")
-        if raw_count is not None:
-            try:
-                count = min(ascii_int(raw_count, maximum=10**9), self._max_count)
-            except ValueError as exc:
-                raise InvalidRequest(
-                    "_count must be a non-negative integer", expression=("_count",)
-                ) from exc
+        count = page_size(params, default=self._default_count, maximum=self._max_count)
         since = None
-        raw_since = _single(params, "_since")
+        raw_since = single(params, "_since")
         if raw_since is not None:
             try:
                 since = parse_date_range(raw_since).low
             except ValueError as exc:
                 raise InvalidRequest(str(exc), expression=("_since",)) from exc
-        raw_cursor = _single(params, "_cursor")
+        raw_cursor = single(params, "_cursor")
         cursor = _decode_cursor(raw_cursor) if raw_cursor else None
 
         def work(repo: Repository) -> HistoryPage:

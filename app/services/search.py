@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from app.fhir.errors import InvalidRequest
-from app.fhir.numbers import ascii_int
 from app.fhir.registry import is_valid_id
 from app.fhir.validation import check_type_and_id
 from app.search.criteria import is_supported, parse_criteria
+from app.services.params import page_size, single
 from app.services.resources import ResourceService
 from app.storage.repository import Repository, StoredVersion
 
@@ -32,13 +32,6 @@ class SearchPage:
     next_cursor: str | None
     total: int | None
     ignored: list[str] = field(default_factory=list)
-
-
-def _single(params: Sequence[tuple[str, str]], name: str) -> str | None:
-    values = [v for k, v in params if k == name]
-    if len(values) > 1:
-        raise InvalidRequest(f"{name} may be given once", expression=(name,))
-    return values[0] if values else None
 
 
 def _encode_cursor(resource_id: str) -> str:
@@ -77,21 +70,13 @@ class SearchService:
                 f"Unsupported search parameters: {', '.join(ignored)}",
                 expression=tuple(ignored),
             )
-        count = self._default_count
-        raw_count = _single(params, "_count")
-        if raw_count is not None:
-            try:
-                count = min(ascii_int(raw_count, maximum=10**9), self._max_count)
-            except ValueError as exc:
-                raise InvalidRequest(
-                    "_count must be a non-negative integer", expression=("_count",)
-                ) from exc
-        total_mode = _single(params, "_total") or "accurate"
+        count = page_size(params, default=self._default_count, maximum=self._max_count)
+        total_mode = single(params, "_total") or "accurate"
         if total_mode not in _TOTAL_MODES:
             raise InvalidRequest(
                 "_total must be none, estimate or accurate", expression=("_total",)
             )
-        raw_cursor = _single(params, "_cursor")
+        raw_cursor = single(params, "_cursor")
         after_id = _decode_cursor(raw_cursor) if raw_cursor else None
         conditions = parse_criteria(resource_type, criteria).conditions if criteria else ()
 
