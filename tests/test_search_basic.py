@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import httpx
 import pytest
 
@@ -138,3 +140,29 @@ def test_total_none_and_count_zero(client: httpx.Client, clients: dict) -> None:
 
 def test_unknown_type_is_404(client: httpx.Client) -> None:
     assert client.get("/CasePlan").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [
+        pytest.param(
+            {"identifier": ",".join(f"v{i}" for i in range(100))}, 200, id="100-alternatives"
+        ),
+        pytest.param(
+            {"identifier": ",".join(f"v{i}" for i in range(101))}, 400, id="101-alternatives"
+        ),
+        pytest.param({"_id": ",".join(f"id{i}" for i in range(1000))}, 200, id="1000-ids"),
+        pytest.param({"_id": ",".join(f"id{i}" for i in range(1001))}, 400, id="1001-ids"),
+        pytest.param([("identifier", f"v{i}") for i in range(51)], 400, id="51-parameters"),
+    ],
+)
+def test_query_size_is_bounded(client: httpx.Client, params: object, status: int) -> None:
+    form = urlencode(params)  # type: ignore[arg-type]
+    response = client.post(
+        "/Patient/_search",
+        content=form,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == status, response.text[:300]
+    if status == 400:
+        assert response.json()["issue"][0]["code"] == "too-costly"

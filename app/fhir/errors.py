@@ -134,6 +134,13 @@ class PayloadTooLarge(FHIRError):
     code = "too-costly"
 
 
+class TooCostly(FHIRError):
+    """400 too-costly: the request asks for more work than the server allows at once."""
+
+    status = 400
+    code = "too-costly"
+
+
 class Transient(FHIRError):
     """503: the database is unreachable or busy; the client may retry."""
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, exists, not_, or_, select
 
-from app.fhir.errors import InvalidRequest
+from app.fhir.errors import InvalidRequest, TooCostly
 from app.fhir.registry import is_resource_type, is_valid_id, types_with_identifier
 from app.search.dates import parse_date_range
 from app.storage.tables import resource_table, token_table
@@ -23,6 +23,11 @@ T = token_table.c
 _PREFIX_RE = re.compile(r"^(eq|ne|gt|lt|ge|le|sa|eb)(?=\d)")
 SUPPORTED = ("_id", "_lastUpdated", "identifier")
 MAX_TOKEN_LENGTH = 255
+# Bounds on what one query may ask: each OR alternative of a token or date is a subquery, and
+# SQLite refuses expression trees deeper than 1000; _id alternatives are one IN list.
+MAX_ALTERNATIVES = 100
+MAX_ID_ALTERNATIVES = 1000
+MAX_PARAMETERS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +137,8 @@ def parse_criteria(resource_type: str, params: Sequence[tuple[str, str]]) -> Cri
     """
     conditions: list[ColumnElement[bool]] = []
     canonical: list[str] = []
+    if len(params) > MAX_PARAMETERS:
+        raise TooCostly(f"At most {MAX_PARAMETERS} search parameters may be combined")
     for name, value in params:
         base, _, modifier = name.partition(":")
         if not is_supported(name):
@@ -143,6 +150,12 @@ def parse_criteria(resource_type: str, params: Sequence[tuple[str, str]]) -> Cri
         if value == "":
             raise InvalidRequest(f"Search parameter {name!r} has no value", expression=(name,))
         alternatives = split_escaped(value, ",")
+        limit = MAX_ID_ALTERNATIVES if base == "_id" else MAX_ALTERNATIVES
+        if len(alternatives) > limit:
+            raise TooCostly(
+                f"{name} has {len(alternatives)} alternatives; at most {limit} are accepted",
+                expression=(name,),
+            )
         canonical.append(f"{name}={','.join(sorted(alternatives))}")
         if base == "_id":
             conditions.append(_id_condition(alternatives))
