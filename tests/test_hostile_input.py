@@ -279,3 +279,18 @@ def test_instance_history_with_future_since_is_empty_not_404(
 def test_update_as_create_shows_201_in_history(client: httpx.Client, existing: str) -> None:
     history = client.get("/Patient/p1/_history").json()
     assert history["entry"][0]["response"]["status"] == "201 Created"
+
+
+def test_if_modified_since_with_absurd_year_is_ignored(client: httpx.Client, existing: str) -> None:
+    response = client.get(
+        "/Patient/p1", headers={"If-Modified-Since": "Fri, 01 Jan 99999999999999 00:00:00 GMT"}
+    )
+    assert response.status_code == 200
+
+
+def test_overlong_or_unclosed_style_urls_are_refused(client: httpx.Client) -> None:
+    div = '<div xmlns="http://www.w3.org/1999/xhtml"><p style="' + "url(" * 5000 + '">x</p></div>'
+    body = {**minimal("Patient"), "text": {"status": "generated", "div": div}}
+    response = client.post("/Patient", json=body)
+    assert response.status_code == 400
+    assert "style" in response.json()["issue"][0]["diagnostics"]

@@ -166,3 +166,66 @@ def test_query_size_is_bounded(client: httpx.Client, params: object, status: int
     assert response.status_code == status, response.text[:300]
     if status == 400:
         assert response.json()["issue"][0]["code"] == "too-costly"
+
+
+@pytest.mark.parametrize(
+    "name", ["_id:not", "_id:missing", "identifier:text", "identifier:of-type", "_lastUpdated:not"]
+)
+def test_unsupported_modifiers_are_refused_not_ignored(client: httpx.Client, name: str) -> None:
+    response = client.get("/Patient", params={name: "x"})
+    assert response.status_code == 400, response.text
+    assert name in response.json()["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize(
+    "prefer",
+    [
+        pytest.param(['handling="strict"'], id="quoted"),
+        pytest.param(["return=minimal, handling=strict; x=y"], id="with-others"),
+        pytest.param(["return=minimal", "handling=strict"], id="two-headers"),
+        pytest.param(["handling = strict"], id="spaces"),
+    ],
+)
+def test_prefer_handling_strict_forms(client: httpx.Client, prefer: list[str]) -> None:
+    headers = httpx.Headers([("Prefer", value) for value in prefer])
+    response = client.get("/Patient", params={"family": "x"}, headers=headers)
+    assert response.status_code == 400
+
+
+def test_self_link_shows_only_applied_parameters(client: httpx.Client, clients: dict) -> None:
+    bundle = client.get("/Patient", params={"identifier": "A-1", "family": "Rivera"}).json()
+    self_link = next(link["url"] for link in bundle["link"] if link["relation"] == "self")
+    assert "identifier=A-1" in self_link
+    assert "family" not in self_link
+
+
+def test_ignored_parameters_are_reported_up_to_a_limit(client: httpx.Client) -> None:
+    params = [(f"p{i}", "x") for i in range(30)]
+    outcome = client.get("/Patient", params=params).json()["entry"][-1]["resource"]
+    assert len(outcome["issue"]) == 21
+    assert "10 more" in outcome["issue"][-1]["diagnostics"]
+    too_many = client.get("/Patient", params=[(f"p{i}", "x") for i in range(101)])
+    assert too_many.status_code == 400
+    assert too_many.json()["issue"][0]["code"] == "too-costly"
+
+
+def test_total_values_across_parameters_are_bounded(client: httpx.Client) -> None:
+    params = [("identifier", ",".join(f"v{i}" for i in range(100))) for _ in range(11)]
+    response = client.post(
+        "/Patient/_search",
+        content=urlencode(params),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["code"] == "too-costly"
+
+
+def test_empty_alternatives_and_trailing_ampersands(client: httpx.Client, clients: dict) -> None:
+    assert client.get("/Patient", params={"identifier": "A-1,"}).status_code == 400
+    form = client.post(
+        "/Patient/_search",
+        content=f"_id={clients['A-1']}&",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert form.status_code == 200
+    assert _ids(form.json()) == [clients["A-1"]]

@@ -108,7 +108,7 @@ async def search_form(request: Request) -> list[tuple[str, str]]:
     services: Services = request.app.state.services
     raw = await _read_limited(request, services.settings.max_body_bytes)
     try:
-        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(raw))
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidRequest(f"The _search form body cannot be read: {exc}") from exc
     if any("\x00" in k or "\x00" in v for k, v in pairs):

@@ -24,6 +24,7 @@ from app.fhir.resource import etag
 from app.services.history import HistoryPage
 
 router = APIRouter(prefix="/fhir", dependencies=[Depends(negotiate)])
+_MAX_REPORTED = 20
 
 
 def _history_response(
@@ -63,23 +64,29 @@ def _search_response(
     page = services.search.search(resource_type=resource_type, params=pairs, strict=strict)
     base = services.settings.base_url
     path = f"{base}/{resource_type}"
-    links = {"self": f"{path}?{urlencode(pairs)}" if pairs else path}
+    applied = page.applied
+    links = {"self": f"{path}?{urlencode(applied)}" if applied else path}
     if page.next_cursor:
-        following = [(k, v) for k, v in pairs if k != "_cursor"] + [("_cursor", page.next_cursor)]
-        links["next"] = f"{path}?{urlencode(following)}"
+        following = [(k, v) for k, v in applied if k != "_cursor"]
+        links["next"] = f"{path}?{urlencode([*following, ('_cursor', page.next_cursor)])}"
     outcome = None
     if page.ignored:
-        outcome = operation_outcome(
-            [
-                Issue(
-                    "not-supported",
-                    f"Search parameter {name!r} is not supported; ignored",
-                    "warning",
-                    (name,),
-                )
-                for name in page.ignored
-            ]
-        )
+        shown = page.ignored[:_MAX_REPORTED]
+        issues = [
+            Issue(
+                "not-supported",
+                f"Search parameter {n!r} is not supported; ignored",
+                "warning",
+                (n,),
+            )
+            for n in shown
+        ]
+        if len(page.ignored) > len(shown):
+            rest = len(page.ignored) - len(shown)
+            issues.append(
+                Issue("not-supported", f"{rest} more unsupported parameters ignored", "warning")
+            )
+        outcome = operation_outcome(issues)
     return fhir_response(
         searchset_bundle(
             page.matches, base_url=base, links=links, total=page.total, outcome=outcome

@@ -46,16 +46,21 @@ def version_headers(version: StoredVersion, base_url: str) -> dict[str, str]:
     }
 
 
+def _preferences(request: Request) -> dict[str, str]:
+    """Every Prefer header's name=value pairs, lower-cased names, unquoted values (RFC 7240)."""
+    found: dict[str, str] = {}
+    for header in request.headers.getlist("prefer"):
+        for part in header.replace(";", ",").split(","):
+            name, _, value = part.partition("=")
+            name = name.strip().lower()
+            if name and name not in found:
+                found[name] = value.strip().strip('"').strip()
+    return found
+
+
 def prefer_return(request: Request) -> str:
     """Prefer: return= (spec http.html#ops): minimal, representation or OperationOutcome."""
-    for part in request.headers.get("prefer", "").split(";"):
-        for token in part.split(","):
-            key, _, value = token.strip().partition("=")
-            if key.strip().lower() == "return":
-                choice = _PREFER_RETURN.get(value.strip().strip('"').lower())
-                if choice is not None:
-                    return choice
-    return "representation"
+    return _PREFER_RETURN.get(_preferences(request).get("return", "").lower(), "representation")
 
 
 def write_response(
@@ -111,7 +116,7 @@ def not_modified(request: Request, version: StoredVersion) -> bool:
     if since is not None:
         try:
             moment = parsedate_to_datetime(since)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return False
         if moment.tzinfo is None:  # "-0000" and zone-less dates mean UTC (RFC 5322 3.3)
             moment = moment.replace(tzinfo=UTC)
@@ -122,5 +127,4 @@ def not_modified(request: Request, version: StoredVersion) -> bool:
 
 def prefer_strict(request: Request) -> bool:
     """Prefer: handling=strict asks for unknown search parameters to be errors."""
-    prefer = request.headers.get("prefer", "").lower().replace(" ", "")
-    return "handling=strict" in prefer.split(",") or "handling=strict" in prefer.split(";")
+    return _preferences(request).get("handling", "").lower() == "strict"

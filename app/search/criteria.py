@@ -28,6 +28,7 @@ MAX_TOKEN_LENGTH = 255
 MAX_ALTERNATIVES = 100
 MAX_ID_ALTERNATIVES = 1000
 MAX_PARAMETERS = 50
+MAX_TOTAL_ALTERNATIVES = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,8 @@ def _token_condition(resource_type: str, param: str, value: str) -> ColumnElemen
         raise InvalidRequest(
             f"{resource_type} has no identifier element to search", expression=(param,)
         )
+    if value == "":
+        raise InvalidRequest(f"{param} has an empty value between commas", expression=(param,))
     parts = split_escaped(value, "|")
     if any(len(_unescape(p)) > MAX_TOKEN_LENGTH for p in parts):
         raise InvalidRequest(
@@ -122,6 +125,11 @@ def _token_condition(resource_type: str, param: str, value: str) -> ColumnElemen
     return exists(select(T.row_id).where(*match_cols))
 
 
+def is_known_base(name: str) -> bool:
+    """True when the parameter (modifier aside) is one this module evaluates."""
+    return name.partition(":")[0] in SUPPORTED
+
+
 def is_supported(name: str) -> bool:
     """True for a parameter (with modifier) this module can turn into SQL."""
     base, _, modifier = name.partition(":")
@@ -139,6 +147,7 @@ def parse_criteria(resource_type: str, params: Sequence[tuple[str, str]]) -> Cri
     canonical: list[str] = []
     if len(params) > MAX_PARAMETERS:
         raise TooCostly(f"At most {MAX_PARAMETERS} search parameters may be combined")
+    total_alternatives = 0
     for name, value in params:
         base, _, modifier = name.partition(":")
         if not is_supported(name):
@@ -151,6 +160,12 @@ def parse_criteria(resource_type: str, params: Sequence[tuple[str, str]]) -> Cri
             raise InvalidRequest(f"Search parameter {name!r} has no value", expression=(name,))
         alternatives = split_escaped(value, ",")
         limit = MAX_ID_ALTERNATIVES if base == "_id" else MAX_ALTERNATIVES
+        total_alternatives += len(alternatives)
+        if total_alternatives > MAX_TOTAL_ALTERNATIVES:
+            raise TooCostly(
+                f"The query has more than {MAX_TOTAL_ALTERNATIVES} values in all",
+                expression=(name,),
+            )
         if len(alternatives) > limit:
             raise TooCostly(
                 f"{name} has {len(alternatives)} alternatives; at most {limit} are accepted",

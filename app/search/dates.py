@@ -36,6 +36,8 @@ def parse_date_range(value: str) -> DateRange:
         return _to_range(match.groupdict())
     except OverflowError as exc:
         raise ValueError(f"{value!r} is outside the supported range of dates") from exc
+    except ValueError as exc:  # month 13, hour 25, offset +99:00 ...
+        raise ValueError(f"{value!r} is not a valid date or time") from exc
 
 
 def _to_range(parts: dict[str, str | None]) -> DateRange:

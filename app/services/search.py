@@ -12,15 +12,16 @@ import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from app.fhir.errors import InvalidRequest
+from app.fhir.errors import InvalidRequest, TooCostly
 from app.fhir.registry import is_valid_id
 from app.fhir.validation import check_type_and_id
-from app.search.criteria import is_supported, parse_criteria
+from app.search.criteria import is_known_base, is_supported, parse_criteria
 from app.services.params import page_size, single
 from app.services.resources import ResourceService
 from app.storage.repository import Repository, StoredVersion
 
 RESULT_PARAMS = frozenset({"_count", "_cursor", "_total"})
+MAX_DISTINCT_PARAMETERS = 100
 _TOTAL_MODES = frozenset({"none", "estimate", "accurate"})
 
 
@@ -32,6 +33,8 @@ class SearchPage:
     next_cursor: str | None
     total: int | None
     ignored: list[str] = field(default_factory=list)
+    # The parameters actually used: the self link shows these (spec search.html#conformance).
+    applied: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _encode_cursor(resource_id: str) -> str:
@@ -63,8 +66,19 @@ class SearchService:
     ) -> SearchPage:
         """search-type (spec http.html#search): matches of the current, live versions."""
         check_type_and_id(resource_type)
+        names = {k for k, _ in params if k not in RESULT_PARAMS}
+        if len(names) > MAX_DISTINCT_PARAMETERS:
+            raise TooCostly(f"At most {MAX_DISTINCT_PARAMETERS} distinct parameters are read")
+        # A modifier this server cannot apply would widen the match (_id:not=x returning x):
+        # refuse it rather than ignore it.
+        bad_modifiers = sorted(n for n in names if is_known_base(n) and not is_supported(n))
+        if bad_modifiers:
+            raise InvalidRequest(
+                f"Unsupported modifier in {', '.join(bad_modifiers)}",
+                expression=tuple(bad_modifiers),
+            )
         criteria = [(k, v) for k, v in params if k not in RESULT_PARAMS and is_supported(k)]
-        ignored = sorted({k for k, _ in params if k not in RESULT_PARAMS and not is_supported(k)})
+        ignored = sorted(n for n in names if not is_supported(n))
         if ignored and strict:
             raise InvalidRequest(
                 f"Unsupported search parameters: {', '.join(ignored)}",
@@ -85,6 +99,12 @@ class SearchService:
             total = None if total_mode == "none" else repo.count(resource_type, conditions)
             page = rows[:count]
             more = len(rows) > count and bool(page)
-            return SearchPage(page, _encode_cursor(page[-1].id) if more else None, total, ignored)
+            return SearchPage(
+                page,
+                _encode_cursor(page[-1].id) if more else None,
+                total,
+                ignored,
+                applied=[(k, v) for k, v in params if k not in ignored],
+            )
 
         return self._resources.run_read(work)
