@@ -229,3 +229,20 @@ def test_empty_alternatives_and_trailing_ampersands(client: httpx.Client, client
     )
     assert form.status_code == 200
     assert _ids(form.json()) == [clients["A-1"]]
+
+
+@pytest.mark.parametrize(
+    ("form", "status"),
+    [
+        pytest.param(b"\xef\xbb\xbf_id=x", 400, id="bom"),
+        pytest.param(b"_format=xml&identifier=A-1", 406, id="format-xml-in-form"),
+        pytest.param(b"_total=", 400, id="empty-total"),
+    ],
+)
+def test_form_body_edge_cases(client: httpx.Client, form: bytes, status: int) -> None:
+    response = client.post(
+        "/Patient/_search",
+        content=form,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == status, response.text

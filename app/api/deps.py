@@ -27,16 +27,21 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+def check_format(fmt: str) -> None:
+    """Refuse a _format other than JSON: 406 (spec http.html#mime-type)."""
+    # An unencoded "+" in a query string arrives as a space.
+    if fmt.split(";")[0].strip().replace(" ", "+").lower() not in _JSON_FORMATS:
+        raise NotAcceptable(
+            f"_format={fmt!r} is not supported; this server speaks application/fhir+json",
+            expression=("_format",),
+        )
+
+
 async def negotiate(request: Request) -> None:
     """Refuse representations other than JSON (spec http.html#mime-type): 406."""
     fmt = request.query_params.get("_format")
     if fmt is not None:
-        # An unencoded "+" in a query string arrives as a space.
-        if fmt.split(";")[0].strip().replace(" ", "+").lower() not in _JSON_FORMATS:
-            raise NotAcceptable(
-                f"_format={fmt!r} is not supported; this server speaks application/fhir+json",
-                expression=("_format",),
-            )
+        check_format(fmt)
         return
     accept = request.headers.get("accept")
     if not accept:
@@ -107,6 +112,8 @@ async def search_form(request: Request) -> list[tuple[str, str]]:
         )
     services: Services = request.app.state.services
     raw = await _read_limited(request, services.settings.max_body_bytes)
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raise InvalidRequest("The _search form body starts with a byte order mark")
     try:
         pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
     except (UnicodeDecodeError, ValueError) as exc:

@@ -6,7 +6,14 @@ from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from app.api.deps import PatchBody, ResourceBody, SearchForm, ServicesDep, negotiate
+from app.api.deps import (
+    PatchBody,
+    ResourceBody,
+    SearchForm,
+    ServicesDep,
+    check_format,
+    negotiate,
+)
 from app.api.render import (
     fhir_response,
     if_match,
@@ -105,6 +112,9 @@ def search_post(
     request: Request, resource_type: str, form: SearchForm, services: ServicesDep
 ) -> Response:
     """search-type by POST with a form body (spec http.html#search)."""
+    for key, value in form:
+        if key == "_format":
+            check_format(value)
     pairs = query_pairs(request) + [(k, v) for k, v in form if k not in ("_format", "_pretty")]
     return _search_response(services, resource_type, pairs, prefer_strict(request))
 

@@ -85,7 +85,8 @@ class SearchService:
                 expression=tuple(ignored),
             )
         count = page_size(params, default=self._default_count, maximum=self._max_count)
-        total_mode = single(params, "_total") or "accurate"
+        total_mode = single(params, "_total")
+        total_mode = "accurate" if total_mode is None else total_mode
         if total_mode not in _TOTAL_MODES:
             raise InvalidRequest(
                 "_total must be none, estimate or accurate", expression=("_total",)
