@@ -33,13 +33,13 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
     """Wire the services together."""
     resources = ResourceService(engine=engine, clock=clock, settings=settings)
     history = HistoryService(
-        resources=resources,
+        engine=engine,
         default_count=settings.default_page_size,
         max_count=settings.max_page_size,
     )
     health = HealthService(engine=engine)
     search = SearchService(
-        resources=resources,
+        engine=engine,
         default_count=settings.default_page_size,
         max_count=settings.max_page_size,
     )

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
+from sqlalchemy.engine import Engine
 
 from app.fhir.errors import InvalidRequest, NotFound
 from app.fhir.numbers import MAX_VERSION
 from app.fhir.registry import is_resource_type, is_valid_id
 from app.fhir.validation import check_type_and_id
 from app.search.dates import parse_date_range
-from app.services.params import page_size, single
-from app.services.resources import ResourceService
-from app.storage.repository import HistoryCursor, Repository, StoredVersion
+from app.services.params import decode_token, encode_token, page_size, single
+from app.services.uow import transaction
+from app.storage.repository import HistoryCursor, StoredVersion
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,14 +29,14 @@ class HistoryPage:
 
 
 def _encode_cursor(v: StoredVersion) -> str:
-    raw = orjson.dumps([v.last_updated.isoformat(), v.resource_type, v.id, v.version_id])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_token(
+        orjson.dumps([v.last_updated.isoformat(), v.resource_type, v.id, v.version_id])
+    )
 
 
 def _decode_cursor(token: str) -> HistoryCursor:
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        ts, rtype, rid, vid = orjson.loads(raw)
+        ts, rtype, rid, vid = orjson.loads(decode_token(token))
         moment = datetime.fromisoformat(ts)
         # The token comes back from the client: every field is checked before it reaches SQL.
         if (
@@ -57,8 +57,8 @@ def _decode_cursor(token: str) -> HistoryCursor:
 class HistoryService:
     """Lists versions with _since, _count and stable keyset paging."""
 
-    def __init__(self, *, resources: ResourceService, default_count: int, max_count: int) -> None:
-        self._resources = resources
+    def __init__(self, *, engine: Engine, default_count: int, max_count: int) -> None:
+        self._engine = engine
         self._default_count = default_count
         self._max_count = max_count
 
@@ -89,7 +89,8 @@ class HistoryService:
         raw_cursor = single(params, "_cursor")
         cursor = _decode_cursor(raw_cursor) if raw_cursor else None
 
-        def work(repo: Repository) -> HistoryPage:
+        # One snapshot, so the page and its total agree.
+        with transaction(self._engine, write=False, snapshot=True) as repo:
             rows = repo.history(
                 resource_type=resource_type,
                 resource_id=resource_id,
@@ -101,13 +102,14 @@ class HistoryService:
             total = repo.count_history(
                 resource_type=resource_type, resource_id=resource_id, since=since
             )
-            if resource_id is not None and total == 0 and not rows:
-                if resource_type is not None and repo.current(resource_type, resource_id):
-                    return HistoryPage([], None, 0)
-                raise NotFound(f"{resource_type}/{resource_id} is not known")
-            more = len(rows) > count
-            page = rows[:count]
-            next_cursor = _encode_cursor(page[-1]) if more and page else None
-            return HistoryPage(page, next_cursor, total)
-
-        return self._resources.run_read(work)
+            exists = (
+                total > 0
+                or bool(rows)
+                or resource_id is None
+                or (resource_type is not None and repo.current(resource_type, resource_id))
+            )
+        if not exists:
+            raise NotFound(f"{resource_type}/{resource_id} is not known")
+        page = rows[:count]
+        more = len(rows) > count and bool(page)
+        return HistoryPage(page, _encode_cursor(page[-1]) if more else None, total)

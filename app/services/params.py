@@ -1,7 +1,9 @@
-"""Reading result parameters (_count, once-only parameters) the same way everywhere."""
+"""Reading result parameters (_count, once-only parameters, paging tokens) the same way."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Sequence
 
 from app.fhir.errors import InvalidRequest
@@ -26,4 +28,19 @@ def page_size(params: Sequence[tuple[str, str]], *, default: int, maximum: int) 
     except ValueError as exc:
         raise InvalidRequest(
             "_count must be a non-negative integer", expression=("_count",)
+        ) from exc
+
+
+def encode_token(raw: bytes) -> str:
+    """An opaque, URL-safe paging token (_cursor) for raw bytes."""
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str) -> bytes:
+    """The bytes of a paging token; InvalidRequest when it is not one of ours."""
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRequest(
+            "The _cursor paging token is not valid", expression=("_cursor",)
         ) from exc

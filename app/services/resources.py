@@ -6,12 +6,11 @@ for the few statements of the write itself.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import jsonpatch
 from sqlalchemy.engine import Engine
@@ -26,7 +25,6 @@ from app.fhir.errors import (
     PreconditionFailed,
     ResourceInvalid,
     StructureError,
-    Transient,
 )
 from app.fhir.jsonio import loads_stored, parse_json
 from app.fhir.numbers import ascii_int
@@ -34,11 +32,8 @@ from app.fhir.resource import etag, stamp
 from app.fhir.validation import check_resource, check_type_and_id
 from app.search.criteria import parse_criteria
 from app.search.extract import extract_tokens
-from app.storage.errors import StorageUnavailable
-from app.storage.repository import Repository, StoredVersion, TokenRow, unit_of_work
-
-T = TypeVar("T")
-log = logging.getLogger(__name__)
+from app.services.uow import transaction
+from app.storage.repository import Repository, StoredVersion, TokenRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,19 +55,10 @@ class ResourceService:
         self._settings = settings
 
     # -- plumbing ----------------------------------------------------------------------
-    @contextmanager
     def _uow(
         self, *, write: bool, snapshot: bool = False, single_read: bool = False
-    ) -> Iterator[Repository]:
-        try:
-            with unit_of_work(
-                self._engine, write=write, snapshot=snapshot, single_read=single_read
-            ) as repo:
-                yield repo
-        except StorageUnavailable as exc:
-            # The driver's text may name hosts and users: it goes to the log, not the client.
-            log.warning("database unavailable: %s", exc)
-            raise Transient("The database is unavailable or busy; retry later") from exc
+    ) -> AbstractContextManager[Repository]:
+        return transaction(self._engine, write=write, snapshot=snapshot, single_read=single_read)
 
     def _parse(self, body: bytes) -> Any:
         return parse_json(body, max_depth=self._settings.max_json_depth)
@@ -392,12 +378,6 @@ class ResourceService:
             if not matches:
                 return None
             return self._delete_locked(repo, resource_type, matches[0], None, type_locked=True)
-
-    # -- helpers for other services ----------------------------------------------------
-    def run_read(self, work: Callable[[Repository], T]) -> T:
-        """Run a read-only unit of work on one consistent snapshot (used by history)."""
-        with self._uow(write=False, snapshot=True) as repo:
-            return work(repo)
 
 
 def _apply_patch(patch: jsonpatch.JsonPatch, operations: list[Any], target: Any) -> Any:

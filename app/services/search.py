@@ -7,18 +7,18 @@ OperationOutcome entry, or refused under Prefer: handling=strict (spec search.ht
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
 
 from app.fhir.errors import InvalidRequest, TooCostly
 from app.fhir.registry import is_valid_id
 from app.fhir.validation import check_type_and_id
 from app.search.criteria import is_known_base, is_supported, parse_criteria
-from app.services.params import page_size, single
-from app.services.resources import ResourceService
-from app.storage.repository import Repository, StoredVersion
+from app.services.params import decode_token, encode_token, page_size, single
+from app.services.uow import transaction
+from app.storage.repository import StoredVersion
 
 RESULT_PARAMS = frozenset({"_count", "_cursor", "_total"})
 MAX_DISTINCT_PARAMETERS = 100
@@ -37,14 +37,10 @@ class SearchPage:
     applied: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _encode_cursor(resource_id: str) -> str:
-    return base64.urlsafe_b64encode(resource_id.encode()).decode().rstrip("=")
-
-
 def _decode_cursor(token: str) -> str:
     try:
-        resource_id = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        resource_id = decode_token(token).decode()
+    except UnicodeDecodeError as exc:
         raise InvalidRequest(
             "The _cursor paging token is not valid", expression=("_cursor",)
         ) from exc
@@ -56,8 +52,8 @@ def _decode_cursor(token: str) -> str:
 class SearchService:
     """GET [base]/[type]?... and POST [base]/[type]/_search."""
 
-    def __init__(self, *, resources: ResourceService, default_count: int, max_count: int) -> None:
-        self._resources = resources
+    def __init__(self, *, engine: Engine, default_count: int, max_count: int) -> None:
+        self._engine = engine
         self._default_count = default_count
         self._max_count = max_count
 
@@ -95,17 +91,16 @@ class SearchService:
         after_id = _decode_cursor(raw_cursor) if raw_cursor else None
         conditions = parse_criteria(resource_type, criteria).conditions if criteria else ()
 
-        def work(repo: Repository) -> SearchPage:
+        # One snapshot, so the page and its total agree.
+        with transaction(self._engine, write=False, snapshot=True) as repo:
             rows = repo.search(resource_type, conditions, after_id=after_id, limit=count + 1)
             total = None if total_mode == "none" else repo.count(resource_type, conditions)
-            page = rows[:count]
-            more = len(rows) > count and bool(page)
-            return SearchPage(
-                page,
-                _encode_cursor(page[-1].id) if more else None,
-                total,
-                ignored,
-                applied=[(k, v) for k, v in params if k not in ignored],
-            )
-
-        return self._resources.run_read(work)
+        page = rows[:count]
+        more = len(rows) > count and bool(page)
+        return SearchPage(
+            page,
+            encode_token(page[-1].id.encode()) if more else None,
+            total,
+            ignored,
+            applied=[(k, v) for k, v in params if k not in ignored],
+        )
