@@ -34,15 +34,22 @@ router = APIRouter(prefix="/fhir", dependencies=[Depends(negotiate)])
 _MAX_REPORTED = 20
 
 
+def _page_links(
+    url: str, applied: list[tuple[str, str]], next_cursor: str | None
+) -> dict[str, str]:
+    """self (the parameters applied) and next (the same with the next cursor), URL-encoded."""
+    links = {"self": f"{url}?{urlencode(applied)}" if applied else url}
+    if next_cursor:
+        following = [(k, v) for k, v in applied if k != "_cursor"]
+        links["next"] = f"{url}?{urlencode([*following, ('_cursor', next_cursor)])}"
+    return links
+
+
 def _history_response(
     request: Request, services: ServicesDep, page: HistoryPage, path: str
 ) -> Response:
     base = services.settings.base_url
-    pairs = query_pairs(request)
-    links = {"self": f"{base}{path}" + (f"?{urlencode(pairs)}" if pairs else "")}
-    if page.next_cursor:
-        following = [(k, v) for k, v in pairs if k != "_cursor"] + [("_cursor", page.next_cursor)]
-        links["next"] = f"{base}{path}?{urlencode(following)}"
+    links = _page_links(f"{base}{path}", query_pairs(request), page.next_cursor)
     return fhir_response(
         history_bundle(page.versions, base_url=base, links=links, total=page.total)
     )
@@ -70,12 +77,7 @@ def _search_response(
 ) -> Response:
     page = services.search.search(resource_type=resource_type, params=pairs, strict=strict)
     base = services.settings.base_url
-    path = f"{base}/{resource_type}"
-    applied = page.applied
-    links = {"self": f"{path}?{urlencode(applied)}" if applied else path}
-    if page.next_cursor:
-        following = [(k, v) for k, v in applied if k != "_cursor"]
-        links["next"] = f"{path}?{urlencode([*following, ('_cursor', page.next_cursor)])}"
+    links = _page_links(f"{base}/{resource_type}", page.applied, page.next_cursor)
     outcome = None
     if page.ignored:
         shown = page.ignored[:_MAX_REPORTED]

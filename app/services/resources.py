@@ -41,9 +41,8 @@ class WriteResult:
     """Outcome of a write: the version now current, and whether it created the resource."""
 
     version: StoredVersion
+    # False also when a conditional create found its match and wrote nothing.
     created: bool
-    # False when a conditional create found its match and wrote nothing.
-    changed: bool = True
 
 
 class ResourceService:
@@ -133,7 +132,7 @@ class ResourceService:
                 if matches:
                     existing = repo.current(resource_type, matches[0])
                     assert existing is not None
-                    return WriteResult(existing, created=False, changed=False)
+                    return WriteResult(existing, created=False)
             resource_id = self._clock.new_id()
             version = self._write(
                 repo,
