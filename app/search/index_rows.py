@@ -523,15 +523,21 @@ class _Builder:
             low, high = number, POS_INF
         elif comparator in (">=", "ad"):
             high = POS_INF
+        self._add_quantity(param, number, low, high, value)
+
+    def _add_quantity(
+        self, param: str, number: Decimal, low: Decimal, high: Decimal, units: dict[str, Any]
+    ) -> None:
+        """One quantity row; system, code and unit come from the Quantity that carries them."""
         self.quantities.append(
             (
                 param,
                 number,
                 low,
                 high,
-                _str(value.get("system")),
-                _str(value.get("code")),
-                _str(value.get("unit")),
+                _str(units.get("system")),
+                _str(units.get("code")),
+                _str(units.get("unit")),
             )
         )
 
@@ -550,17 +556,7 @@ class _Builder:
         if bounds is None:
             return
         number, low, high, unit_of = bounds
-        self.quantities.append(
-            (
-                param,
-                number,
-                low,
-                high,
-                _str(unit_of.get("system")),
-                _str(unit_of.get("code")),
-                _str(unit_of.get("unit")),
-            )
-        )
+        self._add_quantity(param, number, low, high, unit_of)
 
     def number(self, param: str, value: Any) -> None:
         number = _number(value)
