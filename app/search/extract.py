@@ -1,49 +1,31 @@
-"""Index rows from a resource body (spec search.html#token for identifier).
+"""Index rows for a resource about to be written, bounded (spec search.html).
 
-Extraction for the full search-parameter registry arrives with the search engine; the
-conditional interactions of the core need identifier tokens now.
+Runs before the write transaction opens: the rows are computed from the validated body so
+the database write lock is held only for the statements that store them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
 from app.fhir.errors import ResourceInvalid
-from app.storage.repository import TokenRow
+from app.search.index_rows import index_rows
+from app.storage.index import IndexRows, row_count
 
-_MAX_TOKEN = 255
-# Index rows are written inside the write lock: bound what one resource may cost.
-MAX_TOKENS = 1000
-
-
-def _identifiers(value: Any) -> list[dict[str, Any]]:
-    if isinstance(value, dict):
-        return [value]
-    if isinstance(value, list):
-        return [v for v in value if isinstance(v, dict)]
-    return []
+# Index rows are written inside the write lock: bound what one resource may cost. Case
+# records hold tens to a few hundred rows; a few thousand means a pathological document.
+MAX_INDEX_ROWS: Final = 5000
 
 
-def extract_tokens(resource: dict[str, Any]) -> list[TokenRow]:
-    """Token rows for the identifier parameter (Resource.identifier, single or repeating)."""
-    rows: list[TokenRow] = []
-    seen: set[tuple[str | None, str]] = set()
-    for ident in _identifiers(resource.get("identifier")):
-        code = ident.get("value")
-        if not isinstance(code, str) or not code or len(code) > _MAX_TOKEN:
-            continue
-        system = ident.get("system")
-        if not isinstance(system, str):
-            system = None
-        elif len(system) > _MAX_TOKEN:
-            # Unindexable rather than indexed as "no system", which would match |value.
-            continue
-        if (system, code) not in seen:
-            seen.add((system, code))
-            rows.append(TokenRow("identifier", system, code))
-    if len(rows) > MAX_TOKENS:
+def extract_index(resource_type: str, resource: Mapping[str, Any], *, own_base: str) -> IndexRows:
+    """The search-index rows of a validated resource; 422 if it would need too many."""
+    rows = index_rows(resource_type, resource, own_base=own_base)
+    count = row_count(rows)
+    if count > MAX_INDEX_ROWS:
         raise ResourceInvalid(
-            f"The resource has {len(rows)} identifiers; at most {MAX_TOKENS} are accepted",
-            expression=(f"{resource.get('resourceType')}.identifier",),
+            f"The resource would need {count} search-index entries; at most {MAX_INDEX_ROWS} "
+            "are accepted (too many repeating elements)",
+            expression=(resource_type,),
         )
     return rows

@@ -44,17 +44,15 @@ date (DateIndex)
     MAX_DATE; Timing -> the outer limits only (spec: scheduling details are ignored): min of
     the lows .. max of the highs of its events and repeat.boundsPeriod.
 quantity (QuantityIndex), number (NumberIndex)
-    The implicit precision range of the value as written (precision_range): 5.4 ->
-    [5.35, 5.45), 100 -> [99.5, 100.5), 1e2 -> [50, 150) (half a unit of the last written
-    digit, by the Decimal exponent). Integers count as written with no decimals.
-    Quantity comparators widen to infinity: "<" -> [-inf, value), "<=" -> [-inf, high),
-    ">" -> [value, +inf), ">=" and "ad" -> [low, +inf). Unbounded ends are
-    Decimal("-Infinity") / Decimal("Infinity") (PostgreSQL numeric takes them from 14 on;
-    a wiring may map them to NULL instead). Range -> low bound of low.value .. high bound of
-    high.value, ``value`` being low.value (high.value when there is no low), unit fields
-    from low (else high). Money -> value with code = currency, system urn:iso:std:iso:4217,
-    unit None. Quantity system/code/unit are kept as written: no UCUM canonicalisation yet.
-    A quantity or range without any value is skipped.
+    ``value`` as written and the closed interval [low, high] of values the element stands
+    for: a plain value is exact (low = high = value: the spec applies precision to the
+    search value, not the stored one: search.html#number). Quantity comparators open one
+    end: "<", "<=" -> [-inf, value], ">", ">=", "ad" -> [value, +inf]. Range -> low.value ..
+    high.value (an absent end is infinite), ``value`` being low.value (high.value when there
+    is no low), unit fields from low (else high). Money -> value with code = currency, system
+    urn:iso:std:iso:4217, unit None. Unbounded ends are Decimal("-Infinity") /
+    Decimal("Infinity"). Quantity system/code/unit are kept as written: no UCUM
+    canonicalisation yet. A quantity or range without any value is skipped.
 uri (UriIndex)
     uri/url/canonical/oid/uuid as written; a canonical "url|version" also gives a row for
     the bare url (a versionless search matches any version). Longer than MAX_URI: dropped.
@@ -74,7 +72,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Context, Decimal
 from functools import cache
@@ -83,111 +80,31 @@ from typing import Any, Final
 from app.search.dates import DateRange, parse_date_range
 from app.search.fhirpath_compile import CompiledPath
 from app.search.registry import extractors
+from app.storage.index import (
+    DateIndex,
+    IndexRows,
+    NumberIndex,
+    OfTypeIndex,
+    QuantityIndex,
+    ReferenceIndex,
+    StringIndex,
+    TokenIndex,
+    UriIndex,
+)
 
+# Answered from the resource table itself (the id and the stamped lastUpdated), not indexed.
+RESOURCE_COLUMNS: Final = frozenset({"_id", "_lastUpdated"})
 MAX_TOKEN: Final = 255
 MAX_STRING: Final = 255
 MAX_EXACT: Final = 1024
-MAX_URI: Final = 2048
+# Index keys must fit PostgreSQL's b-tree entry limit (~2.7 kB) in UTF-8.
+MAX_URI: Final = 500
 
 MIN_DATE: Final = datetime.min.replace(tzinfo=UTC)
 MAX_DATE: Final = datetime.max.replace(tzinfo=UTC)
 NEG_INF: Final = Decimal("-Infinity")
 POS_INF: Final = Decimal("Infinity")
 ISO_4217: Final = "urn:iso:std:iso:4217"
-
-
-@dataclass(frozen=True, slots=True)
-class TokenIndex:
-    """A token row: ``param=[system|]code``; ``text`` (normalised) serves ``:text``."""
-
-    param: str
-    system: str | None
-    code: str | None
-    text: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class OfTypeIndex:
-    """An Identifier's type coding with its value: ``param:of-type=type_system|type_code|value``."""
-
-    param: str
-    type_system: str | None
-    type_code: str | None
-    value: str
-
-
-@dataclass(frozen=True, slots=True)
-class StringIndex:
-    """A string row: ``normalized`` for default/``:contains`` search, ``exact`` for ``:exact``."""
-
-    param: str
-    normalized: str
-    exact: str
-
-
-@dataclass(frozen=True, slots=True)
-class ReferenceIndex:
-    """A reference row: local target (type, id, version) and/or an absolute or canonical url."""
-
-    param: str
-    target_type: str | None
-    target_id: str | None
-    version: str | None
-    url: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class DateIndex:
-    """A date row: the half-open UTC interval [low, high) the value covers."""
-
-    param: str
-    low: datetime
-    high: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class QuantityIndex:
-    """A quantity row: the value as written and the interval [low, high) it stands for."""
-
-    param: str
-    value: Decimal
-    low: Decimal
-    high: Decimal
-    system: str | None
-    code: str | None
-    unit: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class NumberIndex:
-    """A number row: the value as written and its implicit precision interval [low, high)."""
-
-    param: str
-    value: Decimal
-    low: Decimal
-    high: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class UriIndex:
-    """A uri row (exact, ``:above`` and ``:below`` all work on the text)."""
-
-    param: str
-    uri: str
-
-
-@dataclass(frozen=True, slots=True)
-class IndexRows:
-    """Every index row of one resource, by kind."""
-
-    tokens: tuple[TokenIndex, ...] = ()
-    of_types: tuple[OfTypeIndex, ...] = ()
-    strings: tuple[StringIndex, ...] = ()
-    references: tuple[ReferenceIndex, ...] = ()
-    dates: tuple[DateIndex, ...] = ()
-    quantities: tuple[QuantityIndex, ...] = ()
-    numbers: tuple[NumberIndex, ...] = ()
-    uris: tuple[UriIndex, ...] = ()
 
 
 # --- shared normalisations (the query side must use the same) ---------------------------
@@ -513,15 +430,11 @@ class _Builder:
         number = _number(value.get("value"))
         if number is None:
             return
-        low, high = precision_range(number)
+        low, high = number, number
         comparator = value.get("comparator")
-        if comparator == "<":
-            low, high = NEG_INF, number
-        elif comparator == "<=":
+        if comparator in ("<", "<="):
             low = NEG_INF
-        elif comparator == ">":
-            low, high = number, POS_INF
-        elif comparator in (">=", "ad"):
+        elif comparator in (">", ">=", "ad"):
             high = POS_INF
         self._add_quantity(param, number, low, high, value)
 
@@ -546,10 +459,9 @@ class _Builder:
             return
         number = _number(value.get("value"))
         if number is not None:
-            low, high = precision_range(number)
             currency = _str(value.get("currency"))
             system = ISO_4217 if currency is not None else None
-            self.quantities.append((param, number, low, high, system, currency, None))
+            self.quantities.append((param, number, number, number, system, currency, None))
 
     def quantity_range(self, param: str, value: Any) -> None:
         bounds = _range_bounds(value)
@@ -561,8 +473,7 @@ class _Builder:
     def number(self, param: str, value: Any) -> None:
         number = _number(value)
         if number is not None:
-            low, high = precision_range(number)
-            self.numbers.append((param, number, low, high))
+            self.numbers.append((param, number, number, number))
 
     def number_range(self, param: str, value: Any) -> None:
         bounds = _range_bounds(value)
@@ -593,8 +504,8 @@ def _range_bounds(value: Any) -> tuple[Decimal, Decimal, Decimal, dict[str, Any]
     low_v, high_v = _number(low_q.get("value")), _number(high_q.get("value"))
     if low_v is None and high_v is None:
         return None
-    low = precision_range(low_v)[0] if low_v is not None else NEG_INF
-    high = precision_range(high_v)[1] if high_v is not None else POS_INF
+    low = low_v if low_v is not None else NEG_INF
+    high = high_v if high_v is not None else POS_INF
     if low_v is not None:
         return low_v, low, high, low_q
     assert high_v is not None
@@ -677,6 +588,8 @@ def _plan(resource_type: str) -> tuple[tuple[str, CompiledPath, Mapping[str, Han
     """(code, walker, handlers by type tag) of the parameters this module indexes."""
     plan = []
     for search_param, extractor in extractors(resource_type):
+        if search_param.code in RESOURCE_COLUMNS:
+            continue
         handlers = _HANDLERS.get(search_param.type)
         if handlers is not None and isinstance(extractor, CompiledPath):  # not composite
             plan.append((search_param.code, extractor, handlers))

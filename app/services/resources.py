@@ -31,9 +31,12 @@ from app.fhir.numbers import ascii_int
 from app.fhir.resource import etag, stamp
 from app.fhir.validation import check_resource, check_type_and_id
 from app.search.criteria import parse_criteria
-from app.search.extract import extract_tokens
+from app.search.extract import extract_index
 from app.services.uow import transaction
-from app.storage.repository import Repository, StoredVersion, TokenRow
+from app.storage.index import IndexRows
+from app.storage.repository import Repository, StoredVersion
+
+_NO_ROWS = IndexRows()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,9 @@ class ResourceService:
     def _parse(self, body: bytes) -> Any:
         return parse_json(body, max_depth=self._settings.max_json_depth)
 
+    def _index(self, resource_type: str, resource: dict[str, Any]) -> IndexRows:
+        return extract_index(resource_type, resource, own_base=self._settings.base_url)
+
     def _now_after(self, previous: StoredVersion | None) -> datetime:
         now = self._clock.now()
         # lastUpdated never goes backwards within a resource's history, even across hosts.
@@ -78,7 +84,7 @@ class ResourceService:
         resource: dict[str, Any] | None,
         current: StoredVersion | None,
         method: str,
-        tokens: Sequence[TokenRow] = (),
+        index: IndexRows = _NO_ROWS,
     ) -> StoredVersion:
         """Write the next version; index rows were extracted before the transaction."""
         version_id = current.version_id + 1 if current else 1
@@ -91,7 +97,7 @@ class ResourceService:
         version = StoredVersion(
             resource_type, resource_id, version_id, now, resource is None, body, method
         )
-        repo.write_version(version=version, exists=current is not None, tokens=tokens)
+        repo.write_version(version=version, exists=current is not None, index=index)
         return version
 
     @staticmethod
@@ -119,7 +125,7 @@ class ResourceService:
         """create and conditional create (spec http.html#create, #ccreate)."""
         check_type_and_id(resource_type)
         resource = check_resource(self._parse(body), resource_type=resource_type, resource_id=None)
-        tokens = extract_tokens(resource)
+        index = self._index(resource_type, resource)
         parsed = parse_criteria(resource_type, if_none_exist) if if_none_exist is not None else None
         with self._uow(write=True) as repo:
             repo.lock_type(resource_type, exclusive=parsed is not None)
@@ -141,7 +147,7 @@ class ResourceService:
                 resource=resource,
                 current=None,
                 method="POST",
-                tokens=tokens,
+                index=index,
             )
         return WriteResult(version, created=True)
 
@@ -189,10 +195,10 @@ class ResourceService:
         resource = check_resource(
             self._parse(body), resource_type=resource_type, resource_id=resource_id
         )
-        tokens = extract_tokens(resource)
+        index = self._index(resource_type, resource)
         with self._uow(write=True) as repo:
             return self._update_locked(
-                repo, resource_type, resource_id, resource, if_match, "PUT", tokens=tokens
+                repo, resource_type, resource_id, resource, if_match, "PUT", index=index
             )
 
     def _update_locked(
@@ -204,7 +210,7 @@ class ResourceService:
         if_match: int | None,
         method: str,
         *,
-        tokens: Sequence[TokenRow],
+        index: IndexRows,
         type_locked: bool = False,
     ) -> WriteResult:
         if not type_locked:
@@ -219,7 +225,7 @@ class ResourceService:
             resource=resource,
             current=current,
             method=method,
-            tokens=tokens,
+            index=index,
         )
         return WriteResult(version, created=current is None or current.deleted)
 
@@ -243,7 +249,7 @@ class ResourceService:
             check_type_and_id(resource_type, body_id)
         # Validate before the write transaction opens; only the id is settled inside it.
         resource = check_resource(parsed_body, resource_type=resource_type, resource_id=body_id)
-        tokens = extract_tokens(resource)
+        index = self._index(resource_type, resource)
         parsed = parse_criteria(resource_type, criteria)
         with self._uow(write=True) as repo:
             repo.lock_type(resource_type, exclusive=True)
@@ -279,7 +285,7 @@ class ResourceService:
                 resource,
                 if_match,
                 "PUT",
-                tokens=tokens,
+                index=index,
                 type_locked=True,
             )
 
@@ -323,7 +329,7 @@ class ResourceService:
                 resource=resource,
                 current=current,
                 method="PATCH",
-                tokens=extract_tokens(resource),
+                index=self._index(resource_type, resource),
             )
         return WriteResult(version, created=False)
 

@@ -31,11 +31,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.storage.db import write_gate
 from app.storage.errors import StorageUnavailable
-from app.storage.tables import resource_table, token_table, version_table
+from app.storage.index import IndexRows
+from app.storage.tables import index_tables, resource_table, version_table
 
 R = resource_table.c
 V = version_table.c
-T = token_table.c
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,15 +49,6 @@ class StoredVersion:
     deleted: bool
     body: bytes | None
     method: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class TokenRow:
-    """A token index entry to write for a resource version."""
-
-    param: str
-    system: str | None
-    code: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +78,6 @@ _SELECT_VERSION = select(
 )
 _INSERT_RESOURCE = insert(resource_table)
 _INSERT_VERSION = insert(version_table)
-_INSERT_TOKEN = insert(token_table)
 _UPDATE_RESOURCE = (
     update(resource_table)
     .where(R.resource_type == bindparam("q_type"), R.id == bindparam("q_id"))
@@ -98,9 +88,85 @@ _UPDATE_RESOURCE = (
         body=bindparam("n_body"),
     )
 )
-_DELETE_TOKENS = delete(token_table).where(
-    T.resource_type == bindparam("q_type"), T.resource_id == bindparam("q_id")
+_DELETE_INDEX = tuple(
+    delete(table).where(
+        table.c.resource_type == bindparam("q_type"), table.c.resource_id == bindparam("q_id")
+    )
+    for table in index_tables
 )
+_INSERT_INDEX = {table.name: insert(table) for table in index_tables}
+
+
+def index_parameters(
+    resource_type: str, resource_id: str, rows: IndexRows, into: dict[str, list[dict[str, Any]]]
+) -> None:
+    """Append the insert parameters of one resource's index rows, by table name."""
+    key = {"resource_type": resource_type, "resource_id": resource_id}
+    if rows.tokens:
+        into["search_token"].extend(
+            {**key, "param": r.param, "system": r.system, "code": r.code, "text": r.text}
+            for r in rows.tokens
+        )
+    if rows.of_types:
+        into["search_of_type"].extend(
+            {
+                **key,
+                "param": r.param,
+                "type_system": r.type_system,
+                "type_code": r.type_code,
+                "value": r.value,
+            }
+            for r in rows.of_types
+        )
+    if rows.strings:
+        into["search_string"].extend(
+            {**key, "param": r.param, "normalized": r.normalized, "exact": r.exact}
+            for r in rows.strings
+        )
+    if rows.references:
+        into["search_reference"].extend(
+            {
+                **key,
+                "param": r.param,
+                "target_type": r.target_type,
+                "target_id": r.target_id,
+                "version": r.version,
+                "url": r.url,
+            }
+            for r in rows.references
+        )
+    if rows.dates:
+        into["search_date"].extend(
+            {**key, "param": r.param, "low": r.low, "high": r.high} for r in rows.dates
+        )
+    if rows.quantities:
+        # Doubles: ordering and ranges need no more than 15 significant digits.
+        into["search_quantity"].extend(
+            {
+                **key,
+                "param": r.param,
+                "value": float(r.value),
+                "low": float(r.low),
+                "high": float(r.high),
+                "system": r.system,
+                "code": r.code,
+                "unit": r.unit,
+            }
+            for r in rows.quantities
+        )
+    if rows.numbers:
+        into["search_number"].extend(
+            {
+                **key,
+                "param": r.param,
+                "value": float(r.value),
+                "low": float(r.low),
+                "high": float(r.high),
+            }
+            for r in rows.numbers
+        )
+    if rows.uris:
+        into["search_uri"].extend({**key, "param": r.param, "uri": r.uri} for r in rows.uris)
 
 
 def _lock_key(name: str) -> int:
@@ -256,14 +322,11 @@ class Repository:
         return int(self._conn.execute(query).scalar_one())
 
     # -- writes ------------------------------------------------------------------------
-    def write_version(
-        self,
-        *,
-        version: StoredVersion,
-        exists: bool,
-        tokens: Sequence[TokenRow],
-    ) -> None:
-        """Write a new current version, its history row and its index rows together."""
+    def write_version(self, *, version: StoredVersion, exists: bool, index: IndexRows) -> None:
+        """Write a new current version, its history row and its index rows together.
+
+        A deletion passes empty index rows: only live resources have index rows.
+        """
         key = {"q_type": version.resource_type, "q_id": version.id}
         if exists:
             self._conn.execute(
@@ -276,44 +339,73 @@ class Repository:
                     "n_body": version.body,
                 },
             )
-            self._conn.execute(_DELETE_TOKENS, key)
+            for statement in _DELETE_INDEX:
+                self._conn.execute(statement, key)
         else:
-            self._conn.execute(
-                _INSERT_RESOURCE,
-                {
-                    "resource_type": version.resource_type,
-                    "id": version.id,
-                    "version_id": version.version_id,
-                    "last_updated": version.last_updated,
-                    "deleted": version.deleted,
-                    "body": version.body,
-                },
-            )
-        self._conn.execute(
-            _INSERT_VERSION,
-            {
-                "resource_type": version.resource_type,
-                "id": version.id,
-                "version_id": version.version_id,
-                "last_updated": version.last_updated,
-                "method": version.method,
-                "body": version.body,
-            },
-        )
-        if tokens:
-            self._conn.execute(
-                _INSERT_TOKEN,
-                [
-                    {
-                        "resource_type": version.resource_type,
-                        "resource_id": version.id,
-                        "param": t.param,
-                        "system": t.system,
-                        "code": t.code,
-                    }
-                    for t in tokens
-                ],
-            )
+            self._conn.execute(_INSERT_RESOURCE, _resource_parameters(version))
+        self._conn.execute(_INSERT_VERSION, _version_parameters(version))
+        self._insert_index([(version, index)])
+
+    def insert_new(self, items: Sequence[tuple[StoredVersion, IndexRows]]) -> None:
+        """Insert first versions of resources that do not exist yet, many per statement
+        (bulk loading and import)."""
+        if not items:
+            return
+        self._conn.execute(_INSERT_RESOURCE, [_resource_parameters(v) for v, _ in items])
+        self._conn.execute(_INSERT_VERSION, [_version_parameters(v) for v, _ in items])
+        self._insert_index(items)
+
+    def replace_index(self, resource_type: str, resource_id: str, index: IndexRows) -> None:
+        """Replace the index rows of a resource (reindexing after a registry change)."""
+        key = {"q_type": resource_type, "q_id": resource_id}
+        for statement in _DELETE_INDEX:
+            self._conn.execute(statement, key)
+        into: dict[str, list[dict[str, Any]]] = {table.name: [] for table in index_tables}
+        index_parameters(resource_type, resource_id, index, into)
+        self._execute_index(into)
+
+    def live_ids(
+        self, resource_type: str, *, after_id: str | None, limit: int
+    ) -> list[tuple[str, bytes]]:
+        """(id, body) of live resources of a type in id order, from after_id (reindexing)."""
+        query = select(R.id, R.body).where(R.resource_type == resource_type, R.deleted.is_(False))
+        if after_id is not None:
+            query = query.where(R.id > after_id)
+        rows = self._conn.execute(query.order_by(R.id).limit(limit))
+        return [(row[0], row[1]) for row in rows]
+
+    def _insert_index(self, items: Sequence[tuple[StoredVersion, IndexRows]]) -> None:
+        into: dict[str, list[dict[str, Any]]] = {table.name: [] for table in index_tables}
+        for version, index in items:
+            index_parameters(version.resource_type, version.id, index, into)
+        self._execute_index(into)
+
+    def _execute_index(self, into: dict[str, list[dict[str, Any]]]) -> None:
+        for name, parameters in into.items():
+            if parameters:
+                self._conn.execute(_INSERT_INDEX[name], parameters)
+
+
+def _resource_parameters(version: StoredVersion) -> dict[str, Any]:
+    return {
+        "resource_type": version.resource_type,
+        "id": version.id,
+        "version_id": version.version_id,
+        "last_updated": version.last_updated,
+        "deleted": version.deleted,
+        "body": version.body,
+    }
+
+
+def _version_parameters(version: StoredVersion) -> dict[str, Any]:
+    return {
+        "resource_type": version.resource_type,
+        "id": version.id,
+        "version_id": version.version_id,
+        "last_updated": version.last_updated,
+        "method": version.method,
+        "body": version.body,
+    }
 
 
 def _version_from_row(row: Sequence[Any]) -> StoredVersion:
@@ -381,6 +473,6 @@ __all__ = [
     "HistoryCursor",
     "Repository",
     "StoredVersion",
-    "TokenRow",
+    "index_parameters",
     "unit_of_work",
 ]

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, MetaData, String
+from sqlalchemy import BigInteger, Column, Double, Index, Integer, MetaData, String, Text
+from sqlalchemy.types import TypeEngine
 from sqlmodel import Field, SQLModel
 
 from app.storage.types import JSONBody, UTCDateTime
@@ -56,23 +57,165 @@ class ResourceVersionRow(SQLModel, table=True):
     body: bytes | None = Field(default=None, sa_column=Column(JSONBody(), nullable=True))
 
 
-class TokenIndexRow(SQLModel, table=True):
-    """Token search index (spec search.html#token): one row per system|code a resource holds."""
+# Index tables: one per kind of search value (spec search.html#ptypes). Each row belongs to
+# the current version of one live resource; a write replaces them all, a delete removes them.
+# Text that queries compare by range (prefix search) uses the "C" collation on PostgreSQL so
+# that byte order, not a locale's, decides (SQLite compares bytes already).
+
+
+def _ordered_text(length: int) -> TypeEngine[str]:
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
+# A BIGINT key on PostgreSQL (rows are rewritten on every update); SQLite's rowid alias must
+# be INTEGER.
+_ROW_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class _IndexRow(SQLModel):
+    row_id: int | None = Field(default=None, primary_key=True, sa_type=_ROW_ID)
+    resource_type: str = Field(sa_type=String(64), nullable=False)
+    resource_id: str = Field(sa_type=String(64), nullable=False)
+    param: str = Field(sa_type=String(80), nullable=False)
+
+
+def _owner_index(table: str) -> Index:
+    # Replacing a resource's rows, _include, and joins from a set of ids use it.
+    return Index(f"ix_{table}_owner", "resource_type", "resource_id")
+
+
+class TokenIndexRow(_IndexRow, table=True):
+    """token (search.html#token): system|code, or text alone (display, CodeableConcept.text)
+    for :text, normalised as strings are."""
 
     __tablename__ = "search_token"
     __table_args__ = (
         Index("ix_search_token_lookup", "resource_type", "param", "code", "system"),
-        Index("ix_search_token_owner", "resource_type", "resource_id"),
+        Index("ix_search_token_text", "resource_type", "param", "text"),
+        _owner_index("search_token"),
     )
 
-    row_id: int | None = Field(default=None, primary_key=True)
-    resource_type: str = Field(sa_column=Column(String(64), nullable=False))
-    resource_id: str = Field(sa_column=Column(String(64), nullable=False))
-    param: str = Field(sa_column=Column(String(64), nullable=False))
-    system: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
-    code: str = Field(sa_column=Column(String(255), nullable=False))
+    system: str | None = Field(default=None, sa_type=String(255), nullable=True)
+    code: str | None = Field(default=None, sa_type=String(255), nullable=True)
+    text: str | None = Field(default=None, sa_type=_ordered_text(255), nullable=True)
+
+
+class OfTypeIndexRow(_IndexRow, table=True):
+    """Identifier type + value, for token :of-type (search.html#token)."""
+
+    __tablename__ = "search_of_type"
+    __table_args__ = (
+        Index("ix_search_of_type_lookup", "resource_type", "param", "value"),
+        _owner_index("search_of_type"),
+    )
+
+    type_system: str | None = Field(default=None, sa_type=String(255), nullable=True)
+    type_code: str | None = Field(default=None, sa_type=String(255), nullable=True)
+    value: str = Field(sa_type=String(255), nullable=False)
+
+
+class StringIndexRow(_IndexRow, table=True):
+    """string (search.html#string): normalised for prefix and :contains, as written for :exact."""
+
+    __tablename__ = "search_string"
+    __table_args__ = (
+        Index("ix_search_string_lookup", "resource_type", "param", "normalized"),
+        _owner_index("search_string"),
+    )
+
+    normalized: str = Field(sa_type=_ordered_text(255), nullable=False)
+    exact: str = Field(sa_type=Text(), nullable=False)
+
+
+class ReferenceIndexRow(_IndexRow, table=True):
+    """reference (search.html#reference): a local target (type, id, version) and/or a url."""
+
+    __tablename__ = "search_reference"
+    __table_args__ = (
+        Index("ix_search_reference_target", "resource_type", "param", "target_id", "target_type"),
+        Index("ix_search_reference_url", "resource_type", "param", "url"),
+        _owner_index("search_reference"),
+    )
+
+    target_type: str | None = Field(default=None, sa_type=String(64), nullable=True)
+    target_id: str | None = Field(default=None, sa_type=String(64), nullable=True)
+    version: str | None = Field(default=None, sa_type=String(64), nullable=True)
+    url: str | None = Field(default=None, sa_type=_ordered_text(500), nullable=True)
+
+
+class DateIndexRow(_IndexRow, table=True):
+    """date (search.html#date): the half-open UTC interval [low, high) a value covers."""
+
+    __tablename__ = "search_date"
+    __table_args__ = (
+        Index("ix_search_date_lookup", "resource_type", "param", "low", "high"),
+        _owner_index("search_date"),
+    )
+
+    low: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    high: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+
+
+class QuantityIndexRow(_IndexRow, table=True):
+    """quantity (search.html#quantity): value as written, closed interval [low, high], units."""
+
+    __tablename__ = "search_quantity"
+    __table_args__ = (
+        Index("ix_search_quantity_lookup", "resource_type", "param", "value"),
+        _owner_index("search_quantity"),
+    )
+
+    value: float = Field(sa_type=Double(), nullable=False)
+    low: float = Field(sa_type=Double(), nullable=False)
+    high: float = Field(sa_type=Double(), nullable=False)
+    system: str | None = Field(default=None, sa_type=String(255), nullable=True)
+    code: str | None = Field(default=None, sa_type=String(255), nullable=True)
+    unit: str | None = Field(default=None, sa_type=String(255), nullable=True)
+
+
+class NumberIndexRow(_IndexRow, table=True):
+    """number (search.html#number): value as written and closed interval [low, high]."""
+
+    __tablename__ = "search_number"
+    __table_args__ = (
+        Index("ix_search_number_lookup", "resource_type", "param", "value"),
+        _owner_index("search_number"),
+    )
+
+    value: float = Field(sa_type=Double(), nullable=False)
+    low: float = Field(sa_type=Double(), nullable=False)
+    high: float = Field(sa_type=Double(), nullable=False)
+
+
+class UriIndexRow(_IndexRow, table=True):
+    """uri (search.html#uri): as written; :below and :above work on the text."""
+
+    __tablename__ = "search_uri"
+    __table_args__ = (
+        Index("ix_search_uri_lookup", "resource_type", "param", "uri"),
+        _owner_index("search_uri"),
+    )
+
+    uri: str = Field(sa_type=_ordered_text(500), nullable=False)
 
 
 resource_table = ResourceRow.__table__  # type: ignore[attr-defined]
 version_table = ResourceVersionRow.__table__  # type: ignore[attr-defined]
 token_table = TokenIndexRow.__table__  # type: ignore[attr-defined]
+of_type_table = OfTypeIndexRow.__table__  # type: ignore[attr-defined]
+string_table = StringIndexRow.__table__  # type: ignore[attr-defined]
+reference_table = ReferenceIndexRow.__table__  # type: ignore[attr-defined]
+date_table = DateIndexRow.__table__  # type: ignore[attr-defined]
+quantity_table = QuantityIndexRow.__table__  # type: ignore[attr-defined]
+number_table = NumberIndexRow.__table__  # type: ignore[attr-defined]
+uri_table = UriIndexRow.__table__  # type: ignore[attr-defined]
+index_tables = (
+    token_table,
+    of_type_table,
+    string_table,
+    reference_table,
+    date_table,
+    quantity_table,
+    number_table,
+    uri_table,
+)
