@@ -239,7 +239,7 @@ def test_errors_are_never_500_for_odd_requests(client: httpx.Client) -> None:
         client.get("/Patient/_history", params={"_cursor": "!!!"}),
         client.put("/Patient", params={"foo": "bar"}, json=minimal("Patient")),
         client.delete("/Patient", params={"identifier": "a|b|c"}),
-        client.post("/Patient", json=minimal("Patient"), headers={"If-None-Exist": "name=x"}),
+        client.post("/Patient", json=minimal("Patient"), headers={"If-None-Exist": "nickname=x"}),
         client.put("/Patient/x", json={**minimal("Patient"), "id": 5}),
         client.post("/Patient", json={"resourceType": "Patient", "active": "yes"}),
         client.post("/Patient", json={"resourceType": 7}),

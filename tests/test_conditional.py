@@ -81,10 +81,10 @@ def test_conditional_create_by_id(client: httpx.Client) -> None:
 
 def test_conditional_create_unknown_parameter_is_refused(client: httpx.Client) -> None:
     response = client.post(
-        "/Patient", json=_client_with("C-1"), headers={"If-None-Exist": "family=Rivera"}
+        "/Patient", json=_client_with("C-1"), headers={"If-None-Exist": "nickname=Rivera"}
     )
     assert response.status_code == 400
-    assert "family" in response.json()["issue"][0]["diagnostics"]
+    assert "nickname" in response.json()["issue"][0]["diagnostics"]
     assert _count(client) == 0
 
 

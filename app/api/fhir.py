@@ -35,13 +35,18 @@ _MAX_REPORTED = 20
 
 
 def _page_links(
-    url: str, applied: list[tuple[str, str]], next_cursor: str | None
+    url: str,
+    applied: list[tuple[str, str]],
+    next_cursor: str | None,
+    previous_cursor: str | None = None,
 ) -> dict[str, str]:
-    """self (the parameters applied) and next (the same with the next cursor), URL-encoded."""
+    """self (the parameters applied), next and previous (the same with a cursor), URL-encoded."""
     links = {"self": f"{url}?{urlencode(applied)}" if applied else url}
+    others = [(k, v) for k, v in applied if k != "_cursor"]
     if next_cursor:
-        following = [(k, v) for k, v in applied if k != "_cursor"]
-        links["next"] = f"{url}?{urlencode([*following, ('_cursor', next_cursor)])}"
+        links["next"] = f"{url}?{urlencode([*others, ('_cursor', next_cursor)])}"
+    if previous_cursor:
+        links["previous"] = f"{url}?{urlencode([*others, ('_cursor', previous_cursor)])}"
     return links
 
 
@@ -77,7 +82,9 @@ def _search_response(
 ) -> Response:
     page = services.search.search(resource_type=resource_type, params=pairs, strict=strict)
     base = services.settings.base_url
-    links = _page_links(f"{base}/{resource_type}", page.applied, page.next_cursor)
+    links = _page_links(
+        f"{base}/{resource_type}", page.applied, page.next_cursor, page.previous_cursor
+    )
     outcome = None
     if page.ignored:
         shown = page.ignored[:_MAX_REPORTED]
@@ -98,7 +105,12 @@ def _search_response(
         outcome = operation_outcome(issues)
     return fhir_response(
         searchset_bundle(
-            page.matches, base_url=base, links=links, total=page.total, outcome=outcome
+            page.matches,
+            base_url=base,
+            links=links,
+            total=page.total,
+            outcome=outcome,
+            included=page.included,
         )
     )
 

@@ -63,15 +63,18 @@ def searchset_bundle(
     links: dict[str, str],
     total: int | None,
     outcome: dict[str, Any] | None,
+    included: Sequence[StoredVersion] = (),
 ) -> bytes:
-    """A Bundle of type searchset (spec search.html#return): matches, then any outcome."""
+    """A Bundle of type searchset (spec search.html#return): matches, included resources
+    (search.mode include), then any outcome."""
     entries: list[dict[str, Any]] = [
         {
             "fullUrl": f"{base_url}/{v.resource_type}/{v.id}",
             "resource": orjson.Fragment(v.body),
-            "search": {"mode": "match"},
+            "search": {"mode": mode},
         }
-        for v in matches
+        for mode, versions in (("match", matches), ("include", included))
+        for v in versions
         if v.body is not None
     ]
     if outcome is not None:

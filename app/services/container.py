@@ -40,6 +40,8 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
     health = HealthService(engine=engine)
     search = SearchService(
         engine=engine,
+        clock=clock,
+        own_base=settings.base_url,
         default_count=settings.default_page_size,
         max_count=settings.max_page_size,
     )

@@ -32,6 +32,7 @@ from app.fhir.resource import etag, stamp
 from app.fhir.validation import check_resource, check_type_and_id
 from app.search.criteria import parse_criteria
 from app.search.extract import extract_index
+from app.search.query import Context
 from app.services.uow import transaction
 from app.storage.index import IndexRows
 from app.storage.repository import Repository, StoredVersion
@@ -64,6 +65,9 @@ class ResourceService:
 
     def _parse(self, body: bytes) -> Any:
         return parse_json(body, max_depth=self._settings.max_json_depth)
+
+    def _context(self) -> Context:
+        return Context(own_base=self._settings.base_url, now=self._clock.now())
 
     def _index(self, resource_type: str, resource: dict[str, Any]) -> IndexRows:
         return extract_index(resource_type, resource, own_base=self._settings.base_url)
@@ -126,7 +130,11 @@ class ResourceService:
         check_type_and_id(resource_type)
         resource = check_resource(self._parse(body), resource_type=resource_type, resource_id=None)
         index = self._index(resource_type, resource)
-        parsed = parse_criteria(resource_type, if_none_exist) if if_none_exist is not None else None
+        parsed = (
+            parse_criteria(resource_type, if_none_exist, self._context())
+            if if_none_exist is not None
+            else None
+        )
         with self._uow(write=True) as repo:
             repo.lock_type(resource_type, exclusive=parsed is not None)
             if parsed is not None:
@@ -250,7 +258,7 @@ class ResourceService:
         # Validate before the write transaction opens; only the id is settled inside it.
         resource = check_resource(parsed_body, resource_type=resource_type, resource_id=body_id)
         index = self._index(resource_type, resource)
-        parsed = parse_criteria(resource_type, criteria)
+        parsed = parse_criteria(resource_type, criteria, self._context())
         with self._uow(write=True) as repo:
             repo.lock_type(resource_type, exclusive=True)
             matches = repo.find_ids(resource_type, parsed.conditions, limit=2)
@@ -372,7 +380,7 @@ class ResourceService:
     ) -> StoredVersion | None:
         """Conditional delete (spec http.html#cdelete): one match deleted, several -> 412."""
         check_type_and_id(resource_type)
-        parsed = parse_criteria(resource_type, criteria)
+        parsed = parse_criteria(resource_type, criteria, self._context())
         with self._uow(write=True) as repo:
             repo.lock_type(resource_type, exclusive=True)
             matches = repo.find_ids(resource_type, parsed.conditions, limit=2)

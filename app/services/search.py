@@ -1,33 +1,39 @@
-"""Type-level search (spec search.html) over the parameters the index holds so far.
+"""Type-level search (spec http.html#search, search.html).
 
-Supported now: _id, _lastUpdated and identifier (with :not), comma = OR, repeated = AND,
-_count, _total, and stable paging. Unknown parameters are ignored and reported in an
-OperationOutcome entry, or refused under Prefer: handling=strict (spec search.html#errors).
+Filters come from app.search.query (every indexed R4B parameter, chains, _has), order and
+cursors from app.search.order, _include/_revinclude from app.search.include. One snapshot
+serves the page, its total and its included resources, so they agree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from sqlalchemy.engine import Engine
 
+from app.clock import Clock
 from app.fhir.errors import InvalidRequest, TooCostly
-from app.fhir.registry import is_valid_id
 from app.fhir.validation import check_type_and_id
-from app.search.criteria import is_known_base, is_supported, parse_criteria
+from app.search.include import Include, parse_includes
+from app.search.order import after, dump_cursor, load_cursor, order_by, parse_sort
+from app.search.query import Context, parse_filters
 from app.services.params import decode_token, encode_token, page_size, single
 from app.services.uow import transaction
-from app.storage.repository import StoredVersion
+from app.storage.repository import Repository, StoredVersion
 
-RESULT_PARAMS = frozenset({"_count", "_cursor", "_total"})
-MAX_DISTINCT_PARAMETERS = 100
-_TOTAL_MODES = frozenset({"none", "estimate", "accurate"})
+MAX_DISTINCT_PARAMETERS: Final = 100
+# Included resources per page (spec search.html#include lets a server bound them).
+MAX_INCLUDED: Final = 1000
+_TOTAL_MODES: Final = frozenset({"none", "estimate", "accurate"})
+# Accepted and acted on elsewhere, or harmless to ignore silently.
+_SILENT: Final = frozenset({"_format", "_pretty"})
 
 
 @dataclass(frozen=True, slots=True)
 class SearchPage:
-    """One page of matches, the cursor of the next page, the total and what was ignored."""
+    """One page of matches and included resources, cursors, the total and what was ignored."""
 
     matches: list[StoredVersion]
     next_cursor: str | None
@@ -35,51 +41,36 @@ class SearchPage:
     ignored: list[str] = field(default_factory=list)
     # The parameters actually used: the self link shows these (spec search.html#conformance).
     applied: list[tuple[str, str]] = field(default_factory=list)
-
-
-def _decode_cursor(token: str) -> str:
-    try:
-        resource_id = decode_token(token).decode()
-    except UnicodeDecodeError as exc:
-        raise InvalidRequest(
-            "The _cursor paging token is not valid", expression=("_cursor",)
-        ) from exc
-    if not is_valid_id(resource_id):
-        raise InvalidRequest("The _cursor paging token is not valid", expression=("_cursor",))
-    return resource_id
+    included: list[StoredVersion] = field(default_factory=list)
+    previous_cursor: str | None = None
 
 
 class SearchService:
     """GET [base]/[type]?... and POST [base]/[type]/_search."""
 
-    def __init__(self, *, engine: Engine, default_count: int, max_count: int) -> None:
+    def __init__(
+        self, *, engine: Engine, clock: Clock, own_base: str, default_count: int, max_count: int
+    ) -> None:
         self._engine = engine
+        self._clock = clock
+        self._own_base = own_base
         self._default_count = default_count
         self._max_count = max_count
+
+    def context(self) -> Context:
+        """What parsing a search value needs: the server's base URL and the time now."""
+        return Context(own_base=self._own_base, now=self._clock.now())
 
     def search(
         self, *, resource_type: str, params: Sequence[tuple[str, str]], strict: bool
     ) -> SearchPage:
-        """search-type (spec http.html#search): matches of the current, live versions."""
+        """search-type (spec http.html#search): matches among the current, live versions."""
         check_type_and_id(resource_type)
-        names = {k for k, _ in params if k not in RESULT_PARAMS}
+        params = [(k, v) for k, v in params if k not in _SILENT]
+        names = {k for k, _ in params}
         if len(names) > MAX_DISTINCT_PARAMETERS:
             raise TooCostly(f"At most {MAX_DISTINCT_PARAMETERS} distinct parameters are read")
-        # A modifier this server cannot apply would widen the match (_id:not=x returning x):
-        # refuse it rather than ignore it.
-        bad_modifiers = sorted(n for n in names if is_known_base(n) and not is_supported(n))
-        if bad_modifiers:
-            raise InvalidRequest(
-                f"Unsupported modifier in {', '.join(bad_modifiers)}",
-                expression=tuple(bad_modifiers),
-            )
-        criteria = [(k, v) for k, v in params if k not in RESULT_PARAMS and is_supported(k)]
-        ignored = sorted(n for n in names if not is_supported(n))
-        if ignored and strict:
-            raise InvalidRequest(
-                f"Unsupported search parameters: {', '.join(ignored)}",
-                expression=tuple(ignored),
-            )
+        criteria = parse_filters(resource_type, params, self.context(), strict=strict)
         count = page_size(params, default=self._default_count, maximum=self._max_count)
         total_mode = single(params, "_total")
         total_mode = "accurate" if total_mode is None else total_mode
@@ -87,20 +78,108 @@ class SearchService:
             raise InvalidRequest(
                 "_total must be none, estimate or accurate", expression=("_total",)
             )
+        keys = parse_sort(resource_type, single(params, "_sort"))
         raw_cursor = single(params, "_cursor")
-        after_id = _decode_cursor(raw_cursor) if raw_cursor else None
-        conditions = parse_criteria(resource_type, criteria).conditions if criteria else ()
+        cursor = load_cursor(keys, decode_token(raw_cursor)) if raw_cursor else None
+        includes = parse_includes(params)
+        backwards = cursor.backwards if cursor else False
+        conditions = list(criteria.conditions)
+        if cursor is not None:
+            conditions.append(after(keys, cursor.values, backwards=backwards))
+        expressions = [k.expression for k in keys]
 
-        # One snapshot, so the page and its total agree.
         with transaction(self._engine, write=False, snapshot=True) as repo:
-            rows = repo.search(resource_type, conditions, after_id=after_id, limit=count + 1)
-            total = None if total_mode == "none" else repo.count(resource_type, conditions)
-        page = rows[:count]
-        more = len(rows) > count and bool(page)
+            rows = repo.search(
+                resource_type,
+                conditions,
+                order_by=order_by(keys, backwards=backwards),
+                keys=expressions,
+                limit=count + 1,
+            )
+            total = None if total_mode == "none" else repo.count(resource_type, criteria.conditions)
+            page = rows[:count]
+            more = len(rows) > count
+            if backwards:
+                page.reverse()
+            matches = [version for version, _ in page]
+            included = _included(repo, resource_type, matches, includes) if includes else []
+
+        next_cursor = previous_cursor = None
+        if page:
+            first_values, last_values = page[0][1], page[-1][1]
+            if more or backwards:
+                next_cursor = encode_token(dump_cursor(keys, last_values, backwards=False))
+            if cursor is not None and (more or not backwards):
+                previous_cursor = encode_token(dump_cursor(keys, first_values, backwards=True))
+        ignored = set(criteria.ignored)
         return SearchPage(
-            page,
-            encode_token(page[-1].id.encode()) if more else None,
+            matches,
+            next_cursor,
             total,
-            ignored,
+            list(criteria.ignored),
             applied=[(k, v) for k, v in params if k not in ignored],
+            included=included,
+            previous_cursor=previous_cursor,
         )
+
+
+def _included(
+    repo: Repository,
+    resource_type: str,
+    matches: list[StoredVersion],
+    includes: Sequence[Include],
+) -> list[StoredVersion]:
+    """Resources the directives add to a page: first round from the matches, then the
+    :iterate directives once more from what the first round added."""
+    seen = {(v.resource_type, v.id) for v in matches}
+    pool: dict[str, list[str]] = {resource_type: [v.id for v in matches]}
+    added: list[StoredVersion] = []
+    for round_number in (0, 1):
+        directives = [d for d in includes if round_number == 0 or d.iterate]
+        wanted: dict[str, list[str]] = {}
+        for directive in directives:
+            for target_type, target_id in _follow(repo, directive, pool):
+                if (target_type, target_id) not in seen:
+                    wanted.setdefault(target_type, []).append(target_id)
+        pool = {}
+        for target_type, ids in sorted(wanted.items()):
+            for version in repo.live(target_type, ids):
+                key = (version.resource_type, version.id)
+                if key in seen:
+                    continue
+                seen.add(key)
+                added.append(version)
+                pool.setdefault(target_type, []).append(version.id)
+                if len(added) >= MAX_INCLUDED:
+                    return added
+        if not pool:
+            break
+    return added
+
+
+def _follow(
+    repo: Repository, directive: Include, pool: dict[str, list[str]]
+) -> list[tuple[str, str]]:
+    if not directive.reverse:
+        sources = pool.get(directive.source_type)
+        if not sources:
+            return []
+        return repo.referenced(
+            directive.source_type,
+            sources,
+            directive.params,
+            directive.target_type,
+            MAX_INCLUDED,
+        )
+    found: list[tuple[str, str]] = []
+    for target_type, ids in pool.items():
+        if directive.target_type is not None and directive.target_type != target_type:
+            continue
+        for source_id in repo.referencing(
+            directive.source_type, directive.params, target_type, ids, MAX_INCLUDED
+        ):
+            found.append((directive.source_type, source_id))
+    return found
+
+
+__all__ = ["SearchPage", "SearchService"]

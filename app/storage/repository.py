@@ -32,7 +32,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from app.storage.db import write_gate
 from app.storage.errors import StorageUnavailable
 from app.storage.index import IndexRows
-from app.storage.tables import index_tables, resource_table, version_table
+from app.storage.tables import index_tables, reference_table, resource_table, version_table
 
 R = resource_table.c
 V = version_table.c
@@ -241,17 +241,75 @@ class Repository:
         resource_type: str,
         conditions: Sequence[ColumnElement[bool]],
         *,
-        after_id: str | None,
+        order_by: Sequence[ColumnElement[Any]],
+        keys: Sequence[ColumnElement[Any]],
         limit: int,
-    ) -> list[StoredVersion]:
-        """Current versions of live resources matching all conditions, by id (keyset paged)."""
-        query = select(*_CURRENT_COLS).where(
-            R.resource_type == resource_type, R.deleted.is_(False), *conditions
+    ) -> list[tuple[StoredVersion, list[Any]]]:
+        """Current versions of live resources matching all conditions, in the given order,
+        each with the values of ``keys`` (a paging cursor is made of them)."""
+        query = (
+            select(*_CURRENT_COLS, *keys)
+            .where(R.resource_type == resource_type, R.deleted.is_(False), *conditions)
+            .order_by(*order_by)
+            .limit(limit)
         )
-        if after_id is not None:
-            query = query.where(R.id > after_id)
-        rows = self._conn.execute(query.order_by(R.id).limit(limit))
-        return [StoredVersion(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+        return [
+            (StoredVersion(r[0], r[1], r[2], r[3], r[4], r[5]), list(r[6:]))
+            for r in self._conn.execute(query)
+        ]
+
+    def live(self, resource_type: str, ids: Sequence[str]) -> list[StoredVersion]:
+        """The current versions of those of ids that are live resources of the type."""
+        if not ids:
+            return []
+        query = select(*_CURRENT_COLS).where(
+            R.resource_type == resource_type, R.deleted.is_(False), R.id.in_(sorted(set(ids)))
+        )
+        return [
+            StoredVersion(r[0], r[1], r[2], r[3], r[4], r[5]) for r in self._conn.execute(query)
+        ]
+
+    def referenced(
+        self,
+        source_type: str,
+        source_ids: Sequence[str],
+        params: Sequence[str] | None,
+        target_type: str | None,
+        limit: int,
+    ) -> list[tuple[str, str]]:
+        """(type, id) of local resources the sources refer to through the parameters
+        (all reference parameters when params is None): _include."""
+        c = reference_table.c
+        query = select(c.target_type, c.target_id).where(
+            c.resource_type == source_type,
+            c.resource_id.in_(sorted(set(source_ids))),
+            c.target_id.is_not(None),
+        )
+        if params is not None:
+            query = query.where(c.param.in_(params))
+        if target_type is not None:
+            query = query.where(c.target_type == target_type)
+        rows = self._conn.execute(query.distinct().limit(limit))
+        return [(row[0], row[1]) for row in rows]
+
+    def referencing(
+        self,
+        source_type: str,
+        params: Sequence[str] | None,
+        target_type: str,
+        target_ids: Sequence[str],
+        limit: int,
+    ) -> list[str]:
+        """Ids of resources of source_type that refer to any of the targets: _revinclude."""
+        c = reference_table.c
+        query = select(c.resource_id).where(
+            c.resource_type == source_type,
+            c.target_type == target_type,
+            c.target_id.in_(sorted(set(target_ids))),
+        )
+        if params is not None:
+            query = query.where(c.param.in_(params))
+        return [row[0] for row in self._conn.execute(query.distinct().limit(limit))]
 
     def count(self, resource_type: str, conditions: Sequence[ColumnElement[bool]]) -> int:
         """How many live resources of a type match all conditions."""

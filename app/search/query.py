@@ -1,0 +1,678 @@
+"""Search criteria -> SQL over the index tables (spec R4 search.html, 3.1.1).
+
+Every criterion becomes "the ids of live resources of type T that match" as a SELECT on one
+index table (or on the resource table for _id and _lastUpdated); the caller constrains the
+resource table with ``id IN (...)`` or, for :not and :missing=true, ``id NOT IN (...)``.
+Chains and _has nest those SELECTs through the reference table, so every lookup is an index
+lookup and no JSON body is ever read. Values are always bound parameters, never SQL text.
+
+Semantics chosen where the spec leaves room (README "Search"):
+- string: starts-with on the normalised form (case and accents folded, whitespace
+  collapsed); :exact compares as written; :contains is a substring of the normalised form.
+- token: code, system|code, |code (no system), system|; :not = no matching value (also
+  resources without the element); :text = starts-with on display / CodeableConcept.text;
+  :of-type for identifiers. :in, :not-in, :above, :below need a terminology service: 400.
+- number, quantity: no prefix = the stored value lies in the search value's precision
+  range; gt lt ge le sa eb compare with the search value taken exactly; ap = within 10%.
+  A Range or comparator value is the closed interval it stands for.
+- date: the stored value's range against the search value's range per the prefix table of
+  search.html#prefix (eq = contained, gt = ends after, sa = starts after, ...).
+- reference: Type/id, id, an absolute URL under this server's base, :Type, :identifier,
+  chains of any depth and _has (reverse chains, nestable).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Select,
+    and_,
+    not_,
+    or_,
+    select,
+)
+
+from app.fhir.errors import InvalidRequest, TooCostly
+from app.fhir.registry import is_resource_type, is_valid_id
+from app.search.dates import DateRange, parse_date_range
+from app.search.index_rows import (
+    MAX_EXACT,
+    MAX_TOKEN,
+    MAX_URI,
+    RESOURCE_COLUMNS,
+    exact_string,
+    normalize_string,
+    precision_range,
+)
+from app.search.registry import SearchParam, param, params_for
+from app.storage.tables import (
+    date_table,
+    number_table,
+    of_type_table,
+    quantity_table,
+    reference_table,
+    resource_table,
+    string_table,
+    token_table,
+    uri_table,
+)
+
+R = resource_table.c
+
+# Bounds on what one query may ask (each alternative is a predicate; SQLite refuses
+# expression trees deeper than 1000).
+MAX_PARAMETERS: Final = 50
+MAX_ALTERNATIVES: Final = 100
+MAX_ID_ALTERNATIVES: Final = 1000
+MAX_TOTAL_ALTERNATIVES: Final = 1000
+MAX_CHAIN_DEPTH: Final = 4
+
+PREFIXES: Final = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+_PREFIX_RE = re.compile(r"^(eq|ne|gt|lt|ge|le|sa|eb|ap)(?=[-+.\d])")
+_REFERENCE_RE = re.compile(
+    r"([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})(?:/_history/([A-Za-z0-9\-.]{1,64}))?"
+)
+# Above any text an index holds (UTF-8 byte order on both engines): the end of a prefix range.
+_TEXT_END: Final = "\U0010ffff"
+# Parameters that select or shape results rather than filter (search.html#return).
+RESULT_PARAMETERS: Final = frozenset(
+    {
+        "_count",
+        "_cursor",
+        "_total",
+        "_sort",
+        "_include",
+        "_revinclude",
+        "_summary",
+        "_elements",
+        "_contained",
+        "_containedType",
+    }
+)
+TABLE_BY_TYPE: Final = {
+    "token": token_table,
+    "string": string_table,
+    "reference": reference_table,
+    "date": date_table,
+    "quantity": quantity_table,
+    "number": number_table,
+    "uri": uri_table,
+}
+_UNSUPPORTED_TOKEN_MODIFIERS: Final = frozenset({"in", "not-in", "above", "below"})
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """Ids of live resources of one type that match; negate = the criterion holds for the
+    resources NOT among them (:not, :missing=true)."""
+
+    ids: Select[Any]
+    negate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What value parsing needs from outside: this server's base URL and the current time."""
+
+    own_base: str
+    now: datetime
+
+
+class Unsupported(Exception):
+    """A parameter this server does not evaluate (ignored and reported, or 400 if strict)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+# --- values -------------------------------------------------------------------------------
+
+
+def split_escaped(value: str, sep: str) -> list[str]:
+    """Split on sep except where escaped with a backslash (spec search.html#escaping)."""
+    parts: list[str] = []
+    current: list[str] = []
+    chars = iter(value)
+    for ch in chars:
+        if ch == "\\":
+            nxt = next(chars, "")
+            current.append("\\" + nxt)
+        elif ch == sep:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
+def unescape(value: str) -> str:
+    """Remove the search escapes \\, \\| \\$ \\\\ (spec search.html#escaping)."""
+    return re.sub(r"\\([,|$\\])", r"\1", value)
+
+
+def _bad(name: str, message: str) -> InvalidRequest:
+    return InvalidRequest(message, expression=(name,))
+
+
+def _split_prefix(name: str, value: str) -> tuple[str, str]:
+    match = _PREFIX_RE.match(value)
+    if match:
+        return match.group(1), value[2:]
+    if value[:2].isalpha():
+        raise _bad(name, f"{name}: {value[:40]!r} does not start with a known prefix or a value")
+    return "eq", value
+
+
+def _decimal(name: str, text: str) -> Decimal:
+    if not re.fullmatch(r"[-+]?(\d+(\.\d+)?|\.\d+)([eE][-+]?\d{1,3})?", text):
+        raise _bad(name, f"{name}: {text[:40]!r} is not a number")
+    try:
+        number = Decimal(text)
+    except InvalidOperation as exc:  # pragma: no cover - the pattern admits only numbers
+        raise _bad(name, f"{name}: {text[:40]!r} is not a number") from exc
+    if not number.is_finite() or abs(number.adjusted()) > 300:
+        raise _bad(name, f"{name}: {text[:40]!r} is out of range")
+    return number
+
+
+def _date_range(name: str, text: str) -> DateRange:
+    try:
+        return parse_date_range(text)
+    except ValueError as exc:
+        raise _bad(name, f"{name}: {exc}") from exc
+
+
+def _text(name: str, value: str) -> str:
+    text = unescape(value)
+    if len(text) > MAX_EXACT:
+        raise TooCostly(f"{name} values longer than {MAX_EXACT} characters cannot be searched")
+    return text
+
+
+# --- per-kind predicates ------------------------------------------------------------------
+
+
+def _token_predicate(
+    table: FromClause, name: str, modifier: str, value: str
+) -> ColumnElement[bool]:
+    c = table.c
+    if modifier == "text":
+        text = normalize_string(_text(name, value))
+        if not text:
+            raise _bad(name, f"{name}:text needs some text")
+        return and_(c.text >= text, c.text < text + _TEXT_END)
+    parts = split_escaped(value, "|")
+    if len(parts) > 2:
+        raise _bad(name, f"{name}: too many '|' in {value[:60]!r}")
+    pieces = [unescape(p) for p in parts]
+    if any(len(p) > MAX_TOKEN for p in pieces):
+        raise _bad(name, f"{name} values longer than {MAX_TOKEN} characters cannot be searched")
+    if len(pieces) == 1:
+        if not pieces[0]:
+            raise _bad(name, f"{name} has an empty value")
+        return c.code == pieces[0]
+    system, code = pieces
+    if not system and not code:
+        raise _bad(name, f"{name} has an empty token value")
+    conditions = [c.system == system if system else c.system.is_(None)]
+    if code:
+        conditions.append(c.code == code)
+    return and_(*conditions)
+
+
+def _of_type_predicate(name: str, value: str) -> ColumnElement[bool]:
+    parts = [unescape(p) for p in split_escaped(value, "|")]
+    if len(parts) != 3 or not parts[2]:
+        raise _bad(name, f"{name}:of-type takes type-system|type-code|value")
+    if any(len(p) > MAX_TOKEN for p in parts):
+        raise _bad(name, f"{name} values longer than {MAX_TOKEN} characters cannot be searched")
+    c = of_type_table.c
+    conditions = [c.value == parts[2]]
+    if parts[0]:
+        conditions.append(c.type_system == parts[0])
+    if parts[1]:
+        conditions.append(c.type_code == parts[1])
+    return and_(*conditions)
+
+
+def _string_predicate(name: str, modifier: str, value: str) -> ColumnElement[bool]:
+    c = string_table.c
+    text = _text(name, value)
+    normalized = normalize_string(text)
+    if not normalized:
+        raise _bad(name, f"{name} needs some text to search for")
+    if modifier == "exact":
+        return and_(c.normalized == normalized, c.exact == exact_string(text))
+    if modifier == "contains":
+        return c.normalized.contains(normalized, autoescape=True)  # type: ignore[no-any-return]
+    return and_(c.normalized >= normalized, c.normalized < normalized + _TEXT_END)
+
+
+def _uri_predicate(name: str, modifier: str, value: str) -> ColumnElement[bool]:
+    c = uri_table.c
+    uri = unescape(value)
+    if not uri:
+        raise _bad(name, f"{name} has an empty value")
+    if len(uri) > MAX_URI:
+        raise _bad(name, f"{name} values longer than {MAX_URI} characters cannot be searched")
+    if modifier == "below":
+        return and_(c.uri >= uri, c.uri < uri + _TEXT_END)
+    if modifier == "above":
+        # The stored uri is the value or one of its path prefixes.
+        cut = uri.split("|", 1)[0].rstrip("/")
+        prefixes = {uri, cut}
+        while "/" in cut and not cut.endswith(":/"):
+            cut = cut.rsplit("/", 1)[0]
+            if cut.endswith(("http:/", "https:/")) or not cut:
+                break
+            prefixes.add(cut)
+        return c.uri.in_(sorted(prefixes))  # type: ignore[no-any-return]
+    return c.uri == uri  # type: ignore[no-any-return]
+
+
+def _date_predicate(
+    low: ColumnElement[Any], high: ColumnElement[Any], prefix: str, rng: DateRange, now: datetime
+) -> ColumnElement[bool]:
+    """Target range [low, high) against the search range (spec search.html#prefix)."""
+    contained = and_(low >= rng.low, high <= rng.high)
+    if prefix == "eq":
+        return contained
+    if prefix == "ne":
+        return not_(contained)
+    if prefix == "gt":
+        return high > rng.high
+    if prefix == "lt":
+        return low < rng.low
+    if prefix == "ge":
+        return or_(high > rng.high, contained)
+    if prefix == "le":
+        return or_(low < rng.low, contained)
+    if prefix == "sa":
+        return low >= rng.high
+    if prefix == "eb":
+        return high <= rng.low
+    # ap: overlap with the search range widened by a tenth of its distance from now.
+    gap = max(abs(now - rng.low), abs(now - rng.high)) / 10
+    gap = max(gap, timedelta(days=1))
+    try:
+        wide_low, wide_high = rng.low - gap, rng.high + gap
+    except OverflowError:
+        wide_low, wide_high = rng.low, rng.high
+    return and_(low < wide_high, high > wide_low)
+
+
+def _number_predicate(table: FromClause, name: str, prefix: str, text: str) -> ColumnElement[bool]:
+    c = table.c
+    number = _decimal(name, text)
+    q = float(number)
+    if prefix in ("eq", "ne"):
+        lo, hi = (float(x) for x in precision_range(number))
+        inside = and_(c.low >= lo, c.high < hi)
+        return inside if prefix == "eq" else not_(inside)
+    comparisons: dict[str, Callable[[], ColumnElement[bool]]] = {
+        "gt": lambda: c.high > q,
+        "lt": lambda: c.low < q,
+        "ge": lambda: c.high >= q,
+        "le": lambda: c.low <= q,
+        "sa": lambda: c.low > q,
+        "eb": lambda: c.high < q,
+        "ap": lambda: and_(c.low <= q + abs(q) / 10, c.high >= q - abs(q) / 10),
+    }
+    return comparisons[prefix]()
+
+
+def _quantity_predicate(name: str, prefix: str, text: str) -> ColumnElement[bool]:
+    parts = [unescape(p) for p in split_escaped(text, "|")]
+    if len(parts) not in (1, 3):
+        raise _bad(name, f"{name} takes [prefix]number or [prefix]number|system|code")
+    condition = _number_predicate(quantity_table, name, prefix, parts[0])
+    if len(parts) == 1:
+        return condition
+    c = quantity_table.c
+    system, code = parts[1], parts[2]
+    if system:
+        condition = and_(condition, c.system == system)
+    if code:
+        condition = and_(
+            condition, c.code == code if system else or_(c.code == code, c.unit == code)
+        )
+    return condition
+
+
+# --- parameters ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Name:
+    """A parsed parameter name: code, modifier, and the rest of a chain."""
+
+    code: str
+    modifier: str
+    chain: str | None
+
+
+def _parse_name(name: str) -> _Name:
+    head, dot, chain = name.partition(".")
+    code, _, modifier = head.partition(":")
+    return _Name(code, modifier, chain if dot else None)
+
+
+class QueryBuilder:
+    """Turns (name, value) criteria into Match selects for one request."""
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+
+    # -- entry points ----------------------------------------------------------------------
+    def match(self, resource_type: str, name: str, value: str, depth: int = 0) -> Match:
+        """The resources of resource_type matching one criterion (comma = OR)."""
+        if depth > MAX_CHAIN_DEPTH:
+            raise TooCostly(f"Chains may be at most {MAX_CHAIN_DEPTH} levels deep")
+        if value == "":
+            raise _bad(name, f"Search parameter {name!r} has no value")
+        if name.startswith("_has:"):
+            return self._has(resource_type, name, value, depth)
+        parsed = _parse_name(name)
+        if parsed.code in RESOURCE_COLUMNS:
+            return self._resource_column(resource_type, name, parsed, value)
+        search_param = param(resource_type, parsed.code)
+        if search_param is None:
+            raise Unsupported(name)
+        if parsed.chain is not None:
+            return self._chain(name, search_param, parsed, value, depth)
+        if search_param.type not in TABLE_BY_TYPE or not search_param.indexed:
+            raise Unsupported(name)
+        self._check_modifier(search_param, name, parsed.modifier)
+        if parsed.modifier == "missing":
+            return self._missing(search_param, name, value)
+        alternatives = split_escaped(value, ",")
+        if len(alternatives) > MAX_ALTERNATIVES:
+            raise TooCostly(
+                f"{name} has {len(alternatives)} alternatives; at most {MAX_ALTERNATIVES}"
+            )
+        if any(a == "" for a in alternatives):
+            raise _bad(name, f"{name} has an empty value between commas")
+        return self._values(search_param, name, parsed.modifier, alternatives)
+
+    # -- helpers ---------------------------------------------------------------------------
+    @staticmethod
+    def _check_modifier(search_param: SearchParam, name: str, modifier: str) -> None:
+        if not modifier:
+            return
+        if search_param.type == "token" and modifier in _UNSUPPORTED_TOKEN_MODIFIERS:
+            raise _bad(name, f"{name}: the :{modifier} modifier needs a terminology service")
+        if search_param.type == "reference" and modifier in ("above", "below"):
+            raise _bad(name, f"{name}: the :{modifier} modifier is not supported on references")
+        if modifier not in search_param.allowed_modifiers and not (
+            search_param.type == "reference" and is_resource_type(modifier)
+        ):
+            raise _bad(name, f"Unknown or unsupported modifier :{modifier} on {search_param.code}")
+        if (
+            search_param.type == "reference"
+            and is_resource_type(modifier)
+            and search_param.targets
+            and modifier not in search_param.targets
+        ):
+            raise _bad(name, f"{search_param.code} cannot refer to a {modifier}")
+
+    @staticmethod
+    def _owned(
+        table: FromClause, search_param: SearchParam, code: str | None = None
+    ) -> Select[Any]:
+        c = table.c
+        return select(c.resource_id).where(
+            c.resource_type == search_param.resource_type,
+            c.param == (code or search_param.code),
+        )
+
+    def _missing(self, search_param: SearchParam, name: str, value: str) -> Match:
+        if value not in ("true", "false"):
+            raise _bad(name, f"{name} takes true or false")
+        table = TABLE_BY_TYPE[search_param.type]
+        ids = self._owned(table, search_param)
+        return Match(ids, negate=value == "true")
+
+    def _values(
+        self, search_param: SearchParam, name: str, modifier: str, alternatives: list[str]
+    ) -> Match:
+        kind = search_param.type
+        if kind == "token" and modifier == "of-type":
+            ids = self._owned(of_type_table, search_param)
+            return Match(ids.where(or_(*(_of_type_predicate(name, a) for a in alternatives))))
+        if kind == "reference" and modifier == "identifier":
+            ids = self._owned(token_table, search_param, f"{search_param.code}:identifier")
+            predicates = [_token_predicate(token_table, name, "", a) for a in alternatives]
+            return Match(ids.where(or_(*predicates)))
+        table = TABLE_BY_TYPE[kind]
+        if kind == "token":
+            predicates = [_token_predicate(table, name, modifier, a) for a in alternatives]
+            ids = self._owned(table, search_param).where(or_(*predicates))
+            return Match(ids, negate=modifier == "not")
+        if kind == "string":
+            predicates = [_string_predicate(name, modifier, a) for a in alternatives]
+        elif kind == "uri":
+            predicates = [_uri_predicate(name, modifier, a) for a in alternatives]
+        elif kind == "date":
+            predicates = []
+            for alternative in alternatives:
+                prefix, text = _split_prefix(name, alternative)
+                rng = _date_range(name, text)
+                predicates.append(
+                    _date_predicate(table.c.low, table.c.high, prefix, rng, self._context.now)
+                )
+        elif kind == "number":
+            predicates = [
+                _number_predicate(table, name, *_split_prefix(name, a)) for a in alternatives
+            ]
+        elif kind == "quantity":
+            predicates = [_quantity_predicate(name, *_split_prefix(name, a)) for a in alternatives]
+        else:  # reference
+            predicates = [
+                self._reference_predicate(search_param, name, modifier, a) for a in alternatives
+            ]
+        return Match(self._owned(table, search_param).where(or_(*predicates)))
+
+    def _reference_predicate(
+        self, search_param: SearchParam, name: str, modifier: str, value: str
+    ) -> ColumnElement[bool]:
+        c = reference_table.c
+        raw = unescape(value)
+        if len(raw) > MAX_URI:
+            raise _bad(name, f"{name} values longer than {MAX_URI} characters cannot be searched")
+        own = self._context.own_base.rstrip("/") + "/"
+        if raw.startswith(own):
+            raw = raw[len(own) :]
+        elif "://" in raw or raw.startswith("urn:"):
+            url, bar, version = raw.partition("|")
+            condition = c.url == url
+            return and_(condition, c.version == version) if bar and version else condition
+        local = _REFERENCE_RE.fullmatch(raw)
+        if local is not None:
+            target_type, target_id, version = local.groups()
+            if not is_resource_type(target_type):
+                raise _bad(name, f"{name}: {target_type!r} is not a resource type")
+            if modifier and modifier != target_type:
+                raise _bad(name, f"{name}: the value names {target_type}, not {modifier}")
+            conditions = [c.target_id == target_id, c.target_type == target_type]
+            if version:
+                conditions.append(c.version == version)
+            return and_(*conditions)
+        if not is_valid_id(raw):
+            raise _bad(name, f"{name}: {raw[:60]!r} is not a reference, id or URL")
+        target = modifier or (search_param.targets[0] if len(search_param.targets) == 1 else None)
+        if target is None:
+            return c.target_id == raw  # type: ignore[no-any-return]
+        return and_(c.target_id == raw, c.target_type == target)
+
+    def _resource_column(self, resource_type: str, name: str, parsed: _Name, value: str) -> Match:
+        if parsed.modifier or parsed.chain is not None:
+            raise _bad(name, f"{name}: {parsed.code} takes no modifier or chain")
+        alternatives = split_escaped(value, ",")
+        ids = select(R.id).where(R.resource_type == resource_type, R.deleted.is_(False))
+        if parsed.code == "_id":
+            if len(alternatives) > MAX_ID_ALTERNATIVES:
+                raise TooCostly(f"_id has {len(alternatives)} alternatives; at most 1000")
+            values = [unescape(a) for a in alternatives]
+            for v in values:
+                if not is_valid_id(v):
+                    raise _bad("_id", f"_id {v[:70]!r} is not a valid id")
+            return Match(ids.where(R.id.in_(values)))
+        if len(alternatives) > MAX_ALTERNATIVES:
+            raise TooCostly(f"{name} has too many alternatives")
+        return Match(ids.where(or_(*(self.last_updated(a) for a in alternatives))))
+
+    def last_updated(self, value: str) -> ColumnElement[bool]:
+        """A condition on the resource table's lastUpdated (an instant: a point value)."""
+        prefix, text = _split_prefix("_lastUpdated", value)
+        rng = _date_range("_lastUpdated", text)
+        column = R.last_updated
+        # A stored instant t is the range [t, t] at microsecond precision.
+        if prefix == "ap":
+            return _date_predicate(column, column, "ap", rng, self._context.now)
+        conditions: dict[str, ColumnElement[bool]] = {
+            "eq": and_(column >= rng.low, column < rng.high),
+            "ne": or_(column < rng.low, column >= rng.high),
+            "gt": column >= rng.high,
+            "sa": column >= rng.high,
+            "lt": column < rng.low,
+            "eb": column < rng.low,
+            "ge": column >= rng.low,
+            "le": column < rng.high,
+        }
+        return conditions[prefix]
+
+    def _chain(
+        self,
+        name: str,
+        search_param: SearchParam,
+        parsed: _Name,
+        value: str,
+        depth: int,
+    ) -> Match:
+        """subject:Patient.name=x (spec search.html#chaining)."""
+        if search_param.type != "reference":
+            raise _bad(name, f"{parsed.code} is not a reference parameter: it cannot be chained")
+        assert parsed.chain is not None
+        tail = parsed.chain
+        if parsed.modifier:
+            if not is_resource_type(parsed.modifier):
+                raise _bad(name, f"A chain needs a resource type, not :{parsed.modifier}")
+            self._check_modifier(search_param, name, parsed.modifier)
+            types = [parsed.modifier]
+        else:
+            tail_code = _parse_name(tail).code
+            types = [
+                t
+                for t in search_param.targets
+                if tail_code in params_for(t) or tail_code in RESOURCE_COLUMNS
+            ]
+            if not types:
+                raise _bad(name, f"No target of {parsed.code} has a parameter {tail_code!r}")
+        c = reference_table.c
+        branches = []
+        for target_type in types:
+            inner = self.match(target_type, tail, value, depth + 1)
+            target_ids = _live_ids(target_type, inner)
+            branches.append(and_(c.target_type == target_type, c.target_id.in_(target_ids)))
+        ids = self._owned(reference_table, search_param).where(or_(*branches))
+        return Match(ids)
+
+    def _has(self, resource_type: str, name: str, value: str, depth: int) -> Match:
+        """_has:Task:focus:status=requested (spec search.html#has)."""
+        parts = name.split(":", 3)
+        if len(parts) != 4 or not all(parts[1:]):
+            raise _bad(name, "_has takes _has:Type:reference-parameter:parameter=value")
+        _, source_type, code, tail = parts
+        if not is_resource_type(source_type):
+            raise _bad(name, f"_has: {source_type!r} is not a resource type")
+        link = param(source_type, code)
+        if link is None or link.type != "reference":
+            raise _bad(name, f"_has: {source_type}.{code} is not a reference parameter")
+        if link.targets and resource_type not in link.targets:
+            raise _bad(name, f"_has: {source_type}.{code} cannot refer to a {resource_type}")
+        inner = self.match(source_type, tail, value, depth + 1)
+        c = reference_table.c
+        ids = select(c.target_id).where(
+            c.resource_type == source_type,
+            c.param == code,
+            c.target_type == resource_type,
+            c.resource_id.in_(_live_ids(source_type, inner)),
+        )
+        return Match(ids)
+
+
+def _live_ids(resource_type: str, match: Match) -> Select[Any]:
+    """The ids a Match selects, as a plain positive select (a negated one inverted)."""
+    if not match.negate:
+        return match.ids
+    return select(R.id).where(
+        R.resource_type == resource_type, R.deleted.is_(False), R.id.not_in(match.ids)
+    )
+
+
+def condition(match: Match) -> ColumnElement[bool]:
+    """The condition on the resource table that a Match stands for."""
+    result: ColumnElement[bool] = R.id.not_in(match.ids) if match.negate else R.id.in_(match.ids)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Criteria:
+    """Parsed filter criteria: SQL conditions on the resource table, what was ignored, and
+    canonical text (the lock name of conditional writes)."""
+
+    conditions: tuple[ColumnElement[bool], ...]
+    ignored: tuple[str, ...]
+    canonical: str
+
+
+def parse_filters(
+    resource_type: str,
+    params: Sequence[tuple[str, str]],
+    context: Context,
+    *,
+    strict: bool,
+) -> Criteria:
+    """Filter criteria (every parameter not in RESULT_PARAMETERS); unsupported ones are
+    collected in ``ignored``, or refused (400) when strict."""
+    if len(params) > MAX_PARAMETERS:
+        raise TooCostly(f"At most {MAX_PARAMETERS} search parameters may be combined")
+    builder = QueryBuilder(context)
+    conditions: list[ColumnElement[bool]] = []
+    ignored: list[str] = []
+    canonical: list[str] = []
+    total = 0
+    for name, value in params:
+        if name in RESULT_PARAMETERS or name.partition(":")[0] in RESULT_PARAMETERS:
+            continue
+        total += value.count(",") + 1
+        if total > MAX_TOTAL_ALTERNATIVES:
+            raise TooCostly(
+                f"The query has more than {MAX_TOTAL_ALTERNATIVES} values in all",
+                expression=(name,),
+            )
+        try:
+            match = builder.match(resource_type, name, value)
+        except Unsupported as exc:
+            if strict:
+                raise _bad(
+                    exc.name, f"Search parameter {exc.name!r} is not supported for {resource_type}"
+                ) from exc
+            if name not in ignored:
+                ignored.append(name)
+            continue
+        conditions.append(condition(match))
+        canonical.append(f"{name}={','.join(sorted(split_escaped(value, ',')))}")
+    return Criteria(
+        tuple(conditions), tuple(ignored), f"{resource_type}?{'&'.join(sorted(canonical))}"
+    )
