@@ -116,6 +116,13 @@ class Match:
 
     ids: Select[Any]
     negate: bool = False
+    # How selective the criterion usually is (lower = fewer rows): the most selective one
+    # drives the query as "id IN (...)", the others are probed per candidate with EXISTS.
+    rank: int = 5
+    # The same criterion correlated to one candidate row (resource_id = resource.id).
+    probe: Select[Any] | None = None
+    # For _id and _lastUpdated: the same condition stated on the resource row itself.
+    direct: ColumnElement[bool] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,37 +434,58 @@ class QueryBuilder:
 
     @staticmethod
     def _owned(
-        table: FromClause, search_param: SearchParam, code: str | None = None
-    ) -> Select[Any]:
+        table: FromClause,
+        search_param: SearchParam,
+        predicate: ColumnElement[bool] | None,
+        *,
+        code: str | None = None,
+        negate: bool = False,
+        rank: int = 5,
+    ) -> Match:
+        """A Match on one index table's rows of one parameter, with its per-candidate probe."""
         c = table.c
-        return select(c.resource_id).where(
-            c.resource_type == search_param.resource_type,
-            c.param == (code or search_param.code),
+        code = code or search_param.code
+        extra = () if predicate is None else (predicate,)
+        ids = select(c.resource_id).where(
+            c.resource_type == search_param.resource_type, c.param == code, *extra
         )
+        # The probe reads the candidate's own rows (owner index). "param || ''" keeps the
+        # planner off the value index, which would visit every row holding the value
+        # (status=active) for each candidate when no statistics say otherwise.
+        probe = select(c.resource_id).where(
+            c.resource_type == search_param.resource_type,
+            c.resource_id == R.id,
+            (c.param + "") == code,
+            *extra,
+        )
+        return Match(ids, negate=negate, rank=rank, probe=probe)
 
     def _missing(self, search_param: SearchParam, name: str, value: str) -> Match:
         if value not in ("true", "false"):
             raise _bad(name, f"{name} takes true or false")
         table = TABLE_BY_TYPE[search_param.type]
-        ids = self._owned(table, search_param)
-        return Match(ids, negate=value == "true")
+        return self._owned(table, search_param, None, negate=value == "true", rank=8)
 
     def _values(
         self, search_param: SearchParam, name: str, modifier: str, alternatives: list[str]
     ) -> Match:
         kind = search_param.type
         if kind == "token" and modifier == "of-type":
-            ids = self._owned(of_type_table, search_param)
-            return Match(ids.where(or_(*(_of_type_predicate(name, a) for a in alternatives))))
+            predicates = [_of_type_predicate(name, a) for a in alternatives]
+            return self._owned(of_type_table, search_param, or_(*predicates), rank=2)
         if kind == "reference" and modifier == "identifier":
-            ids = self._owned(token_table, search_param, f"{search_param.code}:identifier")
             predicates = [_token_predicate(token_table, name, "", a) for a in alternatives]
-            return Match(ids.where(or_(*predicates)))
+            code = f"{search_param.code}:identifier"
+            return self._owned(token_table, search_param, or_(*predicates), code=code, rank=2)
         table = TABLE_BY_TYPE[kind]
         if kind == "token":
             predicates = [_token_predicate(table, name, modifier, a) for a in alternatives]
-            ids = self._owned(table, search_param).where(or_(*predicates))
-            return Match(ids, negate=modifier == "not")
+            # system|code values (identifiers) are usually selective; bare codes (statuses)
+            # rarely are.
+            rank = 2 if all("|" in a and not a.endswith("|") for a in alternatives) else 6
+            return self._owned(
+                table, search_param, or_(*predicates), negate=modifier == "not", rank=rank
+            )
         if kind == "string":
             predicates = [_string_predicate(name, modifier, a) for a in alternatives]
         elif kind == "uri":
@@ -480,7 +508,8 @@ class QueryBuilder:
             predicates = [
                 self._reference_predicate(search_param, name, modifier, a) for a in alternatives
             ]
-        return Match(self._owned(table, search_param).where(or_(*predicates)))
+        rank = {"reference": 1, "string": 4, "uri": 3}.get(kind, 5)
+        return self._owned(table, search_param, or_(*predicates), rank=rank)
 
     def _reference_predicate(
         self, search_param: SearchParam, name: str, modifier: str, value: str
@@ -526,10 +555,12 @@ class QueryBuilder:
             for v in values:
                 if not is_valid_id(v):
                     raise _bad("_id", f"_id {v[:70]!r} is not a valid id")
-            return Match(ids.where(R.id.in_(values)))
+            direct = R.id.in_(values)
+            return Match(ids.where(direct), rank=0, direct=direct)
         if len(alternatives) > MAX_ALTERNATIVES:
             raise TooCostly(f"{name} has too many alternatives")
-        return Match(ids.where(or_(*(self.last_updated(a) for a in alternatives))))
+        direct = or_(*(self.last_updated(a) for a in alternatives))
+        return Match(ids.where(direct), rank=7, direct=direct)
 
     def last_updated(self, value: str) -> ColumnElement[bool]:
         """A condition on the resource table's lastUpdated (an instant: a point value)."""
@@ -584,8 +615,7 @@ class QueryBuilder:
             inner = self.match(target_type, tail, value, depth + 1)
             target_ids = _live_ids(target_type, inner)
             branches.append(and_(c.target_type == target_type, c.target_id.in_(target_ids)))
-        ids = self._owned(reference_table, search_param).where(or_(*branches))
-        return Match(ids)
+        return self._owned(reference_table, search_param, or_(*branches), rank=3)
 
     def _has(self, resource_type: str, name: str, value: str, depth: int) -> Match:
         """_has:Task:focus:status=requested (spec search.html#has)."""
@@ -608,7 +638,7 @@ class QueryBuilder:
             c.target_type == resource_type,
             c.resource_id.in_(_live_ids(source_type, inner)),
         )
-        return Match(ids)
+        return Match(ids, rank=3)
 
 
 def _live_ids(resource_type: str, match: Match) -> Select[Any]:
@@ -620,10 +650,26 @@ def _live_ids(resource_type: str, match: Match) -> Select[Any]:
     )
 
 
-def condition(match: Match) -> ColumnElement[bool]:
-    """The condition on the resource table that a Match stands for."""
-    result: ColumnElement[bool] = R.id.not_in(match.ids) if match.negate else R.id.in_(match.ids)
-    return result
+def conditions_for(matches: Sequence[Match]) -> tuple[ColumnElement[bool], ...]:
+    """Conditions on the resource table: the most selective positive criterion as
+    ``id IN (...)`` (the planner drives the query from its index), the rest as correlated
+    EXISTS probes, so a weak criterion (status=active) is never materialised in full."""
+    positive = [m for m in matches if not m.negate]
+    driver = min(positive, key=lambda m: m.rank) if positive else None
+    conditions: list[ColumnElement[bool]] = []
+    for match in matches:
+        if match.direct is not None:
+            conditions.append(match.direct)
+            continue
+        if match is driver:
+            conditions.append(R.id.in_(match.ids))
+            continue
+        probe = match.probe
+        if probe is None:
+            probe = match.ids.where(match.ids.selected_columns[0] == R.id)
+        exists = probe.exists()
+        conditions.append(not_(exists) if match.negate else exists)
+    return tuple(conditions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -648,7 +694,7 @@ def parse_filters(
     if len(params) > MAX_PARAMETERS:
         raise TooCostly(f"At most {MAX_PARAMETERS} search parameters may be combined")
     builder = QueryBuilder(context)
-    conditions: list[ColumnElement[bool]] = []
+    matches: list[Match] = []
     ignored: list[str] = []
     canonical: list[str] = []
     total = 0
@@ -671,8 +717,8 @@ def parse_filters(
             if name not in ignored:
                 ignored.append(name)
             continue
-        conditions.append(condition(match))
+        matches.append(match)
         canonical.append(f"{name}={','.join(sorted(split_escaped(value, ',')))}")
     return Criteria(
-        tuple(conditions), tuple(ignored), f"{resource_type}?{'&'.join(sorted(canonical))}"
+        conditions_for(matches), tuple(ignored), f"{resource_type}?{'&'.join(sorted(canonical))}"
     )

@@ -80,8 +80,10 @@ class _IndexRow(SQLModel):
 
 
 def _owner_index(table: str) -> Index:
-    # Replacing a resource's rows, _include, and joins from a set of ids use it.
-    return Index(f"ix_{table}_owner", "resource_type", "resource_id")
+    # Replacing a resource's rows, _include, and per-candidate EXISTS probes use it; with
+    # param as a third column SQLite prefers it to the value index for a probe even
+    # before ANALYZE has gathered statistics.
+    return Index(f"ix_{table}_owner", "resource_type", "resource_id", "param")
 
 
 class TokenIndexRow(_IndexRow, table=True):

@@ -39,7 +39,7 @@ def _index_table(name: str, *columns: sa.Column[object]) -> None:
         *columns,
         sa.PrimaryKeyConstraint("row_id", name=f"pk_{name}"),
     )
-    op.create_index(f"ix_{name}_owner", name, ["resource_type", "resource_id"])
+    op.create_index(f"ix_{name}_owner", name, ["resource_type", "resource_id", "param"])
 
 
 def upgrade() -> None:
@@ -49,6 +49,10 @@ def upgrade() -> None:
         batch.alter_column("code", existing_type=sa.String(255), nullable=True)
         batch.add_column(sa.Column("text", _ordered_text(255), nullable=True))
     op.create_index("ix_search_token_text", "search_token", ["resource_type", "param", "text"])
+    op.drop_index("ix_search_token_owner", table_name="search_token")
+    op.create_index(
+        "ix_search_token_owner", "search_token", ["resource_type", "resource_id", "param"]
+    )
 
     _index_table(
         "search_of_type",
@@ -125,6 +129,8 @@ def downgrade() -> None:
     ):
         op.drop_table(name)
     op.drop_index("ix_search_token_text", table_name="search_token")
+    op.drop_index("ix_search_token_owner", table_name="search_token")
+    op.create_index("ix_search_token_owner", "search_token", ["resource_type", "resource_id"])
     with op.batch_alter_table("search_token") as batch:
         batch.drop_column("text")
         batch.alter_column("code", existing_type=sa.String(255), nullable=False)
