@@ -37,7 +37,18 @@ def test_capability_statement_is_generated_from_the_registry(client: httpx.Clien
     care_plan = next(r for r in rest["resource"] if r["type"] == "CarePlan")
     codes = {i["code"] for i in care_plan["interaction"]}
     assert {"read", "vread", "update", "patch", "delete", "create", "history-instance"} <= codes
-    assert {p["name"] for p in care_plan["searchParam"]} >= {"_id", "_lastUpdated", "identifier"}
+    searchable = {p["name"]: p for p in care_plan["searchParam"]}
+    assert set(searchable) >= {"_id", "_lastUpdated", "identifier", "subject", "date", "_tag"}
+    assert searchable["subject"]["type"] == "reference"
+    assert (
+        searchable["subject"]["definition"]
+        == "http://hl7.org/fhir/SearchParameter/CarePlan-subject"
+    )
+    # Parameters the engine cannot evaluate are not claimed (special and composite ones).
+    observation = next(r for r in rest["resource"] if r["type"] == "Observation")
+    assert "code-value-quantity" not in {p["name"] for p in observation["searchParam"]}
+    assert "CarePlan:subject" in care_plan["searchInclude"]
+    assert "Task:focus" in care_plan["searchRevInclude"]
     assert care_plan["conditionalCreate"] is True
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -63,9 +65,23 @@ def _history_response(
 @router.get("/metadata")
 def metadata(services: ServicesDep) -> Response:
     """capabilities (spec http.html#capabilities)."""
-    return json_response(
-        capability_statement(base_url=services.settings.base_url, started=services.started)
-    )
+    return json_response(_capabilities(services))
+
+
+def _capabilities(services: ServicesDep) -> dict[str, Any]:
+    key = (services.settings.base_url, services.started)
+    statement = _CAPABILITIES.get(key)
+    if statement is None:
+        # Built once per process start: it lists every parameter of every type.
+        statement = capability_statement(
+            base_url=key[0], started=key[1], search=services.search.capabilities
+        )
+        _CAPABILITIES.clear()
+        _CAPABILITIES[key] = statement
+    return statement
+
+
+_CAPABILITIES: dict[tuple[str, datetime], dict[str, Any]] = {}
 
 
 @router.get("/_history")

@@ -6,12 +6,13 @@ interaction and search-parameter lists declared here beside the code that serves
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from app import __version__
 from app.clock import format_instant
-from app.fhir.registry import resource_types, types_with_identifier
+from app.fhir.registry import resource_types
 
 TYPE_INTERACTIONS = (
     "read",
@@ -25,26 +26,22 @@ TYPE_INTERACTIONS = (
     "search-type",
 )
 SYSTEM_INTERACTIONS = ("history-system",)
-COMMON_SEARCH_PARAMS = (
-    ("_id", "token", "http://hl7.org/fhir/SearchParameter/Resource-id"),
-    ("_lastUpdated", "date", "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"),
-)
 
 
-def capability_statement(*, base_url: str, started: datetime) -> dict[str, Any]:
-    """What this server does, for GET [base]/metadata (spec http.html#capabilities)."""
+def capability_statement(
+    *,
+    base_url: str,
+    started: datetime,
+    search: Callable[[str], Mapping[str, Any]],
+) -> dict[str, Any]:
+    """What this server does, for GET [base]/metadata (spec http.html#capabilities).
+
+    ``search(type)`` gives the searchParam, searchInclude and searchRevInclude lists of a
+    type (the search engine's registry).
+    """
     resources = []
-    with_identifier = types_with_identifier()
     for name in sorted(resource_types()):
-        params = [{"name": n, "type": t, "definition": d} for n, t, d in COMMON_SEARCH_PARAMS]
-        if name in with_identifier:
-            params.append(
-                {
-                    "name": "identifier",
-                    "type": "token",
-                    "documentation": "Used by conditional create, update and delete",
-                }
-            )
+        described = search(name)
         resources.append(
             {
                 "type": name,
@@ -56,7 +53,7 @@ def capability_statement(*, base_url: str, started: datetime) -> dict[str, Any]:
                 "conditionalRead": "full-support",
                 "conditionalUpdate": True,
                 "conditionalDelete": "single",
-                "searchParam": params,
+                **{key: value for key, value in described.items() if value},
             }
         )
     return {

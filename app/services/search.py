@@ -7,15 +7,18 @@ serves the page, its total and its included resources, so they agree.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy.engine import Engine
 
 from app.clock import Clock
 from app.fhir.errors import InvalidRequest, TooCostly
+from app.fhir.jsonio import dumps, loads_stored
+from app.fhir.summary import parse_elements, parse_summary, select_elements, summarize
 from app.fhir.validation import check_type_and_id
+from app.search.capability import search_capabilities
 from app.search.include import Include, parse_includes
 from app.search.order import after, dump_cursor, load_cursor, order_by, parse_sort
 from app.search.query import Context, parse_filters
@@ -61,6 +64,11 @@ class SearchService:
         """What parsing a search value needs: the server's base URL and the time now."""
         return Context(own_base=self._own_base, now=self._clock.now())
 
+    @staticmethod
+    def capabilities(resource_type: str) -> Mapping[str, Any]:
+        """searchParam, searchInclude, searchRevInclude for the CapabilityStatement."""
+        return search_capabilities(resource_type)
+
     def search(
         self, *, resource_type: str, params: Sequence[tuple[str, str]], strict: bool
     ) -> SearchPage:
@@ -78,6 +86,9 @@ class SearchService:
             raise InvalidRequest(
                 "_total must be none, estimate or accurate", expression=("_total",)
             )
+        summary, elements, unknown_elements = _shape(resource_type, params)
+        if summary == "count":  # the total alone (spec search.html#summary)
+            count, total_mode = 0, "accurate"
         keys = parse_sort(resource_type, single(params, "_sort"))
         raw_cursor = single(params, "_cursor")
         cursor = load_cursor(keys, decode_token(raw_cursor)) if raw_cursor else None
@@ -98,10 +109,10 @@ class SearchService:
             )
             total = None if total_mode == "none" else repo.count(resource_type, criteria.conditions)
             page = rows[:count]
-            more = len(rows) > count
+            more = len(rows) > count and count > 0
             if backwards:
                 page.reverse()
-            matches = [version for version, _ in page]
+            matches = [_shaped(version, summary, elements) for version, _ in page]
             included = _included(repo, resource_type, matches, includes) if includes else []
 
         next_cursor = previous_cursor = None
@@ -111,16 +122,62 @@ class SearchService:
                 next_cursor = encode_token(dump_cursor(keys, last_values, backwards=False))
             if cursor is not None and (more or not backwards):
                 previous_cursor = encode_token(dump_cursor(keys, first_values, backwards=True))
+        reported = [*criteria.ignored, *(f"_elements={n}" for n in unknown_elements)]
+        if unknown_elements and strict:
+            raise InvalidRequest(
+                f"Unknown elements in _elements: {', '.join(unknown_elements)}"[:300],
+                expression=("_elements",),
+            )
         ignored = set(criteria.ignored)
         return SearchPage(
             matches,
             next_cursor,
             total,
-            list(criteria.ignored),
+            reported,
             applied=[(k, v) for k, v in params if k not in ignored],
             included=included,
             previous_cursor=previous_cursor,
         )
+
+
+def _shape(
+    resource_type: str, params: Sequence[tuple[str, str]]
+) -> tuple[str | None, tuple[str, ...] | None, tuple[str, ...]]:
+    """_summary and _elements (spec search.html#summary, #elements): one or the other."""
+    raw_summary = single(params, "_summary")
+    summary = parse_summary(raw_summary) if raw_summary is not None else None
+    raw_elements = [v for k, v in params if k == "_elements"]
+    if not raw_elements:
+        return (None if summary == "false" else summary), None, ()
+    if summary is not None and summary != "false":
+        raise InvalidRequest(
+            "_summary and _elements cannot be combined", expression=("_summary", "_elements")
+        )
+    selection = parse_elements(resource_type, ",".join(raw_elements))
+    return None, selection.names, selection.unknown
+
+
+def _shaped(
+    version: StoredVersion, summary: str | None, elements: tuple[str, ...] | None
+) -> StoredVersion:
+    """A match as the client asked to see it (subsetted resources are tagged SUBSETTED)."""
+    if version.body is None or (summary is None and elements is None):
+        return version
+    resource = loads_stored(version.body)
+    shaped = (
+        summarize(resource, summary)
+        if summary is not None
+        else select_elements(resource, elements or ())
+    )
+    return StoredVersion(
+        version.resource_type,
+        version.id,
+        version.version_id,
+        version.last_updated,
+        version.deleted,
+        dumps(shaped),
+        version.method,
+    )
 
 
 def _included(
