@@ -1,20 +1,26 @@
-"""The casebridge command line: serve, and database migrations."""
+"""The casebridge command line: serve, database migrations, bulk load and reindex."""
 
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from app.config import get_settings
 from app.storage.db import create_db_engine, current_revision, head_revision, is_migrated, upgrade
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
 cli = typer.Typer(
     help="casebridge: FHIR R4 case management and referral exchange.", no_args_is_help=True
 )
 db_cli = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
+search_cli = typer.Typer(help="Search index maintenance.", no_args_is_help=True)
+cli.add_typer(search_cli, name="search")
 
 
 @cli.command()
@@ -80,6 +86,178 @@ def db_current() -> None:
         typer.echo(f"database: {current_revision(engine)}\ncode:     {head_revision()}")
     finally:
         engine.dispose()
+
+
+def _migrated_or_exit(engine: Engine) -> None:
+    if not is_migrated(engine):
+        typer.echo(
+            f"The database {engine.url.render_as_string(hide_password=True)} is not migrated "
+            f"(at {current_revision(engine)}, code expects {head_revision()}).\n"
+            "Run `casebridge db upgrade` first.",
+            err=True,
+        )
+        raise typer.Exit(code=2)
+
+
+@cli.command()
+def load(
+    file: Annotated[
+        Path,
+        typer.Argument(help="NDJSON file: one resource per line.", exists=True, dir_okay=False),
+    ],
+    batch: Annotated[int, typer.Option(min=1, help="Resources per transaction.")] = 1000,
+    workers: Annotated[
+        int | None, typer.Option(min=0, help="Validating processes (default: one per CPU).")
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Write every failed line as NDJSON {line, outcome} to this file."),
+    ] = None,
+) -> None:
+    """Load NDJSON resources as new resources (ids kept); exit 1 if any line failed."""
+    import orjson
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from app.services.bulk import LoadAborted, LoadProgress, bulk_engine, load_ndjson
+
+    settings = get_settings()
+    engine = bulk_engine(settings)
+    console = Console(stderr=True)
+    try:
+        _migrated_or_exit(engine)
+        columns = (
+            TextColumn("[bold]loading"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[loaded]:>10,} loaded  {task.fields[failed]:,} failed"),
+            TextColumn("{task.fields[rate]:>7,.0f} resources/s"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console, transient=False) as progress:
+            task = progress.add_task(
+                "load", total=file.stat().st_size, loaded=0, failed=0, rate=0.0
+            )
+            started = progress.get_time()
+
+            def show(step: LoadProgress) -> None:
+                elapsed = max(progress.get_time() - started, 1e-6)
+                progress.update(
+                    task,
+                    completed=step.bytes_read,
+                    loaded=step.loaded,
+                    failed=step.failed,
+                    rate=step.loaded / elapsed,
+                )
+
+            try:
+                summary = load_ndjson(
+                    file,
+                    engine=engine,
+                    settings=settings,
+                    workers=workers,
+                    batch_size=batch,
+                    on_progress=show,
+                )
+            except LoadAborted as exc:
+                summary = exc.summary
+                console.print(f"[red]Load stopped: {exc}")
+                console.print(
+                    f"{summary.loaded:,} resources were stored before that; loading the file "
+                    "again reports them as existing and stores the rest."
+                )
+                raise typer.Exit(code=1) from exc
+    finally:
+        engine.dispose()
+    for failure in summary.failures[:20]:
+        console.print(
+            f"line {failure.line}: {failure.message}", markup=False, highlight=False, soft_wrap=True
+        )
+    if summary.failed > 20:
+        console.print(f"... and {summary.failed - 20:,} more failed lines")
+    if report is not None:
+        with report.open("wb") as out:
+            for failure in summary.failures:
+                record = {"line": failure.line, "outcome": failure.outcome()}
+                out.write(orjson.dumps(record) + b"\n")
+    typer.echo(
+        f"Loaded {summary.loaded:,} resources in {summary.seconds:.1f} s "
+        f"({summary.rate:,.0f}/s); {summary.failed:,} lines failed"
+    )
+    if summary.failed:
+        raise typer.Exit(code=1)
+
+
+@search_cli.command("reindex")
+def search_reindex(
+    resource_type: Annotated[
+        str | None, typer.Option("--type", help="Only this resource type (default: all).")
+    ] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Resources per transaction.")] = 200,
+) -> None:
+    """Rebuild the search-index rows of all live resources (after a registry change)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from app.fhir.registry import is_resource_type
+    from app.services.bulk import bulk_engine
+    from app.services.reindex import ReindexProgress, reindex
+
+    settings = get_settings()
+    engine = bulk_engine(settings)
+    console = Console(stderr=True)
+    try:
+        _migrated_or_exit(engine)
+        if resource_type is not None and not is_resource_type(resource_type):
+            console.print(f"[red]Unknown resource type {resource_type!r}")
+            raise typer.Exit(code=2)
+        columns = (
+            TextColumn("[bold]reindexing {task.fields[kind]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>7,.0f} resources/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("reindex", total=None, kind="", rate=0.0)
+            started = progress.get_time()
+
+            def show(step: ReindexProgress) -> None:
+                elapsed = max(progress.get_time() - started, 1e-6)
+                progress.update(
+                    task,
+                    completed=step.done,
+                    total=step.total,
+                    kind=step.resource_type,
+                    rate=step.done / elapsed,
+                )
+
+            summary = reindex(
+                engine, settings, resource_type=resource_type, batch_size=batch, on_progress=show
+            )
+    finally:
+        engine.dispose()
+    for problem in summary.problems[:20]:
+        console.print(
+            f"{problem.resource_type}/{problem.resource_id}: {problem.message}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    typer.echo(
+        f"Reindexed {summary.resources:,} resources of {len(summary.per_type)} types in "
+        f"{summary.seconds:.1f} s ({summary.rate:,.0f}/s); {len(summary.problems)} skipped"
+    )
+    if summary.problems:
+        raise typer.Exit(code=1)
 
 
 def main() -> None:
