@@ -113,12 +113,16 @@ def load(
         Path | None,
         typer.Option(help="Write every failed line as NDJSON {line, outcome} to this file."),
     ] = None,
+    analyze: Annotated[
+        bool, typer.Option(help="Refresh the query planner's statistics afterwards.")
+    ] = True,
 ) -> None:
     """Load NDJSON resources as new resources (ids kept); exit 1 if any line failed."""
     import orjson
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from app.services import bulk
     from app.services.bulk import LoadAborted, LoadProgress, bulk_engine, load_ndjson
 
     settings = get_settings()
@@ -167,6 +171,8 @@ def load(
                     "again reports them as existing and stores the rest."
                 )
                 raise typer.Exit(code=1) from exc
+        if analyze and summary.loaded:
+            bulk.analyze(engine)
     finally:
         engine.dispose()
     for failure in summary.failures[:20]:

@@ -32,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -52,7 +52,7 @@ from app.fhir.resource import stamp
 from app.fhir.validation import check_resource, check_type_and_id
 from app.search.extract import extract_index
 from app.services.uow import transaction
-from app.storage.db import SqliteCheckpointer, create_db_engine
+from app.storage.db import SqliteCheckpointer, create_db_engine, write_gate
 from app.storage.index import (
     DateIndex,
     IndexRows,
@@ -379,6 +379,18 @@ def _duplicate(item: Prepared, why: str) -> LineFailure:
     return LineFailure(item[0], (Issue("duplicate", message, "error", (f"{item[1]}.id",)),))
 
 
+def analyze(engine: Engine) -> None:
+    """Refresh the query planner's statistics, as after any large load: SQLite keeps none
+    until told, and PostgreSQL's autovacuum would only catch up later."""
+    gate = write_gate(engine)
+    with engine.connect() as conn, gate.held() if gate is not None else nullcontext():
+        if conn.dialect.name == "sqlite":
+            # Sampled: a full ANALYZE reads every index of a multi-gigabyte file.
+            conn.exec_driver_sql("PRAGMA analysis_limit=2000")
+        conn.exec_driver_sql("ANALYZE")
+        conn.commit()
+
+
 @contextmanager
 def sqlite_checkpoints(engine: Engine) -> Iterator[None]:
     """SQLite: WAL checkpoints on a background thread while a long job writes (the engine
@@ -501,6 +513,7 @@ __all__ = [
     "LoadAborted",
     "LoadProgress",
     "LoadSummary",
+    "analyze",
     "bulk_engine",
     "load_ndjson",
     "sqlite_checkpoints",
