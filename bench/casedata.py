@@ -1,7 +1,7 @@
 """Deterministic case-management data: Patients and the records around them, as NDJSON.
 
-Per patient (about ten resources): a Patient, 1-3 Goals, 1-3 CarePlans pointing at the Goals,
-1-2 ServiceRequests, 1-2 Tasks fulfilling the ServiceRequests and owned by one of the
+Per patient (10.2 resources on average): a Patient, 1-3 Goals, 1-3 CarePlans pointing at the
+Goals, 1-2 ServiceRequests, 1-2 Tasks fulfilling the ServiceRequests and owned by one of the
 organizations, and 1-3 social-history or survey Observations spread over two years. The
 organizations come first. Ids are the generator's own (``pat-000042``, ``cp-000042-1``), so
 every reference resolves and a seed always yields the same bytes.
@@ -405,7 +405,8 @@ class _PatientRecords:
     def observations(self) -> list[dict[str, Any]]:
         rng = self.rng
         out = []
-        for k in range(1, rng.choice((1, 2, 2, 3)) + 1):
+        # A few more than two on average, so 100,000 patients make over a million resources.
+        for k in range(1, rng.choice((1, 2, 2, 3, 3)) + 1):
             code, display, category, kind = rng.choice(OBSERVATIONS)
             effective = OBS_START + timedelta(minutes=rng.randrange(OBS_DAYS * 24 * 60))
             resource: dict[str, Any] = {
