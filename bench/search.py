@@ -27,16 +27,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from urllib.parse import quote, urlencode
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 import httpx
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy import event
 
+from app.clock import Clock
 from app.config import Settings
 from app.services.bulk import LoadProgress, analyze, bulk_engine, load_ndjson
+from app.services.container import build_services
 from app.storage.db import create_db_engine, upgrade
 from bench.casedata import CaseDataPools, client_identifier, patient_id, write_ndjson
 from bench.loadgen import Generator, LoadResult, Phase, choose_generator, run_phase, scratch_dir
@@ -215,6 +219,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--load-only", action="store_true", help="measure the bulk load, skip the searches"
     )
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="after the load, print the query plans of the SQL each search issues "
+        "(EXPLAIN QUERY PLAN on SQLite, EXPLAIN on PostgreSQL)",
+    )
     args = parser.parse_args(argv)
     names = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = sorted(set(names) - set(BACKENDS))
@@ -370,6 +380,47 @@ def _searches(
         )
 
 
+def explain(
+    url: str,
+    searches: list[Search],
+    pools: CaseDataPools,
+    rng: random.Random,
+    console: Console,
+) -> None:
+    """Run one request of each search in-process and print the plan of every SELECT it sent."""
+    engine = create_db_engine(url)
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    services = build_services(settings=Settings(database_url=url), engine=engine, clock=Clock())
+    prefix = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
+    try:
+        for search in searches:
+            path = search.build(rng, pools)
+            resource_type, _, query = path.removeprefix("/fhir/").partition("?")
+            statements.clear()
+            services.search.search(
+                resource_type=resource_type, params=parse_qsl(query), strict=True
+            )
+            found = list(statements)
+            console.print(f"[bold]({search.key}) {search.label}[/]: {unquote(path)}")
+            with engine.connect() as conn:
+                for statement, parameters in found:
+                    console.print(f"  SQL: {' '.join(statement.split())}", markup=False)
+                    console.print(f"  parameters: {parameters}", markup=False)
+                    plan = conn.exec_driver_sql(prefix + statement, parameters).all()
+                    for row in plan:
+                        line = str(row[-1]) if engine.dialect.name == "sqlite" else str(row[0])
+                        console.print(f"    {line}", markup=False, highlight=False)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+        engine.dispose()
+
+
 def _backend(
     name: str,
     args: argparse.Namespace,
@@ -384,6 +435,8 @@ def _backend(
         with _database(name, workdir) as url:
             console.print(f"[bold]{name}[/]: fresh database, bulk load")
             _load(url, data, args, run, console)
+            if args.explain:
+                explain(url, args.searches, pools, random.Random(args.seed), console)
             if generator is None:
                 return run
             server = Server(url, args.workers, workdir)
