@@ -32,12 +32,20 @@ from app.fhir.resource import etag, stamp
 from app.fhir.validation import check_resource, check_type_and_id
 from app.search.criteria import parse_criteria
 from app.search.extract import extract_index
-from app.search.query import Context
+from app.search.query import Context, Criteria
 from app.services.uow import transaction
 from app.storage.index import IndexRows
 from app.storage.repository import Repository, StoredVersion
 
 _NO_ROWS = IndexRows()
+
+
+@dataclass(frozen=True, slots=True)
+class JsonPatchDocument:
+    """A parsed JSON Patch and its operations (kept to name them in errors)."""
+
+    patch: jsonpatch.JsonPatch
+    operations: list[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,27 +145,49 @@ class ResourceService:
         )
         with self._uow(write=True) as repo:
             repo.lock_type(resource_type, exclusive=parsed is not None)
-            if parsed is not None:
-                matches = repo.find_ids(resource_type, parsed.conditions, limit=2)
-                if len(matches) > 1:
-                    raise PreconditionFailed(
-                        f"If-None-Exist criteria {parsed.canonical} match more than one resource"
-                    )
-                if matches:
-                    existing = repo.current(resource_type, matches[0])
-                    assert existing is not None
-                    return WriteResult(existing, created=False)
-            resource_id = self._clock.new_id()
-            version = self._write(
-                repo,
-                resource_type=resource_type,
-                resource_id=resource_id,
-                resource=resource,
-                current=None,
-                method="POST",
-                index=index,
-            )
+            return self.create_in(repo, resource_type, resource, index=index, criteria=parsed)
+
+    def create_in(
+        self,
+        repo: Repository,
+        resource_type: str,
+        resource: dict[str, Any],
+        *,
+        index: IndexRows | None = None,
+        criteria: Criteria | None = None,
+        resource_id: str | None = None,
+    ) -> WriteResult:
+        """Create inside an open write transaction whose caller holds the type lock
+        (exclusively when criteria are given). A conditional create that finds its match
+        returns it unwritten."""
+        if criteria is not None:
+            existing = self.find_one(repo, resource_type, criteria, "If-None-Exist")
+            if existing is not None:
+                return WriteResult(existing, created=False)
+        version = self._write(
+            repo,
+            resource_type=resource_type,
+            resource_id=resource_id or self._clock.new_id(),
+            resource=resource,
+            current=None,
+            method="POST",
+            index=index if index is not None else self._index(resource_type, resource),
+        )
         return WriteResult(version, created=True)
+
+    @staticmethod
+    def find_one(
+        repo: Repository, resource_type: str, criteria: Criteria, what: str
+    ) -> StoredVersion | None:
+        """The one live resource matching conditional criteria, None, or 412 for several."""
+        matches = repo.find_ids(resource_type, criteria.conditions, limit=2)
+        if len(matches) > 1:
+            raise PreconditionFailed(
+                f"{what} criteria {criteria.canonical} match more than one resource"
+            )
+        if not matches:
+            return None
+        return repo.current(resource_type, matches[0])
 
     # -- read --------------------------------------------------------------------------
     def read(self, *, resource_type: str, resource_id: str) -> StoredVersion:
@@ -205,22 +235,25 @@ class ResourceService:
         )
         index = self._index(resource_type, resource)
         with self._uow(write=True) as repo:
-            return self._update_locked(
+            return self.update_in(
                 repo, resource_type, resource_id, resource, if_match, "PUT", index=index
             )
 
-    def _update_locked(
+    def update_in(
         self,
         repo: Repository,
         resource_type: str,
         resource_id: str,
         resource: dict[str, Any],
         if_match: int | None,
-        method: str,
+        method: str = "PUT",
         *,
-        index: IndexRows,
+        index: IndexRows | None = None,
         type_locked: bool = False,
     ) -> WriteResult:
+        """Update (or create with this id) inside an open write transaction."""
+        if index is None:
+            index = self._index(resource_type, resource)
         if not type_locked:
             repo.lock_type(resource_type, exclusive=False)
         repo.lock(f"{resource_type}/{resource_id}")
@@ -261,32 +294,9 @@ class ResourceService:
         parsed = parse_criteria(resource_type, criteria, self._context())
         with self._uow(write=True) as repo:
             repo.lock_type(resource_type, exclusive=True)
-            matches = repo.find_ids(resource_type, parsed.conditions, limit=2)
-            if len(matches) > 1:
-                raise PreconditionFailed(
-                    f"Conditional update criteria {parsed.canonical} match more than one resource"
-                )
-            if matches:
-                target = matches[0]
-                if body_id is not None and body_id != target:
-                    raise InvalidRequest(
-                        f"The resource id {body_id!r} differs from the matched resource {target!r}",
-                        expression=(f"{resource_type}.id",),
-                    )
-            elif body_id is not None:
-                existing = repo.current(resource_type, body_id)
-                if existing is not None and not existing.deleted:
-                    # No match yet the id exists: updating it would overwrite a record the
-                    # criteria did not select (spec http.html#cond-update: 409).
-                    raise Conflict(
-                        f"No {resource_type} matches {parsed.canonical}, but {resource_type}/"
-                        f"{body_id} exists; refusing to overwrite it"
-                    )
-                target = body_id
-            else:
-                target = self._clock.new_id()
+            target = self.conditional_target(repo, resource_type, parsed, body_id)
             resource["id"] = target
-            return self._update_locked(
+            return self.update_in(
                 repo,
                 resource_type,
                 target,
@@ -296,6 +306,31 @@ class ResourceService:
                 index=index,
                 type_locked=True,
             )
+
+    def conditional_target(
+        self, repo: Repository, resource_type: str, criteria: Criteria, body_id: str | None
+    ) -> str:
+        """The id a conditional update writes to (spec http.html#cond-update): the one match,
+        else the body's id (409 if that id exists yet did not match), else a new id."""
+        match = self.find_one(repo, resource_type, criteria, "Conditional update")
+        if match is not None:
+            if body_id is not None and body_id != match.id:
+                raise InvalidRequest(
+                    f"The resource id {body_id!r} differs from the matched resource {match.id!r}",
+                    expression=(f"{resource_type}.id",),
+                )
+            return match.id
+        if body_id is None:
+            return self._clock.new_id()
+        existing = repo.current(resource_type, body_id)
+        if existing is not None and not existing.deleted:
+            # No match yet the id exists: updating it would overwrite a record the criteria
+            # did not select (spec http.html#cond-update: 409).
+            raise Conflict(
+                f"No {resource_type} matches {criteria.canonical}, but {resource_type}/"
+                f"{body_id} exists; refusing to overwrite it"
+            )
+        return body_id
 
     # -- patch -------------------------------------------------------------------------
     def patch(
@@ -308,7 +343,15 @@ class ResourceService:
     ) -> WriteResult:
         """patch with a JSON Patch document (spec http.html#patch, RFC 6902)."""
         check_type_and_id(resource_type, resource_id)
-        operations = self._parse(body)
+        patch = self.parse_patch(body)
+        # The patch applies to the version current under the lock, so concurrent patches
+        # serialise instead of failing; validation runs inside the lock only for PATCH.
+        with self._uow(write=True) as repo:
+            return self.patch_in(repo, resource_type, resource_id, patch, if_match)
+
+    def parse_patch(self, body: bytes | Any, *, parsed: bool = False) -> JsonPatchDocument:
+        """A JSON Patch document (RFC 6902), checked for shape before any lock is taken."""
+        operations = body if parsed else self._parse(body)
         if not isinstance(operations, list):
             raise StructureError("A JSON Patch document is an array of operations (RFC 6902)")
         try:
@@ -317,28 +360,39 @@ class ResourceService:
             raise StructureError(f"Invalid JSON Patch document: {exc}") from exc
         except AttributeError as exc:
             raise StructureError("Invalid JSON Patch document: operations must be objects") from exc
-        # The patch applies to the version current under the lock, so concurrent patches
-        # serialise instead of failing; validation runs inside the lock only for PATCH.
-        with self._uow(write=True) as repo:
+        return JsonPatchDocument(patch, operations)
+
+    def patch_in(
+        self,
+        repo: Repository,
+        resource_type: str,
+        resource_id: str,
+        patch: JsonPatchDocument,
+        if_match: int | None,
+        *,
+        type_locked: bool = False,
+    ) -> WriteResult:
+        """Apply a patch inside an open write transaction."""
+        if not type_locked:
             repo.lock_type(resource_type, exclusive=False)
-            repo.lock(f"{resource_type}/{resource_id}")
-            current = repo.current(resource_type, resource_id)
-            if current is None:
-                raise NotFound(f"{resource_type}/{resource_id} is not known")
-            if current.deleted or current.body is None:
-                raise Gone(f"{resource_type}/{resource_id} was deleted")
-            self._check_if_match(current, if_match)
-            patched = _apply_patch(patch, operations, loads_stored(current.body))
-            resource = check_resource(patched, resource_type=resource_type, resource_id=resource_id)
-            version = self._write(
-                repo,
-                resource_type=resource_type,
-                resource_id=resource_id,
-                resource=resource,
-                current=current,
-                method="PATCH",
-                index=self._index(resource_type, resource),
-            )
+        repo.lock(f"{resource_type}/{resource_id}")
+        current = repo.current(resource_type, resource_id)
+        if current is None:
+            raise NotFound(f"{resource_type}/{resource_id} is not known")
+        if current.deleted or current.body is None:
+            raise Gone(f"{resource_type}/{resource_id} was deleted")
+        self._check_if_match(current, if_match)
+        patched = _apply_patch(patch.patch, patch.operations, loads_stored(current.body))
+        resource = check_resource(patched, resource_type=resource_type, resource_id=resource_id)
+        version = self._write(
+            repo,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            resource=resource,
+            current=current,
+            method="PATCH",
+            index=self._index(resource_type, resource),
+        )
         return WriteResult(version, created=False)
 
     # -- delete ------------------------------------------------------------------------
@@ -348,9 +402,9 @@ class ResourceService:
         """delete (spec http.html#delete): idempotent; history keeps the deletion."""
         check_type_and_id(resource_type, resource_id)
         with self._uow(write=True) as repo:
-            return self._delete_locked(repo, resource_type, resource_id, if_match)
+            return self.delete_in(repo, resource_type, resource_id, if_match)
 
-    def _delete_locked(
+    def delete_in(
         self,
         repo: Repository,
         resource_type: str,
@@ -359,6 +413,7 @@ class ResourceService:
         *,
         type_locked: bool = False,
     ) -> StoredVersion | None:
+        """Delete inside an open write transaction (None: it never existed)."""
         if not type_locked:
             repo.lock_type(resource_type, exclusive=False)
         repo.lock(f"{resource_type}/{resource_id}")
@@ -383,14 +438,10 @@ class ResourceService:
         parsed = parse_criteria(resource_type, criteria, self._context())
         with self._uow(write=True) as repo:
             repo.lock_type(resource_type, exclusive=True)
-            matches = repo.find_ids(resource_type, parsed.conditions, limit=2)
-            if len(matches) > 1:
-                raise PreconditionFailed(
-                    f"Conditional delete criteria {parsed.canonical} match more than one resource"
-                )
-            if not matches:
+            match = self.find_one(repo, resource_type, parsed, "Conditional delete")
+            if match is None:
                 return None
-            return self._delete_locked(repo, resource_type, matches[0], None, type_locked=True)
+            return self.delete_in(repo, resource_type, match.id, None, type_locked=True)
 
 
 def _apply_patch(patch: jsonpatch.JsonPatch, operations: list[Any], target: Any) -> Any:
