@@ -387,17 +387,23 @@ class QueryBuilder:
             raise TooCostly(f"Chains may be at most {MAX_CHAIN_DEPTH} levels deep")
         if value == "":
             raise _bad(name, f"Search parameter {name!r} has no value")
-        if name.startswith("_has:"):
+        if name == "_has" or name.startswith("_has:"):
             return self._has(resource_type, name, value, depth)
         parsed = _parse_name(name)
         if parsed.code in RESOURCE_COLUMNS:
             return self._resource_column(resource_type, name, parsed, value)
         search_param = param(resource_type, parsed.code)
         if search_param is None:
+            if depth > 0:
+                # Inside a chain or _has the client named this parameter on purpose;
+                # ignoring it would widen the whole criterion.
+                raise _bad(name, f"{resource_type} has no search parameter {parsed.code!r}")
             raise Unsupported(name)
         if parsed.chain is not None:
             return self._chain(name, search_param, parsed, value, depth)
         if search_param.type not in TABLE_BY_TYPE or not search_param.indexed:
+            if depth > 0:
+                raise _bad(name, f"{resource_type}.{parsed.code} cannot be used in a chain")
             raise Unsupported(name)
         self._check_modifier(search_param, name, parsed.modifier)
         if parsed.modifier == "missing":
@@ -471,6 +477,8 @@ class QueryBuilder:
     ) -> Match:
         kind = search_param.type
         if kind == "token" and modifier == "of-type":
+            if "identifier" not in search_param.code:
+                raise _bad(name, f"{name}: :of-type applies to identifier parameters")
             predicates = [_of_type_predicate(name, a) for a in alternatives]
             return self._owned(of_type_table, search_param, or_(*predicates), rank=2)
         if kind == "reference" and modifier == "identifier":
@@ -595,6 +603,8 @@ class QueryBuilder:
             raise _bad(name, f"{parsed.code} is not a reference parameter: it cannot be chained")
         assert parsed.chain is not None
         tail = parsed.chain
+        if not tail:
+            raise _bad(name, f"{name}: the chain names no parameter after the dot")
         if parsed.modifier:
             if not is_resource_type(parsed.modifier):
                 raise _bad(name, f"A chain needs a resource type, not :{parsed.modifier}")
