@@ -28,6 +28,12 @@ class Settings(BaseSettings):
         description="Public base URL of the FHIR endpoint, used in Location headers and links.",
     )
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_bundle_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="Largest batch/transaction body."
+    )
+    max_bundle_entries: int = Field(
+        default=5000, ge=1, description="Most entries in one batch or transaction Bundle."
+    )
     max_json_depth: int = Field(default=64, ge=8, le=512)
     default_page_size: int = Field(default=50, ge=1)
     max_page_size: int = Field(default=1000, ge=1)

@@ -86,6 +86,17 @@ async def resource_body(request: Request) -> bytes:
     return await _read_limited(request, services.settings.max_body_bytes)
 
 
+async def bundle_body(request: Request) -> bytes:
+    """The body of a batch or transaction: FHIR JSON within the Bundle size limit."""
+    media = _media_type(request)
+    if media and media not in _JSON_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type {media!r} is not accepted; send application/fhir+json"
+        )
+    services: Services = request.app.state.services
+    return await _read_limited(request, services.settings.max_bundle_bytes)
+
+
 async def patch_body(request: Request) -> bytes:
     """The body of a patch: a JSON Patch document within the size limit."""
     media = _media_type(request)
@@ -100,6 +111,7 @@ async def patch_body(request: Request) -> bytes:
 
 ResourceBody = Annotated[bytes, Depends(resource_body)]
 PatchBody = Annotated[bytes, Depends(patch_body)]
+BundleBody = Annotated[bytes, Depends(bundle_body)]
 
 
 async def search_form(request: Request) -> list[tuple[str, str]]:

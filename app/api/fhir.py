@@ -6,9 +6,11 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+import orjson
 from fastapi import APIRouter, Depends, Request, Response
 
 from app.api.deps import (
+    BundleBody,
     PatchBody,
     ResourceBody,
     SearchForm,
@@ -21,6 +23,7 @@ from app.api.render import (
     if_match,
     json_response,
     not_modified,
+    prefer_return,
     prefer_strict,
     query_pairs,
     version_headers,
@@ -30,7 +33,9 @@ from app.fhir.bundles import history_bundle, searchset_bundle
 from app.fhir.capability import capability_statement
 from app.fhir.errors import InvalidRequest, Issue, operation_outcome
 from app.fhir.resource import etag
+from app.services.bundle import response_entry
 from app.services.history import HistoryPage
+from app.services.search import SearchPage
 
 router = APIRouter(prefix="/fhir", dependencies=[Depends(negotiate)])
 _MAX_REPORTED = 20
@@ -97,6 +102,10 @@ def _search_response(
     services: ServicesDep, resource_type: str, pairs: list[tuple[str, str]], strict: bool
 ) -> Response:
     page = services.search.search(resource_type=resource_type, params=pairs, strict=strict)
+    return fhir_response(_searchset(services, resource_type, page))
+
+
+def _searchset(services: ServicesDep, resource_type: str, page: SearchPage) -> bytes:
     base = services.settings.base_url
     links = _page_links(
         f"{base}/{resource_type}", page.applied, page.next_cursor, page.previous_cursor
@@ -119,16 +128,37 @@ def _search_response(
                 Issue("not-supported", f"{rest} more unsupported parameters ignored", "warning")
             )
         outcome = operation_outcome(issues)
-    return fhir_response(
-        searchset_bundle(
-            page.matches,
-            base_url=base,
-            links=links,
-            total=page.total,
-            outcome=outcome,
-            included=page.included,
-        )
+    return searchset_bundle(
+        page.matches,
+        base_url=base,
+        links=links,
+        total=page.total,
+        outcome=outcome,
+        included=page.included,
     )
+
+
+@router.post("")
+def batch_or_transaction(request: Request, body: BundleBody, services: ServicesDep) -> Response:
+    """batch and transaction (spec http.html#transaction): one Bundle of requests."""
+    kind, outcomes = services.bundles.process(body)
+    base = services.settings.base_url
+    minimal = prefer_return(request) == "minimal"
+    entries = []
+    for outcome in outcomes:
+        entry = response_entry(outcome, base)
+        version = outcome.version
+        if outcome.page is not None and outcome.resource_type is not None:
+            entry["resource"] = orjson.Fragment(
+                _searchset(services, outcome.resource_type, outcome.page)
+            )
+        elif version is not None and version.body and not minimal and outcome.status != 304:
+            entry["resource"] = orjson.Fragment(version.body)
+        entries.append(entry)
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": kind}
+    if entries:
+        bundle["entry"] = entries
+    return fhir_response(orjson.dumps(bundle))
 
 
 @router.get("/{resource_type}")

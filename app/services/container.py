@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 from app.clock import Clock
 from app.config import Settings
+from app.services.bundle import BundleService
 from app.services.health import HealthService
 from app.services.history import HistoryService
 from app.services.resources import ResourceService
@@ -27,6 +28,7 @@ class Services:
     history: HistoryService
     health: HealthService
     search: SearchService
+    bundles: BundleService
 
 
 def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Services:
@@ -45,4 +47,7 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         default_count=settings.default_page_size,
         max_count=settings.max_page_size,
     )
-    return Services(settings, engine, clock, clock.now(), resources, history, health, search)
+    bundles = BundleService(resources=resources, search=search, settings=settings)
+    return Services(
+        settings, engine, clock, clock.now(), resources, history, health, search, bundles
+    )
