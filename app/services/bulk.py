@@ -32,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -52,7 +52,7 @@ from app.fhir.resource import stamp
 from app.fhir.validation import check_resource, check_type_and_id
 from app.search.extract import extract_index
 from app.services.uow import transaction
-from app.storage.db import SqliteCheckpointer, create_db_engine, write_gate
+from app.storage.db import create_db_engine, write_gate
 from app.storage.index import (
     DateIndex,
     IndexRows,
@@ -291,6 +291,7 @@ class _Writer:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self.wal = WalKeeper(engine)
 
     def write(self, batch: list[Prepared]) -> tuple[int, list[LineFailure]]:
         """Store what can be stored; (how many were stored, the lines refused)."""
@@ -315,6 +316,7 @@ class _Writer:
                 count, problems = self._retrying(partial(self._write_one, item))
                 stored += count
                 refused += problems
+        self.wal.between_batches()
         return stored, failures + refused
 
     def _retrying(
@@ -391,20 +393,36 @@ def analyze(engine: Engine) -> None:
         conn.commit()
 
 
-@contextmanager
-def sqlite_checkpoints(engine: Engine) -> Iterator[None]:
-    """SQLite: WAL checkpoints on a background thread while a long job writes (the engine
-    turns SQLite's own off and only the server runs them), so the WAL does not grow as big
-    as everything the job wrote. Nothing on PostgreSQL."""
-    if engine.dialect.name != "sqlite":
-        yield
-        return
-    checkpointer = SqliteCheckpointer(engine, 1.0)
-    checkpointer.start()
-    try:
-        yield
-    finally:
-        checkpointer.stop()
+class WalKeeper:
+    """Keeps a SQLite WAL from growing while a long job writes; does nothing on PostgreSQL.
+
+    The engine turns SQLite's automatic checkpoints off and the server checkpoints
+    passively, which never lets the WAL start over while a writer appends without pause: a
+    million-resource load grew it past 10 GB. Every few seconds, between two batches and
+    holding the write gate (so no writer of any process is active), a RESTART checkpoint
+    copies the WAL into the database and lets the next transaction write from its start.
+    """
+
+    def __init__(self, engine: Engine, every_s: float = 2.0) -> None:
+        self._engine = engine
+        self._every = every_s
+        self._enabled = engine.dialect.name == "sqlite"
+        self._last = time.monotonic()
+
+    def between_batches(self, *, final: bool = False) -> None:
+        """Checkpoint if it is time (always when final, which also truncates the file)."""
+        if not self._enabled or (not final and time.monotonic() - self._last < self._every):
+            return
+        gate = write_gate(self._engine)
+        try:
+            with self._engine.connect() as conn, gate.held() if gate else nullcontext():
+                # Outside a transaction: SQLite refuses to checkpoint inside one.
+                conn = conn.execution_options(sqlite_begin=None)
+                mode = "TRUNCATE" if final else "RESTART"
+                conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})")
+        except (TimeoutError, DBAPIError):  # busy readers or writers: try again next time
+            log.warning("WAL checkpoint skipped", exc_info=True)
+        self._last = time.monotonic()
 
 
 def load_ndjson(
@@ -443,7 +461,7 @@ def load_ndjson(
     # allocations rescans the long-lived heap each time for nothing.
     gc.set_threshold(50_000, 20, 20)
     try:
-        with sqlite_checkpoints(engine), ThreadPoolExecutor(1, "bulk-writer") as write_pool:
+        with ThreadPoolExecutor(1, "bulk-writer") as write_pool:
             pending: Future[tuple[int, list[LineFailure]]] | None = None
             batch: list[Prepared] = []
 
@@ -470,6 +488,7 @@ def load_ndjson(
                     )
             flush()
             flush()
+        writer.wal.between_batches(final=True)
     except Transient as exc:
         summary.failed = len(failures)
         summary.failures = sorted(failures, key=attrgetter("line"))[:MAX_KEPT_FAILURES]
@@ -513,8 +532,8 @@ __all__ = [
     "LoadAborted",
     "LoadProgress",
     "LoadSummary",
+    "WalKeeper",
     "analyze",
     "bulk_engine",
     "load_ndjson",
-    "sqlite_checkpoints",
 ]

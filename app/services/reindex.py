@@ -24,7 +24,7 @@ from app.fhir.jsonio import loads_stored
 from app.fhir.registry import resource_types
 from app.fhir.validation import check_type_and_id
 from app.search.extract import extract_index
-from app.services.bulk import sqlite_checkpoints
+from app.services.bulk import WalKeeper
 from app.services.uow import transaction
 from app.storage.index import IndexRows
 
@@ -119,39 +119,41 @@ def reindex(
     summary = ReindexSummary()
     started = time.perf_counter()
     done = 0
-    with sqlite_checkpoints(engine):
-        for name in types:
-            indexer = _Indexer(name, settings.base_url, summary.problems)
-            count = 0
-            after: str | None = None
-            while True:
-                with transaction(engine, write=False, single_read=True) as repo:
-                    rows = repo.live_ids(name, after_id=after, limit=batch_size)
-                if not rows:
-                    break
-                # Computed outside the write transaction: it is most of the work.
-                computed = {rid: (body, indexer.rows(rid, body)) for rid, body in rows}
-                with transaction(engine, write=True) as repo:
-                    # Writers of this type wait until the batch commits, so none can store
-                    # a newer body between the re-read below and the rows replaced from it.
-                    repo.lock_type(name, exclusive=True)
-                    current = repo.live_ids(name, after_id=after, limit=batch_size)
-                    for rid, body in current:
-                        earlier = computed.get(rid)
-                        index = (
-                            earlier[1]
-                            if earlier is not None and earlier[0] == body
-                            else indexer.rows(rid, body)
-                        )
-                        if index is not None:
-                            repo.replace_index(name, rid, index)
-                            count += 1
-                after = current[-1][0] if current else rows[-1][0]
-                done += len(current)
-                if on_progress is not None:
-                    on_progress(ReindexProgress(name, done, max(total, done)))
-            if count:
-                summary.per_type[name] = count
+    wal = WalKeeper(engine)
+    for name in types:
+        indexer = _Indexer(name, settings.base_url, summary.problems)
+        count = 0
+        after: str | None = None
+        while True:
+            with transaction(engine, write=False, single_read=True) as repo:
+                rows = repo.live_ids(name, after_id=after, limit=batch_size)
+            if not rows:
+                break
+            # Computed outside the write transaction: it is most of the work.
+            computed = {rid: (body, indexer.rows(rid, body)) for rid, body in rows}
+            with transaction(engine, write=True) as repo:
+                # Writers of this type wait until the batch commits, so none can store
+                # a newer body between the re-read below and the rows replaced from it.
+                repo.lock_type(name, exclusive=True)
+                current = repo.live_ids(name, after_id=after, limit=batch_size)
+                for rid, body in current:
+                    earlier = computed.get(rid)
+                    index = (
+                        earlier[1]
+                        if earlier is not None and earlier[0] == body
+                        else indexer.rows(rid, body)
+                    )
+                    if index is not None:
+                        repo.replace_index(name, rid, index)
+                        count += 1
+            wal.between_batches()
+            after = current[-1][0] if current else rows[-1][0]
+            done += len(current)
+            if on_progress is not None:
+                on_progress(ReindexProgress(name, done, max(total, done)))
+        if count:
+            summary.per_type[name] = count
+    wal.between_batches(final=True)
     summary.seconds = time.perf_counter() - started
     return summary
 
