@@ -105,11 +105,27 @@ def _search_response(
     return fhir_response(_searchset(services, resource_type, page))
 
 
-def _searchset(services: ServicesDep, resource_type: str, page: SearchPage) -> bytes:
-    base = services.settings.base_url
-    links = _page_links(
-        f"{base}/{resource_type}", page.applied, page.next_cursor, page.previous_cursor
+@router.get("")
+@router.get("/", include_in_schema=False)
+def search_system(request: Request, services: ServicesDep) -> Response:
+    """search-system (spec http.html#search): GET [base]?_type=...&..."""
+    page = services.search.search_system(params=query_pairs(request), strict=prefer_strict(request))
+    return fhir_response(_searchset(services, None, page))
+
+
+@router.post("/_search")
+def search_system_post(request: Request, form: SearchForm, services: ServicesDep) -> Response:
+    """search-system by POST with a form body (spec http.html#search)."""
+    page = services.search.search_system(
+        params=_form_pairs(request, form), strict=prefer_strict(request)
     )
+    return fhir_response(_searchset(services, None, page))
+
+
+def _searchset(services: ServicesDep, resource_type: str | None, page: SearchPage) -> bytes:
+    base = services.settings.base_url
+    url = f"{base}/{resource_type}" if resource_type else base
+    links = _page_links(url, page.applied, page.next_cursor, page.previous_cursor)
     outcome = None
     if page.ignored:
         shown = page.ignored[:_MAX_REPORTED]
@@ -139,6 +155,7 @@ def _searchset(services: ServicesDep, resource_type: str, page: SearchPage) -> b
 
 
 @router.post("")
+@router.post("/", include_in_schema=False)
 def batch_or_transaction(request: Request, body: BundleBody, services: ServicesDep) -> Response:
     """batch and transaction (spec http.html#transaction): one Bundle of requests."""
     kind, outcomes = services.bundles.process(body)
@@ -172,11 +189,16 @@ def search_post(
     request: Request, resource_type: str, form: SearchForm, services: ServicesDep
 ) -> Response:
     """search-type by POST with a form body (spec http.html#search)."""
+    pairs = _form_pairs(request, form)
+    return _search_response(services, resource_type, pairs, prefer_strict(request))
+
+
+def _form_pairs(request: Request, form: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The query string and the form body together; _format in the body is honoured."""
     for key, value in form:
         if key == "_format":
             check_format(value)
-    pairs = query_pairs(request) + [(k, v) for k, v in form if k not in ("_format", "_pretty")]
-    return _search_response(services, resource_type, pairs, prefer_strict(request))
+    return query_pairs(request) + [(k, v) for k, v in form if k not in ("_format", "_pretty")]
 
 
 @router.post("/{resource_type}")

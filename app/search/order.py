@@ -99,6 +99,21 @@ def parse_sort(resource_type: str, raw: str | None) -> tuple[SortKey, ...]:
     return tuple(keys)
 
 
+def parse_system_sort(raw: str | None) -> tuple[SortKey, ...]:
+    """Keys of a search across types: _lastUpdated (either way) and then type and id."""
+    keys: list[SortKey] = []
+    for item in (raw or "").split(",") if raw else []:
+        descending = item.startswith("-")
+        code = item[1:] if descending else item
+        if code == "_lastUpdated":
+            keys.append(SortKey(code, R.last_updated, descending, "date"))
+        elif code != "_id":
+            raise _bad("_sort", f"A search across types sorts by _lastUpdated or _id, not {code!r}")
+    keys.append(SortKey("_type", R.resource_type, False, "text"))
+    keys.append(SortKey("_id", R.id, False, "text"))
+    return tuple(keys)
+
+
 def order_by(keys: tuple[SortKey, ...], *, backwards: bool) -> list[ColumnElement[Any]]:
     """ORDER BY clauses; backwards reverses every key (reading a previous page)."""
     return [

@@ -24,7 +24,7 @@ Semantics chosen where the spec leaves room (README "Search"):
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -680,6 +680,12 @@ def conditions_for(matches: Sequence[Match]) -> tuple[ColumnElement[bool], ...]:
         exists = probe.exists()
         conditions.append(not_(exists) if match.negate else exists)
     return tuple(conditions)
+
+
+def of_types(per_type: Mapping[str, Sequence[ColumnElement[bool]]]) -> ColumnElement[bool]:
+    """Resources of any of the types, each meeting its own type's conditions (search-system
+    with _type: a parameter means something different on each type)."""
+    return or_(*(and_(R.resource_type == name, *conds) for name, conds in per_type.items()))
 
 
 @dataclass(frozen=True, slots=True)

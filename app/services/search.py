@@ -11,17 +11,27 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from sqlalchemy import ColumnElement
 from sqlalchemy.engine import Engine
 
 from app.clock import Clock
 from app.fhir.errors import InvalidRequest, TooCostly
 from app.fhir.jsonio import dumps, loads_stored
+from app.fhir.registry import is_resource_type
 from app.fhir.summary import parse_elements, parse_summary, select_elements, summarize
 from app.fhir.validation import check_type_and_id
 from app.search.capability import search_capabilities
 from app.search.include import Include, parse_includes
-from app.search.order import after, dump_cursor, load_cursor, order_by, parse_sort
-from app.search.query import Context, parse_filters
+from app.search.order import (
+    SortKey,
+    after,
+    dump_cursor,
+    load_cursor,
+    order_by,
+    parse_sort,
+    parse_system_sort,
+)
+from app.search.query import RESULT_PARAMETERS, Context, of_types, parse_filters
 from app.services.params import decode_token, encode_token, page_size, single
 from app.services.uow import transaction
 from app.storage.repository import Repository, StoredVersion
@@ -74,11 +84,73 @@ class SearchService:
     ) -> SearchPage:
         """search-type (spec http.html#search): matches among the current, live versions."""
         check_type_and_id(resource_type)
-        params = [(k, v) for k, v in params if k not in _SILENT]
-        names = {k for k, _ in params}
-        if len(names) > MAX_DISTINCT_PARAMETERS:
-            raise TooCostly(f"At most {MAX_DISTINCT_PARAMETERS} distinct parameters are read")
+        params = _checked(params)
         criteria = parse_filters(resource_type, params, self.context(), strict=strict)
+        keys = parse_sort(resource_type, single(params, "_sort"))
+        return self._run(
+            resource_type, params, criteria.conditions, criteria.ignored, keys, strict=strict
+        )
+
+    def search_system(self, *, params: Sequence[tuple[str, str]], strict: bool) -> SearchPage:
+        """search-system (spec http.html#search): across the types named by _type.
+
+        Without _type only _id and _lastUpdated may filter (every other parameter is
+        defined per type); each other parameter must be one every listed type defines.
+        """
+        params = _checked(params)
+        raw_types = [v for k, v in params if k == "_type"]
+        filters = [(k, v) for k, v in params if k != "_type"]
+        context = self.context()
+        if not raw_types:
+            names = sorted(
+                {k for k, _ in filters if k not in RESULT_PARAMETERS} - {"_id", "_lastUpdated"}
+            )
+            if names:
+                raise InvalidRequest(
+                    f"Searching all types takes _id and _lastUpdated only; name the types "
+                    f"with _type to use {', '.join(names)[:200]}",
+                    expression=tuple(names[:10]),
+                )
+            criteria = parse_filters("Resource", filters, context, strict=True)
+            conditions: tuple[ColumnElement[bool], ...] = criteria.conditions
+            ignored: tuple[str, ...] = ()
+        else:
+            types = sorted({t for raw in raw_types for t in raw.split(",")})
+            for name in types:
+                if not is_resource_type(name):
+                    raise InvalidRequest(
+                        f"_type: {name[:64]!r} is not a resource type", expression=("_type",)
+                    )
+            per_type = {}
+            ignored_by: dict[str, set[str]] = {}
+            for name in types:
+                criteria = parse_filters(name, filters, context, strict=strict)
+                for parameter in criteria.ignored:
+                    ignored_by.setdefault(parameter, set()).add(name)
+                per_type[name] = criteria.conditions
+            # A parameter some of the types lack would filter only the others: refuse it.
+            partial = sorted(p for p, lacking in ignored_by.items() if len(lacking) < len(types))
+            if partial:
+                raise InvalidRequest(
+                    f"{', '.join(partial)[:200]} is not defined for every type in _type",
+                    expression=tuple(partial[:10]),
+                )
+            conditions = (of_types(per_type),)
+            ignored = tuple(sorted(ignored_by))
+        keys = parse_system_sort(single(params, "_sort"))
+        return self._run(None, params, conditions, ignored, keys, strict=strict)
+
+    def _run(
+        self,
+        resource_type: str | None,
+        params: list[tuple[str, str]],
+        filters: Sequence[ColumnElement[bool]],
+        ignored: Sequence[str],
+        keys: tuple[SortKey, ...],
+        *,
+        strict: bool,
+    ) -> SearchPage:
+        """One page: the matches after the cursor, the total and the included resources."""
         count = page_size(params, default=self._default_count, maximum=self._max_count)
         total_mode = single(params, "_total")
         total_mode = "accurate" if total_mode is None else total_mode
@@ -87,33 +159,36 @@ class SearchService:
                 "_total must be none, estimate or accurate", expression=("_total",)
             )
         summary, elements, unknown_elements = _shape(resource_type, params)
+        if unknown_elements and strict:
+            raise InvalidRequest(
+                f"Unknown elements in _elements: {', '.join(unknown_elements)}"[:300],
+                expression=("_elements",),
+            )
         if summary == "count":  # the total alone (spec search.html#summary)
             count, total_mode = 0, "accurate"
-        keys = parse_sort(resource_type, single(params, "_sort"))
         raw_cursor = single(params, "_cursor")
         cursor = load_cursor(keys, decode_token(raw_cursor)) if raw_cursor else None
         includes = parse_includes(params)
         backwards = cursor.backwards if cursor else False
-        conditions = list(criteria.conditions)
+        conditions = list(filters)
         if cursor is not None:
             conditions.append(after(keys, cursor.values, backwards=backwards))
-        expressions = [k.expression for k in keys]
 
         with transaction(self._engine, write=False, snapshot=True) as repo:
             rows = repo.search(
                 resource_type,
                 conditions,
                 order_by=order_by(keys, backwards=backwards),
-                keys=expressions,
+                keys=[k.expression for k in keys],
                 limit=count + 1,
             )
-            total = None if total_mode == "none" else repo.count(resource_type, criteria.conditions)
+            total = None if total_mode == "none" else repo.count(resource_type, filters)
             page = rows[:count]
             more = len(rows) > count and count > 0
             if backwards:
                 page.reverse()
             matches = [_shaped(version, summary, elements) for version, _ in page]
-            included = _included(repo, resource_type, matches, includes) if includes else []
+            included = _included(repo, [v for v, _ in page], includes) if includes else []
 
         next_cursor = previous_cursor = None
         if page:
@@ -122,26 +197,27 @@ class SearchService:
                 next_cursor = encode_token(dump_cursor(keys, last_values, backwards=False))
             if cursor is not None and (more or not backwards):
                 previous_cursor = encode_token(dump_cursor(keys, first_values, backwards=True))
-        reported = [*criteria.ignored, *(f"_elements={n}" for n in unknown_elements)]
-        if unknown_elements and strict:
-            raise InvalidRequest(
-                f"Unknown elements in _elements: {', '.join(unknown_elements)}"[:300],
-                expression=("_elements",),
-            )
-        ignored = set(criteria.ignored)
+        skipped = set(ignored)
         return SearchPage(
             matches,
             next_cursor,
             total,
-            reported,
-            applied=[(k, v) for k, v in params if k not in ignored],
+            [*ignored, *(f"_elements={n}" for n in unknown_elements)],
+            applied=[(k, v) for k, v in params if k not in skipped],
             included=included,
             previous_cursor=previous_cursor,
         )
 
 
+def _checked(params: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    params = [(k, v) for k, v in params if k not in _SILENT]
+    if len({k for k, _ in params}) > MAX_DISTINCT_PARAMETERS:
+        raise TooCostly(f"At most {MAX_DISTINCT_PARAMETERS} distinct parameters are read")
+    return params
+
+
 def _shape(
-    resource_type: str, params: Sequence[tuple[str, str]]
+    resource_type: str | None, params: Sequence[tuple[str, str]]
 ) -> tuple[str | None, tuple[str, ...] | None, tuple[str, ...]]:
     """_summary and _elements (spec search.html#summary, #elements): one or the other."""
     raw_summary = single(params, "_summary")
@@ -152,6 +228,10 @@ def _shape(
     if summary is not None and summary != "false":
         raise InvalidRequest(
             "_summary and _elements cannot be combined", expression=("_summary", "_elements")
+        )
+    if resource_type is None:
+        raise InvalidRequest(
+            "_elements needs a single resource type (search that type)", expression=("_elements",)
         )
     selection = parse_elements(resource_type, ",".join(raw_elements))
     return None, selection.names, selection.unknown
@@ -181,15 +261,14 @@ def _shaped(
 
 
 def _included(
-    repo: Repository,
-    resource_type: str,
-    matches: list[StoredVersion],
-    includes: Sequence[Include],
+    repo: Repository, matches: list[StoredVersion], includes: Sequence[Include]
 ) -> list[StoredVersion]:
     """Resources the directives add to a page: first round from the matches, then the
     :iterate directives once more from what the first round added."""
     seen = {(v.resource_type, v.id) for v in matches}
-    pool: dict[str, list[str]] = {resource_type: [v.id for v in matches]}
+    pool: dict[str, list[str]] = {}
+    for version in matches:
+        pool.setdefault(version.resource_type, []).append(version.id)
     added: list[StoredVersion] = []
     for round_number in (0, 1):
         directives = [d for d in includes if round_number == 0 or d.iterate]

@@ -238,7 +238,7 @@ class Repository:
 
     def search(
         self,
-        resource_type: str,
+        resource_type: str | None,
         conditions: Sequence[ColumnElement[bool]],
         *,
         order_by: Sequence[ColumnElement[Any]],
@@ -246,10 +246,11 @@ class Repository:
         limit: int,
     ) -> list[tuple[StoredVersion, list[Any]]]:
         """Current versions of live resources matching all conditions, in the given order,
-        each with the values of ``keys`` (a paging cursor is made of them)."""
+        each with the values of ``keys`` (a paging cursor is made of them). A None type
+        searches every type (the conditions say which)."""
         query = (
             select(*_CURRENT_COLS, *keys)
-            .where(R.resource_type == resource_type, R.deleted.is_(False), *conditions)
+            .where(*_of_type(resource_type), R.deleted.is_(False), *conditions)
             .order_by(*order_by)
             .limit(limit)
         )
@@ -311,12 +312,12 @@ class Repository:
             query = query.where(c.param.in_(params))
         return [row[0] for row in self._conn.execute(query.distinct().limit(limit))]
 
-    def count(self, resource_type: str, conditions: Sequence[ColumnElement[bool]]) -> int:
-        """How many live resources of a type match all conditions."""
+    def count(self, resource_type: str | None, conditions: Sequence[ColumnElement[bool]]) -> int:
+        """How many live resources of a type (None: any type) match all conditions."""
         query = (
             select(func.count())
             .select_from(resource_table)
-            .where(R.resource_type == resource_type, R.deleted.is_(False), *conditions)
+            .where(*_of_type(resource_type), R.deleted.is_(False), *conditions)
         )
         return int(self._conn.execute(query).scalar_one())
 
@@ -464,6 +465,10 @@ def _version_parameters(version: StoredVersion) -> dict[str, Any]:
         "method": version.method,
         "body": version.body,
     }
+
+
+def _of_type(resource_type: str | None) -> tuple[ColumnElement[bool], ...]:
+    return () if resource_type is None else (R.resource_type == resource_type,)
 
 
 def _version_from_row(row: Sequence[Any]) -> StoredVersion:
