@@ -66,6 +66,15 @@ class ResourceService:
         self._settings = settings
 
     # -- plumbing ----------------------------------------------------------------------
+    @property
+    def engine(self) -> Engine:
+        """The database engine (bundles open one transaction around several writes)."""
+        return self._engine
+
+    def new_id(self) -> str:
+        """A fresh server-assigned id."""
+        return self._clock.new_id()
+
     def _uow(
         self, *, write: bool, snapshot: bool = False, single_read: bool = False
     ) -> AbstractContextManager[Repository]:
