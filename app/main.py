@@ -14,6 +14,7 @@ from app import __version__
 from app.api import errors
 from app.api.fhir import router as fhir_router
 from app.api.health import router as health_router
+from app.api.operations import router as operations_router
 from app.clock import Clock
 from app.config import Settings, get_settings
 from app.services.container import build_services
@@ -76,4 +77,5 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     errors.install(app)
     app.include_router(health_router)
     app.include_router(fhir_router)
+    app.include_router(operations_router)
     return app

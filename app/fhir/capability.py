@@ -26,6 +26,16 @@ TYPE_INTERACTIONS = (
     "search-type",
 )
 SYSTEM_INTERACTIONS = ("history-system",)
+# Operations by type (rest.resource.operation); served by app/api/operations.py. CarePlan
+# $everything is the project's own and has no OperationDefinition to name, so it is not listed.
+TYPE_OPERATIONS: dict[str, tuple[dict[str, str], ...]] = {
+    "Patient": (
+        {
+            "name": "everything",
+            "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+        },
+    ),
+}
 
 
 def capability_statement(
@@ -56,6 +66,8 @@ def capability_statement(
                 **{key: value for key, value in described.items() if value},
             }
         )
+        if name in TYPE_OPERATIONS:
+            resources[-1]["operation"] = [dict(o) for o in TYPE_OPERATIONS[name]]
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from app.clock import Clock
 from app.config import Settings
 from app.services.bundle import BundleService
+from app.services.everything import EverythingService
 from app.services.health import HealthService
 from app.services.history import HistoryService
 from app.services.resources import ResourceService
@@ -29,6 +30,7 @@ class Services:
     health: HealthService
     search: SearchService
     bundles: BundleService
+    everything: EverythingService
 
 
 def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Services:
@@ -48,6 +50,22 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         max_count=settings.max_page_size,
     )
     bundles = BundleService(resources=resources, search=search, settings=settings)
+    everything = EverythingService(
+        engine=engine,
+        clock=clock,
+        own_base=settings.base_url,
+        default_count=settings.default_page_size,
+        max_count=settings.max_page_size,
+    )
     return Services(
-        settings, engine, clock, clock.now(), resources, history, health, search, bundles
+        settings,
+        engine,
+        clock,
+        clock.now(),
+        resources,
+        history,
+        health,
+        search,
+        bundles,
+        everything,
     )

@@ -1,0 +1,52 @@
+"""Operation routes (spec operations.html): parse, call one service, render.
+
+GET only: these operations change nothing, so the spec allows invoking them with GET and
+their parameters in the query string (operations.html#request). POST with a Parameters body
+is not served (405).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from app.api.deps import ServicesDep, negotiate
+from app.api.fhir import _page_links
+from app.api.render import fhir_response, query_pairs
+from app.fhir.bundles import searchset_bundle
+from app.fhir.errors import Issue, operation_outcome
+from app.services.everything import EverythingPage
+
+router = APIRouter(prefix="/fhir", dependencies=[Depends(negotiate)])
+
+
+@router.get("/Patient/{patient_id}/$everything")
+def patient_everything(request: Request, patient_id: str, services: ServicesDep) -> Response:
+    """Patient $everything (spec patient-operation-everything.html)."""
+    page = services.everything.patient(patient_id=patient_id, params=query_pairs(request))
+    return _render(services, f"/Patient/{patient_id}/$everything", page)
+
+
+@router.get("/CarePlan/{care_plan_id}/$everything")
+def care_plan_everything(request: Request, care_plan_id: str, services: ServicesDep) -> Response:
+    """CarePlan $everything: the care plan package (app/services/everything.py)."""
+    page = services.everything.care_plan(care_plan_id=care_plan_id, params=query_pairs(request))
+    return _render(services, f"/CarePlan/{care_plan_id}/$everything", page)
+
+
+def _render(services: ServicesDep, path: str, page: EverythingPage) -> Response:
+    """A searchset Bundle (spec search.html#return): members, included, then any warnings."""
+    base = services.settings.base_url
+    links = _page_links(f"{base}{path}", page.applied, page.next_cursor)
+    outcome = None
+    if page.notes:
+        outcome = operation_outcome([Issue("informational", n, "warning") for n in page.notes])
+    return fhir_response(
+        searchset_bundle(
+            page.matches,
+            base_url=base,
+            links=links,
+            total=page.total,
+            outcome=outcome,
+            included=page.included,
+        )
+    )
