@@ -10,7 +10,7 @@ import orjson
 from fastapi import Request, Response
 
 from app.fhir.errors import InvalidRequest, Issue, operation_outcome
-from app.fhir.resource import etag, parse_etag
+from app.fhir.resource import etag, none_match, parse_etag
 from app.storage.repository import StoredVersion
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
@@ -103,15 +103,9 @@ def query_pairs(
 
 def not_modified(request: Request, version: StoredVersion) -> bool:
     """Conditional read (spec http.html#cread): If-None-Match, else If-Modified-Since."""
-    none_match = request.headers.get("if-none-match")
-    if none_match is not None:
-        for tag in none_match.split(","):
-            try:
-                if tag.strip() == "*" or parse_etag(tag) == version.version_id:
-                    return True
-            except ValueError:
-                continue
-        return False
+    header = request.headers.get("if-none-match")
+    if header is not None:
+        return none_match(header, version.version_id)
     since = request.headers.get("if-modified-since")
     if since is not None:
         try:

@@ -44,6 +44,17 @@ def parse_etag(value: str) -> int:
         raise ValueError(f'{value!r} is not a version ETag such as W/"1"') from exc
 
 
+def none_match(header: str, version_id: int) -> bool:
+    """True when an If-None-Match list (``*`` or ETags, comma-separated) names the version."""
+    for tag in header.split(","):
+        try:
+            if tag.strip() == "*" or parse_etag(tag) == version_id:
+                return True
+        except ValueError:
+            continue
+    return False
+
+
 def etag(version_id: int) -> str:
     """The weak ETag for a version id."""
     return f'W/"{version_id}"'

@@ -30,7 +30,7 @@ from app.fhir.errors import (
 )
 from app.fhir.jsonio import parse_json
 from app.fhir.registry import is_resource_type, is_valid_id
-from app.fhir.resource import etag
+from app.fhir.resource import etag, none_match
 from app.fhir.validation import check_resource
 from app.search.criteria import parse_criteria
 from app.search.query import Context
@@ -133,17 +133,17 @@ class BundleService:
             return self._read(entry)
         if entry.method == "DELETE":
             if entry.query is not None:
-                resources.conditional_delete(
+                deleted = resources.conditional_delete(
                     resource_type=entry.resource_type, criteria=entry.query
                 )
             else:
                 assert entry.resource_id is not None
-                resources.delete(
+                deleted = resources.delete(
                     resource_type=entry.resource_type,
                     resource_id=entry.resource_id,
                     if_match=entry.if_match,
                 )
-            return Outcome(204)
+            return _deleted(deleted)
         with transaction(resources.engine, write=True) as repo:
             result = self._write_one(repo, entry, self._context(), standalone=True)
         return _written(result, entry)
@@ -165,8 +165,17 @@ class BundleService:
             # Type locks in one order, so two transactions never wait on each other in a cycle.
             for resource_type in sorted({e.resource_type for e in writes}):
                 repo.lock_type(resource_type, exclusive=resource_type in conditional_types)
+            # Deletions first, so that conditional creates and updates after them see the
+            # database as the deletions left it (spec http.html#trules).
+            deletes = [e for e in writes if e.method == "DELETE"]
+            changes = [e for e in writes if e.method != "DELETE"]
+            for entry in deletes:
+                _in_entry(entry.index, self._settle_identity, repo, entry, context)
+            _check_overlap(deletes)
+            for entry in deletes:
+                outcomes[entry.index] = _in_entry(entry.index, self._apply, repo, entry, context)
             mapping: dict[str, str] = {}
-            for entry in writes:
+            for entry in changes:
                 pair = _in_entry(entry.index, self._settle_identity, repo, entry, context)
                 if pair is not None:
                     mapping[pair[0]] = pair[1]
@@ -175,14 +184,15 @@ class BundleService:
             def resolve(reference: str) -> str:
                 return self._resolve(repo, reference, context)
 
-            for entry in writes:
+            for entry in changes:
                 if entry.resource is not None:
                     _in_entry(entry.index, _rewrite_references, entry.resource, mapping, resolve)
-            for entry in writes:
+            for entry in changes:
                 outcomes[entry.index] = _in_entry(entry.index, self._apply, repo, entry, context)
-        for entry in entries:
-            if entry.method in ("GET", "HEAD"):
-                outcomes[entry.index] = _in_entry(entry.index, self._read, entry)
+            # Reads last, inside the transaction: a failing read fails it all.
+            for entry in entries:
+                if entry.method in ("GET", "HEAD"):
+                    outcomes[entry.index] = _in_entry(entry.index, self._read, entry, repo)
         return [outcomes[i] for i in range(len(entries))]
 
     def _settle_identity(
@@ -231,11 +241,12 @@ class BundleService:
 
     def _apply(self, repo: Repository, entry: Entry, context: Context) -> Outcome:
         if entry.method == "DELETE":
+            deleted = None
             if entry.target_id is not None and not entry.skip_write:
-                self._resources.delete_in(
+                deleted = self._resources.delete_in(
                     repo, entry.resource_type, entry.target_id, entry.if_match, type_locked=True
                 )
-            return Outcome(204)
+            return _deleted(deleted)
         return _written(self._write_one(repo, entry, context, standalone=False), entry)
 
     def _write_one(
@@ -282,27 +293,26 @@ class BundleService:
             type_locked=True,
         )
 
-    def _read(self, entry: Entry) -> Outcome:
-        """GET entries: read, vread or search (answered after the writes)."""
+    def _read(self, entry: Entry, repo: Repository | None = None) -> Outcome:
+        """GET entries: read, vread or search; inside the transaction when repo is given."""
         if entry.query is not None or entry.resource_id is None:
             page = self._search.search(
-                resource_type=entry.resource_type, params=entry.query or [], strict=False
+                resource_type=entry.resource_type,
+                params=entry.query or [],
+                strict=False,
+                repo=repo,
             )
             return Outcome(200, page=page, resource_type=entry.resource_type)
+        if repo is None:
+            with transaction(self._resources.engine, write=False) as reader:
+                return self._read(entry, reader)
         if entry.version_id is not None:
-            version = self._resources.vread(
-                resource_type=entry.resource_type,
-                resource_id=entry.resource_id,
-                version_id=entry.version_id,
+            version = self._resources.vread_in(
+                repo, entry.resource_type, entry.resource_id, entry.version_id
             )
         else:
-            version = self._resources.read(
-                resource_type=entry.resource_type, resource_id=entry.resource_id
-            )
-        if entry.if_none_match is not None and entry.if_none_match.strip() in (
-            etag(version.version_id),
-            "*",
-        ):
+            version = self._resources.read_in(repo, entry.resource_type, entry.resource_id)
+        if entry.if_none_match is not None and none_match(entry.if_none_match, version.version_id):
             return Outcome(304, version=version)
         return Outcome(200, version=version)
 
@@ -391,6 +401,11 @@ class BundleService:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def _deleted(version: StoredVersion | None) -> Outcome:
+    """A DELETE entry's outcome: 204, with the deletion's version tag when there was one."""
+    return Outcome(204, version=version if version is not None and version.deleted else None)
 
 
 def _written(result: WriteResult, entry: Entry) -> Outcome:

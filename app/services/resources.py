@@ -203,7 +203,12 @@ class ResourceService:
         """read (spec http.html#read): 404 if never existed, 410 if deleted."""
         check_type_and_id(resource_type, resource_id)
         with self._uow(write=False, single_read=True) as repo:
-            current = repo.current(resource_type, resource_id)
+            return self.read_in(repo, resource_type, resource_id)
+
+    @staticmethod
+    def read_in(repo: Repository, resource_type: str, resource_id: str) -> StoredVersion:
+        """read inside an open transaction (a GET entry of a transaction Bundle)."""
+        current = repo.current(resource_type, resource_id)
         if current is None:
             raise NotFound(f"{resource_type}/{resource_id} is not known")
         if current.deleted:
@@ -216,12 +221,19 @@ class ResourceService:
     def vread(self, *, resource_type: str, resource_id: str, version_id: str) -> StoredVersion:
         """vread (spec http.html#vread)."""
         check_type_and_id(resource_type, resource_id)
+        with self._uow(write=False, single_read=True) as repo:
+            return self.vread_in(repo, resource_type, resource_id, version_id)
+
+    @staticmethod
+    def vread_in(
+        repo: Repository, resource_type: str, resource_id: str, version_id: str
+    ) -> StoredVersion:
+        """vread inside an open transaction."""
         try:
             number = ascii_int(version_id, minimum=1)
         except ValueError as exc:
             raise NotFound(f"{resource_type}/{resource_id} has no version {version_id!r}") from exc
-        with self._uow(write=False, single_read=True) as repo:
-            version = repo.version(resource_type, resource_id, number)
+        version = repo.version(resource_type, resource_id, number)
         if version is None:
             raise NotFound(f"{resource_type}/{resource_id} has no version {version_id}")
         if version.deleted:

@@ -8,6 +8,7 @@ serves the page, its total and its included resources, so they agree.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -80,15 +81,29 @@ class SearchService:
         return search_capabilities(resource_type)
 
     def search(
-        self, *, resource_type: str, params: Sequence[tuple[str, str]], strict: bool
+        self,
+        *,
+        resource_type: str,
+        params: Sequence[tuple[str, str]],
+        strict: bool,
+        repo: Repository | None = None,
     ) -> SearchPage:
-        """search-type (spec http.html#search): matches among the current, live versions."""
+        """search-type (spec http.html#search): matches among the current, live versions.
+
+        ``repo``: run inside that open transaction (a GET entry of a transaction Bundle).
+        """
         check_type_and_id(resource_type)
         params = _checked(params)
         criteria = parse_filters(resource_type, params, self.context(), strict=strict)
         keys = parse_sort(resource_type, single(params, "_sort"))
         return self._run(
-            resource_type, params, criteria.conditions, criteria.ignored, keys, strict=strict
+            resource_type,
+            params,
+            criteria.conditions,
+            criteria.ignored,
+            keys,
+            strict=strict,
+            repo=repo,
         )
 
     def search_system(self, *, params: Sequence[tuple[str, str]], strict: bool) -> SearchPage:
@@ -149,6 +164,7 @@ class SearchService:
         keys: tuple[SortKey, ...],
         *,
         strict: bool,
+        repo: Repository | None = None,
     ) -> SearchPage:
         """One page: the matches after the cursor, the total and the included resources."""
         count = page_size(params, default=self._default_count, maximum=self._max_count)
@@ -174,7 +190,12 @@ class SearchService:
         if cursor is not None:
             conditions.append(after(keys, cursor.values, backwards=backwards))
 
-        with transaction(self._engine, write=False, snapshot=True) as repo:
+        scope: AbstractContextManager[Repository] = (
+            nullcontext(repo)
+            if repo is not None
+            else transaction(self._engine, write=False, snapshot=True)
+        )
+        with scope as repo:
             rows = repo.search(
                 resource_type,
                 conditions,
