@@ -22,7 +22,7 @@ import pytest
 
 from app.search.registry import params_for
 from app.services import everything
-from app.services.everything import COMPARTMENTS_PATH, compartment
+from app.services.everything import COMPARTMENTS_PATH, compartment, patient_record
 from tests.conftest import Backend
 from tests.support.server import LiveServer
 
@@ -157,8 +157,10 @@ P1_MATCH = keys(
     "MedicationRequest/mr-1",
     "Consent/consent-1",
     "CareTeam/team-1",
+    "Task/task-p1",  # Task.for -> p1: a member by RECORD_EXTRAS
 )
 P1_INCLUDE = keys(
+    "Organization/org-owner",  # Task.owner
     "Organization/org-1",  # Patient.managingOrganization
     "Organization/org-2",  # Observation.performer
     "Practitioner/pr-1",  # Patient.generalPractitioner and Observation.performer (v2)
@@ -176,7 +178,7 @@ def record(http: httpx.Client) -> dict[str, str]:
     base = str(http.base_url).rstrip("/")
     context: list[dict[str, Any]] = [
         {"resourceType": "Organization", "id": f"org-{n}", "name": f"Agency {n}"}
-        for n in ("1", "2", "old", "other", "unused")
+        for n in ("1", "2", "old", "other", "unused", "owner")
     ]
     context += [
         {"resourceType": "Practitioner", "id": f"pr-{n}", "name": [{"family": f"P{n}"}]}
@@ -259,8 +261,9 @@ def record(http: httpx.Client) -> dict[str, str]:
             "subject": ref("Patient/p1"),
             "participant": [{"member": ref("Practitioner/pr-2")}],
         },
-        # Names p1, but Task is not in the R4B patient compartment.
-        task("task-p1", **{"for": ref("Patient/p1"), "owner": ref("Organization/org-unused")}),
+        # Not in the R4B patient compartment, but a member (the client's referral), and
+        # its owner comes along as an include.
+        task("task-p1", **{"for": ref("Patient/p1"), "owner": ref("Organization/org-owner")}),
         # Another patient's record.
         observation("obs-p2", "Patient/p2", performer=[ref("Practitioner/pr-other")]),
         goal("goal-p2", "Patient/p2"),
@@ -329,13 +332,16 @@ def test_patient_everything_type_filter(http: httpx.Client, record: dict[str, st
             keys("Observation/obs-1", "Observation/obs-3", "Observation/obs-abs"),
         ),
         ({"_type": "Patient"}, keys("Patient/p1", "Patient/p3")),
-        ({"_type": "Organization"}, keys("Organization/org-1", "Organization/org-2")),
+        (
+            {"_type": "Organization"},
+            keys("Organization/org-1", "Organization/org-2", "Organization/org-owner"),
+        ),
         (
             [("_type", "Goal, Medication"), ("_type", "Location")],
             keys("Goal/goal-1", "Medication/med-1", "Location/loc-1"),
         ),
         ({"_type": "CareTeam"}, keys("CareTeam/team-1", "CareTeam/team-x")),
-        ({"_type": "Task"}, set()),
+        ({"_type": "Task"}, keys("Task/task-p1")),
     ]
     for params, expected in cases:
         response = http.get("/Patient/p1/$everything", params=params)
@@ -673,3 +679,4 @@ def test_compartment_parameters_are_indexed_references() -> None:
     patient = compartment("Patient")
     assert patient["Observation"] == ("performer", "subject")
     assert "Task" not in patient and "Organization" not in patient
+    assert patient_record()["Task"] == ("patient",)

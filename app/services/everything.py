@@ -6,9 +6,9 @@ compartmentdefinition-patient.html; ``schemas/fhir/compartments.json``, generate
 scripts/gen_compartments.py), and the resources of REFERENCED_TYPES that those refer to, one
 level deep. Membership and references are read from the ``search_reference`` index only
 (one row per reference of every live current version), never by scanning bodies. So a
-reference that no search parameter indexes (e.g. an extension) does not pull a resource in,
-and types the compartment definition leaves out (Task, for one) are not members even when
-they name the patient.
+reference that no search parameter indexes (e.g. an extension) does not pull a resource in.
+Tasks for the patient (Task.for) are members too, though the compartment definition leaves
+them out (RECORD_EXTRAS): in case management they are the client's referrals.
 
 CarePlan/[id]/$everything (a project operation: FHIR R4B defines none for CarePlan) is the
 package one agency hands another; see EverythingService.care_plan.
@@ -95,6 +95,21 @@ def compartment(owner_type: str) -> Mapping[str, tuple[str, ...]]:
     return MappingProxyType({t: tuple(params) for t, params in resources.items()})
 
 
+# Case management keeps a client's referrals and follow-ups as Tasks for the client
+# (Task.for), which the R4B Patient compartment leaves out: a client's record handed to
+# another agency is incomplete without them.
+RECORD_EXTRAS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType({"Task": ("patient",)})
+
+
+@cache
+def patient_record() -> Mapping[str, tuple[str, ...]]:
+    """What Patient $everything gathers: the Patient compartment plus RECORD_EXTRAS."""
+    merged = {t: tuple(p) for t, p in compartment("Patient").items()}
+    for resource_type, codes in RECORD_EXTRAS.items():
+        merged[resource_type] = tuple(dict.fromkeys((*merged.get(resource_type, ()), *codes)))
+    return MappingProxyType(merged)
+
+
 @dataclass(frozen=True, slots=True)
 class EverythingPage:
     """One page of an $everything listing."""
@@ -139,7 +154,7 @@ class EverythingService:
         they refer to (mode include). 404 for an unknown patient, 410 for a deleted one."""
         check_type_and_id("Patient", patient_id)
         listing = self._parse(params)
-        links: Mapping[str, Sequence[str]] = compartment("Patient")
+        links: Mapping[str, Sequence[str]] = patient_record()
         types = listing.types
         referenced = [t for t in REFERENCED_TYPES if types is None or t in types]
         if types is not None and not referenced:
