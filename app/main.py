@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.api import errors
+from app.api.bulk import router as bulk_router
 from app.api.fhir import router as fhir_router
 from app.api.health import router as health_router
 from app.api.operations import router as operations_router
@@ -59,9 +60,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         if engine.dialect.name == "sqlite":
             checkpointer = SqliteCheckpointer(engine, settings.sqlite_checkpoint_interval_s)
             checkpointer.start()
+        services.exports.start()
         try:
             yield
         finally:
+            services.exports.shutdown()
             if checkpointer is not None:
                 checkpointer.stop()
             engine.dispose()
@@ -76,6 +79,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.services = services
     errors.install(app)
     app.include_router(health_router)
+    app.include_router(bulk_router)  # before fhir_router: its /{type} would take $export
     app.include_router(fhir_router)
     app.include_router(operations_router)
     return app

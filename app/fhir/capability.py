@@ -26,6 +26,10 @@ TYPE_INTERACTIONS = (
     "search-type",
 )
 SYSTEM_INTERACTIONS = ("history-system",)
+# Bulk Data Access IG v2.0.0 export (served by app/api/bulk.py): system level here, Patient
+# level in TYPE_OPERATIONS.
+_BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
+SYSTEM_OPERATIONS = ({"name": "export", "definition": f"{_BULK}/export"},)
 # Operations by type (rest.resource.operation); served by app/api/operations.py. CarePlan
 # $everything is the project's own and has no OperationDefinition to name, so it is not listed.
 TYPE_OPERATIONS: dict[str, tuple[dict[str, str], ...]] = {
@@ -34,6 +38,7 @@ TYPE_OPERATIONS: dict[str, tuple[dict[str, str], ...]] = {
             "name": "everything",
             "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
         },
+        {"name": "export", "definition": f"{_BULK}/patient-export"},
     ),
 }
 
@@ -84,6 +89,7 @@ def capability_statement(
                 "mode": "server",
                 "resource": resources,
                 "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
+                "operation": [dict(o) for o in SYSTEM_OPERATIONS],
             }
         ],
     }

@@ -11,6 +11,7 @@ from app.clock import Clock
 from app.config import Settings
 from app.services.bundle import BundleService
 from app.services.everything import EverythingService
+from app.services.export import ExportService
 from app.services.health import HealthService
 from app.services.history import HistoryService
 from app.services.resources import ResourceService
@@ -31,6 +32,7 @@ class Services:
     search: SearchService
     bundles: BundleService
     everything: EverythingService
+    exports: ExportService
 
 
 def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Services:
@@ -68,4 +70,5 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         search,
         bundles,
         everything,
+        ExportService(engine=engine, clock=clock, settings=settings),
     )

@@ -221,3 +221,34 @@ index_tables = (
     number_table,
     uri_table,
 )
+
+
+class ExportJobRow(SQLModel, table=True):
+    """A bulk data export job (Bulk Data Access IG $export): kept in the database so that
+    any API process can answer the status poll, whichever process runs the job.
+
+    Times other than transaction_time are wall-clock bookkeeping (expiry, staleness);
+    transaction_time is on the clock that stamps lastUpdated. params and manifest are JSON
+    text. requester is a placeholder until requests are authenticated.
+    """
+
+    __tablename__ = "export_job"
+    __table_args__ = (Index("ix_export_job_expires", "expires_at"),)
+
+    id: str = Field(sa_column=Column(String(64), primary_key=True))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    request_url: str = Field(sa_column=Column(Text(), nullable=False))
+    params: str = Field(sa_column=Column(Text(), nullable=False))
+    requester: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+    transaction_time: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    expires_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+    progress: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+    error: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
+    manifest: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
+
+
+export_job_table = ExportJobRow.__table__  # type: ignore[attr-defined]
