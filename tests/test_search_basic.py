@@ -246,3 +246,22 @@ def test_form_body_edge_cases(client: httpx.Client, form: bytes, status: int) ->
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert response.status_code == status, response.text
+
+
+def test_default_total_is_exact_up_to_the_estimate_limit(client: httpx.Client) -> None:
+    entries = [
+        {"resource": patient(gender="female"), "request": {"method": "POST", "url": "Patient"}}
+        for _ in range(1001)
+    ]
+    stored = client.post(
+        "", json={"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    )
+    assert stored.status_code == 200, stored.text[:300]
+    client.post("/Patient", json=patient(gender="male")).raise_for_status()
+    # Beyond 1,000 matches the default (estimate) leaves total out; accurate counts them all.
+    broad = client.get("/Patient", params={"gender": "female", "_count": "1"}).json()
+    assert "total" not in broad
+    accurate = client.get("/Patient", params={"gender": "female", "_total": "accurate"}).json()
+    assert accurate["total"] == 1001
+    narrow = client.get("/Patient", params={"gender": "male"}).json()
+    assert narrow["total"] == 1

@@ -40,6 +40,8 @@ from app.storage.repository import Repository, StoredVersion
 MAX_DISTINCT_PARAMETERS: Final = 100
 # Included resources per page (spec search.html#include lets a server bound them).
 MAX_INCLUDED: Final = 1000
+# _total=estimate (the default): an exact count up to this many matches, none beyond.
+ESTIMATE_LIMIT: Final = 1000
 _TOTAL_MODES: Final = frozenset({"none", "estimate", "accurate"})
 # Accepted and acted on elsewhere, or harmless to ignore silently.
 _SILENT: Final = frozenset({"_format", "_pretty"})
@@ -169,7 +171,7 @@ class SearchService:
         """One page: the matches after the cursor, the total and the included resources."""
         count = page_size(params, default=self._default_count, maximum=self._max_count)
         total_mode = single(params, "_total")
-        total_mode = "accurate" if total_mode is None else total_mode
+        total_mode = "estimate" if total_mode is None else total_mode
         if total_mode not in _TOTAL_MODES:
             raise InvalidRequest(
                 "_total must be none, estimate or accurate", expression=("_total",)
@@ -203,7 +205,7 @@ class SearchService:
                 keys=[k.expression for k in keys],
                 limit=count + 1,
             )
-            total = None if total_mode == "none" else repo.count(resource_type, filters)
+            total = _total(repo, resource_type, filters, total_mode)
             page = rows[:count]
             more = len(rows) > count and count > 0
             if backwards:
@@ -228,6 +230,23 @@ class SearchService:
             included=included,
             previous_cursor=previous_cursor,
         )
+
+
+def _total(
+    repo: Repository,
+    resource_type: str | None,
+    filters: Sequence[ColumnElement[bool]],
+    mode: str,
+) -> int | None:
+    """Bundle.total (spec search.html#total). The default, estimate, counts exactly up to
+    ESTIMATE_LIMIT matches and leaves the total out beyond that: counting every match of a
+    broad search costs more than finding its page; accurate always counts."""
+    if mode == "none":
+        return None
+    if mode == "accurate":
+        return repo.count(resource_type, filters)
+    counted = repo.count(resource_type, filters, at_most=ESTIMATE_LIMIT)
+    return counted if counted <= ESTIMATE_LIMIT else None
 
 
 def _checked(params: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:

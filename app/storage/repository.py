@@ -317,13 +317,21 @@ class Repository:
             query = query.where(c.param.in_(params))
         return [row[0] for row in self._conn.execute(query.distinct().limit(limit))]
 
-    def count(self, resource_type: str | None, conditions: Sequence[ColumnElement[bool]]) -> int:
-        """How many live resources of a type (None: any type) match all conditions."""
-        query = (
-            select(func.count())
-            .select_from(resource_table)
-            .where(*_of_type(resource_type), R.deleted.is_(False), *conditions)
-        )
+    def count(
+        self,
+        resource_type: str | None,
+        conditions: Sequence[ColumnElement[bool]],
+        *,
+        at_most: int | None = None,
+    ) -> int:
+        """How many live resources of a type (None: any type) match all conditions; with
+        at_most, counting stops after at_most + 1 (the cost stays bounded)."""
+        where = (*_of_type(resource_type), R.deleted.is_(False), *conditions)
+        if at_most is None:
+            query = select(func.count()).select_from(resource_table).where(*where)
+        else:
+            bounded = select(R.id).where(*where).limit(at_most + 1).subquery()
+            query = select(func.count()).select_from(bounded)
         return int(self._conn.execute(query).scalar_one())
 
     def history(
