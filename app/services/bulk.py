@@ -129,6 +129,8 @@ class LoadSummary:
 
     loaded: int = 0
     failed: int = 0
+    # Resources whose type/id already existed, left as they were (skip_existing).
+    skipped: int = 0
     seconds: float = 0.0
     failures: list[LineFailure] = field(default_factory=list)
 
@@ -289,8 +291,10 @@ def _read_lines(
 class _Writer:
     """Writes batches of prepared resources, each in one transaction."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, skip_existing: bool = False) -> None:
         self._engine = engine
+        self._skip_existing = skip_existing
+        self.skipped = 0
         self.wal = WalKeeper(engine)
         self._stored = 0
         # PostgreSQL: when to refresh the resource table's statistics next (see below).
@@ -361,6 +365,9 @@ class _Writer:
                 existing.update((resource_type, version.id) for version in found)
             fresh = [item for item in items if (item[1], item[2]) not in existing]
             repo.insert_new([_version(item) for item in fresh])
+        if self._skip_existing:
+            self.skipped += len(items) - len(fresh)
+            return len(fresh), []
         refused = [
             _duplicate(item, "it already exists")
             for item in items
@@ -374,6 +381,9 @@ class _Writer:
                 repo.lock_type(item[1], exclusive=False)
                 repo.lock(f"{item[1]}/{item[2]}")
                 if repo.current(item[1], item[2]) is not None:
+                    if self._skip_existing:
+                        self.skipped += 1
+                        return 0, []
                     return 0, [_duplicate(item, "it already exists (or was deleted)")]
                 repo.insert_new([_version(item)])
         except DBAPIError as exc:
@@ -450,8 +460,12 @@ def load_ndjson(
     batch_size: int = DEFAULT_BATCH,
     clock: Clock | None = None,
     on_progress: Callable[[LoadProgress], None] | None = None,
+    skip_existing: bool = False,
 ) -> LoadSummary:
     """Load NDJSON resources as new resources; bad lines are reported, never stored.
+
+    skip_existing: a type/id that already exists is left as it is and counted as skipped
+    (an import run again stores nothing twice) instead of being reported as failed.
 
     workers: processes preparing lines (default: one per CPU); 0 prepares them in this
     process (the clock need not then be picklable). Raises LoadAborted when the database
@@ -462,6 +476,7 @@ def load_ndjson(
             return load_ndjson(
                 stream, engine=engine, settings=settings, workers=workers,
                 batch_size=batch_size, clock=clock, on_progress=on_progress,
+                skip_existing=skip_existing,
             )  # fmt: skip
     workers = (os.cpu_count() or 1) if workers is None else workers
     batch_size = max(1, batch_size)
@@ -471,7 +486,7 @@ def load_ndjson(
     counters = [0, 0]  # lines read, bytes read
     started = time.perf_counter()
     chunks = _read_lines(source, settings.max_body_bytes, failures, counters)
-    writer = _Writer(engine)
+    writer = _Writer(engine, skip_existing=skip_existing)
     thresholds = gc.get_threshold()
     # The parent churns through millions of short-lived rows; collecting every 700
     # allocations rescans the long-lived heap each time for nothing.
@@ -513,6 +528,7 @@ def load_ndjson(
     finally:
         gc.set_threshold(*thresholds)
     summary.seconds = time.perf_counter() - started
+    summary.skipped = writer.skipped
     summary.failed = len(failures)
     summary.failures = sorted(failures, key=attrgetter("line"))[:MAX_KEPT_FAILURES]
     if on_progress is not None:

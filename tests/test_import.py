@@ -1,0 +1,68 @@
+"""casebridge import: NDJSON and Bundle files and directories, errors as file:line, and a
+re-run that stores nothing twice (both databases, through the real command)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import Backend
+from tests.test_bulk_and_reindex import _cli
+
+
+def _write_ndjson(path: Path, *resources: dict) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in resources))
+
+
+def _patient(pid: str, **more: object) -> dict:
+    return {"resourceType": "Patient", "id": pid, "name": [{"family": "Imported"}], **more}
+
+
+def test_import_files_and_directories_then_again(
+    client: httpx.Client, backend: Backend, tmp_path: Path
+) -> None:
+    folder = tmp_path / "export"
+    (folder / "nested").mkdir(parents=True)
+    _write_ndjson(folder / "Patient.ndjson", _patient("im-1"), _patient("im-2", gender="nope"))
+    _write_ndjson(folder / "nested" / "More.jsonl", _patient("im-3"))
+    (folder / "notes.txt").write_text("not a resource file: a directory import skips it")
+    bundle = tmp_path / "package.json"
+    goal = {
+        "resourceType": "Goal",
+        "lifecycleStatus": "active",
+        "description": {"text": "stable housing"},
+        "subject": {"reference": "Patient/im-1"},
+    }
+    bundle.write_text(
+        json.dumps(
+            {
+                "resourceType": "Bundle",
+                "type": "collection",
+                "entry": [
+                    {"resource": {**goal, "id": "im-goal"}},
+                    {"resource": {**goal, "lifecycleStatus": "bogus"}},
+                ],
+            }
+        )
+    )
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+
+    first = _cli(["import", str(folder), str(bundle), str(broken), "--workers", "0"], backend)
+    assert first.returncode == 1, first.stderr
+    assert "Imported 3 resources from 4 files" in first.stdout, first.stdout
+    assert f"{folder / 'Patient.ndjson'}:2: Patient.gender" in first.stderr
+    assert f"{bundle}:entry[1]: Goal.lifecycleStatus" in first.stderr
+    assert f"{broken}:1:" in first.stderr
+    assert client.get("/Patient/im-1").status_code == 200
+    assert client.get("/Patient/im-2").status_code == 404
+    assert client.get("/Goal/im-goal").json()["subject"] == {"reference": "Patient/im-1"}
+    assert client.get("/Goal", params={"subject": "Patient/im-1"}).json()["total"] == 1
+
+    again = _cli(["import", str(folder), str(bundle), "--workers", "0"], backend)
+    assert "Imported 0 resources from 3 files" in again.stdout, again.stdout
+    assert "3 already present (skipped)" in again.stdout
+    history = client.get("/_history").json()
+    assert history["total"] == 3  # one version each: nothing was written twice
