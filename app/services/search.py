@@ -205,7 +205,11 @@ class SearchService:
                 keys=[k.expression for k in keys],
                 limit=count + 1,
             )
-            total = _total(repo, resource_type, filters, total_mode)
+            if cursor is None and len(rows) <= count and total_mode != "none":
+                # The first page holds every match: it is the total, no count needed.
+                total: int | None = len(rows)
+            else:
+                total = _total(repo, resource_type, filters, total_mode)
             page = rows[:count]
             more = len(rows) > count and count > 0
             if backwards:
