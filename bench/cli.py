@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import signal
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
@@ -22,10 +20,10 @@ from bench.report import BackendFigures, PhaseFigures, build_table, misses
 from bench.server import (
     PG_ROOT_URL,
     Server,
+    fresh_database,
     host_busy_share,
     host_cpu_times,
     pg_problem,
-    pg_schema,
 )
 from bench.validation import measure_validation
 
@@ -87,16 +85,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def _interrupt(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
-
-
-@contextlib.contextmanager
-def _database(name: str, workdir: Path) -> Iterator[str]:
-    """The database URL for one backend run (a fresh SQLite file, or a fresh PG schema)."""
-    if name == "sqlite":
-        yield f"sqlite:///{workdir / 'bench.db'}"
-    else:
-        with pg_schema() as url:
-            yield url
 
 
 class Runner:
@@ -201,7 +189,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         workdir = scratch_dir()
         try:
             runner = Runner(args, generator, console, workdir)
-            with _database(name, workdir) as url:
+            with fresh_database(name, workdir) as url:
                 backends.append(runner.backend(name, url))
             profiles += runner.profiles
         finally:

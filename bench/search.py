@@ -16,14 +16,13 @@ ignore counts as an error too.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import random
 import shutil
 import signal
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -47,10 +46,11 @@ from bench.loadgen import Generator, LoadResult, Phase, choose_generator, run_ph
 from bench.server import (
     PG_ROOT_URL,
     Server,
+    failure_noted,
+    fresh_database,
     host_busy_share,
     host_cpu_times,
     pg_problem,
-    pg_schema,
 )
 
 BACKENDS = ("sqlite", "postgresql")
@@ -240,16 +240,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-@contextlib.contextmanager
-def _database(name: str, workdir: Path) -> Iterator[str]:
-    """A fresh database for one backend: a SQLite file, or a PostgreSQL schema dropped after."""
-    if name == "sqlite":
-        yield f"sqlite:///{workdir / 'search-bench.db'}"
-    else:
-        with pg_schema() as url:
-            yield url
-
-
 def _load(
     url: str, data: Path, args: argparse.Namespace, run: BackendRun, console: Console
 ) -> None:
@@ -432,7 +422,10 @@ def _backend(
     run = BackendRun(name)
     workdir = scratch_dir()
     try:
-        with _database(name, workdir) as url:
+        with (
+            failure_noted(run, name, console),
+            fresh_database(name, workdir, "search-bench.db") as url,
+        ):
             console.print(f"[bold]{name}[/]: fresh database, bulk load")
             _load(url, data, args, run, console)
             if args.explain:
@@ -446,9 +439,6 @@ def _backend(
                 _searches(server, run, args, generator, pools, console, workdir)
             finally:
                 server.stop()
-    except Exception as exc:  # report in the table and go on with the other backend
-        run.note = f"failed: {type(exc).__name__}: {str(exc)[:400]}"
-        console.print(f"[red]{name} failed:[/] {exc}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return run

@@ -13,10 +13,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import quote
 
 import httpx
 import psycopg
+from rich.console import Console
 
 PG_ROOT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -51,6 +53,32 @@ def pg_schema(root_url: str = PG_ROOT_URL) -> Iterator[str]:
     finally:
         with psycopg.connect(root_url, autocommit=True, connect_timeout=10) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@contextlib.contextmanager
+def fresh_database(name: str, workdir: Path, filename: str = "bench.db") -> Iterator[str]:
+    """A fresh database for one backend run: a SQLite file in workdir, or a PostgreSQL
+    schema dropped afterwards."""
+    if name == "sqlite":
+        yield f"sqlite:///{workdir / filename}"
+    else:
+        with pg_schema() as url:
+            yield url
+
+
+class _Noted(Protocol):
+    note: str | None
+
+
+@contextlib.contextmanager
+def failure_noted(run: _Noted, name: str, console: Console) -> Iterator[None]:
+    """Run one backend's measurements; a failure is written into its table row and the
+    other backends go on."""
+    try:
+        yield
+    except Exception as exc:
+        run.note = f"failed: {type(exc).__name__}: {str(exc)[:400]}"
+        console.print(f"[red]{name} failed:[/] {exc}")
 
 
 def _children(pid: int) -> list[int]:

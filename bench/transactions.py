@@ -19,7 +19,6 @@ the median and p90 seconds per Bundle (client-side) and resources stored per sec
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import signal
@@ -28,7 +27,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -43,10 +41,11 @@ from bench.loadgen import scratch_dir
 from bench.server import (
     PG_ROOT_URL,
     Server,
+    failure_noted,
+    fresh_database,
     host_busy_share,
     host_cpu_times,
     pg_problem,
-    pg_schema,
 )
 
 BACKENDS = ("sqlite", "postgresql")
@@ -216,15 +215,6 @@ def _measure(
         _check_stored(client, expected)
 
 
-@contextlib.contextmanager
-def _database(name: str, workdir: Path) -> Iterator[str]:
-    if name == "sqlite":
-        yield f"sqlite:///{workdir / 'bench.db'}"
-    else:
-        with pg_schema() as url:
-            yield url
-
-
 def _backend(
     name: str, args: argparse.Namespace, batches: list[Batch], console: Console
 ) -> BackendRun:
@@ -235,7 +225,7 @@ def _backend(
         return run
     workdir = scratch_dir()
     try:
-        with _database(name, workdir) as url:
+        with failure_noted(run, name, console), fresh_database(name, workdir) as url:
             server = Server(url, args.workers, workdir)
             try:
                 console.print(f"[bold]{name}[/]: starting the server ({args.workers} workers)")
@@ -243,9 +233,6 @@ def _backend(
                 _measure(server, batches, args.warmup, console, run)
             finally:
                 server.stop()
-    except Exception as exc:  # report in the table and go on with the other backend
-        run.note = f"failed: {type(exc).__name__}: {str(exc)[:400]}"
-        console.print(f"[red]{name} failed:[/] {exc}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return run
