@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from app.services.bulk import LoadSummary, load_ndjson
 from app.services.reindex import reindex
 from tests import factories
 from tests.conftest import Backend
+from tests.support.cli import run_cli
 
 SYSTEM = "https://agency.example.org/clients"
 
@@ -125,15 +124,7 @@ def test_reindex_restores_deleted_index_rows(client: httpx.Client, backend: Back
 
 
 def _cli(args: list[str], backend: Backend) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CASEBRIDGE_DATABASE_URL": backend.url, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(args, {"CASEBRIDGE_DATABASE_URL": backend.url, "COLUMNS": "200"})
 
 
 def test_cli_load_and_reindex(client: httpx.Client, backend: Backend, tmp_path: Path) -> None:

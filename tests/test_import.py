@@ -4,12 +4,17 @@ re-run that stores nothing twice (both databases, through the real command)."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import httpx
 
 from tests.conftest import Backend
-from tests.test_bulk_and_reindex import _cli
+from tests.support.cli import run_cli
+
+
+def _run(args: list[str], backend: Backend) -> subprocess.CompletedProcess[str]:
+    return run_cli(args, {"CASEBRIDGE_DATABASE_URL": backend.url, "COLUMNS": "200"})
 
 
 def _write_ndjson(path: Path, *resources: dict) -> None:
@@ -50,7 +55,7 @@ def test_import_files_and_directories_then_again(
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
 
-    first = _cli(["import", str(folder), str(bundle), str(broken), "--workers", "0"], backend)
+    first = _run(["import", str(folder), str(bundle), str(broken), "--workers", "0"], backend)
     assert first.returncode == 1, first.stderr
     assert "Imported 3 resources from 4 files" in first.stdout, first.stdout
     assert f"{folder / 'Patient.ndjson'}:2: Patient.gender" in first.stderr
@@ -61,7 +66,7 @@ def test_import_files_and_directories_then_again(
     assert client.get("/Goal/im-goal").json()["subject"] == {"reference": "Patient/im-1"}
     assert client.get("/Goal", params={"subject": "Patient/im-1"}).json()["total"] == 1
 
-    again = _cli(["import", str(folder), str(bundle), "--workers", "0"], backend)
+    again = _run(["import", str(folder), str(bundle), "--workers", "0"], backend)
     assert "Imported 0 resources from 3 files" in again.stdout, again.stdout
     assert "3 already present (skipped)" in again.stdout
     history = client.get("/_history").json()

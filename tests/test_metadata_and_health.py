@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -20,6 +17,7 @@ from app.main import NotMigratedError, create_app
 from app.storage.db import head_revision
 from app.storage.tables import metadata
 from tests.conftest import Backend
+from tests.support.cli import run_cli
 from tests.support.server import LiveServer
 
 
@@ -86,24 +84,12 @@ def test_app_refuses_an_unmigrated_database(tmp_path: Path) -> None:
         create_app(settings)
 
 
-def _cli(args: list[str], env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **env_extra}
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_cli_serve_refuses_unmigrated_then_db_upgrade_fixes_it(tmp_path: Path) -> None:
     env = {"CASEBRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
-    refused = _cli(["serve", "--port", "1"], env)
+    refused = run_cli(["serve", "--port", "1"], env)
     assert refused.returncode == 2
     assert "casebridge db upgrade" in refused.stderr
-    upgraded = _cli(["db", "upgrade"], env)
+    upgraded = run_cli(["db", "upgrade"], env)
     assert upgraded.returncode == 0, upgraded.stderr
     head = head_revision()
     assert head is not None and head in upgraded.stdout

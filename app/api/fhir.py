@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
@@ -23,6 +23,7 @@ from app.api.render import (
     if_match,
     json_response,
     not_modified,
+    page_links,
     prefer_return,
     prefer_strict,
     query_pairs,
@@ -41,27 +42,11 @@ router = APIRouter(prefix="/fhir", dependencies=[Depends(negotiate)])
 _MAX_REPORTED = 20
 
 
-def _page_links(
-    url: str,
-    applied: list[tuple[str, str]],
-    next_cursor: str | None,
-    previous_cursor: str | None = None,
-) -> dict[str, str]:
-    """self (the parameters applied), next and previous (the same with a cursor), URL-encoded."""
-    links = {"self": f"{url}?{urlencode(applied)}" if applied else url}
-    others = [(k, v) for k, v in applied if k != "_cursor"]
-    if next_cursor:
-        links["next"] = f"{url}?{urlencode([*others, ('_cursor', next_cursor)])}"
-    if previous_cursor:
-        links["previous"] = f"{url}?{urlencode([*others, ('_cursor', previous_cursor)])}"
-    return links
-
-
 def _history_response(
     request: Request, services: ServicesDep, page: HistoryPage, path: str
 ) -> Response:
     base = services.settings.base_url
-    links = _page_links(f"{base}{path}", query_pairs(request), page.next_cursor)
+    links = page_links(f"{base}{path}", query_pairs(request), page.next_cursor)
     return fhir_response(
         history_bundle(page.versions, base_url=base, links=links, total=page.total)
     )
@@ -125,7 +110,7 @@ def search_system_post(request: Request, form: SearchForm, services: ServicesDep
 def _searchset(services: ServicesDep, resource_type: str | None, page: SearchPage) -> bytes:
     base = services.settings.base_url
     url = f"{base}/{resource_type}" if resource_type else base
-    links = _page_links(url, page.applied, page.next_cursor, page.previous_cursor)
+    links = page_links(url, page.applied, page.next_cursor, page.previous_cursor)
     outcome = None
     if page.ignored:
         shown = page.ignored[:_MAX_REPORTED]

@@ -10,8 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 
 from app.api.deps import ServicesDep, negotiate
-from app.api.fhir import _page_links
-from app.api.render import fhir_response, query_pairs
+from app.api.render import fhir_response, page_links, query_pairs
 from app.fhir.bundles import searchset_bundle
 from app.fhir.errors import Issue, operation_outcome
 from app.services.everything import EverythingPage
@@ -36,7 +35,7 @@ def care_plan_everything(request: Request, care_plan_id: str, services: Services
 def _render(services: ServicesDep, path: str, page: EverythingPage) -> Response:
     """A searchset Bundle (spec search.html#return): members, included, then any warnings."""
     base = services.settings.base_url
-    links = _page_links(f"{base}{path}", page.applied, page.next_cursor)
+    links = page_links(f"{base}{path}", page.applied, page.next_cursor)
     outcome = None
     if page.notes:
         outcome = operation_outcome([Issue("informational", n, "warning") for n in page.notes])

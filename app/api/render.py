@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from fastapi import Request, Response
@@ -122,3 +123,19 @@ def not_modified(request: Request, version: StoredVersion) -> bool:
 def prefer_strict(request: Request) -> bool:
     """Prefer: handling=strict asks for unknown search parameters to be errors."""
     return _preferences(request).get("handling", "").lower() == "strict"
+
+
+def page_links(
+    url: str,
+    applied: list[tuple[str, str]],
+    next_cursor: str | None,
+    previous_cursor: str | None = None,
+) -> dict[str, str]:
+    """self (the parameters applied), next and previous (the same with a cursor), URL-encoded."""
+    links = {"self": f"{url}?{urlencode(applied)}" if applied else url}
+    others = [(k, v) for k, v in applied if k != "_cursor"]
+    if next_cursor:
+        links["next"] = f"{url}?{urlencode([*others, ('_cursor', next_cursor)])}"
+    if previous_cursor:
+        links["previous"] = f"{url}?{urlencode([*others, ('_cursor', previous_cursor)])}"
+    return links
