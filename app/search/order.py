@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, Double, String, and_, func, literal, or_, 
 
 from app.fhir.errors import InvalidRequest
 from app.search.index_rows import MAX_DATE, MIN_DATE
-from app.search.query import TABLE_BY_TYPE, _bad
+from app.search.query import TABLE_BY_TYPE, bad_value
 from app.search.registry import param
 from app.storage.tables import resource_table
 from app.storage.types import UTCDateTime
@@ -64,12 +64,12 @@ def parse_sort(resource_type: str, raw: str | None) -> tuple[SortKey, ...]:
     if raw:
         names = raw.split(",")
         if len(names) > MAX_SORT_KEYS:
-            raise _bad("_sort", f"_sort takes at most {MAX_SORT_KEYS} keys")
+            raise bad_value("_sort", f"_sort takes at most {MAX_SORT_KEYS} keys")
         for item in names:
             descending = item.startswith("-")
             code = item[1:] if descending else item
             if not code:
-                raise _bad("_sort", "_sort has an empty key")
+                raise bad_value("_sort", "_sort has an empty key")
             if code == "_id":
                 keys.append(SortKey(code, R.id, descending, "text"))
                 break  # the id is unique: later keys cannot matter
@@ -78,7 +78,7 @@ def parse_sort(resource_type: str, raw: str | None) -> tuple[SortKey, ...]:
                 continue
             search_param = param(resource_type, code)
             if search_param is None or search_param.type not in _COLUMN_BY_TYPE:
-                raise _bad("_sort", f"{resource_type} cannot be sorted by {code!r}")
+                raise bad_value("_sort", f"{resource_type} cannot be sorted by {code!r}")
             ascending_column, descending_column, kind = _COLUMN_BY_TYPE[search_param.type]
             table = TABLE_BY_TYPE[search_param.type]
             column = table.c[descending_column if descending else ascending_column]
@@ -108,7 +108,9 @@ def parse_system_sort(raw: str | None) -> tuple[SortKey, ...]:
         if code == "_lastUpdated":
             keys.append(SortKey(code, R.last_updated, descending, "date"))
         elif code != "_id":
-            raise _bad("_sort", f"A search across types sorts by _lastUpdated or _id, not {code!r}")
+            raise bad_value(
+                "_sort", f"A search across types sorts by _lastUpdated or _id, not {code!r}"
+            )
     keys.append(SortKey("_type", R.resource_type, False, "text"))
     keys.append(SortKey("_id", R.id, False, "text"))
     return tuple(keys)

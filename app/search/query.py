@@ -167,7 +167,8 @@ def unescape(value: str) -> str:
     return re.sub(r"\\([,|$\\])", r"\1", value)
 
 
-def _bad(name: str, message: str) -> InvalidRequest:
+def bad_value(name: str, message: str) -> InvalidRequest:
+    """A 400 naming the search parameter at fault."""
     return InvalidRequest(message, expression=(name,))
 
 
@@ -176,19 +177,21 @@ def _split_prefix(name: str, value: str) -> tuple[str, str]:
     if match:
         return match.group(1), value[2:]
     if value[:2].isalpha():
-        raise _bad(name, f"{name}: {value[:40]!r} does not start with a known prefix or a value")
+        raise bad_value(
+            name, f"{name}: {value[:40]!r} does not start with a known prefix or a value"
+        )
     return "eq", value
 
 
 def _decimal(name: str, text: str) -> Decimal:
     if not re.fullmatch(r"[-+]?(\d+(\.\d+)?|\.\d+)([eE][-+]?\d{1,3})?", text):
-        raise _bad(name, f"{name}: {text[:40]!r} is not a number")
+        raise bad_value(name, f"{name}: {text[:40]!r} is not a number")
     try:
         number = Decimal(text)
     except InvalidOperation as exc:  # pragma: no cover - the pattern admits only numbers
-        raise _bad(name, f"{name}: {text[:40]!r} is not a number") from exc
+        raise bad_value(name, f"{name}: {text[:40]!r} is not a number") from exc
     if not number.is_finite() or abs(number.adjusted()) > 300:
-        raise _bad(name, f"{name}: {text[:40]!r} is out of range")
+        raise bad_value(name, f"{name}: {text[:40]!r} is out of range")
     return number
 
 
@@ -196,7 +199,7 @@ def _date_range(name: str, text: str) -> DateRange:
     try:
         return parse_date_range(text)
     except ValueError as exc:
-        raise _bad(name, f"{name}: {exc}") from exc
+        raise bad_value(name, f"{name}: {exc}") from exc
 
 
 def _text(name: str, value: str) -> str:
@@ -216,21 +219,23 @@ def _token_predicate(
     if modifier == "text":
         text = normalize_string(_text(name, value))
         if not text:
-            raise _bad(name, f"{name}:text needs some text")
+            raise bad_value(name, f"{name}:text needs some text")
         return and_(c.text >= text, c.text < text + _TEXT_END)
     parts = split_escaped(value, "|")
     if len(parts) > 2:
-        raise _bad(name, f"{name}: too many '|' in {value[:60]!r}")
+        raise bad_value(name, f"{name}: too many '|' in {value[:60]!r}")
     pieces = [unescape(p) for p in parts]
     if any(len(p) > MAX_TOKEN for p in pieces):
-        raise _bad(name, f"{name} values longer than {MAX_TOKEN} characters cannot be searched")
+        raise bad_value(
+            name, f"{name} values longer than {MAX_TOKEN} characters cannot be searched"
+        )
     if len(pieces) == 1:
         if not pieces[0]:
-            raise _bad(name, f"{name} has an empty value")
+            raise bad_value(name, f"{name} has an empty value")
         return c.code == pieces[0]
     system, code = pieces
     if not system and not code:
-        raise _bad(name, f"{name} has an empty token value")
+        raise bad_value(name, f"{name} has an empty token value")
     conditions = [c.system == system if system else c.system.is_(None)]
     if code:
         conditions.append(c.code == code)
@@ -240,9 +245,11 @@ def _token_predicate(
 def _of_type_predicate(name: str, value: str) -> ColumnElement[bool]:
     parts = [unescape(p) for p in split_escaped(value, "|")]
     if len(parts) != 3 or not parts[2]:
-        raise _bad(name, f"{name}:of-type takes type-system|type-code|value")
+        raise bad_value(name, f"{name}:of-type takes type-system|type-code|value")
     if any(len(p) > MAX_TOKEN for p in parts):
-        raise _bad(name, f"{name} values longer than {MAX_TOKEN} characters cannot be searched")
+        raise bad_value(
+            name, f"{name} values longer than {MAX_TOKEN} characters cannot be searched"
+        )
     c = of_type_table.c
     conditions = [c.value == parts[2]]
     if parts[0]:
@@ -257,7 +264,7 @@ def _string_predicate(name: str, modifier: str, value: str) -> ColumnElement[boo
     text = _text(name, value)
     normalized = normalize_string(text)
     if not normalized:
-        raise _bad(name, f"{name} needs some text to search for")
+        raise bad_value(name, f"{name} needs some text to search for")
     if modifier == "exact":
         return and_(c.normalized == normalized, c.exact == exact_string(text))
     if modifier == "contains":
@@ -269,9 +276,9 @@ def _uri_predicate(name: str, modifier: str, value: str) -> ColumnElement[bool]:
     c = uri_table.c
     uri = unescape(value)
     if not uri:
-        raise _bad(name, f"{name} has an empty value")
+        raise bad_value(name, f"{name} has an empty value")
     if len(uri) > MAX_URI:
-        raise _bad(name, f"{name} values longer than {MAX_URI} characters cannot be searched")
+        raise bad_value(name, f"{name} values longer than {MAX_URI} characters cannot be searched")
     if modifier == "below":
         return and_(c.uri >= uri, c.uri < uri + _TEXT_END)
     if modifier == "above":
@@ -341,7 +348,7 @@ def _number_predicate(table: FromClause, name: str, prefix: str, text: str) -> C
 def _quantity_predicate(name: str, prefix: str, text: str) -> ColumnElement[bool]:
     parts = [unescape(p) for p in split_escaped(text, "|")]
     if len(parts) not in (1, 3):
-        raise _bad(name, f"{name} takes [prefix]number or [prefix]number|system|code")
+        raise bad_value(name, f"{name} takes [prefix]number or [prefix]number|system|code")
     condition = _number_predicate(quantity_table, name, prefix, parts[0])
     if len(parts) == 1:
         return condition
@@ -386,7 +393,7 @@ class QueryBuilder:
         if depth > MAX_CHAIN_DEPTH:
             raise TooCostly(f"Chains may be at most {MAX_CHAIN_DEPTH} levels deep")
         if value == "":
-            raise _bad(name, f"Search parameter {name!r} has no value")
+            raise bad_value(name, f"Search parameter {name!r} has no value")
         if name == "_has" or name.startswith("_has:"):
             return self._has(resource_type, name, value, depth)
         parsed = _parse_name(name)
@@ -397,13 +404,13 @@ class QueryBuilder:
             if depth > 0:
                 # Inside a chain or _has the client named this parameter on purpose;
                 # ignoring it would widen the whole criterion.
-                raise _bad(name, f"{resource_type} has no search parameter {parsed.code!r}")
+                raise bad_value(name, f"{resource_type} has no search parameter {parsed.code!r}")
             raise Unsupported(name)
         if parsed.chain is not None:
             return self._chain(name, search_param, parsed, value, depth)
         if search_param.type not in TABLE_BY_TYPE or not search_param.indexed:
             if depth > 0:
-                raise _bad(name, f"{resource_type}.{parsed.code} cannot be used in a chain")
+                raise bad_value(name, f"{resource_type}.{parsed.code} cannot be used in a chain")
             raise Unsupported(name)
         self._check_modifier(search_param, name, parsed.modifier)
         if parsed.modifier == "missing":
@@ -414,7 +421,7 @@ class QueryBuilder:
                 f"{name} has {len(alternatives)} alternatives; at most {MAX_ALTERNATIVES}"
             )
         if any(a == "" for a in alternatives):
-            raise _bad(name, f"{name} has an empty value between commas")
+            raise bad_value(name, f"{name} has an empty value between commas")
         return self._values(search_param, name, parsed.modifier, alternatives)
 
     # -- helpers ---------------------------------------------------------------------------
@@ -423,20 +430,24 @@ class QueryBuilder:
         if not modifier:
             return
         if search_param.type == "token" and modifier in _UNSUPPORTED_TOKEN_MODIFIERS:
-            raise _bad(name, f"{name}: the :{modifier} modifier needs a terminology service")
+            raise bad_value(name, f"{name}: the :{modifier} modifier needs a terminology service")
         if search_param.type == "reference" and modifier in ("above", "below"):
-            raise _bad(name, f"{name}: the :{modifier} modifier is not supported on references")
+            raise bad_value(
+                name, f"{name}: the :{modifier} modifier is not supported on references"
+            )
         if modifier not in search_param.allowed_modifiers and not (
             search_param.type == "reference" and is_resource_type(modifier)
         ):
-            raise _bad(name, f"Unknown or unsupported modifier :{modifier} on {search_param.code}")
+            raise bad_value(
+                name, f"Unknown or unsupported modifier :{modifier} on {search_param.code}"
+            )
         if (
             search_param.type == "reference"
             and is_resource_type(modifier)
             and search_param.targets
             and modifier not in search_param.targets
         ):
-            raise _bad(name, f"{search_param.code} cannot refer to a {modifier}")
+            raise bad_value(name, f"{search_param.code} cannot refer to a {modifier}")
 
     @staticmethod
     def _owned(
@@ -468,7 +479,7 @@ class QueryBuilder:
 
     def _missing(self, search_param: SearchParam, name: str, value: str) -> Match:
         if value not in ("true", "false"):
-            raise _bad(name, f"{name} takes true or false")
+            raise bad_value(name, f"{name} takes true or false")
         table = TABLE_BY_TYPE[search_param.type]
         return self._owned(table, search_param, None, negate=value == "true", rank=8)
 
@@ -478,7 +489,7 @@ class QueryBuilder:
         kind = search_param.type
         if kind == "token" and modifier == "of-type":
             if "identifier" not in search_param.code:
-                raise _bad(name, f"{name}: :of-type applies to identifier parameters")
+                raise bad_value(name, f"{name}: :of-type applies to identifier parameters")
             predicates = [_of_type_predicate(name, a) for a in alternatives]
             return self._owned(of_type_table, search_param, or_(*predicates), rank=2)
         if kind == "reference" and modifier == "identifier":
@@ -525,7 +536,9 @@ class QueryBuilder:
         c = reference_table.c
         raw = unescape(value)
         if len(raw) > MAX_URI:
-            raise _bad(name, f"{name} values longer than {MAX_URI} characters cannot be searched")
+            raise bad_value(
+                name, f"{name} values longer than {MAX_URI} characters cannot be searched"
+            )
         own = self._context.own_base.rstrip("/") + "/"
         if raw.startswith(own):
             raw = raw[len(own) :]
@@ -537,15 +550,15 @@ class QueryBuilder:
         if local is not None:
             target_type, target_id, version = local.groups()
             if not is_resource_type(target_type):
-                raise _bad(name, f"{name}: {target_type!r} is not a resource type")
+                raise bad_value(name, f"{name}: {target_type!r} is not a resource type")
             if modifier and modifier != target_type:
-                raise _bad(name, f"{name}: the value names {target_type}, not {modifier}")
+                raise bad_value(name, f"{name}: the value names {target_type}, not {modifier}")
             conditions = [c.target_id == target_id, c.target_type == target_type]
             if version:
                 conditions.append(c.version == version)
             return and_(*conditions)
         if not is_valid_id(raw):
-            raise _bad(name, f"{name}: {raw[:60]!r} is not a reference, id or URL")
+            raise bad_value(name, f"{name}: {raw[:60]!r} is not a reference, id or URL")
         target = modifier or (search_param.targets[0] if len(search_param.targets) == 1 else None)
         if target is None:
             return c.target_id == raw  # type: ignore[no-any-return]
@@ -553,7 +566,7 @@ class QueryBuilder:
 
     def _resource_column(self, resource_type: str, name: str, parsed: _Name, value: str) -> Match:
         if parsed.modifier or parsed.chain is not None:
-            raise _bad(name, f"{name}: {parsed.code} takes no modifier or chain")
+            raise bad_value(name, f"{name}: {parsed.code} takes no modifier or chain")
         alternatives = split_escaped(value, ",")
         ids = select(R.id).where(R.resource_type == resource_type, R.deleted.is_(False))
         if parsed.code == "_id":
@@ -562,7 +575,7 @@ class QueryBuilder:
             values = [unescape(a) for a in alternatives]
             for v in values:
                 if not is_valid_id(v):
-                    raise _bad("_id", f"_id {v[:70]!r} is not a valid id")
+                    raise bad_value("_id", f"_id {v[:70]!r} is not a valid id")
             direct = R.id.in_(values)
             return Match(ids.where(direct), rank=0, direct=direct)
         if len(alternatives) > MAX_ALTERNATIVES:
@@ -600,14 +613,16 @@ class QueryBuilder:
     ) -> Match:
         """subject:Patient.name=x (spec search.html#chaining)."""
         if search_param.type != "reference":
-            raise _bad(name, f"{parsed.code} is not a reference parameter: it cannot be chained")
+            raise bad_value(
+                name, f"{parsed.code} is not a reference parameter: it cannot be chained"
+            )
         assert parsed.chain is not None
         tail = parsed.chain
         if not tail:
-            raise _bad(name, f"{name}: the chain names no parameter after the dot")
+            raise bad_value(name, f"{name}: the chain names no parameter after the dot")
         if parsed.modifier:
             if not is_resource_type(parsed.modifier):
-                raise _bad(name, f"A chain needs a resource type, not :{parsed.modifier}")
+                raise bad_value(name, f"A chain needs a resource type, not :{parsed.modifier}")
             self._check_modifier(search_param, name, parsed.modifier)
             types = [parsed.modifier]
         else:
@@ -618,7 +633,7 @@ class QueryBuilder:
                 if tail_code in params_for(t) or tail_code in RESOURCE_COLUMNS
             ]
             if not types:
-                raise _bad(name, f"No target of {parsed.code} has a parameter {tail_code!r}")
+                raise bad_value(name, f"No target of {parsed.code} has a parameter {tail_code!r}")
         c = reference_table.c
         branches = []
         for target_type in types:
@@ -631,15 +646,15 @@ class QueryBuilder:
         """_has:Task:focus:status=requested (spec search.html#has)."""
         parts = name.split(":", 3)
         if len(parts) != 4 or not all(parts[1:]):
-            raise _bad(name, "_has takes _has:Type:reference-parameter:parameter=value")
+            raise bad_value(name, "_has takes _has:Type:reference-parameter:parameter=value")
         _, source_type, code, tail = parts
         if not is_resource_type(source_type):
-            raise _bad(name, f"_has: {source_type!r} is not a resource type")
+            raise bad_value(name, f"_has: {source_type!r} is not a resource type")
         link = param(source_type, code)
         if link is None or link.type != "reference":
-            raise _bad(name, f"_has: {source_type}.{code} is not a reference parameter")
+            raise bad_value(name, f"_has: {source_type}.{code} is not a reference parameter")
         if link.targets and resource_type not in link.targets:
-            raise _bad(name, f"_has: {source_type}.{code} cannot refer to a {resource_type}")
+            raise bad_value(name, f"_has: {source_type}.{code} cannot refer to a {resource_type}")
         inner = self.match(source_type, tail, value, depth + 1)
         c = reference_table.c
         ids = select(c.target_id).where(
@@ -727,7 +742,7 @@ def parse_filters(
             match = builder.match(resource_type, name, value)
         except Unsupported as exc:
             if strict:
-                raise _bad(
+                raise bad_value(
                     exc.name, f"Search parameter {exc.name!r} is not supported for {resource_type}"
                 ) from exc
             if name not in ignored:

@@ -30,7 +30,7 @@ from app.fhir.errors import (
 )
 from app.fhir.jsonio import parse_json
 from app.fhir.registry import is_resource_type, is_valid_id
-from app.fhir.resource import etag, none_match
+from app.fhir.resource import etag, none_match, parse_etag
 from app.fhir.validation import check_resource
 from app.search.criteria import parse_criteria
 from app.search.query import Context
@@ -146,7 +146,7 @@ class BundleService:
             return _deleted(deleted)
         with transaction(resources.engine, write=True) as repo:
             result = self._write_one(repo, entry, self._context(), standalone=True)
-        return _written(result, entry)
+        return _written(result)
 
     # -- transaction --------------------------------------------------------------------
     def _transaction(self, raw_entries: list[Any]) -> list[Outcome]:
@@ -247,7 +247,7 @@ class BundleService:
                     repo, entry.resource_type, entry.target_id, entry.if_match, type_locked=True
                 )
             return _deleted(deleted)
-        return _written(self._write_one(repo, entry, context, standalone=False), entry)
+        return _written(self._write_one(repo, entry, context, standalone=False))
 
     def _write_one(
         self, repo: Repository, entry: Entry, context: Context, *, standalone: bool
@@ -408,8 +408,7 @@ def _deleted(version: StoredVersion | None) -> Outcome:
     return Outcome(204, version=version if version is not None and version.deleted else None)
 
 
-def _written(result: WriteResult, entry: Entry) -> Outcome:
-    del entry
+def _written(result: WriteResult) -> Outcome:
     return Outcome(201 if result.created else 200, version=result.version, location=True)
 
 
@@ -428,8 +427,6 @@ def _version_tag(value: Any, what: str) -> int | None:
         return None
     if not isinstance(value, str):
         raise InvalidRequest(f'{what} must be a string like W/"3"')
-    from app.fhir.resource import parse_etag
-
     try:
         return parse_etag(value)
     except ValueError as exc:
