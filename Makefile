@@ -20,7 +20,7 @@ install: $(STAMP)
 
 run: $(STAMP)
 	mkdir -p data
-	CASEBRIDGE_BASE_URL=$${CASEBRIDGE_BASE_URL:-http://$(HOST):$(PORT)/fhir} $(BIN)/casebridge serve --migrate --host $(HOST) --port $(PORT)
+	CASEBRIDGE_AUTH=$${CASEBRIDGE_AUTH:-off} CASEBRIDGE_BASE_URL=$${CASEBRIDGE_BASE_URL:-http://$(HOST):$(PORT)/fhir} $(BIN)/casebridge serve --migrate --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check app schemas mappings scripts tests bench

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from app.config import get_settings
+from app.security.caller import is_loopback
 from app.storage.db import create_db_engine, current_revision, head_revision, is_migrated, upgrade
 
 if TYPE_CHECKING:
@@ -35,6 +36,21 @@ def serve(
     import uvicorn
 
     settings = get_settings()
+    if settings.auth == "off":
+        if not is_loopback(host):
+            typer.echo(
+                f"CASEBRIDGE_AUTH=off serves records without authentication and is refused on "
+                f"{host!r}: bind a loopback address (127.0.0.1, ::1) or set CASEBRIDGE_AUTH=smart.",
+                err=True,
+            )
+            raise typer.Exit(code=2)
+        typer.secho(
+            "WARNING: authentication is OFF (CASEBRIDGE_AUTH=off): local development only. "
+            "Requests act for the agency in the X-Casebridge-Agency header.",
+            err=True,
+            fg=typer.colors.RED,
+            bold=True,
+        )
     engine = create_db_engine(settings.effective_database_url)
     try:
         if migrate:

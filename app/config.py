@@ -55,6 +55,20 @@ class Settings(BaseSettings):
         description="How long a finished bulk export's files stay downloadable ($export).",
     )
 
+    auth: Literal["smart", "off"] = Field(
+        default="smart",
+        description=(
+            "smart: every API request needs a SMART Backend Services access token. "
+            "off: local development only (loopback binds); requests act for the agency in "
+            "the X-Casebridge-Agency header, else default_agency, else the local operator."
+        ),
+    )
+    default_agency: str = Field(
+        default="",
+        description="With auth off: the agency (Organization/{id}) a request without the "
+        "X-Casebridge-Agency header acts for; empty means the unconfined local operator.",
+    )
+
     @field_validator("base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:

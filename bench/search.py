@@ -38,6 +38,7 @@ from sqlalchemy import event
 
 from app.clock import Clock
 from app.config import Settings
+from app.security.caller import OPERATOR
 from app.services.bulk import LoadProgress, analyze, bulk_engine, load_ndjson
 from app.services.container import build_services
 from app.storage.db import create_db_engine, upgrade
@@ -249,7 +250,7 @@ def _load(
         upgrade(engine)
     finally:
         engine.dispose()
-    settings = Settings(database_url=url)
+    settings = Settings(database_url=url, auth="off")
     engine = bulk_engine(settings)
     columns = (
         TextColumn(f"  [bold]{run.name}[/] loading"),
@@ -386,7 +387,9 @@ def explain(
             statements.append((statement, parameters))
 
     event.listen(engine, "before_cursor_execute", capture)
-    services = build_services(settings=Settings(database_url=url), engine=engine, clock=Clock())
+    services = build_services(
+        settings=Settings(database_url=url, auth="off"), engine=engine, clock=Clock()
+    )
     prefix = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
     try:
         for search in searches:
@@ -394,7 +397,7 @@ def explain(
             resource_type, _, query = path.removeprefix("/fhir/").partition("?")
             statements.clear()
             services.search.search(
-                resource_type=resource_type, params=parse_qsl(query), strict=True
+                caller=OPERATOR, resource_type=resource_type, params=parse_qsl(query), strict=True
             )
             found = list(statements)
             console.print(f"[bold]({search.key}) {search.label}[/]: {unquote(path)}")

@@ -151,6 +151,7 @@ class Server:
             "CASEBRIDGE_BASE_URL": f"{self.root_url}/fhir",
             "CASEBRIDGE_DATA_DIR": str(self.workdir),
             "CASEBRIDGE_ACCESS_LOG": "0",
+            "CASEBRIDGE_AUTH": "off",
         }
         command = [
             casebridge,

@@ -65,7 +65,11 @@ class Backend:
     engine: Engine
 
     def settings(self, **overrides: object) -> Settings:
-        values: dict[str, object] = {"database_url": self.url, "environment": "test"}
+        values: dict[str, object] = {
+            "database_url": self.url,
+            "environment": "test",
+            "auth": "off",
+        }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]
 

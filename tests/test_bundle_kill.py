@@ -133,6 +133,7 @@ class Server:
             "CASEBRIDGE_BASE_URL": self.fhir,
             "CASEBRIDGE_DATA_DIR": str(self.workdir),
             "CASEBRIDGE_ACCESS_LOG": "0",
+            "CASEBRIDGE_AUTH": "off",
         }
         command = [
             str(Path(sys.executable).with_name("casebridge")),

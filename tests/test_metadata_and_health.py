@@ -79,7 +79,7 @@ def test_migrations_match_the_table_models(backend: Backend) -> None:
 
 
 def test_app_refuses_an_unmigrated_database(tmp_path: Path) -> None:
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'fresh.db'}")
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'fresh.db'}", auth="off")
     with pytest.raises(NotMigratedError, match="casebridge db upgrade"):
         create_app(settings)
 
@@ -93,5 +93,5 @@ def test_cli_serve_refuses_unmigrated_then_db_upgrade_fixes_it(tmp_path: Path) -
     assert upgraded.returncode == 0, upgraded.stderr
     head = head_revision()
     assert head is not None and head in upgraded.stdout
-    app = create_app(Settings(database_url=env["CASEBRIDGE_DATABASE_URL"]))
+    app = create_app(Settings(database_url=env["CASEBRIDGE_DATABASE_URL"], auth="off"))
     app.state.services.engine.dispose()

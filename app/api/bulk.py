@@ -20,7 +20,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
-from app.api.deps import ServicesDep, negotiate
+from app.api.deps import CallerDep, ServicesDep, negotiate
 from app.api.render import json_response, query_pairs
 from app.fhir.errors import FHIRError, InvalidRequest, Issue, MethodNotAllowed, operation_outcome
 from app.services.export import Level, parse_request
@@ -53,7 +53,9 @@ def _preferences(request: Request) -> set[str]:
     return found
 
 
-def _kick_off(request: Request, services: ServicesDep, level: Level, path: str) -> Response:
+def _kick_off(
+    request: Request, services: ServicesDep, caller: CallerDep, level: Level, path: str
+) -> Response:
     preferences = _preferences(request)
     if "respond-async" not in preferences:
         raise InvalidRequest(
@@ -64,7 +66,7 @@ def _kick_off(request: Request, services: ServicesDep, level: Level, path: str) 
     base = services.settings.base_url
     query = request.url.query
     accepted = services.exports.kick_off(
-        export, request_url=f"{base}{path}" + (f"?{query}" if query else "")
+        export, caller=caller, request_url=f"{base}{path}" + (f"?{query}" if query else "")
     )
     status_url = f"{base}/$export-status/{accepted.job_id}"
     issues = [Issue("informational", f"Export accepted; poll {status_url}", "information")]
@@ -76,15 +78,15 @@ def _kick_off(request: Request, services: ServicesDep, level: Level, path: str) 
 
 
 @router.get("/$export", dependencies=_negotiated)
-def system_export(request: Request, services: ServicesDep) -> Response:
+def system_export(request: Request, services: ServicesDep, caller: CallerDep) -> Response:
     """System-level export kick-off (export.html#endpoint---system-level-export)."""
-    return _kick_off(request, services, "system", "/$export")
+    return _kick_off(request, services, caller, "system", "/$export")
 
 
 @router.get("/Patient/$export", dependencies=_negotiated)
-def patient_export(request: Request, services: ServicesDep) -> Response:
+def patient_export(request: Request, services: ServicesDep, caller: CallerDep) -> Response:
     """Patient-level export kick-off: every patient's compartment."""
-    return _kick_off(request, services, "patient", "/Patient/$export")
+    return _kick_off(request, services, caller, "patient", "/Patient/$export")
 
 
 @router.post("/$export")

@@ -7,7 +7,14 @@ from urllib.parse import parse_qsl
 
 from fastapi import Depends, Request
 
-from app.fhir.errors import InvalidRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
+from app.fhir.errors import (
+    InvalidRequest,
+    NotAcceptable,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from app.security.caller import OPERATOR, Caller, parse_agency
 from app.services.container import Services
 
 _JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
@@ -25,6 +32,28 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+AGENCY_HEADER = "x-casebridge-agency"
+
+
+async def get_caller(request: Request) -> Caller:
+    """The party this request acts for (see app/security/caller.py)."""
+    services: Services = request.app.state.services
+    settings = services.settings
+    if settings.auth == "off":
+        named = request.headers.get(AGENCY_HEADER)
+        if named is not None:
+            return Caller(agency=parse_agency(named))
+        if settings.default_agency:
+            return Caller(agency=parse_agency(settings.default_agency, what="default_agency"))
+        return OPERATOR
+    raise Unauthorized(
+        "This server requires a SMART Backend Services access token",
+        headers={"WWW-Authenticate": 'Bearer realm="casebridge"'},
+    )
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
 def check_format(fmt: str) -> None:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from app.api.deps import (
     BundleBody,
+    CallerDep,
     PatchBody,
     ResourceBody,
     SearchForm,
@@ -75,34 +76,44 @@ _CAPABILITIES: dict[tuple[str, datetime], dict[str, Any]] = {}
 
 
 @router.get("/_history")
-def system_history(request: Request, services: ServicesDep) -> Response:
+def system_history(request: Request, services: ServicesDep, caller: CallerDep) -> Response:
     """history-system (spec http.html#history)."""
     page = services.history.history(
-        resource_type=None, resource_id=None, params=query_pairs(request)
+        caller=caller, resource_type=None, resource_id=None, params=query_pairs(request)
     )
     return _history_response(request, services, page, "/_history")
 
 
 def _search_response(
-    services: ServicesDep, resource_type: str, pairs: list[tuple[str, str]], strict: bool
+    services: ServicesDep,
+    caller: CallerDep,
+    resource_type: str,
+    pairs: list[tuple[str, str]],
+    strict: bool,
 ) -> Response:
-    page = services.search.search(resource_type=resource_type, params=pairs, strict=strict)
+    page = services.search.search(
+        caller=caller, resource_type=resource_type, params=pairs, strict=strict
+    )
     return fhir_response(_searchset(services, resource_type, page))
 
 
 @router.get("")
 @router.get("/", include_in_schema=False)
-def search_system(request: Request, services: ServicesDep) -> Response:
+def search_system(request: Request, services: ServicesDep, caller: CallerDep) -> Response:
     """search-system (spec http.html#search): GET [base]?_type=...&..."""
-    page = services.search.search_system(params=query_pairs(request), strict=prefer_strict(request))
+    page = services.search.search_system(
+        caller=caller, params=query_pairs(request), strict=prefer_strict(request)
+    )
     return fhir_response(_searchset(services, None, page))
 
 
 @router.post("/_search")
-def search_system_post(request: Request, form: SearchForm, services: ServicesDep) -> Response:
+def search_system_post(
+    request: Request, form: SearchForm, services: ServicesDep, caller: CallerDep
+) -> Response:
     """search-system by POST with a form body (spec http.html#search)."""
     page = services.search.search_system(
-        params=_form_pairs(request, form), strict=prefer_strict(request)
+        caller=caller, params=_form_pairs(request, form), strict=prefer_strict(request)
     )
     return fhir_response(_searchset(services, None, page))
 
@@ -141,9 +152,11 @@ def _searchset(services: ServicesDep, resource_type: str | None, page: SearchPag
 
 @router.post("")
 @router.post("/", include_in_schema=False)
-def batch_or_transaction(request: Request, body: BundleBody, services: ServicesDep) -> Response:
+def batch_or_transaction(
+    request: Request, body: BundleBody, services: ServicesDep, caller: CallerDep
+) -> Response:
     """batch and transaction (spec http.html#transaction): one Bundle of requests."""
-    kind, outcomes = services.bundles.process(body)
+    kind, outcomes = services.bundles.process(body, caller=caller)
     base = services.settings.base_url
     minimal = prefer_return(request) == "minimal"
     entries = []
@@ -164,18 +177,22 @@ def batch_or_transaction(request: Request, body: BundleBody, services: ServicesD
 
 
 @router.get("/{resource_type}")
-def search(request: Request, resource_type: str, services: ServicesDep) -> Response:
+def search(
+    request: Request, resource_type: str, services: ServicesDep, caller: CallerDep
+) -> Response:
     """search-type (spec http.html#search)."""
-    return _search_response(services, resource_type, query_pairs(request), prefer_strict(request))
+    return _search_response(
+        services, caller, resource_type, query_pairs(request), prefer_strict(request)
+    )
 
 
 @router.post("/{resource_type}/_search")
 def search_post(
-    request: Request, resource_type: str, form: SearchForm, services: ServicesDep
+    request: Request, resource_type: str, form: SearchForm, services: ServicesDep, caller: CallerDep
 ) -> Response:
     """search-type by POST with a form body (spec http.html#search)."""
     pairs = _form_pairs(request, form)
-    return _search_response(services, resource_type, pairs, prefer_strict(request))
+    return _search_response(services, caller, resource_type, pairs, prefer_strict(request))
 
 
 def _form_pairs(request: Request, form: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -188,11 +205,16 @@ def _form_pairs(request: Request, form: list[tuple[str, str]]) -> list[tuple[str
 
 @router.post("/{resource_type}")
 def create(
-    request: Request, resource_type: str, body: ResourceBody, services: ServicesDep
+    request: Request,
+    resource_type: str,
+    body: ResourceBody,
+    services: ServicesDep,
+    caller: CallerDep,
 ) -> Response:
     """create and conditional create (spec http.html#create, #ccreate)."""
     criteria = request.headers.get("if-none-exist")
     result = services.resources.create(
+        caller=caller,
         resource_type=resource_type,
         body=body,
         if_none_exist=(
@@ -208,10 +230,15 @@ def create(
 
 @router.put("/{resource_type}")
 def conditional_update(
-    request: Request, resource_type: str, body: ResourceBody, services: ServicesDep
+    request: Request,
+    resource_type: str,
+    body: ResourceBody,
+    services: ServicesDep,
+    caller: CallerDep,
 ) -> Response:
     """Conditional update (spec http.html#cond-update)."""
     result = services.resources.conditional_update(
+        caller=caller,
         resource_type=resource_type,
         criteria=query_pairs(request),
         body=body,
@@ -227,20 +254,24 @@ def conditional_update(
 
 
 @router.delete("/{resource_type}")
-def conditional_delete(request: Request, resource_type: str, services: ServicesDep) -> Response:
+def conditional_delete(
+    request: Request, resource_type: str, services: ServicesDep, caller: CallerDep
+) -> Response:
     """Conditional delete (spec http.html#cdelete)."""
     deleted = services.resources.conditional_delete(
-        resource_type=resource_type, criteria=query_pairs(request)
+        caller=caller, resource_type=resource_type, criteria=query_pairs(request)
     )
     headers = {"ETag": etag(deleted.version_id)} if deleted else None
     return Response(status_code=204, headers=headers)
 
 
 @router.get("/{resource_type}/_history")
-def type_history(request: Request, resource_type: str, services: ServicesDep) -> Response:
+def type_history(
+    request: Request, resource_type: str, services: ServicesDep, caller: CallerDep
+) -> Response:
     """history-type (spec http.html#history)."""
     page = services.history.history(
-        resource_type=resource_type, resource_id=None, params=query_pairs(request)
+        caller=caller, resource_type=resource_type, resource_id=None, params=query_pairs(request)
     )
     return _history_response(request, services, page, f"/{resource_type}/_history")
 
@@ -249,10 +280,12 @@ def type_history(request: Request, resource_type: str, services: ServicesDep) ->
 # the thread pool that every other route pays.
 @router.get("/{resource_type}/{resource_id}")
 async def read(
-    request: Request, resource_type: str, resource_id: str, services: ServicesDep
+    request: Request, resource_type: str, resource_id: str, services: ServicesDep, caller: CallerDep
 ) -> Response:
     """read and conditional read (spec http.html#read, #cread)."""
-    version = services.resources.read(resource_type=resource_type, resource_id=resource_id)
+    version = services.resources.read(
+        caller=caller, resource_type=resource_type, resource_id=resource_id
+    )
     assert version.body is not None
     headers = version_headers(version, services.settings.base_url)
     if not_modified(request, version):
@@ -267,10 +300,15 @@ def update(
     resource_id: str,
     body: ResourceBody,
     services: ServicesDep,
+    caller: CallerDep,
 ) -> Response:
     """update and update-as-create (spec http.html#update)."""
     result = services.resources.update(
-        resource_type=resource_type, resource_id=resource_id, body=body, if_match=if_match(request)
+        caller=caller,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        body=body,
+        if_match=if_match(request),
     )
     return write_response(
         request,
@@ -288,10 +326,15 @@ def patch(
     resource_id: str,
     body: PatchBody,
     services: ServicesDep,
+    caller: CallerDep,
 ) -> Response:
     """patch with JSON Patch (spec http.html#patch)."""
     result = services.resources.patch(
-        resource_type=resource_type, resource_id=resource_id, body=body, if_match=if_match(request)
+        caller=caller,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        body=body,
+        if_match=if_match(request),
     )
     return write_response(
         request, result.version, status=200, base_url=services.settings.base_url, message="Patched"
@@ -300,11 +343,14 @@ def patch(
 
 @router.delete("/{resource_type}/{resource_id}")
 def delete(
-    request: Request, resource_type: str, resource_id: str, services: ServicesDep
+    request: Request, resource_type: str, resource_id: str, services: ServicesDep, caller: CallerDep
 ) -> Response:
     """delete (spec http.html#delete)."""
     deleted = services.resources.delete(
-        resource_type=resource_type, resource_id=resource_id, if_match=if_match(request)
+        caller=caller,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        if_match=if_match(request),
     )
     headers = {"ETag": etag(deleted.version_id)} if deleted else None
     return Response(status_code=204, headers=headers)
@@ -312,22 +358,25 @@ def delete(
 
 @router.get("/{resource_type}/{resource_id}/_history")
 def instance_history(
-    request: Request, resource_type: str, resource_id: str, services: ServicesDep
+    request: Request, resource_type: str, resource_id: str, services: ServicesDep, caller: CallerDep
 ) -> Response:
     """history-instance (spec http.html#history)."""
     page = services.history.history(
-        resource_type=resource_type, resource_id=resource_id, params=query_pairs(request)
+        caller=caller,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        params=query_pairs(request),
     )
     return _history_response(request, services, page, f"/{resource_type}/{resource_id}/_history")
 
 
 @router.get("/{resource_type}/{resource_id}/_history/{version_id}")
 async def vread(
-    resource_type: str, resource_id: str, version_id: str, services: ServicesDep
+    resource_type: str, resource_id: str, version_id: str, services: ServicesDep, caller: CallerDep
 ) -> Response:
     """vread (spec http.html#vread)."""
     version = services.resources.vread(
-        resource_type=resource_type, resource_id=resource_id, version_id=version_id
+        caller=caller, resource_type=resource_type, resource_id=resource_id, version_id=version_id
     )
     assert version.body is not None
     return fhir_response(version.body, headers=version_headers(version, services.settings.base_url))

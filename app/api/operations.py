@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from app.api.deps import ServicesDep, negotiate
+from app.api.deps import CallerDep, ServicesDep, negotiate
 from app.api.render import fhir_response, page_links, query_pairs
 from app.fhir.bundles import searchset_bundle
 from app.fhir.errors import Issue, operation_outcome
@@ -19,16 +19,24 @@ router = APIRouter(prefix="/fhir", dependencies=[Depends(negotiate)])
 
 
 @router.get("/Patient/{patient_id}/$everything")
-def patient_everything(request: Request, patient_id: str, services: ServicesDep) -> Response:
+def patient_everything(
+    request: Request, patient_id: str, services: ServicesDep, caller: CallerDep
+) -> Response:
     """Patient $everything (spec patient-operation-everything.html)."""
-    page = services.everything.patient(patient_id=patient_id, params=query_pairs(request))
+    page = services.everything.patient(
+        caller=caller, patient_id=patient_id, params=query_pairs(request)
+    )
     return _render(services, f"/Patient/{patient_id}/$everything", page)
 
 
 @router.get("/CarePlan/{care_plan_id}/$everything")
-def care_plan_everything(request: Request, care_plan_id: str, services: ServicesDep) -> Response:
+def care_plan_everything(
+    request: Request, care_plan_id: str, services: ServicesDep, caller: CallerDep
+) -> Response:
     """CarePlan $everything: the care plan package (app/services/everything.py)."""
-    page = services.everything.care_plan(care_plan_id=care_plan_id, params=query_pairs(request))
+    page = services.everything.care_plan(
+        caller=caller, care_plan_id=care_plan_id, params=query_pairs(request)
+    )
     return _render(services, f"/CarePlan/{care_plan_id}/$everything", page)
 
 

@@ -78,6 +78,20 @@ class ResourceInvalid(FHIRError):
     code = "processing"
 
 
+class Unauthorized(FHIRError):
+    """401: no valid credentials; the response names how to authenticate."""
+
+    status = 401
+    code = "login"
+
+
+class Forbidden(FHIRError):
+    """403: the caller is known but may not do this (scope or agency rule)."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(FHIRError):
     """404: no such resource, type or endpoint."""
 

@@ -34,6 +34,7 @@ from app.fhir.resource import etag, none_match, parse_etag
 from app.fhir.validation import check_resource
 from app.search.criteria import parse_criteria
 from app.search.query import Context
+from app.security.caller import Caller
 from app.services.resources import JsonPatchDocument, ResourceService, WriteResult
 from app.services.search import SearchPage, SearchService
 from app.services.uow import transaction
@@ -91,7 +92,7 @@ class BundleService:
         self._settings = settings
 
     # -- entry points -------------------------------------------------------------------
-    def process(self, body: bytes) -> tuple[str, list[Outcome]]:
+    def process(self, body: bytes, *, caller: Caller) -> tuple[str, list[Outcome]]:
         """Run a batch or transaction; returns the Bundle type and one outcome per entry."""
         bundle = parse_json(body, max_depth=self._settings.max_json_depth)
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
@@ -112,44 +113,45 @@ class BundleService:
                 "in one request (CASEBRIDGE_MAX_BUNDLE_ENTRIES)"
             )
         if kind == "batch":
-            return "batch-response", self._batch(raw_entries)
-        return "transaction-response", self._transaction(raw_entries)
+            return "batch-response", self._batch(raw_entries, caller)
+        return "transaction-response", self._transaction(raw_entries, caller)
 
     # -- batch --------------------------------------------------------------------------
-    def _batch(self, raw_entries: list[Any]) -> list[Outcome]:
+    def _batch(self, raw_entries: list[Any], caller: Caller) -> list[Outcome]:
         outcomes = []
         for index, raw in enumerate(raw_entries):
             try:
                 entry = self._parse_entry(index, raw)
-                outcomes.append(self._single(entry))
+                outcomes.append(self._single(entry, caller))
             except FHIRError as exc:
                 outcomes.append(Outcome(exc.status, error=exc))
         return outcomes
 
-    def _single(self, entry: Entry) -> Outcome:
+    def _single(self, entry: Entry, caller: Caller) -> Outcome:
         """One batch entry as its own interaction (own transaction)."""
         resources = self._resources
         if entry.method in ("GET", "HEAD"):
-            return self._read(entry)
+            return self._read(entry, caller)
         if entry.method == "DELETE":
             if entry.query is not None:
                 deleted = resources.conditional_delete(
-                    resource_type=entry.resource_type, criteria=entry.query
+                    caller=caller, resource_type=entry.resource_type, criteria=entry.query
                 )
             else:
                 assert entry.resource_id is not None
                 deleted = resources.delete(
+                    caller=caller,
                     resource_type=entry.resource_type,
                     resource_id=entry.resource_id,
                     if_match=entry.if_match,
                 )
             return _deleted(deleted)
         with transaction(resources.engine, write=True) as repo:
-            result = self._write_one(repo, entry, self._context(), standalone=True)
+            result = self._write_one(repo, caller, entry, self._context(), standalone=True)
         return _written(result)
 
     # -- transaction --------------------------------------------------------------------
-    def _transaction(self, raw_entries: list[Any]) -> list[Outcome]:
+    def _transaction(self, raw_entries: list[Any], caller: Caller) -> list[Outcome]:
         entries = [_in_entry(i, self._parse_entry, i, raw) for i, raw in enumerate(raw_entries)]
         _check_full_urls(entries)
         context = self._context()
@@ -173,7 +175,9 @@ class BundleService:
                 _in_entry(entry.index, self._settle_identity, repo, entry, context)
             _check_overlap(deletes)
             for entry in deletes:
-                outcomes[entry.index] = _in_entry(entry.index, self._apply, repo, entry, context)
+                outcomes[entry.index] = _in_entry(
+                    entry.index, self._apply, repo, caller, entry, context
+                )
             mapping: dict[str, str] = {}
             for entry in changes:
                 pair = _in_entry(entry.index, self._settle_identity, repo, entry, context)
@@ -188,11 +192,13 @@ class BundleService:
                 if entry.resource is not None:
                     _in_entry(entry.index, _rewrite_references, entry.resource, mapping, resolve)
             for entry in changes:
-                outcomes[entry.index] = _in_entry(entry.index, self._apply, repo, entry, context)
+                outcomes[entry.index] = _in_entry(
+                    entry.index, self._apply, repo, caller, entry, context
+                )
             # Reads last, inside the transaction: a failing read fails it all.
             for entry in entries:
                 if entry.method in ("GET", "HEAD"):
-                    outcomes[entry.index] = _in_entry(entry.index, self._read, entry, repo)
+                    outcomes[entry.index] = _in_entry(entry.index, self._read, entry, caller, repo)
         return [outcomes[i] for i in range(len(entries))]
 
     def _settle_identity(
@@ -239,18 +245,29 @@ class BundleService:
             )
         return f"{resource_type}/{matches[0]}"
 
-    def _apply(self, repo: Repository, entry: Entry, context: Context) -> Outcome:
+    def _apply(self, repo: Repository, caller: Caller, entry: Entry, context: Context) -> Outcome:
         if entry.method == "DELETE":
             deleted = None
             if entry.target_id is not None and not entry.skip_write:
                 deleted = self._resources.delete_in(
-                    repo, entry.resource_type, entry.target_id, entry.if_match, type_locked=True
+                    repo,
+                    caller,
+                    entry.resource_type,
+                    entry.target_id,
+                    entry.if_match,
+                    type_locked=True,
                 )
             return _deleted(deleted)
-        return _written(self._write_one(repo, entry, context, standalone=False))
+        return _written(self._write_one(repo, caller, entry, context, standalone=False))
 
     def _write_one(
-        self, repo: Repository, entry: Entry, context: Context, *, standalone: bool
+        self,
+        repo: Repository,
+        caller: Caller,
+        entry: Entry,
+        context: Context,
+        *,
+        standalone: bool,
     ) -> WriteResult:
         """POST, PUT or PATCH of one entry inside an open write transaction."""
         resources = self._resources
@@ -270,13 +287,14 @@ class BundleService:
                 assert existing is not None
                 return WriteResult(existing, created=False)
             return resources.create_in(
-                repo, entry.resource_type, entry.resource, resource_id=entry.target_id
+                repo, caller, entry.resource_type, entry.resource, resource_id=entry.target_id
             )
         if entry.method == "PUT":
             assert entry.resource is not None and entry.target_id is not None
             entry.resource["id"] = entry.target_id
             return resources.update_in(
                 repo,
+                caller,
                 entry.resource_type,
                 entry.target_id,
                 entry.resource,
@@ -286,6 +304,7 @@ class BundleService:
         assert entry.patch is not None and entry.target_id is not None
         return resources.patch_in(
             repo,
+            caller,
             entry.resource_type,
             entry.target_id,
             entry.patch,
@@ -293,10 +312,11 @@ class BundleService:
             type_locked=True,
         )
 
-    def _read(self, entry: Entry, repo: Repository | None = None) -> Outcome:
+    def _read(self, entry: Entry, caller: Caller, repo: Repository | None = None) -> Outcome:
         """GET entries: read, vread or search; inside the transaction when repo is given."""
         if entry.query is not None or entry.resource_id is None:
             page = self._search.search(
+                caller=caller,
                 resource_type=entry.resource_type,
                 params=entry.query or [],
                 strict=False,
@@ -305,7 +325,7 @@ class BundleService:
             return Outcome(200, page=page, resource_type=entry.resource_type)
         if repo is None:
             with transaction(self._resources.engine, write=False) as reader:
-                return self._read(entry, reader)
+                return self._read(entry, caller, reader)
         if entry.version_id is not None:
             version = self._resources.vread_in(
                 repo, entry.resource_type, entry.resource_id, entry.version_id

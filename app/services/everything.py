@@ -55,6 +55,7 @@ from app.fhir.resource import etag
 from app.fhir.validation import check_type_and_id
 from app.search.dates import parse_date_range
 from app.search.query import Context, parse_filters
+from app.security.caller import Caller
 from app.services.params import decode_token, encode_token, page_size, single
 from app.services.uow import transaction
 from app.storage.repository import Repository, StoredVersion
@@ -148,7 +149,13 @@ class EverythingService:
         self._default_count = default_count
         self._max_count = max_count
 
-    def patient(self, *, patient_id: str, params: Sequence[tuple[str, str]]) -> EverythingPage:
+    def patient(
+        self,
+        *,
+        caller: Caller,  # noqa: ARG002
+        patient_id: str,
+        params: Sequence[tuple[str, str]],
+    ) -> EverythingPage:
         """Patient $everything (spec patient-operation-everything.html): the patient, the
         live members of its compartment (mode match) and the resources of REFERENCED_TYPES
         they refer to (mode include). 404 for an unknown patient, 410 for a deleted one."""
@@ -182,7 +189,13 @@ class EverythingService:
             )
         return _page(listing, rows, total)
 
-    def care_plan(self, *, care_plan_id: str, params: Sequence[tuple[str, str]]) -> EverythingPage:
+    def care_plan(
+        self,
+        *,
+        caller: Caller,  # noqa: ARG002
+        care_plan_id: str,
+        params: Sequence[tuple[str, str]],
+    ) -> EverythingPage:
         """CarePlan $everything: what one agency hands another with a care plan.
 
         Members (search.mode match): the plan; its goals (CarePlan.goal), what its

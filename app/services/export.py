@@ -49,6 +49,7 @@ from app.fhir.errors import FHIRError, InvalidRequest, NotFound, Transient
 from app.fhir.registry import is_resource_type, resource_types
 from app.search.dates import parse_date_range
 from app.search.registry import params_for
+from app.security.caller import Caller
 from app.services.everything import patient_record
 from app.services.params import single
 from app.services.uow import transaction
@@ -311,7 +312,7 @@ class ExportService:
             self._fail(job_id, "The server stopped before the export started; start it again")
 
     # -- requests ----------------------------------------------------------------------
-    def kick_off(self, request: ExportRequest, *, request_url: str) -> KickOff:
+    def kick_off(self, request: ExportRequest, *, caller: Caller, request_url: str) -> KickOff:
         """Record a job and queue it on this process's workers (export.html#response---success)."""
         if self._stopping.is_set():
             raise Transient("The server is shutting down; retry the export")
@@ -324,8 +325,7 @@ class ExportService:
                     "status": "queued",
                     "request_url": request_url,
                     "params": request.params_json().decode(),
-                    # Who asked: filled in once requests are authenticated (issue 6).
-                    "requester": None,
+                    "requester": caller.agency,
                     "transaction_time": self._clock.now(),
                     "created_at": now,
                     "updated_at": now,

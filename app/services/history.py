@@ -14,6 +14,7 @@ from app.fhir.numbers import MAX_VERSION
 from app.fhir.registry import is_resource_type, is_valid_id
 from app.fhir.validation import check_type_and_id
 from app.search.dates import parse_date_range
+from app.security.caller import Caller
 from app.services.params import decode_token, encode_token, page_size, single
 from app.services.uow import transaction
 from app.storage.repository import HistoryCursor, StoredVersion
@@ -65,6 +66,7 @@ class HistoryService:
     def history(
         self,
         *,
+        caller: Caller,  # noqa: ARG002
         resource_type: str | None,
         resource_id: str | None,
         params: Sequence[tuple[str, str]],

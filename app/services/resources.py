@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import jsonpatch
 from sqlalchemy.engine import Engine
@@ -33,6 +33,7 @@ from app.fhir.validation import check_resource, check_type_and_id
 from app.search.criteria import parse_criteria
 from app.search.extract import extract_index
 from app.search.query import Context, Criteria
+from app.security.caller import Caller
 from app.services.uow import transaction
 from app.storage.index import IndexRows
 from app.storage.repository import Repository, StoredVersion
@@ -57,6 +58,33 @@ class WriteResult:
     created: bool
 
 
+@dataclass(slots=True)
+class WriteEvent:
+    """One resource write about to happen (or just done) inside a write transaction."""
+
+    caller: Caller
+    resource_type: str
+    resource_id: str
+    # The version current before this write (None: the resource is new).
+    current: StoredVersion | None
+    # The content to store (None: a deletion). before_write hooks may amend it in place.
+    resource: dict[str, Any] | None
+    method: str
+
+
+class WriteHook(Protocol):
+    """Rules and side effects other features attach to every write path (REST, PATCH,
+    transaction and batch entries, referral endpoints): all writes pass through _write."""
+
+    def before_write(self, repo: Repository, event: WriteEvent) -> bool:
+        """Refuse (raise a FHIRError) or amend event.resource; True when it was amended."""
+        ...
+
+    def after_write(self, repo: Repository, event: WriteEvent, version: StoredVersion) -> None:
+        """Side effects in the same transaction (other writes, outbox rows, audit rows)."""
+        ...
+
+
 class ResourceService:
     """Create, read, update, patch, delete and conditional variants for any resource type."""
 
@@ -64,6 +92,11 @@ class ResourceService:
         self._engine = engine
         self._clock = clock
         self._settings = settings
+        self._hooks: list[WriteHook] = []
+
+    def add_hook(self, hook: WriteHook) -> None:
+        """Attach a WriteHook; hooks run in the order added."""
+        self._hooks.append(hook)
 
     # -- plumbing ----------------------------------------------------------------------
     @property
@@ -100,6 +133,7 @@ class ResourceService:
         self,
         repo: Repository,
         *,
+        caller: Caller,
         resource_type: str,
         resource_id: str,
         resource: dict[str, Any] | None,
@@ -107,7 +141,15 @@ class ResourceService:
         method: str,
         index: IndexRows = _NO_ROWS,
     ) -> StoredVersion:
-        """Write the next version; index rows were extracted before the transaction."""
+        """Write the next version; index rows were extracted before the transaction
+        (and are extracted again if a hook amends the resource)."""
+        event = WriteEvent(caller, resource_type, resource_id, current, resource, method)
+        amended = False
+        for hook in self._hooks:
+            amended = hook.before_write(repo, event) or amended
+        resource = event.resource
+        if amended and resource is not None:
+            index = self._index(resource_type, resource)
         version_id = current.version_id + 1 if current else 1
         now = self._now_after(current)
         body = (
@@ -119,6 +161,8 @@ class ResourceService:
             resource_type, resource_id, version_id, now, resource is None, body, method
         )
         repo.write_version(version=version, exists=current is not None, index=index)
+        for hook in self._hooks:
+            hook.after_write(repo, event, version)
         return version
 
     @staticmethod
@@ -139,6 +183,7 @@ class ResourceService:
     def create(
         self,
         *,
+        caller: Caller,
         resource_type: str,
         body: bytes,
         if_none_exist: Sequence[tuple[str, str]] | None = None,
@@ -154,11 +199,14 @@ class ResourceService:
         )
         with self._uow(write=True) as repo:
             repo.lock_type(resource_type, exclusive=parsed is not None)
-            return self.create_in(repo, resource_type, resource, index=index, criteria=parsed)
+            return self.create_in(
+                repo, caller, resource_type, resource, index=index, criteria=parsed
+            )
 
     def create_in(
         self,
         repo: Repository,
+        caller: Caller,
         resource_type: str,
         resource: dict[str, Any],
         *,
@@ -175,6 +223,7 @@ class ResourceService:
                 return WriteResult(existing, created=False)
         version = self._write(
             repo,
+            caller=caller,
             resource_type=resource_type,
             resource_id=resource_id or self._clock.new_id(),
             resource=resource,
@@ -199,7 +248,7 @@ class ResourceService:
         return repo.current(resource_type, matches[0])
 
     # -- read --------------------------------------------------------------------------
-    def read(self, *, resource_type: str, resource_id: str) -> StoredVersion:
+    def read(self, *, caller: Caller, resource_type: str, resource_id: str) -> StoredVersion:  # noqa: ARG002
         """read (spec http.html#read): 404 if never existed, 410 if deleted."""
         check_type_and_id(resource_type, resource_id)
         with self._uow(write=False, single_read=True) as repo:
@@ -218,7 +267,14 @@ class ResourceService:
             )
         return current
 
-    def vread(self, *, resource_type: str, resource_id: str, version_id: str) -> StoredVersion:
+    def vread(
+        self,
+        *,
+        caller: Caller,  # noqa: ARG002
+        resource_type: str,
+        resource_id: str,
+        version_id: str,
+    ) -> StoredVersion:
         """vread (spec http.html#vread)."""
         check_type_and_id(resource_type, resource_id)
         with self._uow(write=False, single_read=True) as repo:
@@ -244,6 +300,7 @@ class ResourceService:
     def update(
         self,
         *,
+        caller: Caller,
         resource_type: str,
         resource_id: str,
         body: bytes,
@@ -257,12 +314,13 @@ class ResourceService:
         index = self._index(resource_type, resource)
         with self._uow(write=True) as repo:
             return self.update_in(
-                repo, resource_type, resource_id, resource, if_match, "PUT", index=index
+                repo, caller, resource_type, resource_id, resource, if_match, "PUT", index=index
             )
 
     def update_in(
         self,
         repo: Repository,
+        caller: Caller,
         resource_type: str,
         resource_id: str,
         resource: dict[str, Any],
@@ -282,6 +340,7 @@ class ResourceService:
         self._check_if_match(current, if_match)
         version = self._write(
             repo,
+            caller=caller,
             resource_type=resource_type,
             resource_id=resource_id,
             resource=resource,
@@ -294,6 +353,7 @@ class ResourceService:
     def conditional_update(
         self,
         *,
+        caller: Caller,
         resource_type: str,
         criteria: Sequence[tuple[str, str]],
         body: bytes,
@@ -319,6 +379,7 @@ class ResourceService:
             resource["id"] = target
             return self.update_in(
                 repo,
+                caller,
                 resource_type,
                 target,
                 resource,
@@ -357,6 +418,7 @@ class ResourceService:
     def patch(
         self,
         *,
+        caller: Caller,
         resource_type: str,
         resource_id: str,
         body: bytes,
@@ -368,7 +430,7 @@ class ResourceService:
         # The patch applies to the version current under the lock, so concurrent patches
         # serialise instead of failing; validation runs inside the lock only for PATCH.
         with self._uow(write=True) as repo:
-            return self.patch_in(repo, resource_type, resource_id, patch, if_match)
+            return self.patch_in(repo, caller, resource_type, resource_id, patch, if_match)
 
     def parse_patch(self, body: bytes | Any, *, parsed: bool = False) -> JsonPatchDocument:
         """A JSON Patch document (RFC 6902), checked for shape before any lock is taken."""
@@ -386,6 +448,7 @@ class ResourceService:
     def patch_in(
         self,
         repo: Repository,
+        caller: Caller,
         resource_type: str,
         resource_id: str,
         patch: JsonPatchDocument,
@@ -407,6 +470,7 @@ class ResourceService:
         resource = check_resource(patched, resource_type=resource_type, resource_id=resource_id)
         version = self._write(
             repo,
+            caller=caller,
             resource_type=resource_type,
             resource_id=resource_id,
             resource=resource,
@@ -418,16 +482,22 @@ class ResourceService:
 
     # -- delete ------------------------------------------------------------------------
     def delete(
-        self, *, resource_type: str, resource_id: str, if_match: int | None = None
+        self,
+        *,
+        caller: Caller,
+        resource_type: str,
+        resource_id: str,
+        if_match: int | None = None,
     ) -> StoredVersion | None:
         """delete (spec http.html#delete): idempotent; history keeps the deletion."""
         check_type_and_id(resource_type, resource_id)
         with self._uow(write=True) as repo:
-            return self.delete_in(repo, resource_type, resource_id, if_match)
+            return self.delete_in(repo, caller, resource_type, resource_id, if_match)
 
     def delete_in(
         self,
         repo: Repository,
+        caller: Caller,
         resource_type: str,
         resource_id: str,
         if_match: int | None,
@@ -444,6 +514,7 @@ class ResourceService:
             return current
         return self._write(
             repo,
+            caller=caller,
             resource_type=resource_type,
             resource_id=resource_id,
             resource=None,
@@ -452,7 +523,7 @@ class ResourceService:
         )
 
     def conditional_delete(
-        self, *, resource_type: str, criteria: Sequence[tuple[str, str]]
+        self, *, caller: Caller, resource_type: str, criteria: Sequence[tuple[str, str]]
     ) -> StoredVersion | None:
         """Conditional delete (spec http.html#cdelete): one match deleted, several -> 412."""
         check_type_and_id(resource_type)
@@ -462,7 +533,7 @@ class ResourceService:
             match = self.find_one(repo, resource_type, parsed, "Conditional delete")
             if match is None:
                 return None
-            return self.delete_in(repo, resource_type, match.id, None, type_locked=True)
+            return self.delete_in(repo, caller, resource_type, match.id, None, type_locked=True)
 
 
 def _apply_patch(patch: jsonpatch.JsonPatch, operations: list[Any], target: Any) -> Any:

@@ -33,6 +33,7 @@ from app.search.order import (
     parse_system_sort,
 )
 from app.search.query import RESULT_PARAMETERS, Context, of_types, parse_filters
+from app.security.caller import Caller
 from app.services.params import decode_token, encode_token, page_size, single
 from app.services.uow import transaction
 from app.storage.repository import Repository, StoredVersion
@@ -85,6 +86,7 @@ class SearchService:
     def search(
         self,
         *,
+        caller: Caller,  # noqa: ARG002
         resource_type: str,
         params: Sequence[tuple[str, str]],
         strict: bool,
@@ -108,7 +110,13 @@ class SearchService:
             repo=repo,
         )
 
-    def search_system(self, *, params: Sequence[tuple[str, str]], strict: bool) -> SearchPage:
+    def search_system(
+        self,
+        *,
+        caller: Caller,  # noqa: ARG002
+        params: Sequence[tuple[str, str]],
+        strict: bool,
+    ) -> SearchPage:
         """search-system (spec http.html#search): across the types named by _type.
 
         Without _type only _id and _lastUpdated may filter (every other parameter is
