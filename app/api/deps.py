@@ -37,7 +37,14 @@ AGENCY_HEADER = "x-casebridge-agency"
 
 
 async def get_caller(request: Request) -> Caller:
-    """The party this request acts for (see app/security/caller.py)."""
+    """The party this request acts for (see app/security/caller.py); also kept on
+    request.state.caller for the audit of the request."""
+    caller = await _resolve_caller(request)
+    request.state.caller = caller
+    return caller
+
+
+async def _resolve_caller(request: Request) -> Caller:
     services: Services = request.app.state.services
     settings = services.settings
     if settings.auth == "off":

@@ -70,6 +70,8 @@ class WriteEvent:
     # The content to store (None: a deletion). before_write hooks may amend it in place.
     resource: dict[str, Any] | None
     method: str
+    # The version the client named in If-Match (None: it named none).
+    if_match: int | None = None
 
 
 class WriteHook(Protocol):
@@ -140,10 +142,11 @@ class ResourceService:
         current: StoredVersion | None,
         method: str,
         index: IndexRows = _NO_ROWS,
+        if_match: int | None = None,
     ) -> StoredVersion:
         """Write the next version; index rows were extracted before the transaction
         (and are extracted again if a hook amends the resource)."""
-        event = WriteEvent(caller, resource_type, resource_id, current, resource, method)
+        event = WriteEvent(caller, resource_type, resource_id, current, resource, method, if_match)
         amended = False
         for hook in self._hooks:
             amended = hook.before_write(repo, event) or amended
@@ -347,6 +350,7 @@ class ResourceService:
             current=current,
             method=method,
             index=index,
+            if_match=if_match,
         )
         return WriteResult(version, created=current is None or current.deleted)
 
@@ -477,6 +481,7 @@ class ResourceService:
             current=current,
             method="PATCH",
             index=self._index(resource_type, resource),
+            if_match=if_match,
         )
         return WriteResult(version, created=False)
 
@@ -520,6 +525,7 @@ class ResourceService:
             resource=None,
             current=current,
             method="DELETE",
+            if_match=if_match,
         )
 
     def conditional_delete(
