@@ -53,6 +53,7 @@ from app.search.index_rows import (
     precision_range,
 )
 from app.search.registry import SearchParam, param, params_for
+from app.storage.access import AccessScope
 from app.storage.tables import (
     date_table,
     number_table,
@@ -131,6 +132,9 @@ class Context:
 
     own_base: str
     now: datetime
+    # The agency access rule: a chain or _has may only pass through resources the caller
+    # may see, or it would tell of records a read would deny (None: unconfined).
+    scope: AccessScope | None = None
 
 
 class Unsupported(Exception):
@@ -639,7 +643,13 @@ class QueryBuilder:
         for target_type in types:
             inner = self.match(target_type, tail, value, depth + 1)
             target_ids = _live_ids(target_type, inner)
-            branches.append(and_(c.target_type == target_type, c.target_id.in_(target_ids)))
+            branches.append(
+                and_(
+                    c.target_type == target_type,
+                    c.target_id.in_(target_ids),
+                    *self._visible(c.target_type, c.target_id),
+                )
+            )
         return self._owned(reference_table, search_param, or_(*branches), rank=3)
 
     def _has(self, resource_type: str, name: str, value: str, depth: int) -> Match:
@@ -662,8 +672,13 @@ class QueryBuilder:
             c.param == code,
             c.target_type == resource_type,
             c.resource_id.in_(_live_ids(source_type, inner)),
+            *self._visible(c.resource_type, c.resource_id),
         )
         return Match(ids, rank=3)
+
+    def _visible(self, type_col: Any, id_col: Any) -> tuple[ColumnElement[bool], ...]:
+        scope = self._context.scope
+        return () if scope is None else (scope.visible(type_col, id_col),)
 
 
 def _live_ids(resource_type: str, match: Match) -> Select[Any]:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     literal_column,
     or_,
     select,
@@ -35,10 +36,20 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from app.storage.access import AccessScope
 from app.storage.db import write_gate
 from app.storage.errors import StorageUnavailable
 from app.storage.index import IndexRows
-from app.storage.tables import index_tables, reference_table, resource_table, version_table
+from app.storage.tables import (
+    access_grant_table,
+    consent_grant_table,
+    disclosure_table,
+    index_tables,
+    reference_table,
+    resource_owner_table,
+    resource_table,
+    version_table,
+)
 
 R = resource_table.c
 V = version_table.c
@@ -185,9 +196,31 @@ def _lock_key(name: str) -> int:
 class Repository:
     """Reads and writes resources on one connection inside one transaction."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, scope: AccessScope | None = None) -> None:
         self._conn = conn
         self._pg = conn.dialect.name == "postgresql"
+        # The agency access rule applied to every listing (None: the unconfined operator).
+        # Point reads by key (current, version) stay unscoped: writes need the true state;
+        # services check is_visible before they release what such a read returns.
+        self.scope = scope
+
+    def _visible(self, type_col: Any, id_col: Any) -> tuple[ColumnElement[bool], ...]:
+        if self.scope is None:
+            return ()
+        return (self.scope.visible(type_col, id_col),)
+
+    def is_visible(
+        self, resource_type: str, resource_id: str, *, scope: AccessScope | None = None
+    ) -> bool:
+        """Whether the agency of scope (default: this repository's) may see the resource;
+        True when there is no scope."""
+        scope = scope or self.scope
+        if scope is None:
+            return True
+        query: Select[Any] = select(literal_column("1")).where(
+            scope.visible(literal(resource_type), literal(resource_id))
+        )
+        return self._conn.execute(query).first() is not None
 
     # -- locks -------------------------------------------------------------------------
     def lock(self, name: str) -> None:
@@ -236,7 +269,12 @@ class Repository:
         """Ids of live resources of a type matching all conditions (for conditional writes)."""
         query = (
             select(R.id)
-            .where(R.resource_type == resource_type, R.deleted.is_(False), *conditions)
+            .where(
+                R.resource_type == resource_type,
+                R.deleted.is_(False),
+                *conditions,
+                *self._visible(R.resource_type, R.id),
+            )
             .order_by(R.id)
             .limit(limit)
         )
@@ -256,7 +294,12 @@ class Repository:
         searches every type (the conditions say which)."""
         query = (
             select(*_CURRENT_COLS, *keys)
-            .where(*_of_type(resource_type), R.deleted.is_(False), *conditions)
+            .where(
+                *_of_type(resource_type),
+                R.deleted.is_(False),
+                *conditions,
+                *self._visible(R.resource_type, R.id),
+            )
             .order_by(*order_by)
             .limit(limit)
         )
@@ -270,7 +313,10 @@ class Repository:
         if not ids:
             return []
         query = select(*_CURRENT_COLS).where(
-            R.resource_type == resource_type, R.deleted.is_(False), R.id.in_(sorted(set(ids)))
+            R.resource_type == resource_type,
+            R.deleted.is_(False),
+            R.id.in_(sorted(set(ids))),
+            *self._visible(R.resource_type, R.id),
         )
         return [
             StoredVersion(r[0], r[1], r[2], r[3], r[4], r[5]) for r in self._conn.execute(query)
@@ -327,7 +373,12 @@ class Repository:
     ) -> int:
         """How many live resources of a type (None: any type) match all conditions; with
         at_most, counting stops after at_most + 1 (the cost stays bounded)."""
-        where = (*_of_type(resource_type), R.deleted.is_(False), *conditions)
+        where = (
+            *_of_type(resource_type),
+            R.deleted.is_(False),
+            *conditions,
+            *self._visible(R.resource_type, R.id),
+        )
         if at_most is None:
             query = select(func.count()).select_from(resource_table).where(*where)
         else:
@@ -353,6 +404,7 @@ class Repository:
             query = query.where(V.resource_type == resource_type)
         if resource_id is not None:
             query = query.where(V.id == resource_id)
+        query = query.where(*self._visible(V.resource_type, V.id))
         if since is not None:
             query = query.where(V.last_updated >= since)
         if at is not None:
@@ -386,6 +438,7 @@ class Repository:
     ) -> int:
         """How many versions a history listing holds in all."""
         query = select(func.count()).select_from(version_table)
+        query = query.where(*self._visible(V.resource_type, V.id))
         if resource_type is not None:
             query = query.where(V.resource_type == resource_type)
         if resource_id is not None:
@@ -499,6 +552,142 @@ class Repository:
             if parameters:
                 self._conn.execute(_INSERT_INDEX[name], parameters)
 
+    # -- access (owners, referral shares, consents, disclosures) -------------------------
+    def owner(self, resource_type: str, resource_id: str) -> tuple[str | None, bool] | None:
+        """(agency, sensitive) of a resource's owner row, or None when it has none."""
+        o = resource_owner_table.c
+        row = self._conn.execute(
+            select(o.agency, o.sensitive).where(
+                o.resource_type == resource_type, o.resource_id == resource_id
+            )
+        ).first()
+        return None if row is None else (row[0], bool(row[1]))
+
+    def owners(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[str | None, bool]]:
+        """Owner rows of many resources at once: (type, id) -> (agency, sensitive)."""
+        o = resource_owner_table.c
+        found: dict[tuple[str, str], tuple[str | None, bool]] = {}
+        by_type: dict[str, set[str]] = {}
+        for resource_type, resource_id in keys:
+            by_type.setdefault(resource_type, set()).add(resource_id)
+        for resource_type, ids in by_type.items():
+            rows = self._conn.execute(
+                select(o.resource_id, o.agency, o.sensitive).where(
+                    o.resource_type == resource_type, o.resource_id.in_(sorted(ids))
+                )
+            )
+            for row in rows:
+                found[(resource_type, row[0])] = (row[1], bool(row[2]))
+        return found
+
+    def set_owner(
+        self, resource_type: str, resource_id: str, agency: str | None, sensitive: bool
+    ) -> None:
+        """Create or replace a resource's owner row."""
+        o = resource_owner_table.c
+        key = (o.resource_type == resource_type, o.resource_id == resource_id)
+        done = self._conn.execute(
+            update(resource_owner_table).where(*key).values(agency=agency, sensitive=sensitive)
+        )
+        if done.rowcount == 0:
+            self._conn.execute(
+                insert(resource_owner_table).values(
+                    resource_type=resource_type,
+                    resource_id=resource_id,
+                    agency=agency,
+                    sensitive=sensitive,
+                )
+            )
+
+    def shared_with(self, agency: str, resource_type: str, resource_id: str) -> set[str]:
+        """The bases ("referral", "client") on which referrals share a resource with agency."""
+        g = access_grant_table.c
+        rows = self._conn.execute(
+            select(g.basis)
+            .where(
+                g.resource_type == resource_type,
+                g.resource_id == resource_id,
+                g.agency == agency,
+            )
+            .distinct()
+        )
+        return {row[0] for row in rows}
+
+    def grant_patient(self, agency: str, resource_type: str, resource_id: str) -> str | None:
+        """The client a referral shares this resource with agency for, if any."""
+        g = access_grant_table.c
+        row = self._conn.execute(
+            select(g.patient_id).where(
+                g.resource_type == resource_type,
+                g.resource_id == resource_id,
+                g.agency == agency,
+                g.patient_id.is_not(None),
+            )
+        ).first()
+        return None if row is None else str(row[0])
+
+    def replace_task_grants(self, task_id: str, grants: Sequence[Mapping[str, Any]]) -> None:
+        """Replace what one referral Task shares (rows: agency, resource_type, resource_id,
+        basis, patient_id)."""
+        g = access_grant_table.c
+        self._conn.execute(delete(access_grant_table).where(g.task_id == task_id))
+        if grants:
+            self._conn.execute(
+                insert(access_grant_table), [{**row, "task_id": task_id} for row in grants]
+            )
+
+    def referring_ids(self, source_type: str, param: str, target: tuple[str, str]) -> list[str]:
+        """Ids of live resources of source_type whose param refers to target (type, id)."""
+        c = reference_table.c
+        rows = self._conn.execute(
+            select(c.resource_id)
+            .where(
+                c.resource_type == source_type,
+                c.param == param,
+                c.target_type == target[0],
+                c.target_id == target[1],
+            )
+            .distinct()
+        )
+        return [row[0] for row in rows]
+
+    def replace_consent_grants(self, consent_id: str, grants: Sequence[Mapping[str, Any]]) -> None:
+        """Replace what one Consent permits (rows: patient_id, agency, starts, ends,
+        sensitive_ok)."""
+        c = consent_grant_table.c
+        self._conn.execute(delete(consent_grant_table).where(c.consent_id == consent_id))
+        if grants:
+            self._conn.execute(
+                insert(consent_grant_table), [{**row, "consent_id": consent_id} for row in grants]
+            )
+
+    def consents_in_force(self, patient_id: str) -> list[str]:
+        """Ids of the client's consents in force now for the scope's agency."""
+        if self.scope is None:
+            return []
+        return sorted({row[0] for row in self._conn.execute(self.scope.consent_for(patient_id))})
+
+    def insert_disclosures(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Record releases of records to agencies other than their owners."""
+        if rows:
+            self._conn.execute(insert(disclosure_table), list(rows))
+
+    def disclosures(
+        self, patient_id: str, *, agency: str | None, after: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """A client's disclosures, oldest first, keyset-paged on the row id; with agency,
+        only those it made (as owner) or received."""
+        d = disclosure_table.c
+        query = select(disclosure_table).where(d.patient_id == patient_id)
+        if agency is not None:
+            query = query.where(or_(d.agency == agency, d.owner_agency == agency))
+        if after is not None:
+            query = query.where(d.row_id > after)
+        rows = self._conn.execute(query.order_by(d.row_id).limit(limit))
+        return [dict(row._mapping) for row in rows]
+
     # -- compartments ($everything) ------------------------------------------------------
     def compartment_listing(
         self,
@@ -541,6 +730,8 @@ class Repository:
             values["c_since"] = since
         if after is not None:
             values["c_after_type"], values["c_after_id"] = after
+        if self.scope is not None:
+            statement = statement.where(*self._visible(R.resource_type, R.id))
         rows = self._conn.execute(statement, values)
         return [(StoredVersion(r[0], r[1], r[2], r[3], r[4], r[5]), r[6] == 0) for r in rows]
 
@@ -562,6 +753,8 @@ class Repository:
             values["c_types"] = sorted(types)
         if since is not None:
             values["c_since"] = since
+        if self.scope is not None:
+            statement = statement.where(*self._visible(R.resource_type, R.id))
         return int(self._conn.execute(statement, values).scalar_one())
 
     # -- bulk data export ($export) ------------------------------------------------------
@@ -582,7 +775,10 @@ class Repository:
         point at a live Patient (members of some patient's compartment).
         """
         query = select(R.id, R.body).where(
-            R.resource_type == resource_type, R.deleted.is_(False), R.last_updated <= until
+            R.resource_type == resource_type,
+            R.deleted.is_(False),
+            R.last_updated <= until,
+            *self._visible(R.resource_type, R.id),
         )
         if after_id is not None:
             query = query.where(R.id > after_id)
@@ -831,7 +1027,12 @@ def _is_transient(exc: DBAPIError) -> bool:
 
 @contextmanager
 def unit_of_work(
-    engine: Engine, *, write: bool, snapshot: bool = False, single_read: bool = False
+    engine: Engine,
+    *,
+    write: bool,
+    snapshot: bool = False,
+    single_read: bool = False,
+    scope: AccessScope | None = None,
 ) -> Iterator[Repository]:
     """One database transaction; commits on success, rolls back on any exception.
 
@@ -855,7 +1056,7 @@ def unit_of_work(
                 # Several statements that must agree (a page and its total).
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
-                yield Repository(conn)
+                yield Repository(conn, scope)
     except DBAPIError as exc:
         if _is_transient(exc):
             raise StorageUnavailable(str(exc.orig) if exc.orig else str(exc)) from exc

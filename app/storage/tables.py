@@ -252,3 +252,92 @@ class ExportJobRow(SQLModel, table=True):
 
 
 export_job_table = ExportJobRow.__table__  # type: ignore[attr-defined]
+
+
+# -- Access: who owns what, what referrals share, what consents permit, what was released ----
+# (docs/architecture.md "Tenancy and privacy"). Kept beside the resources rather than in
+# their bodies so that the access rule is a few primary-key probes in every query.
+
+
+class ResourceOwnerRow(SQLModel, table=True):
+    """The agency that created a resource, and whether it carries a sensitivity label.
+
+    No row: written by the local operator (auth off, no agency) and unlabelled, i.e. shared
+    reference data every agency may read. agency NULL with a row: an operator-written
+    labelled resource, which no agency sees without a referral and a consent.
+    """
+
+    __tablename__ = "resource_owner"
+
+    resource_type: str = Field(sa_column=Column(String(64), primary_key=True))
+    resource_id: str = Field(sa_column=Column(String(64), primary_key=True))
+    agency: str | None = Field(default=None, sa_column=Column(String(80), nullable=True))
+    sensitive: bool = Field(default=False, nullable=False)
+
+
+class AccessGrantRow(SQLModel, table=True):
+    """A resource another agency may see because a referral Task names both agencies.
+
+    basis "referral": the Task and its ServiceRequest (released by the referral alone unless
+    labelled sensitive); basis "client": the client's data the referral carries (released
+    only while a Consent of patient_id permits it).
+    """
+
+    __tablename__ = "access_grant"
+    __table_args__ = (
+        Index("ix_access_grant_target", "resource_type", "resource_id", "agency"),
+        Index("ix_access_grant_task", "task_id"),
+    )
+
+    row_id: int | None = Field(default=None, primary_key=True, sa_type=_ROW_ID)
+    agency: str = Field(sa_type=String(80), nullable=False)
+    resource_type: str = Field(sa_type=String(64), nullable=False)
+    resource_id: str = Field(sa_type=String(64), nullable=False)
+    basis: str = Field(sa_type=String(16), nullable=False)
+    patient_id: str | None = Field(default=None, sa_type=String(64), nullable=True)
+    task_id: str = Field(sa_type=String(64), nullable=False)
+
+
+class ConsentGrantRow(SQLModel, table=True):
+    """What one active permit Consent allows: the client's data to one agency, in a period,
+    and labelled (42 CFR Part 2) data too when its purpose of use allows that."""
+
+    __tablename__ = "consent_grant"
+    __table_args__ = (
+        Index("ix_consent_grant_patient", "patient_id", "agency"),
+        Index("ix_consent_grant_consent", "consent_id"),
+    )
+
+    row_id: int | None = Field(default=None, primary_key=True, sa_type=_ROW_ID)
+    consent_id: str = Field(sa_type=String(64), nullable=False)
+    patient_id: str = Field(sa_type=String(64), nullable=False)
+    agency: str = Field(sa_type=String(80), nullable=False)
+    starts: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    ends: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    sensitive_ok: bool = Field(default=False, nullable=False)
+
+
+class DisclosureRow(SQLModel, table=True):
+    """One release of a client's record to an agency other than its owner (accounting of
+    disclosures: Patient/{id}/$disclosures)."""
+
+    __tablename__ = "disclosure"
+    __table_args__ = (Index("ix_disclosure_patient", "patient_id", "disclosed_at"),)
+
+    row_id: int | None = Field(default=None, primary_key=True, sa_type=_ROW_ID)
+    disclosed_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    agency: str = Field(sa_type=String(80), nullable=False)
+    owner_agency: str | None = Field(default=None, sa_type=String(80), nullable=True)
+    resource_type: str = Field(sa_type=String(64), nullable=False)
+    resource_id: str = Field(sa_type=String(64), nullable=False)
+    version_id: int = Field(nullable=False)
+    patient_id: str | None = Field(default=None, sa_type=String(64), nullable=True)
+    consent_id: str | None = Field(default=None, sa_type=String(64), nullable=True)
+    interaction: str = Field(sa_type=String(32), nullable=False)
+    sensitive: bool = Field(default=False, nullable=False)
+
+
+resource_owner_table = ResourceOwnerRow.__table__  # type: ignore[attr-defined]
+access_grant_table = AccessGrantRow.__table__  # type: ignore[attr-defined]
+consent_grant_table = ConsentGrantRow.__table__  # type: ignore[attr-defined]
+disclosure_table = DisclosureRow.__table__  # type: ignore[attr-defined]

@@ -1,0 +1,285 @@
+"""The privacy policy as pure functions over FHIR JSON (docs/threat-model.md).
+
+- Security labels (DS4P, https://hl7.org/fhir/R4B/security-labels.html): AOD records carry
+  confidentiality R, sensitivity ETH and the policy 42CFRPart2.
+- Referral shares: what a referral Task lets the two agencies it names see
+  (SDOH Clinical Care IG referral pattern: Task.focus = ServiceRequest).
+- Consents (https://hl7.org/fhir/R4B/consent.html): which agencies an active permit Consent
+  names, for which period, and whether its purpose of use covers labelled data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from app.search.dates import parse_date_range
+
+V3_CONFIDENTIALITY: Final = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+V3_ACT_CODE: Final = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+V3_ACT_REASON: Final = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+TASK_CODE: Final = "http://hl7.org/fhir/CodeSystem/task-code"
+AGENCY_TYPE: Final = "https://casebridge.org/fhir/CodeSystem/agency-type"
+AOD_AGENCY: Final = "aod"
+
+# The labels an AOD record carries (US 42 CFR Part 2; DS4P).
+AOD_LABELS: Final = (
+    {"system": V3_CONFIDENTIALITY, "code": "R", "display": "restricted"},
+    {"system": V3_ACT_CODE, "code": "ETH", "display": "substance abuse information sensitivity"},
+    {"system": V3_ACT_CODE, "code": "42CFRPart2", "display": "42 CFR Part2"},
+)
+_SENSITIVE: Final = frozenset(
+    {
+        (V3_ACT_CODE, "ETH"),
+        (V3_ACT_CODE, "42CFRPart2"),
+        (V3_CONFIDENTIALITY, "R"),
+        (V3_CONFIDENTIALITY, "V"),
+    }
+)
+# A tag (meta.tag or meta.security) by which a writer asks for the AOD labels.
+_LABEL_REQUESTS: Final = frozenset({"ETH", "42CFRPart2", "SUD", AOD_AGENCY})
+# Purposes of use under which a Consent releases labelled records: treatment and care
+# coordination, the purposes of a referral (v3 ActReason).
+RELEASE_PURPOSES: Final = frozenset({"TREAT", "ETREAT", "COC", "CAREMGT"})
+
+REDISCLOSURE_NOTICE: Final = "42 CFR part 2 prohibits unauthorized disclosure of these records."
+
+# Directory and infrastructure types: never labelled, whoever writes them.
+_UNLABELLED: Final = frozenset(
+    {
+        "Organization",
+        "Practitioner",
+        "PractitionerRole",
+        "Location",
+        "HealthcareService",
+        "Endpoint",
+        "CodeSystem",
+        "ValueSet",
+        "ConceptMap",
+        "Questionnaire",
+        "Subscription",
+        "SubscriptionTopic",
+        "StructureDefinition",
+        "SearchParameter",
+        "CapabilityStatement",
+        "OperationDefinition",
+        "Library",
+        "PlanDefinition",
+        "ActivityDefinition",
+        "Medication",
+        "Substance",
+        "Device",
+        "AuditEvent",
+        "Provenance",
+        "Bundle",
+        "Binary",
+    }
+)
+
+
+def _codings(meta: Any, element: str) -> Iterator[tuple[str | None, str | None]]:
+    if not isinstance(meta, dict):
+        return
+    for coding in meta.get(element) or ():
+        if isinstance(coding, dict):
+            yield coding.get("system"), coding.get("code")
+
+
+def is_sensitive(resource: dict[str, Any] | None) -> bool:
+    """Whether the resource carries a label that restricts its release."""
+    if not resource:
+        return False
+    return any(pair in _SENSITIVE for pair in _codings(resource.get("meta"), "security"))
+
+
+def labels_requested(resource: dict[str, Any]) -> bool:
+    """Whether the writer tagged the resource as AOD (meta.tag or meta.security)."""
+    meta = resource.get("meta")
+    codes = {code for _, code in _codings(meta, "tag")}
+    codes |= {code for _, code in _codings(meta, "security")}
+    return bool(codes & _LABEL_REQUESTS)
+
+
+def labelable(resource_type: str) -> bool:
+    """Whether records of this type are labelled when an AOD service writes them."""
+    return resource_type not in _UNLABELLED
+
+
+def add_aod_labels(resource: dict[str, Any]) -> bool:
+    """Add the AOD labels the resource lacks; True if it changed."""
+    meta = resource.setdefault("meta", {})
+    security = meta.setdefault("security", [])
+    present = set(_codings(meta, "security"))
+    changed = False
+    for label in AOD_LABELS:
+        if (label["system"], label["code"]) not in present:
+            security.append(dict(label))
+            changed = True
+    return changed
+
+
+def is_aod_agency(organization: dict[str, Any] | None) -> bool:
+    """Whether an Organization is registered as an AOD service (Organization.type)."""
+    if not organization:
+        return False
+    for concept in organization.get("type") or ():
+        for coding in (concept or {}).get("coding") or ():
+            if coding.get("system") == AGENCY_TYPE and coding.get("code") == AOD_AGENCY:
+                return True
+    return False
+
+
+# -- references --------------------------------------------------------------------------
+def local_reference(value: Any, own_base: str) -> tuple[str, str] | None:
+    """(type, id) of a Reference to a resource on this server, else None."""
+    if not isinstance(value, dict):
+        return None
+    reference = value.get("reference")
+    if not isinstance(reference, str):
+        return None
+    if reference.startswith(own_base + "/"):
+        reference = reference[len(own_base) + 1 :]
+    parts = reference.split("/")
+    if len(parts) == 4 and parts[2] == "_history":
+        parts = parts[:2]
+    if len(parts) != 2 or not parts[0] or not parts[1] or ":" in parts[0]:
+        return None
+    return parts[0], parts[1]
+
+
+def is_referral_task(task: dict[str, Any], own_base: str) -> bool:
+    """A referral: Task.code task-code#fulfill with focus a ServiceRequest (SDOH CC IG)."""
+    code = task.get("code") or {}
+    fulfil = any(
+        c.get("system") == TASK_CODE and c.get("code") == "fulfill"
+        for c in code.get("coding") or ()
+        if isinstance(c, dict)
+    )
+    focus = local_reference(task.get("focus"), own_base)
+    return fulfil and focus is not None and focus[0] == "ServiceRequest"
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One resource shared with one agency by one referral."""
+
+    agency: str
+    resource_type: str
+    resource_id: str
+    basis: str
+    patient_id: str | None
+
+    def row(self) -> dict[str, Any]:
+        """As an access_grant row (without task_id)."""
+        return {
+            "agency": self.agency,
+            "resource_type": self.resource_type,
+            "resource_id": self.resource_id,
+            "basis": self.basis,
+            "patient_id": self.patient_id,
+        }
+
+
+def referral_grants(
+    task_id: str,
+    task: dict[str, Any],
+    service_request: dict[str, Any] | None,
+    *,
+    own_base: str,
+    organization_of: Callable[[tuple[str, str]], str | None],
+) -> list[Grant]:
+    """What a referral Task shares with the agencies it names (owner and requester).
+
+    The Task and its ServiceRequest are shared by the referral itself; the client's data it
+    carries (the Patient, the request's supportingInfo, reasonReference and basedOn, the
+    Task's input and output references) only under the client's consent: minimum necessary,
+    nothing else of the record. organization_of maps a requester/owner reference to its
+    agency ("Organization/x"), resolving a PractitionerRole to its organization.
+    """
+    if not is_referral_task(task, own_base):
+        return []
+    agencies = {
+        agency
+        for element in ("owner", "requester")
+        if (ref := local_reference(task.get(element), own_base)) is not None
+        and (agency := organization_of(ref)) is not None
+    }
+    if not agencies:
+        return []
+    patient = local_reference(task.get("for"), own_base)
+    patient_id = patient[1] if patient is not None and patient[0] == "Patient" else None
+    focus = local_reference(task.get("focus"), own_base)
+    shared: dict[tuple[str, str], str] = {("Task", task_id): "referral"}
+    if focus is not None:
+        shared[focus] = "referral"
+    client: list[Any] = [task.get("for")]
+    for element in ("input", "output"):
+        for item in task.get(element) or ():
+            if isinstance(item, dict):
+                client.append(item.get("valueReference"))
+    if service_request:
+        client.append(service_request.get("subject"))
+        for element in ("supportingInfo", "reasonReference", "basedOn"):
+            client.extend(service_request.get(element) or ())
+        if patient_id is None:
+            subject = local_reference(service_request.get("subject"), own_base)
+            if subject is not None and subject[0] == "Patient":
+                patient_id = subject[1]
+    for value in client:
+        key = local_reference(value, own_base)
+        if key is not None and key not in shared:
+            shared[key] = "client"
+    return [
+        Grant(agency, resource_type, resource_id, basis, patient_id)
+        for agency in sorted(agencies)
+        for (resource_type, resource_id), basis in sorted(shared.items())
+    ]
+
+
+def consent_grants(consent: dict[str, Any] | None, *, own_base: str) -> list[dict[str, Any]]:
+    """consent_grant rows (patient_id, agency, starts, ends, sensitive_ok) of a Consent:
+    none unless it is active, of a Patient, and its provision permits (R4B Consent)."""
+    if not consent or consent.get("status") != "active":
+        return []
+    patient = local_reference(consent.get("patient"), own_base)
+    if patient is None or patient[0] != "Patient":
+        return []
+    provision = consent.get("provision") or {}
+    if provision.get("type", "permit") != "permit":
+        return []
+    starts, ends = _period(provision.get("period"))
+    purposes = {
+        coding.get("code")
+        for coding in provision.get("purpose") or ()
+        if isinstance(coding, dict) and coding.get("system") == V3_ACT_REASON
+    }
+    sensitive_ok = bool(purposes & RELEASE_PURPOSES)
+    agencies = set()
+    for actor in provision.get("actor") or ():
+        key = local_reference((actor or {}).get("reference"), own_base)
+        if key is not None and key[0] == "Organization":
+            agencies.add(f"Organization/{key[1]}")
+    return [
+        {
+            "patient_id": patient[1],
+            "agency": agency,
+            "starts": starts,
+            "ends": ends,
+            "sensitive_ok": sensitive_ok,
+        }
+        for agency in sorted(agencies)
+    ]
+
+
+def _period(period: Any) -> tuple[datetime | None, datetime | None]:
+    """A Period as [start, end) instants: the end's whole precision is included."""
+    if not isinstance(period, dict):
+        return None, None
+    starts = ends = None
+    if isinstance(period.get("start"), str):
+        starts = parse_date_range(period["start"]).low
+    if isinstance(period.get("end"), str):
+        ends = parse_date_range(period["end"]).high
+    return starts, ends

@@ -1,0 +1,147 @@
+"""Tenancy, referral shares, consent and labels on every write; disclosure accounting on
+every release (docs/threat-model.md).
+
+The read side of the rule is SQL (app/storage/access.py) that every listing applies through
+the Repository's scope; this module keeps the tables that rule reads in step with the
+resources, in the same transaction as each write, and records what is released.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final
+
+from app.clock import Clock
+from app.fhir.errors import Forbidden, NotFound
+from app.fhir.jsonio import loads_stored
+from app.security.caller import Caller
+from app.security.policy import (
+    add_aod_labels,
+    consent_grants,
+    is_aod_agency,
+    is_referral_task,
+    is_sensitive,
+    labelable,
+    labels_requested,
+    referral_grants,
+)
+from app.services.resources import WriteEvent
+from app.storage.access import AccessScope
+from app.storage.repository import Repository, StoredVersion
+
+# Resources a referral shares that the other agency may also change: the Task (under the
+# referral state machine) and, as the referral's side effects, the request's status, the
+# Goals it addressed and the CarePlan activity it belongs to. Only their owner deletes them.
+SHARED_WRITABLE: Final = frozenset({"Task", "ServiceRequest", "Goal", "CarePlan"})
+
+
+def scope_for(caller: Caller, now: datetime) -> AccessScope | None:
+    """The access scope of a caller (None: the unconfined local operator)."""
+    return None if caller.agency is None else AccessScope(caller.agency, now)
+
+
+class AccessHook:
+    """WriteHook: who may change what, AOD labels, owners, referral shares, consents."""
+
+    def __init__(self, *, clock: Clock, own_base: str) -> None:
+        self._clock = clock
+        self._own_base = own_base
+
+    # -- before ----------------------------------------------------------------------------
+    def before_write(self, repo: Repository, event: WriteEvent) -> bool:
+        """Refuse changes to another agency's records; add AOD labels where due."""
+        agency = event.caller.agency
+        if agency is not None and event.current is not None:
+            self._check_may_change(repo, event, agency)
+        resource = event.resource
+        if resource is None or not labelable(event.resource_type):
+            return False
+        if labels_requested(resource) or self._is_aod(repo, agency):
+            return add_aod_labels(resource)
+        return False
+
+    def _check_may_change(self, repo: Repository, event: WriteEvent, agency: str) -> None:
+        key = (event.resource_type, event.resource_id)
+        owner = repo.owner(*key)
+        if owner is None or owner[0] == agency:
+            return
+        label = f"{event.resource_type}/{event.resource_id}"
+        scope = AccessScope(agency, self._clock.now())
+        if not repo.is_visible(*key, scope=scope):
+            # The same answer a read gives: no sign that the record exists.
+            raise NotFound(f"{label} is not known")
+        if (
+            event.resource is not None
+            and event.resource_type in SHARED_WRITABLE
+            and repo.shared_with(agency, *key)
+        ):
+            return
+        raise Forbidden(
+            f"{label} belongs to another agency; {agency} may read it through a referral "
+            "but not change or delete it"
+        )
+
+    @staticmethod
+    def _is_aod(repo: Repository, agency: str | None) -> bool:
+        if agency is None:
+            return False
+        _, org_id = agency.split("/", 1)
+        current = repo.current("Organization", org_id)
+        body = loads_stored(current.body) if current is not None and current.body else None
+        return is_aod_agency(body)
+
+    # -- after -----------------------------------------------------------------------------
+    def after_write(
+        self,
+        repo: Repository,
+        event: WriteEvent,
+        version: StoredVersion,  # noqa: ARG002 (the WriteHook signature)
+    ) -> None:
+        """Keep the owner row, the referral shares and the consent grants in step."""
+        resource = event.resource
+        sensitive = is_sensitive(resource)
+        owner = repo.owner(event.resource_type, event.resource_id)
+        if owner is None:
+            if resource is not None and (event.caller.agency is not None or sensitive):
+                repo.set_owner(
+                    event.resource_type, event.resource_id, event.caller.agency, sensitive
+                )
+        elif resource is not None and owner[1] != sensitive:
+            repo.set_owner(event.resource_type, event.resource_id, owner[0], sensitive)
+        if event.resource_type == "Task":
+            self._share_task(repo, event.resource_id, resource)
+        elif event.resource_type == "ServiceRequest":
+            for task_id in repo.referring_ids(
+                "Task", "focus", ("ServiceRequest", event.resource_id)
+            ):
+                current = repo.current("Task", task_id)
+                if current is not None and current.body:
+                    self._share_task(repo, task_id, loads_stored(current.body))
+        elif event.resource_type == "Consent":
+            repo.replace_consent_grants(
+                event.resource_id, consent_grants(resource, own_base=self._own_base)
+            )
+
+    def _share_task(self, repo: Repository, task_id: str, task: dict[str, Any] | None) -> None:
+        if task is None or not is_referral_task(task, self._own_base):
+            repo.replace_task_grants(task_id, [])
+            return
+        focus = task["focus"]["reference"].rsplit("/", 1)[-1]
+        current = repo.current("ServiceRequest", focus)
+        request = loads_stored(current.body) if current is not None and current.body else None
+
+        def organization_of(ref: tuple[str, str]) -> str | None:
+            if ref[0] == "Organization":
+                return f"Organization/{ref[1]}"
+            if ref[0] == "PractitionerRole":
+                role = repo.current(*ref)
+                body = loads_stored(role.body) if role is not None and role.body else {}
+                org = (body.get("organization") or {}).get("reference")
+                if isinstance(org, str) and org.startswith("Organization/"):
+                    return org
+            return None
+
+        grants = referral_grants(
+            task_id, task, request, own_base=self._own_base, organization_of=organization_of
+        )
+        repo.replace_task_grants(task_id, [g.row() for g in grants])

@@ -1,0 +1,69 @@
+"""The agency access rule as SQL: which rows one agency may see (docs/threat-model.md).
+
+An agency sees a resource when
+  (1) it owns it, or nobody does (no owner row: reference data the local operator wrote), or
+  (2) a referral Task naming the agency as owner or requester shares it (access_grant) and
+      - basis "referral" (the Task, its ServiceRequest) and the resource is not labelled
+        sensitive, or
+      - a Consent of the client is in force for the agency now (consent_grant), allowing
+        labelled data too when the resource is labelled.
+It is applied as conditions in every listing query, so paging and totals stay right; it
+reads only primary keys and small indexes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, not_, or_, select
+
+from app.storage.tables import access_grant_table, consent_grant_table, resource_owner_table
+
+OWN = resource_owner_table.c
+G = access_grant_table.c
+C = consent_grant_table.c
+
+
+@dataclass(frozen=True, slots=True)
+class AccessScope:
+    """The rows one agency may see at one instant."""
+
+    agency: str
+    now: datetime
+
+    def visible(self, type_col: Any, id_col: Any) -> ColumnElement[bool]:
+        """True for a (type, id) this agency may see; type_col and id_col are columns of
+        the query's own table (resource, resource_version, index tables)."""
+        foreign = exists().where(
+            OWN.resource_type == type_col,
+            OWN.resource_id == id_col,
+            or_(OWN.agency.is_(None), OWN.agency != self.agency),
+        )
+        sensitive = exists().where(
+            OWN.resource_type == type_col, OWN.resource_id == id_col, OWN.sensitive.is_(True)
+        )
+        consent = exists().where(
+            C.patient_id == G.patient_id,
+            C.agency == self.agency,
+            or_(C.starts.is_(None), C.starts <= self.now),
+            or_(C.ends.is_(None), C.ends > self.now),
+            or_(C.sensitive_ok.is_(True), not_(sensitive)),
+        )
+        shared = exists().where(
+            G.resource_type == type_col,
+            G.resource_id == id_col,
+            G.agency == self.agency,
+            or_(and_(G.basis == "referral", not_(sensitive)), consent),
+        )
+        return or_(not_(foreign), shared)
+
+    def consent_for(self, patient_id: str) -> Any:
+        """The ids of the client's consents in force for this agency (disclosure records)."""
+        return select(C.consent_id).where(
+            C.patient_id == patient_id,
+            C.agency == self.agency,
+            or_(C.starts.is_(None), C.starts <= self.now),
+            or_(C.ends.is_(None), C.ends > self.now),
+        )
