@@ -24,10 +24,13 @@ from app.api.render import (
     if_match,
     json_response,
     not_modified,
+    notice_headers,
+    notice_issues,
     page_links,
     prefer_return,
     prefer_strict,
     query_pairs,
+    release_labels,
     version_headers,
     write_response,
 )
@@ -94,7 +97,9 @@ def _search_response(
     page = services.search.search(
         caller=caller, resource_type=resource_type, params=pairs, strict=strict
     )
-    return fhir_response(_searchset(services, resource_type, page))
+    return fhir_response(
+        _searchset(services, resource_type, page), headers=notice_headers(page.release)
+    )
 
 
 @router.get("")
@@ -104,7 +109,7 @@ def search_system(request: Request, services: ServicesDep, caller: CallerDep) ->
     page = services.search.search_system(
         caller=caller, params=query_pairs(request), strict=prefer_strict(request)
     )
-    return fhir_response(_searchset(services, None, page))
+    return fhir_response(_searchset(services, None, page), headers=notice_headers(page.release))
 
 
 @router.post("/_search")
@@ -115,14 +120,14 @@ def search_system_post(
     page = services.search.search_system(
         caller=caller, params=_form_pairs(request, form), strict=prefer_strict(request)
     )
-    return fhir_response(_searchset(services, None, page))
+    return fhir_response(_searchset(services, None, page), headers=notice_headers(page.release))
 
 
 def _searchset(services: ServicesDep, resource_type: str | None, page: SearchPage) -> bytes:
     base = services.settings.base_url
     url = f"{base}/{resource_type}" if resource_type else base
     links = page_links(url, page.applied, page.next_cursor, page.previous_cursor)
-    outcome = None
+    issues: list[Issue] = []
     if page.ignored:
         shown = page.ignored[:_MAX_REPORTED]
         issues = [
@@ -139,7 +144,8 @@ def _searchset(services: ServicesDep, resource_type: str | None, page: SearchPag
             issues.append(
                 Issue("not-supported", f"{rest} more unsupported parameters ignored", "warning")
             )
-        outcome = operation_outcome(issues)
+    issues += notice_issues(page.release)
+    outcome = operation_outcome(issues) if issues else None
     return searchset_bundle(
         page.matches,
         base_url=base,
@@ -147,6 +153,7 @@ def _searchset(services: ServicesDep, resource_type: str | None, page: SearchPag
         total=page.total,
         outcome=outcome,
         included=page.included,
+        security=release_labels(page.release),
     )
 
 
@@ -283,11 +290,13 @@ async def read(
     request: Request, resource_type: str, resource_id: str, services: ServicesDep, caller: CallerDep
 ) -> Response:
     """read and conditional read (spec http.html#read, #cread)."""
-    version = services.resources.read(
+    released = services.resources.read(
         caller=caller, resource_type=resource_type, resource_id=resource_id
     )
+    version = released.version
     assert version.body is not None
     headers = version_headers(version, services.settings.base_url)
+    headers.update(notice_headers(released.release))
     if not_modified(request, version):
         return Response(status_code=304, headers=headers)
     return fhir_response(version.body, headers=headers)
@@ -375,11 +384,14 @@ async def vread(
     resource_type: str, resource_id: str, version_id: str, services: ServicesDep, caller: CallerDep
 ) -> Response:
     """vread (spec http.html#vread)."""
-    version = services.resources.vread(
+    released = services.resources.vread(
         caller=caller, resource_type=resource_type, resource_id=resource_id, version_id=version_id
     )
+    version = released.version
     assert version.body is not None
-    return fhir_response(version.body, headers=version_headers(version, services.settings.base_url))
+    headers = version_headers(version, services.settings.base_url)
+    headers.update(notice_headers(released.release))
+    return fhir_response(version.body, headers=headers)
 
 
 def _criteria_from_header(value: str, resource_type: str) -> list[tuple[str, str]]:

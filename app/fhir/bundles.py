@@ -64,9 +64,11 @@ def searchset_bundle(
     total: int | None,
     outcome: dict[str, Any] | None,
     included: Sequence[StoredVersion] = (),
+    security: Sequence[dict[str, Any]] = (),
 ) -> bytes:
     """A Bundle of type searchset (spec search.html#return): matches, included resources
-    (search.mode include), then any outcome."""
+    (search.mode include), then any outcome. security: Bundle-level labels (a release of
+    labelled records carries them, security-labels.html#bundles)."""
     entries: list[dict[str, Any]] = [
         {
             "fullUrl": f"{base_url}/{v.resource_type}/{v.id}",
@@ -80,6 +82,8 @@ def searchset_bundle(
     if outcome is not None:
         entries.append({"resource": outcome, "search": {"mode": "outcome"}})
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if security:
+        bundle["meta"] = {"security": list(security)}
     if total is not None:
         bundle["total"] = total
     bundle["link"] = [{"relation": rel, "url": url} for rel, url in links.items()]

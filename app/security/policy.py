@@ -45,6 +45,16 @@ _LABEL_REQUESTS: Final = frozenset({"ETH", "42CFRPart2", "SUD", AOD_AGENCY})
 RELEASE_PURPOSES: Final = frozenset({"TREAT", "ETREAT", "COC", "CAREMGT"})
 
 REDISCLOSURE_NOTICE: Final = "42 CFR part 2 prohibits unauthorized disclosure of these records."
+# Bundle-level labels of a release of labelled records: the policy, and the obligation
+# "no redisclosure without the patient's consent directive" (DS4P).
+RELEASE_LABELS: Final = (
+    {"system": V3_ACT_CODE, "code": "42CFRPart2", "display": "42 CFR Part2"},
+    {
+        "system": V3_ACT_CODE,
+        "code": "NORDSCLCD",
+        "display": "no redisclosure without consent directive",
+    },
+)
 
 # Directory and infrastructure types: never labelled, whoever writes them.
 _UNLABELLED: Final = frozenset(

@@ -35,6 +35,7 @@ from app.fhir.validation import check_resource
 from app.search.criteria import parse_criteria
 from app.search.query import Context
 from app.security.caller import Caller
+from app.services.disclosure import DisclosureLog
 from app.services.resources import JsonPatchDocument, ResourceService, WriteResult
 from app.services.search import SearchPage, SearchService
 from app.services.uow import transaction
@@ -85,8 +86,14 @@ class BundleService:
     """POST [base] with a Bundle of type batch or transaction."""
 
     def __init__(
-        self, *, resources: ResourceService, search: SearchService, settings: Settings
+        self,
+        *,
+        resources: ResourceService,
+        search: SearchService,
+        settings: Settings,
+        disclosures: DisclosureLog,
     ) -> None:
+        self._disclosures = disclosures
         self._resources = resources
         self._search = search
         self._settings = settings
@@ -146,7 +153,7 @@ class BundleService:
                     if_match=entry.if_match,
                 )
             return _deleted(deleted)
-        with transaction(resources.engine, write=True) as repo:
+        with transaction(resources.engine, write=True, scope=resources.scope(caller)) as repo:
             result = self._write_one(repo, caller, entry, self._context(), standalone=True)
         return _written(result)
 
@@ -163,7 +170,9 @@ class BundleService:
         conditional_types = {
             e.resource_type for e in writes if e.query is not None or e.if_none_exist is not None
         }
-        with transaction(self._resources.engine, write=True) as repo:
+        with transaction(
+            self._resources.engine, write=True, scope=self._resources.scope(caller)
+        ) as repo:
             # Type locks in one order, so two transactions never wait on each other in a cycle.
             for resource_type in sorted({e.resource_type for e in writes}):
                 repo.lock_type(resource_type, exclusive=resource_type in conditional_types)
@@ -198,7 +207,9 @@ class BundleService:
             # Reads last, inside the transaction: a failing read fails it all.
             for entry in entries:
                 if entry.method in ("GET", "HEAD"):
-                    outcomes[entry.index] = _in_entry(entry.index, self._read, entry, caller, repo)
+                    outcomes[entry.index] = _in_entry(
+                        entry.index, self._read, entry, caller, repo, True
+                    )
         return [outcomes[i] for i in range(len(entries))]
 
     def _settle_identity(
@@ -312,7 +323,9 @@ class BundleService:
             type_locked=True,
         )
 
-    def _read(self, entry: Entry, caller: Caller, repo: Repository | None = None) -> Outcome:
+    def _read(
+        self, entry: Entry, caller: Caller, repo: Repository | None = None, writing: bool = False
+    ) -> Outcome:
         """GET entries: read, vread or search; inside the transaction when repo is given."""
         if entry.query is not None or entry.resource_id is None:
             page = self._search.search(
@@ -320,11 +333,13 @@ class BundleService:
                 resource_type=entry.resource_type,
                 params=entry.query or [],
                 strict=False,
-                repo=repo,
+                repo=repo if writing else None,
             )
             return Outcome(200, page=page, resource_type=entry.resource_type)
         if repo is None:
-            with transaction(self._resources.engine, write=False) as reader:
+            with transaction(
+                self._resources.engine, write=False, scope=self._resources.scope(caller)
+            ) as reader:
                 return self._read(entry, caller, reader)
         if entry.version_id is not None:
             version = self._resources.vread_in(
@@ -332,6 +347,8 @@ class BundleService:
             )
         else:
             version = self._resources.read_in(repo, entry.resource_type, entry.resource_id)
+        # Inside a transaction the disclosure is logged in it; a batch read logs its own.
+        self._disclosures.record(caller, [version], "read", repo=repo if writing else None)
         if entry.if_none_match is not None and none_match(entry.if_none_match, version.version_id):
             return Outcome(304, version=version)
         return Outcome(200, version=version)

@@ -9,7 +9,9 @@ from sqlalchemy.engine import Engine
 
 from app.clock import Clock
 from app.config import Settings
+from app.services.access import AccessHook
 from app.services.bundle import BundleService
+from app.services.disclosure import DisclosureLog
 from app.services.everything import EverythingService
 from app.services.export import ExportService
 from app.services.health import HealthService
@@ -33,11 +35,17 @@ class Services:
     bundles: BundleService
     everything: EverythingService
     exports: ExportService
+    disclosures: DisclosureLog
 
 
 def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Services:
     """Wire the services together."""
-    resources = ResourceService(engine=engine, clock=clock, settings=settings)
+    disclosures = DisclosureLog(engine=engine, clock=clock)
+    resources = ResourceService(
+        engine=engine, clock=clock, settings=settings, disclosures=disclosures
+    )
+    # First: the other hooks see only writes the caller may make, with labels applied.
+    resources.add_hook(AccessHook(clock=clock, own_base=settings.base_url))
     history = HistoryService(
         engine=engine,
         default_count=settings.default_page_size,
@@ -50,8 +58,11 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         own_base=settings.base_url,
         default_count=settings.default_page_size,
         max_count=settings.max_page_size,
+        disclosures=disclosures,
     )
-    bundles = BundleService(resources=resources, search=search, settings=settings)
+    bundles = BundleService(
+        resources=resources, search=search, settings=settings, disclosures=disclosures
+    )
     everything = EverythingService(
         engine=engine,
         clock=clock,
@@ -71,4 +82,5 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         bundles,
         everything,
         ExportService(engine=engine, clock=clock, settings=settings),
+        disclosures,
     )

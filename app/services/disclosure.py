@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -37,41 +37,32 @@ class DisclosureLog:
         self._clock = clock
 
     def record(
-        self, caller: Caller, versions: Sequence[StoredVersion], interaction: str
+        self,
+        caller: Caller,
+        versions: Sequence[StoredVersion],
+        interaction: str,
+        *,
+        repo: Repository | None = None,
     ) -> Release:
-        """Record the releases among versions; the operator's reads are not disclosures."""
+        """Record the releases among versions; the operator's reads are not disclosures.
+        With repo (an open write transaction: a GET inside a transaction Bundle) they are
+        recorded in it, else in a short transaction of their own."""
         agency = caller.agency
         if agency is None or not versions:
             return NOTHING
-        now = self._clock.now()
-        keys = [(v.resource_type, v.id) for v in versions]
-        with transaction(self._engine, write=True, scope=AccessScope(agency, now)) as repo:
-            owners = repo.owners(keys)
-            rows = []
-            sensitive_any = False
-            for version in versions:
-                owner = owners.get((version.resource_type, version.id))
-                if owner is None or owner[0] == agency:
-                    continue
-                patient = _patient_of(repo, agency, version)
-                consents = repo.consents_in_force(patient) if patient else []
-                sensitive_any = sensitive_any or owner[1]
-                rows.append(
-                    {
-                        "disclosed_at": now,
-                        "agency": agency,
-                        "owner_agency": owner[0],
-                        "resource_type": version.resource_type,
-                        "resource_id": version.id,
-                        "version_id": version.version_id,
-                        "patient_id": patient,
-                        "consent_id": consents[0] if consents else None,
-                        "interaction": interaction,
-                        "sensitive": owner[1],
-                    }
-                )
+        scope = AccessScope(agency, self._clock.now())
+        if repo is not None:
+            rows = _releases(repo, scope, versions, interaction)
             repo.insert_disclosures(rows)
-        return Release(len(rows), sensitive_any)
+            return _summary(rows)
+        # Most reads release nothing (an agency reading its own records): find out on a
+        # read-only connection and take the write lock only when there is something to log.
+        with transaction(self._engine, write=False, scope=scope) as reader:
+            rows = _releases(reader, scope, versions, interaction)
+        if rows:
+            with transaction(self._engine, write=True) as writer:
+                writer.insert_disclosures(rows)
+        return _summary(rows)
 
     def disclosures(
         self, caller: Caller, patient_id: str, *, after: int | None, limit: int
@@ -92,3 +83,37 @@ def _patient_of(repo: Repository, agency: str, version: StoredVersion) -> str | 
     if version.resource_type == "Patient":
         return version.id
     return repo.grant_patient(agency, version.resource_type, version.id)
+
+
+def _releases(
+    repo: Repository, scope: AccessScope, versions: Sequence[StoredVersion], interaction: str
+) -> list[dict[str, Any]]:
+    """Disclosure rows for the versions whose owner is another agency (or no agency: the
+    operator's labelled records)."""
+    owners = repo.owners([(v.resource_type, v.id) for v in versions])
+    rows = []
+    for version in versions:
+        owner = owners.get((version.resource_type, version.id))
+        if owner is None or owner[0] == scope.agency:
+            continue
+        patient = _patient_of(repo, scope.agency, version)
+        consents = repo.consents_in_force(patient, scope=scope) if patient else []
+        rows.append(
+            {
+                "disclosed_at": scope.now,
+                "agency": scope.agency,
+                "owner_agency": owner[0],
+                "resource_type": version.resource_type,
+                "resource_id": version.id,
+                "version_id": version.version_id,
+                "patient_id": patient,
+                "consent_id": consents[0] if consents else None,
+                "interaction": interaction,
+                "sensitive": owner[1],
+            }
+        )
+    return rows
+
+
+def _summary(rows: Sequence[Mapping[str, Any]]) -> Release:
+    return Release(len(rows), any(row["sensitive"] for row in rows))

@@ -34,7 +34,9 @@ from app.search.criteria import parse_criteria
 from app.search.extract import extract_index
 from app.search.query import Context, Criteria
 from app.security.caller import Caller
+from app.services.disclosure import DisclosureLog, Release
 from app.services.uow import transaction
+from app.storage.access import AccessScope
 from app.storage.index import IndexRows
 from app.storage.repository import Repository, StoredVersion
 
@@ -56,6 +58,14 @@ class WriteResult:
     version: StoredVersion
     # False also when a conditional create found its match and wrote nothing.
     created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """A version read, and what reading it released to an agency that does not own it."""
+
+    version: StoredVersion
+    release: Release
 
 
 @dataclass(slots=True)
@@ -90,10 +100,13 @@ class WriteHook(Protocol):
 class ResourceService:
     """Create, read, update, patch, delete and conditional variants for any resource type."""
 
-    def __init__(self, *, engine: Engine, clock: Clock, settings: Settings) -> None:
+    def __init__(
+        self, *, engine: Engine, clock: Clock, settings: Settings, disclosures: DisclosureLog
+    ) -> None:
         self._engine = engine
         self._clock = clock
         self._settings = settings
+        self._disclosures = disclosures
         self._hooks: list[WriteHook] = []
 
     def add_hook(self, hook: WriteHook) -> None:
@@ -111,9 +124,18 @@ class ResourceService:
         return self._clock.new_id()
 
     def _uow(
-        self, *, write: bool, snapshot: bool = False, single_read: bool = False
+        self, caller: Caller, *, write: bool, single_read: bool = False
     ) -> AbstractContextManager[Repository]:
-        return transaction(self._engine, write=write, snapshot=snapshot, single_read=single_read)
+        return transaction(
+            self._engine,
+            write=write,
+            single_read=single_read,
+            scope=self.scope(caller),
+        )
+
+    def scope(self, caller: Caller) -> AccessScope | None:
+        """The caller's access scope now (None: the unconfined operator)."""
+        return None if caller.agency is None else AccessScope(caller.agency, self._clock.now())
 
     def _parse(self, body: bytes) -> Any:
         return parse_json(body, max_depth=self._settings.max_json_depth)
@@ -200,7 +222,7 @@ class ResourceService:
             if if_none_exist is not None
             else None
         )
-        with self._uow(write=True) as repo:
+        with self._uow(caller, write=True) as repo:
             repo.lock_type(resource_type, exclusive=parsed is not None)
             return self.create_in(
                 repo, caller, resource_type, resource, index=index, criteria=parsed
@@ -251,17 +273,19 @@ class ResourceService:
         return repo.current(resource_type, matches[0])
 
     # -- read --------------------------------------------------------------------------
-    def read(self, *, caller: Caller, resource_type: str, resource_id: str) -> StoredVersion:  # noqa: ARG002
-        """read (spec http.html#read): 404 if never existed, 410 if deleted."""
+    def read(self, *, caller: Caller, resource_type: str, resource_id: str) -> Released:
+        """read (spec http.html#read): 404 if never existed (or the caller may not see it),
+        410 if deleted; a release to another agency is recorded."""
         check_type_and_id(resource_type, resource_id)
-        with self._uow(write=False, single_read=True) as repo:
-            return self.read_in(repo, resource_type, resource_id)
+        with self._uow(caller, write=False, single_read=True) as repo:
+            version = self.read_in(repo, resource_type, resource_id)
+        return Released(version, self._disclosures.record(caller, [version], "read"))
 
     @staticmethod
     def read_in(repo: Repository, resource_type: str, resource_id: str) -> StoredVersion:
         """read inside an open transaction (a GET entry of a transaction Bundle)."""
         current = repo.current(resource_type, resource_id)
-        if current is None:
+        if current is None or not repo.is_visible(resource_type, resource_id):
             raise NotFound(f"{resource_type}/{resource_id} is not known")
         if current.deleted:
             raise Gone(
@@ -273,15 +297,16 @@ class ResourceService:
     def vread(
         self,
         *,
-        caller: Caller,  # noqa: ARG002
+        caller: Caller,
         resource_type: str,
         resource_id: str,
         version_id: str,
-    ) -> StoredVersion:
-        """vread (spec http.html#vread)."""
+    ) -> Released:
+        """vread (spec http.html#vread); a release to another agency is recorded."""
         check_type_and_id(resource_type, resource_id)
-        with self._uow(write=False, single_read=True) as repo:
-            return self.vread_in(repo, resource_type, resource_id, version_id)
+        with self._uow(caller, write=False, single_read=True) as repo:
+            version = self.vread_in(repo, resource_type, resource_id, version_id)
+        return Released(version, self._disclosures.record(caller, [version], "vread"))
 
     @staticmethod
     def vread_in(
@@ -293,7 +318,7 @@ class ResourceService:
         except ValueError as exc:
             raise NotFound(f"{resource_type}/{resource_id} has no version {version_id!r}") from exc
         version = repo.version(resource_type, resource_id, number)
-        if version is None:
+        if version is None or not repo.is_visible(resource_type, resource_id):
             raise NotFound(f"{resource_type}/{resource_id} has no version {version_id}")
         if version.deleted:
             raise Gone(f"Version {version_id} of {resource_type}/{resource_id} is a deletion")
@@ -315,7 +340,7 @@ class ResourceService:
             self._parse(body), resource_type=resource_type, resource_id=resource_id
         )
         index = self._index(resource_type, resource)
-        with self._uow(write=True) as repo:
+        with self._uow(caller, write=True) as repo:
             return self.update_in(
                 repo, caller, resource_type, resource_id, resource, if_match, "PUT", index=index
             )
@@ -377,7 +402,7 @@ class ResourceService:
         resource = check_resource(parsed_body, resource_type=resource_type, resource_id=body_id)
         index = self._index(resource_type, resource)
         parsed = parse_criteria(resource_type, criteria, self._context())
-        with self._uow(write=True) as repo:
+        with self._uow(caller, write=True) as repo:
             repo.lock_type(resource_type, exclusive=True)
             target = self.conditional_target(repo, resource_type, parsed, body_id)
             resource["id"] = target
@@ -433,7 +458,7 @@ class ResourceService:
         patch = self.parse_patch(body)
         # The patch applies to the version current under the lock, so concurrent patches
         # serialise instead of failing; validation runs inside the lock only for PATCH.
-        with self._uow(write=True) as repo:
+        with self._uow(caller, write=True) as repo:
             return self.patch_in(repo, caller, resource_type, resource_id, patch, if_match)
 
     def parse_patch(self, body: bytes | Any, *, parsed: bool = False) -> JsonPatchDocument:
@@ -496,7 +521,7 @@ class ResourceService:
     ) -> StoredVersion | None:
         """delete (spec http.html#delete): idempotent; history keeps the deletion."""
         check_type_and_id(resource_type, resource_id)
-        with self._uow(write=True) as repo:
+        with self._uow(caller, write=True) as repo:
             return self.delete_in(repo, caller, resource_type, resource_id, if_match)
 
     def delete_in(
@@ -534,7 +559,7 @@ class ResourceService:
         """Conditional delete (spec http.html#cdelete): one match deleted, several -> 412."""
         check_type_and_id(resource_type)
         parsed = parse_criteria(resource_type, criteria, self._context())
-        with self._uow(write=True) as repo:
+        with self._uow(caller, write=True) as repo:
             repo.lock_type(resource_type, exclusive=True)
             match = self.find_one(repo, resource_type, parsed, "Conditional delete")
             if match is None:

@@ -34,8 +34,10 @@ from app.search.order import (
 )
 from app.search.query import RESULT_PARAMETERS, Context, of_types, parse_filters
 from app.security.caller import Caller
+from app.services.disclosure import NOTHING, DisclosureLog, Release
 from app.services.params import decode_token, encode_token, page_size, single
 from app.services.uow import transaction
+from app.storage.access import AccessScope
 from app.storage.repository import Repository, StoredVersion
 
 MAX_DISTINCT_PARAMETERS: Final = 100
@@ -60,23 +62,36 @@ class SearchPage:
     applied: list[tuple[str, str]] = field(default_factory=list)
     included: list[StoredVersion] = field(default_factory=list)
     previous_cursor: str | None = None
+    # What the page releases to an agency that does not own the records.
+    release: Release = NOTHING
 
 
 class SearchService:
     """GET [base]/[type]?... and POST [base]/[type]/_search."""
 
     def __init__(
-        self, *, engine: Engine, clock: Clock, own_base: str, default_count: int, max_count: int
+        self,
+        *,
+        engine: Engine,
+        clock: Clock,
+        own_base: str,
+        default_count: int,
+        max_count: int,
+        disclosures: DisclosureLog,
     ) -> None:
+        self._disclosures = disclosures
         self._engine = engine
         self._clock = clock
         self._own_base = own_base
         self._default_count = default_count
         self._max_count = max_count
 
-    def context(self) -> Context:
-        """What parsing a search value needs: the server's base URL and the time now."""
-        return Context(own_base=self._own_base, now=self._clock.now())
+    def context(self, caller: Caller | None = None) -> Context:
+        """What parsing a search value needs: the server's base URL, the time now and the
+        caller's access scope (chains and _has pass only through what it may see)."""
+        now = self._clock.now()
+        scope = None if caller is None or caller.agency is None else AccessScope(caller.agency, now)
+        return Context(own_base=self._own_base, now=now, scope=scope)
 
     @staticmethod
     def capabilities(resource_type: str) -> Mapping[str, Any]:
@@ -86,7 +101,7 @@ class SearchService:
     def search(
         self,
         *,
-        caller: Caller,  # noqa: ARG002
+        caller: Caller,
         resource_type: str,
         params: Sequence[tuple[str, str]],
         strict: bool,
@@ -98,9 +113,12 @@ class SearchService:
         """
         check_type_and_id(resource_type)
         params = _checked(params)
-        criteria = parse_filters(resource_type, params, self.context(), strict=strict)
+        context = self.context(caller)
+        criteria = parse_filters(resource_type, params, context, strict=strict)
         keys = parse_sort(resource_type, single(params, "_sort"))
         return self._run(
+            caller,
+            context,
             resource_type,
             params,
             criteria.conditions,
@@ -113,7 +131,7 @@ class SearchService:
     def search_system(
         self,
         *,
-        caller: Caller,  # noqa: ARG002
+        caller: Caller,
         params: Sequence[tuple[str, str]],
         strict: bool,
     ) -> SearchPage:
@@ -125,7 +143,7 @@ class SearchService:
         params = _checked(params)
         raw_types = [v for k, v in params if k == "_type"]
         filters = [(k, v) for k, v in params if k != "_type"]
-        context = self.context()
+        context = self.context(caller)
         if not raw_types:
             names = sorted(
                 {k for k, _ in filters if k not in RESULT_PARAMETERS} - {"_id", "_lastUpdated"}
@@ -163,10 +181,12 @@ class SearchService:
             conditions = (of_types(per_type),)
             ignored = tuple(sorted(ignored_by))
         keys = parse_system_sort(single(params, "_sort"))
-        return self._run(None, params, conditions, ignored, keys, strict=strict)
+        return self._run(caller, context, None, params, conditions, ignored, keys, strict=strict)
 
     def _run(
         self,
+        caller: Caller,
+        context: Context,
         resource_type: str | None,
         params: list[tuple[str, str]],
         filters: Sequence[ColumnElement[bool]],
@@ -200,10 +220,11 @@ class SearchService:
         if cursor is not None:
             conditions.append(after(keys, cursor.values, backwards=backwards))
 
+        inside = repo
         scope: AbstractContextManager[Repository] = (
             nullcontext(repo)
             if repo is not None
-            else transaction(self._engine, write=False, snapshot=True)
+            else transaction(self._engine, write=False, snapshot=True, scope=context.scope)
         )
         with scope as repo:
             rows = repo.search(
@@ -233,6 +254,9 @@ class SearchService:
             if cursor is not None and (more or not backwards):
                 previous_cursor = encode_token(dump_cursor(keys, first_values, backwards=True))
         skipped = set(ignored)
+        release = self._disclosures.record(
+            caller, [*(v for v, _ in page), *included], "search", repo=inside
+        )
         return SearchPage(
             matches,
             next_cursor,
@@ -241,6 +265,7 @@ class SearchService:
             applied=[(k, v) for k, v in params if k not in skipped],
             included=included,
             previous_cursor=previous_cursor,
+            release=release,
         )
 
 

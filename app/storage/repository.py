@@ -663,11 +663,12 @@ class Repository:
                 insert(consent_grant_table), [{**row, "consent_id": consent_id} for row in grants]
             )
 
-    def consents_in_force(self, patient_id: str) -> list[str]:
-        """Ids of the client's consents in force now for the scope's agency."""
-        if self.scope is None:
+    def consents_in_force(self, patient_id: str, *, scope: AccessScope | None = None) -> list[str]:
+        """Ids of the client's consents in force for the scope's agency at its instant."""
+        scope = scope or self.scope
+        if scope is None:
             return []
-        return sorted({row[0] for row in self._conn.execute(self.scope.consent_for(patient_id))})
+        return sorted({row[0] for row in self._conn.execute(scope.consent_for(patient_id))})
 
     def insert_disclosures(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Record releases of records to agencies other than their owners."""
