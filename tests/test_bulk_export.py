@@ -16,7 +16,9 @@ import orjson
 import pytest
 
 from app.fhir.errors import NotFound
+from app.security.caller import OPERATOR
 from app.services.bulk import load_ndjson
+from app.services.disclosure import DisclosureLog
 from app.services.export import ExportService, parse_request
 from tests import factories
 from tests.conftest import Backend, server_with
@@ -412,6 +414,7 @@ def _paused(backend: Backend, data_dir: Path) -> _Paused:
         clock=fixed_clock(EPOCH + timedelta(days=1)),
         settings=backend.settings(data_dir=data_dir),
         page_size=1,
+        disclosures=DisclosureLog(engine=backend.engine, clock=fixed_clock(EPOCH)),
     )
 
 
@@ -422,17 +425,19 @@ def test_a_running_export_stops_at_the_next_page_when_cancelled(
         _put(http, {**factories.patient(), "id": rid})
     service = _paused(backend, tmp_path)
     try:
-        job = service.kick_off(parse_request("system", [], lenient=False), request_url="x")
+        job = service.kick_off(
+            parse_request("system", [], lenient=False), caller=OPERATOR, request_url="x"
+        )
         assert service.reached.wait(10)
-        status = service.status(job.job_id)
+        status = service.status(job.job_id, caller=OPERATOR)
         assert (status.state, status.progress) == ("running", "running")
-        service.cancel(job.job_id)
+        service.cancel(job.job_id, caller=OPERATOR)
         service.go.set()
     finally:
         service.shutdown()  # waits for the worker
     assert not (tmp_path / "exports" / job.job_id).exists()
     with pytest.raises(NotFound):
-        service.status(job.job_id)
+        service.status(job.job_id, caller=OPERATOR)
 
 
 def test_shutting_down_fails_running_exports(
@@ -440,14 +445,16 @@ def test_shutting_down_fails_running_exports(
 ) -> None:
     _put(http, {**factories.patient(), "id": "p1"})
     service = _paused(backend, tmp_path)
-    job = service.kick_off(parse_request("system", [], lenient=False), request_url="x")
+    job = service.kick_off(
+        parse_request("system", [], lenient=False), caller=OPERATOR, request_url="x"
+    )
     assert service.reached.wait(10)
     stopper = threading.Thread(target=service.shutdown)
     stopper.start()
     time.sleep(0.1)
     service.go.set()
     stopper.join(10)
-    status = service.status(job.job_id)
+    status = service.status(job.job_id, caller=OPERATOR)
     assert status.state == "failed"
     assert status.error is not None and "stopped" in status.error
     assert not (tmp_path / "exports" / job.job_id).exists()

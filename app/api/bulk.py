@@ -100,9 +100,9 @@ def export_by_post(request: Request) -> Response:
 
 
 @router.get("/$export-status/{job_id}", dependencies=_negotiated)
-def export_status(job_id: str, services: ServicesDep) -> Response:
+def export_status(job_id: str, services: ServicesDep, caller: CallerDep) -> Response:
     """Status poll (export.html#bulk-data-status-request)."""
-    status = services.exports.status(job_id)
+    status = services.exports.status(job_id, caller=caller)
     if status.state == "completed":
         headers = {}
         if status.expires_at is not None:
@@ -122,9 +122,9 @@ def export_status(job_id: str, services: ServicesDep) -> Response:
 
 
 @router.delete("/$export-status/{job_id}", dependencies=_negotiated)
-def export_cancel(job_id: str, services: ServicesDep) -> Response:
+def export_cancel(job_id: str, services: ServicesDep, caller: CallerDep) -> Response:
     """Cancel and delete (export.html#bulk-data-delete-request): 202, then polls answer 404."""
-    services.exports.cancel(job_id)
+    services.exports.cancel(job_id, caller=caller)
     outcome = operation_outcome(
         [Issue("informational", f"Export {job_id} cancelled and its files deleted", "information")]
     )
@@ -142,9 +142,9 @@ async def _stream(handle: BinaryIO) -> AsyncIterator[bytes]:
 
 
 @router.get("/$export-file/{job_id}/{name}")
-def export_file(job_id: str, name: str, services: ServicesDep) -> Response:
+def export_file(job_id: str, name: str, services: ServicesDep, caller: CallerDep) -> Response:
     """An output file (export.html#file-request): NDJSON, one resource a line."""
-    handle = services.exports.open_file(job_id, name)
+    handle = services.exports.open_file(job_id, name, caller=caller)
     size = os.fstat(handle.fileno()).st_size
     return StreamingResponse(
         _stream(handle), media_type=NDJSON, headers={"Content-Length": str(size)}

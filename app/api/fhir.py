@@ -52,7 +52,8 @@ def _history_response(
     base = services.settings.base_url
     links = page_links(f"{base}{path}", query_pairs(request), page.next_cursor)
     return fhir_response(
-        history_bundle(page.versions, base_url=base, links=links, total=page.total)
+        history_bundle(page.versions, base_url=base, links=links, total=page.total),
+        headers=notice_headers(page.release),
     )
 
 

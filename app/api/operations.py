@@ -10,7 +10,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 
 from app.api.deps import CallerDep, ServicesDep, negotiate
-from app.api.render import fhir_response, page_links, query_pairs
+from app.api.render import (
+    fhir_response,
+    notice_headers,
+    notice_issues,
+    page_links,
+    query_pairs,
+    release_labels,
+)
 from app.fhir.bundles import searchset_bundle
 from app.fhir.errors import Issue, operation_outcome
 from app.services.everything import EverythingPage
@@ -44,16 +51,17 @@ def _render(services: ServicesDep, path: str, page: EverythingPage) -> Response:
     """A searchset Bundle (spec search.html#return): members, included, then any warnings."""
     base = services.settings.base_url
     links = page_links(f"{base}{path}", page.applied, page.next_cursor)
-    outcome = None
-    if page.notes:
-        outcome = operation_outcome([Issue("informational", n, "warning") for n in page.notes])
+    issues = [Issue("informational", n, "warning") for n in page.notes]
+    issues += notice_issues(page.release)
     return fhir_response(
         searchset_bundle(
             page.matches,
             base_url=base,
             links=links,
             total=page.total,
-            outcome=outcome,
+            outcome=operation_outcome(issues) if issues else None,
             included=page.included,
-        )
+            security=release_labels(page.release),
+        ),
+        headers=notice_headers(page.release),
     )

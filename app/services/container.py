@@ -48,8 +48,10 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
     resources.add_hook(AccessHook(clock=clock, own_base=settings.base_url))
     history = HistoryService(
         engine=engine,
+        clock=clock,
         default_count=settings.default_page_size,
         max_count=settings.max_page_size,
+        disclosures=disclosures,
     )
     health = HealthService(engine=engine)
     search = SearchService(
@@ -69,6 +71,7 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         own_base=settings.base_url,
         default_count=settings.default_page_size,
         max_count=settings.max_page_size,
+        disclosures=disclosures,
     )
     return Services(
         settings,
@@ -81,6 +84,6 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         search,
         bundles,
         everything,
-        ExportService(engine=engine, clock=clock, settings=settings),
+        ExportService(engine=engine, clock=clock, settings=settings, disclosures=disclosures),
         disclosures,
     )

@@ -37,7 +37,7 @@ Result shape and paging (both operations):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -56,8 +56,10 @@ from app.fhir.validation import check_type_and_id
 from app.search.dates import parse_date_range
 from app.search.query import Context, parse_filters
 from app.security.caller import Caller
+from app.services.disclosure import NOTHING, DisclosureLog, Release
 from app.services.params import decode_token, encode_token, page_size, single
 from app.services.uow import transaction
+from app.storage.access import AccessScope
 from app.storage.repository import Repository, StoredVersion
 
 COMPARTMENTS_PATH: Final = (
@@ -123,6 +125,8 @@ class EverythingPage:
     applied: list[tuple[str, str]] = field(default_factory=list)
     # Warnings for an OperationOutcome entry (parameters accepted but not applied).
     notes: list[str] = field(default_factory=list)
+    # What the page releases to an agency that does not own the records.
+    release: Release = NOTHING
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,10 +145,18 @@ class EverythingService:
     """GET [base]/Patient/[id]/$everything and GET [base]/CarePlan/[id]/$everything."""
 
     def __init__(
-        self, *, engine: Engine, clock: Clock, own_base: str, default_count: int, max_count: int
+        self,
+        *,
+        engine: Engine,
+        clock: Clock,
+        own_base: str,
+        default_count: int,
+        max_count: int,
+        disclosures: DisclosureLog,
     ) -> None:
         self._engine = engine
         self._clock = clock
+        self._disclosures = disclosures
         self._own_base = own_base.rstrip("/")
         self._default_count = default_count
         self._max_count = max_count
@@ -152,7 +164,7 @@ class EverythingService:
     def patient(
         self,
         *,
-        caller: Caller,  # noqa: ARG002
+        caller: Caller,
         patient_id: str,
         params: Sequence[tuple[str, str]],
     ) -> EverythingPage:
@@ -168,8 +180,9 @@ class EverythingService:
             # Nothing referenced is wanted: only members of the listed types need finding.
             links = {t: p for t, p in links.items() if t in types}
         wanted = sorted(types) if types is not None else None
-        with transaction(self._engine, write=False, snapshot=True) as repo:
-            _require(repo.current("Patient", patient_id), "Patient", patient_id)
+        scope = self._scope(caller)
+        with transaction(self._engine, write=False, snapshot=True, scope=scope) as repo:
+            _require(repo, repo.current("Patient", patient_id), "Patient", patient_id)
             rows = repo.compartment_listing(
                 owner_type="Patient",
                 owner_id=patient_id,
@@ -187,12 +200,19 @@ class EverythingService:
                 types=wanted,
                 since=listing.since,
             )
-        return _page(listing, rows, total)
+        return self._released(caller, _page(listing, rows, total))
+
+    def _scope(self, caller: Caller) -> AccessScope | None:
+        return None if caller.agency is None else AccessScope(caller.agency, self._clock.now())
+
+    def _released(self, caller: Caller, page: EverythingPage) -> EverythingPage:
+        release = self._disclosures.record(caller, [*page.matches, *page.included], "everything")
+        return replace(page, release=release)
 
     def care_plan(
         self,
         *,
-        caller: Caller,  # noqa: ARG002
+        caller: Caller,
         care_plan_id: str,
         params: Sequence[tuple[str, str]],
     ) -> EverythingPage:
@@ -217,9 +237,10 @@ class EverythingService:
         """
         check_type_and_id("CarePlan", care_plan_id)
         listing = self._parse(params)
-        with transaction(self._engine, write=False, snapshot=True) as repo:
+        scope = self._scope(caller)
+        with transaction(self._engine, write=False, snapshot=True, scope=scope) as repo:
             plan = repo.current("CarePlan", care_plan_id)
-            _require(plan, "CarePlan", care_plan_id)
+            _require(repo, plan, "CarePlan", care_plan_id)
             assert plan is not None and plan.body is not None
             wanted = self._plan_package(repo, plan)
             versions: list[StoredVersion] = []
@@ -242,7 +263,7 @@ class EverythingService:
             after = listing.after
             chosen = [v for v in chosen if (v.resource_type, v.id) > after]
         rows = [(v, wanted[(v.resource_type, v.id)]) for v in chosen[: listing.count + 1]]
-        return _page(listing, rows, total)
+        return self._released(caller, _page(listing, rows, total))
 
     def _plan_package(self, repo: Repository, plan: StoredVersion) -> dict[tuple[str, str], bool]:
         """(type, id) of everything the package holds, True for members, False for context."""
@@ -324,9 +345,12 @@ class _Package:
             )
 
 
-def _require(current: StoredVersion | None, resource_type: str, resource_id: str) -> None:
-    """404 for an unknown resource, 410 for a deleted one (as read does: http.html#read)."""
-    if current is None:
+def _require(
+    repo: Repository, current: StoredVersion | None, resource_type: str, resource_id: str
+) -> None:
+    """404 for an unknown resource (or one the caller may not see), 410 for a deleted one
+    (as read does: http.html#read)."""
+    if current is None or not repo.is_visible(resource_type, resource_id):
         raise NotFound(f"{resource_type}/{resource_id} is not known")
     if current.deleted:
         raise Gone(

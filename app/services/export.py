@@ -50,9 +50,12 @@ from app.fhir.registry import is_resource_type, resource_types
 from app.search.dates import parse_date_range
 from app.search.registry import params_for
 from app.security.caller import Caller
+from app.services.disclosure import DisclosureLog
 from app.services.everything import patient_record
 from app.services.params import single
 from app.services.uow import transaction
+from app.storage.access import AccessScope
+from app.storage.repository import StoredVersion
 
 log = logging.getLogger(__name__)
 
@@ -274,10 +277,13 @@ class ExportService:
         workers: int = 2,
         page_size: int = 1000,
         wall: Callable[[], datetime] = _wall_now,
+        disclosures: DisclosureLog,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._base = settings.base_url
+        self._auth = settings.auth == "smart"
+        self._disclosures = disclosures
         self._root = settings.data_dir / "exports"
         self._retention = timedelta(seconds=settings.export_retention_s)
         self._tick = min(_MAX_TICK_S, max(_MIN_TICK_S, settings.export_retention_s / 4))
@@ -345,10 +351,10 @@ class ExportService:
             raise Transient("The server is shutting down; retry the export")
         return KickOff(job_id, request.ignored)
 
-    def status(self, job_id: str) -> ExportJobStatus:
+    def status(self, job_id: str, *, caller: Caller) -> ExportJobStatus:
         """The state of a job (export.html#bulk-data-status-request); NotFound when unknown,
         cancelled or expired."""
-        row = self._live_row(job_id)
+        row = self._live_row(job_id, caller)
         state: JobState = row["status"]
         if state in _PENDING and row["updated_at"] < self._wall() - STALE_AFTER:
             return ExportJobStatus(
@@ -369,21 +375,20 @@ class ExportService:
             return ExportJobStatus(state, error=row["error"], expires_at=row["expires_at"])
         return ExportJobStatus(state, progress=row["progress"])
 
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, job_id: str, *, caller: Caller) -> None:
         """Delete a job and its files (export.html#bulk-data-delete-request); a running
         worker, in whichever process, stops at its next page."""
-        if not JOB_ID_RE.match(job_id):
-            raise NotFound(f"No export job {job_id!r}")
+        self._live_row(job_id, caller)
         with transaction(self._engine, write=True) as repo:
             deleted = repo.delete_export_jobs([job_id])
         self._remove_files(job_id)
         if not deleted:
             raise NotFound(f"No export job {job_id!r}")
 
-    def open_file(self, job_id: str, name: str) -> BinaryIO:
+    def open_file(self, job_id: str, name: str, *, caller: Caller) -> BinaryIO:
         """An output file of a completed, unexpired job, opened for reading; NotFound
         otherwise. The handle stays readable if the file is removed meanwhile."""
-        row = self._live_row(job_id)
+        row = self._live_row(job_id, caller)
         listed = {item["file"] for item in orjson.loads(row["manifest"] or "{}").get("output", [])}
         if row["status"] != "completed" or not FILE_RE.match(name) or name not in listed:
             raise NotFound(f"Export job {job_id} has no file {name!r}")
@@ -394,11 +399,14 @@ class ExportService:
             log.warning("export file %s/%s is listed but not on disk", job_id, name)
             raise NotFound(f"Export job {job_id} has no file {name!r}") from exc
 
-    def _live_row(self, job_id: str) -> dict[str, Any]:
+    def _live_row(self, job_id: str, caller: Caller) -> dict[str, Any]:
+        """The job's row; an agency sees only its own jobs (another's answer 404)."""
         if not JOB_ID_RE.match(job_id):
             raise NotFound(f"No export job {job_id!r}")
         with transaction(self._engine, write=False, single_read=True) as repo:
             row = repo.export_job(job_id)
+        if row is not None and caller.agency is not None and row["requester"] != caller.agency:
+            raise NotFound(f"No export job {job_id!r}")
         if row is None:
             self._remove_files(job_id)  # left behind if another process removed the row
             raise NotFound(f"No export job {job_id!r} (it may have been cancelled or expired)")
@@ -458,10 +466,16 @@ class ExportService:
             path = directory / f"{resource_type}.ndjson"
             handle: BinaryIO | None = None
             try:
-                for page in self._pages(job_id, resource_type, request, until, patient_params):
+                pages = self._pages(
+                    job_id, resource_type, request, until, patient_params, row["requester"]
+                )
+                for page in pages:
                     if handle is None:
                         handle = path.open("wb")
-                    handle.writelines(line for _, body in page for line in (_one_line(body), b"\n"))
+                    handle.writelines(
+                        line for _, body, _ in page for line in (_one_line(body), b"\n")
+                    )
+                    self._disclosed(row["requester"], resource_type, page, until)
                     count += len(page)
                     written += len(page)
                     if time.monotonic() - last_progress >= _PROGRESS_EVERY_S:
@@ -475,8 +489,9 @@ class ExportService:
         manifest = {
             "transactionTime": format_instant(until),
             "request": row["request_url"],
-            # No authentication yet: issue 6 adds it, and with it access tokens for files.
-            "requiresAccessToken": False,
+            # Files are fetched with the same bearer token as the status (auth smart), by
+            # the agency that asked for the export.
+            "requiresAccessToken": self._auth,
             "output": outputs,
             "error": [],
         }
@@ -496,6 +511,25 @@ class ExportService:
         if not done:
             raise _Cancelled
 
+    def _scope(self, requester: str | None) -> AccessScope | None:
+        # Evaluated per page: a consent revoked while the export runs stops the release.
+        return None if requester is None else AccessScope(requester, self._clock.now())
+
+    def _disclosed(
+        self,
+        requester: str | None,
+        resource_type: str,
+        page: Sequence[tuple[str, bytes, int]],
+        until: datetime,
+    ) -> None:
+        if requester is None:
+            return
+        versions = [
+            StoredVersion(resource_type, resource_id, version_id, until, False, None)
+            for resource_id, _, version_id in page
+        ]
+        self._disclosures.record(Caller(agency=requester), versions, "export")
+
     def _pages(
         self,
         job_id: str,
@@ -503,12 +537,14 @@ class ExportService:
         request: ExportRequest,
         until: datetime,
         patient_params: tuple[str, ...] | None,
-    ) -> Iterator[list[tuple[str, bytes]]]:
+        requester: str | None,
+    ) -> Iterator[list[tuple[str, bytes, int]]]:
         after: str | None = None
         while True:
             if self._stopping.is_set():
                 raise _Interrupted
-            with transaction(self._engine, write=False, single_read=True) as repo:
+            scope = self._scope(requester)
+            with transaction(self._engine, write=False, scope=scope) as repo:
                 page = repo.export_page(
                     resource_type,
                     after_id=after,

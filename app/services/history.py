@@ -9,14 +9,17 @@ from datetime import datetime
 import orjson
 from sqlalchemy.engine import Engine
 
+from app.clock import Clock
 from app.fhir.errors import InvalidRequest, NotFound
 from app.fhir.numbers import MAX_VERSION
 from app.fhir.registry import is_resource_type, is_valid_id
 from app.fhir.validation import check_type_and_id
 from app.search.dates import parse_date_range
 from app.security.caller import Caller
+from app.services.disclosure import NOTHING, DisclosureLog, Release
 from app.services.params import decode_token, encode_token, page_size, single
 from app.services.uow import transaction
+from app.storage.access import AccessScope
 from app.storage.repository import HistoryCursor, StoredVersion
 
 
@@ -27,6 +30,8 @@ class HistoryPage:
     versions: list[StoredVersion]
     next_cursor: str | None
     total: int
+    # What the page releases to an agency that does not own the records.
+    release: Release = NOTHING
 
 
 def _encode_cursor(v: StoredVersion) -> str:
@@ -58,15 +63,25 @@ def _decode_cursor(token: str) -> HistoryCursor:
 class HistoryService:
     """Lists versions with _since, _count and stable keyset paging."""
 
-    def __init__(self, *, engine: Engine, default_count: int, max_count: int) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        clock: Clock,
+        default_count: int,
+        max_count: int,
+        disclosures: DisclosureLog,
+    ) -> None:
         self._engine = engine
+        self._clock = clock
+        self._disclosures = disclosures
         self._default_count = default_count
         self._max_count = max_count
 
     def history(
         self,
         *,
-        caller: Caller,  # noqa: ARG002
+        caller: Caller,
         resource_type: str | None,
         resource_id: str | None,
         params: Sequence[tuple[str, str]],
@@ -92,7 +107,8 @@ class HistoryService:
         cursor = _decode_cursor(raw_cursor) if raw_cursor else None
 
         # One snapshot, so the page and its total agree.
-        with transaction(self._engine, write=False, snapshot=True) as repo:
+        scope = None if caller.agency is None else AccessScope(caller.agency, self._clock.now())
+        with transaction(self._engine, write=False, snapshot=True, scope=scope) as repo:
             rows = repo.history(
                 resource_type=resource_type,
                 resource_id=resource_id,
@@ -108,10 +124,15 @@ class HistoryService:
                 total > 0
                 or bool(rows)
                 or resource_id is None
-                or (resource_type is not None and repo.current(resource_type, resource_id))
+                or (
+                    resource_type is not None
+                    and repo.current(resource_type, resource_id) is not None
+                    and repo.is_visible(resource_type, resource_id)
+                )
             )
         if not exists:
             raise NotFound(f"{resource_type}/{resource_id} is not known")
         page = rows[:count]
         more = len(rows) > count and bool(page)
-        return HistoryPage(page, _encode_cursor(page[-1]) if more else None, total)
+        release = self._disclosures.record(caller, [v for v in page if not v.deleted], "history")
+        return HistoryPage(page, _encode_cursor(page[-1]) if more else None, total, release)

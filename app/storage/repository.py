@@ -768,14 +768,14 @@ class Repository:
         until: datetime,
         patient_params: Sequence[str] | None,
         limit: int,
-    ) -> list[tuple[str, bytes]]:
-        """(id, body) of live current versions of a type in id order, strictly after
+    ) -> list[tuple[str, bytes, int]]:
+        """(id, body, version id) of live current versions of a type in id order, after
         after_id, last updated in [since, until]: one page of an export.
 
         With patient_params, only resources whose reference index rows of those parameters
         point at a live Patient (members of some patient's compartment).
         """
-        query = select(R.id, R.body).where(
+        query = select(R.id, R.body, R.version_id).where(
             R.resource_type == resource_type,
             R.deleted.is_(False),
             R.last_updated <= until,
@@ -805,7 +805,7 @@ class Repository:
             )
             query = query.where(linked.exists())
         rows = self._conn.execute(query.order_by(R.id).limit(limit))
-        return [(row[0], row[1]) for row in rows]
+        return [(row[0], row[1], row[2]) for row in rows]
 
     @staticmethod
     def _export_jobs() -> Any:
