@@ -19,6 +19,7 @@ from app.api.render import (
     release_labels,
 )
 from app.fhir.bundles import searchset_bundle
+from app.fhir.disclosures import disclosures_bundle
 from app.fhir.errors import Issue, operation_outcome
 from app.services.everything import EverythingPage
 
@@ -45,6 +46,19 @@ def care_plan_everything(
         caller=caller, care_plan_id=care_plan_id, params=query_pairs(request)
     )
     return _render(services, f"/CarePlan/{care_plan_id}/$everything", page)
+
+
+@router.get("/Patient/{patient_id}/$disclosures")
+def patient_disclosures(
+    request: Request, patient_id: str, services: ServicesDep, caller: CallerDep
+) -> Response:
+    """Patient $disclosures (this server's operation): every release of the client's
+    records to an agency other than their owner, with the consent in force, as AuditEvents
+    (docs/threat-model.md)."""
+    page = services.disclosures.report(caller, patient_id, query_pairs(request))
+    base = services.settings.base_url
+    links = page_links(f"{base}/Patient/{patient_id}/$disclosures", page.applied, page.next_cursor)
+    return fhir_response(disclosures_bundle(page.rows, base_url=base, links=links))
 
 
 def _render(services: ServicesDep, path: str, page: EverythingPage) -> Response:

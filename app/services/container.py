@@ -40,7 +40,12 @@ class Services:
 
 def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Services:
     """Wire the services together."""
-    disclosures = DisclosureLog(engine=engine, clock=clock)
+    disclosures = DisclosureLog(
+        engine=engine,
+        clock=clock,
+        default_count=settings.default_page_size,
+        max_count=settings.max_page_size,
+    )
     resources = ResourceService(
         engine=engine, clock=clock, settings=settings, disclosures=disclosures
     )

@@ -10,8 +10,11 @@ from typing import Any, Final
 from sqlalchemy.engine import Engine
 
 from app.clock import Clock
-from app.fhir.errors import NotFound
+from app.fhir.errors import InvalidRequest, NotFound
+from app.fhir.numbers import ascii_int
+from app.fhir.validation import check_type_and_id
 from app.security.caller import Caller
+from app.services.params import decode_token, encode_token, page_size, single
 from app.services.uow import transaction
 from app.storage.access import AccessScope
 from app.storage.repository import Repository, StoredVersion
@@ -32,9 +35,13 @@ class DisclosureLog:
     """Accounting of disclosures: every record released to an agency that does not own it,
     with the consent in force, in its own short transaction after the read."""
 
-    def __init__(self, *, engine: Engine, clock: Clock) -> None:
+    def __init__(
+        self, *, engine: Engine, clock: Clock, default_count: int = 50, max_count: int = 1000
+    ) -> None:
         self._engine = engine
         self._clock = clock
+        self._default_count = default_count
+        self._max_count = max_count
 
     def record(
         self,
@@ -64,19 +71,46 @@ class DisclosureLog:
                 writer.insert_disclosures(rows)
         return _summary(rows)
 
-    def disclosures(
-        self, caller: Caller, patient_id: str, *, after: int | None, limit: int
-    ) -> list[dict[str, Any]]:
-        """A client's disclosures (Patient/{id}/$disclosures): the operator sees all, an
-        agency those of the records it owns (what it released) and those it received."""
-        now = self._clock.now()
-        scope = None if caller.agency is None else AccessScope(caller.agency, now)
+    def report(
+        self, caller: Caller, patient_id: str, params: Sequence[tuple[str, str]]
+    ) -> DisclosurePage:
+        """A client's disclosures, oldest first (Patient/{id}/$disclosures). The operator
+        sees all; an agency those it made as the records' owner and those it received;
+        a client the agency may not see is 404, as for read."""
+        check_type_and_id("Patient", patient_id)
+        for name, _ in params:
+            if name not in ("_count", "_cursor"):
+                raise InvalidRequest(
+                    f"Parameter {name!r} is not supported on $disclosures", expression=(name,)
+                )
+        count = page_size(params, default=self._default_count, maximum=self._max_count)
+        raw_cursor = single(params, "_cursor")
+        after = None
+        if raw_cursor is not None:
+            try:
+                after = ascii_int(decode_token(raw_cursor).decode("ascii"), minimum=0)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise InvalidRequest("_cursor is not one this server issued") from exc
+        scope = None if caller.agency is None else AccessScope(caller.agency, self._clock.now())
         with transaction(self._engine, write=False, scope=scope) as repo:
-            if repo.current("Patient", patient_id) is None or not repo.is_visible(
-                "Patient", patient_id
-            ):
+            current = repo.current("Patient", patient_id)
+            if current is None or not repo.is_visible("Patient", patient_id):
                 raise NotFound(f"Patient/{patient_id} is not known")
-            return repo.disclosures(patient_id, agency=caller.agency, after=after, limit=limit)
+            rows = repo.disclosures(patient_id, agency=caller.agency, after=after, limit=count + 1)
+        page = rows[:count]
+        more = len(rows) > count and bool(page)
+        next_cursor = encode_token(str(page[-1]["row_id"]).encode()) if more else None
+        applied = [(k, v) for k, v in params if k == "_count"]
+        return DisclosurePage(page, next_cursor, applied)
+
+
+@dataclass(frozen=True, slots=True)
+class DisclosurePage:
+    """One page of a client's disclosures."""
+
+    rows: list[dict[str, Any]]
+    next_cursor: str | None
+    applied: list[tuple[str, str]]
 
 
 def _patient_of(repo: Repository, agency: str, version: StoredVersion) -> str | None:
