@@ -122,6 +122,13 @@ def load(
         typer.Argument(help="NDJSON file: one resource per line.", exists=True, dir_okay=False),
     ],
     batch: Annotated[int, typer.Option(min=1, help="Resources per transaction.")] = 1000,
+    agency: Annotated[
+        str | None,
+        typer.Option(
+            help="The agency the records belong to (Organization/{id}); without it they are "
+            "the operator's, which no agency sees without a referral and a consent."
+        ),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(min=0, help="Validating processes (default: one per CPU).")
     ] = None,
@@ -178,6 +185,7 @@ def load(
                     workers=workers,
                     batch_size=batch,
                     on_progress=show,
+                    agency=_agency_or_exit(agency),
                 )
             except LoadAborted as exc:
                 summary = exc.summary
@@ -217,6 +225,13 @@ def import_files(
         typer.Argument(help="NDJSON or Bundle JSON files, or directories of them.", exists=True),
     ],
     batch: Annotated[int, typer.Option(min=1, help="Resources per transaction.")] = 1000,
+    agency: Annotated[
+        str | None,
+        typer.Option(
+            help="The agency the records belong to (Organization/{id}); without it they are "
+            "the operator's, which no agency sees without a referral and a consent."
+        ),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(min=0, help="Validating processes (default: one per CPU).")
     ] = None,
@@ -258,6 +273,7 @@ def import_files(
                 settings=settings,
                 workers=workers,
                 batch_size=batch,
+                agency=_agency_or_exit(agency),
                 on_file=next_file,
                 on_progress=show,
             )
@@ -365,6 +381,20 @@ def search_reindex(
 def main() -> None:
     """Console-script entry point."""
     cli()
+
+
+def _agency_or_exit(agency: str | None) -> str | None:
+    """The --agency value checked for shape (exit 2 otherwise)."""
+    if agency is None:
+        return None
+    from app.fhir.errors import FHIRError
+    from app.security.caller import parse_agency
+
+    try:
+        return parse_agency(agency, what="--agency")
+    except FHIRError as exc:
+        typer.echo(exc.diagnostics, err=True)
+        raise typer.Exit(code=2) from exc
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +18,8 @@ import pytest
 
 from app.api.render import REDISCLOSURE_HEADER
 from tests import factories
+from tests.conftest import Backend
+from tests.support.cli import run_cli
 
 A, B, C, D = (f"Organization/{x}" for x in ("clinic", "housing", "other", "aod"))
 TASK_CODE = "http://hl7.org/fhir/CodeSystem/task-code"
@@ -435,3 +438,61 @@ def test_exports_contain_only_what_the_agency_may_see(http: httpx.Client) -> Non
         lines = http.get(item["url"], headers=_as(B)).text.splitlines()
         exported |= {f"{item['type']}/{json.loads(line)['id']}" for line in lines}
     assert exported == {"Task/task-a"}
+
+
+def _ndjson(path: Path, resources: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in resources))
+
+
+def test_imported_records_belong_to_the_agency_named_and_referrals_share_them(
+    http: httpx.Client, backend: Backend, tmp_path: Path
+) -> None:
+    export = [
+        {"resourceType": "Patient", "id": "imp-p", "name": [{"family": "Loaded"}]},
+        {
+            "resourceType": "ServiceRequest",
+            "id": "imp-sr",
+            "status": "active",
+            "intent": "order",
+            "subject": {"reference": "Patient/imp-p"},
+        },
+        {
+            "resourceType": "Task",
+            "id": "imp-task",
+            "status": "requested",
+            "intent": "order",
+            "code": {"coding": [{"system": TASK_CODE, "code": "fulfill"}]},
+            "focus": {"reference": "ServiceRequest/imp-sr"},
+            "for": {"reference": "Patient/imp-p"},
+            "requester": {"reference": D},
+            "owner": {"reference": B},
+        },
+    ]
+    _ndjson(tmp_path / "aod.ndjson", export)
+    env = {"CASEBRIDGE_DATABASE_URL": backend.url, "COLUMNS": "200"}
+    done = run_cli(["import", str(tmp_path / "aod.ndjson"), "--workers", "0", "--agency", D], env)
+    assert done.returncode == 0, done.stderr
+    # As if the AOD service had written them: labelled, its own, shared by the referral
+    # only under a consent for treatment.
+    assert {"ETH", "42CFRPart2"} <= _labels(_get(http, D, "/Task/imp-task").json())
+    assert _get(http, C, "/Patient/imp-p").status_code == 404
+    assert _get(http, B, "/Task/imp-task").status_code == 404
+    _consent(http, D, "imp-consent", "imp-p", B, purpose="TREAT")
+    assert _get(http, B, "/Task/imp-task").status_code == 200
+    assert _get(http, B, "/Patient/imp-p").status_code == 200
+    # Without --agency the client records are the operator's: no agency sees them, while
+    # directory data stays readable by all.
+    _ndjson(
+        tmp_path / "operator.ndjson",
+        [
+            {"resourceType": "Patient", "id": "op-p", "name": [{"family": "Operator"}]},
+            {"resourceType": "Organization", "id": "op-org", "name": "Directory entry"},
+        ],
+    )
+    done = run_cli(["import", str(tmp_path / "operator.ndjson"), "--workers", "0"], env)
+    assert done.returncode == 0, done.stderr
+    assert _get(http, A, "/Patient/op-p").status_code == 404
+    assert _get(http, None, "/Patient/op-p").status_code == 200
+    assert _get(http, A, "/Organization/op-org").status_code == 200
+    bad = run_cli(["import", str(tmp_path / "operator.ndjson"), "--agency", "clinic"], env)
+    assert bad.returncode == 2 and "Organization/{id}" in bad.stderr

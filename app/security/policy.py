@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from app.search.dates import parse_date_range
+from app.storage.access import AccessScope
 
 V3_CONFIDENTIALITY: Final = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 V3_ACT_CODE: Final = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
@@ -56,8 +57,9 @@ RELEASE_LABELS: Final = (
     },
 )
 
-# Directory and infrastructure types: never labelled, whoever writes them.
-_UNLABELLED: Final = frozenset(
+# Directory and infrastructure types: never labelled, and readable by every agency (who may
+# change them is still their owner's business).
+DIRECTORY_TYPES: Final = frozenset(
     {
         "Organization",
         "Practitioner",
@@ -113,8 +115,23 @@ def labels_requested(resource: dict[str, Any]) -> bool:
 
 
 def labelable(resource_type: str) -> bool:
-    """Whether records of this type are labelled when an AOD service writes them."""
-    return resource_type not in _UNLABELLED
+    """Whether records of this type are labelled when an AOD service writes them (client
+    records; not the directory and infrastructure types)."""
+    return resource_type not in DIRECTORY_TYPES
+
+
+def scope_for(agency: str | None, now: datetime) -> AccessScope | None:
+    """The access rule of an agency at an instant (None: the unconfined local operator)."""
+    if agency is None:
+        return None
+    return AccessScope(agency, now, tuple(sorted(DIRECTORY_TYPES)))
+
+
+def owned(resource_type: str, *, agency: str | None, sensitive: bool) -> bool:
+    """Whether a newly written resource gets an owner row: whatever an agency writes (so
+    only it may change it), and the operator's client records and labelled ones (which no
+    agency sees without a referral and a consent). The operator's directory data has none."""
+    return agency is not None or sensitive or labelable(resource_type)
 
 
 def add_aod_labels(resource: dict[str, Any]) -> bool:

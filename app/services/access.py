@@ -8,8 +8,11 @@ resources, in the same transaction as each write, and records what is released.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
+
+from sqlalchemy.engine import Engine
 
 from app.clock import Clock
 from app.fhir.errors import Forbidden, NotFound
@@ -23,9 +26,14 @@ from app.security.policy import (
     is_sensitive,
     labelable,
     labels_requested,
+    owned,
     referral_grants,
 )
+from app.security.policy import (
+    scope_for as policy_scope,
+)
 from app.services.resources import WriteEvent
+from app.services.uow import transaction
 from app.storage.access import AccessScope
 from app.storage.repository import Repository, StoredVersion
 
@@ -37,7 +45,7 @@ SHARED_WRITABLE: Final = frozenset({"Task", "ServiceRequest", "Goal", "CarePlan"
 
 def scope_for(caller: Caller, now: datetime) -> AccessScope | None:
     """The access scope of a caller (None: the unconfined local operator)."""
-    return None if caller.agency is None else AccessScope(caller.agency, now)
+    return policy_scope(caller.agency, now)
 
 
 class AccessHook:
@@ -56,7 +64,7 @@ class AccessHook:
         resource = event.resource
         if resource is None or not labelable(event.resource_type):
             return False
-        if labels_requested(resource) or self._is_aod(repo, agency):
+        if labels_requested(resource) or self.is_aod(repo, agency):
             return add_aod_labels(resource)
         return False
 
@@ -66,7 +74,7 @@ class AccessHook:
         if owner is None or owner[0] == agency:
             return
         label = f"{event.resource_type}/{event.resource_id}"
-        scope = AccessScope(agency, self._clock.now())
+        scope = policy_scope(agency, self._clock.now())
         if not repo.is_visible(*key, scope=scope):
             # The same answer a read gives: no sign that the record exists.
             raise NotFound(f"{label} is not known")
@@ -82,7 +90,7 @@ class AccessHook:
         )
 
     @staticmethod
-    def _is_aod(repo: Repository, agency: str | None) -> bool:
+    def is_aod(repo: Repository, agency: str | None) -> bool:
         if agency is None:
             return False
         _, org_id = agency.split("/", 1)
@@ -102,27 +110,30 @@ class AccessHook:
         sensitive = is_sensitive(resource)
         owner = repo.owner(event.resource_type, event.resource_id)
         if owner is None:
-            if resource is not None and (event.caller.agency is not None or sensitive):
+            agency = event.caller.agency
+            if resource is not None and owned(
+                event.resource_type, agency=agency, sensitive=sensitive
+            ):
                 repo.set_owner(
                     event.resource_type, event.resource_id, event.caller.agency, sensitive
                 )
         elif resource is not None and owner[1] != sensitive:
             repo.set_owner(event.resource_type, event.resource_id, owner[0], sensitive)
         if event.resource_type == "Task":
-            self._share_task(repo, event.resource_id, resource)
+            self.share_task(repo, event.resource_id, resource)
         elif event.resource_type == "ServiceRequest":
             for task_id in repo.referring_ids(
                 "Task", "focus", ("ServiceRequest", event.resource_id)
             ):
                 current = repo.current("Task", task_id)
                 if current is not None and current.body:
-                    self._share_task(repo, task_id, loads_stored(current.body))
+                    self.share_task(repo, task_id, loads_stored(current.body))
         elif event.resource_type == "Consent":
             repo.replace_consent_grants(
                 event.resource_id, consent_grants(resource, own_base=self._own_base)
             )
 
-    def _share_task(self, repo: Repository, task_id: str, task: dict[str, Any] | None) -> None:
+    def share_task(self, repo: Repository, task_id: str, task: dict[str, Any] | None) -> None:
         if task is None or not is_referral_task(task, self._own_base):
             repo.replace_task_grants(task_id, [])
             return
@@ -145,3 +156,42 @@ class AccessHook:
             task_id, task, request, own_base=self._own_base, organization_of=organization_of
         )
         repo.replace_task_grants(task_id, [g.row() for g in grants])
+
+
+def rebuild_shares(engine: Engine, *, own_base: str, types: Sequence[str], page: int = 500) -> int:
+    """Derive referral shares and consent grants of every live Task (also after a load of
+    ServiceRequests) and Consent from their stored bodies: what the write path keeps in step,
+    for resources stored without it (bulk load, import). Returns how many were processed."""
+    hook = AccessHook(clock=Clock(), own_base=own_base)
+    wanted = []
+    if {"Task", "ServiceRequest"} & set(types):
+        wanted.append("Task")
+    if "Consent" in types:
+        wanted.append("Consent")
+    done = 0
+    for resource_type in wanted:
+        after: str | None = None
+        while True:
+            with transaction(engine, write=True) as repo:
+                rows = repo.live_ids(resource_type, after_id=after, limit=page)
+                for resource_id, body in rows:
+                    resource = loads_stored(body)
+                    if resource_type == "Task":
+                        hook.share_task(repo, resource_id, resource)
+                    else:
+                        repo.replace_consent_grants(
+                            resource_id, consent_grants(resource, own_base=own_base)
+                        )
+            done += len(rows)
+            if len(rows) < page:
+                break
+            after = rows[-1][0]
+    return done
+
+
+def is_aod_agency_in(engine: Engine, agency: str | None) -> bool:
+    """Whether agency's Organization is registered as an AOD service."""
+    if agency is None:
+        return False
+    with transaction(engine, write=False) as repo:
+        return AccessHook.is_aod(repo, agency)

@@ -51,6 +51,14 @@ from app.fhir.jsonio import parse_json
 from app.fhir.resource import stamp
 from app.fhir.validation import check_resource, check_type_and_id
 from app.search.extract import extract_index
+from app.security.policy import (
+    add_aod_labels,
+    is_sensitive,
+    labelable,
+    labels_requested,
+    owned,
+)
+from app.services.access import is_aod_agency_in, rebuild_shares
 from app.services.uow import transaction
 from app.storage.db import create_db_engine, write_gate
 from app.storage.index import (
@@ -181,8 +189,8 @@ def _unflatten(flat: FlatRows) -> IndexRows:
     )
 
 
-# (line, resource type, id, lastUpdated, stamped body, index rows as tuples)
-Prepared: TypeAlias = tuple[int, str, str, datetime, bytes, FlatRows]
+# (line, resource type, id, lastUpdated, stamped body, index rows as tuples, labelled)
+Prepared: TypeAlias = tuple[int, str, str, datetime, bytes, FlatRows, bool]
 
 
 # -- the worker side ---------------------------------------------------------------------
@@ -195,6 +203,8 @@ class _Preparer:
     base_url: str
     max_depth: int
     clock: Clock
+    # The loading agency is an AOD service: its records get the AOD labels, as on REST.
+    aod: bool = False
 
     def line(self, number: int, raw: bytes) -> Prepared | LineFailure:
         """One line, validated like an HTTP create; a failure instead of any exception."""
@@ -216,6 +226,8 @@ class _Preparer:
             if given_id is not None:
                 check_type_and_id(resource_type, given_id)
             resource = check_resource(body, resource_type=resource_type, resource_id=given_id)
+            if labelable(resource_type) and (self.aod or labels_requested(resource)):
+                add_aod_labels(resource)
             resource_id = given_id if given_id is not None else self.clock.new_id()
             index = extract_index(resource_type, resource, own_base=self.base_url)
             now = self.clock.now()
@@ -228,7 +240,8 @@ class _Preparer:
                 "exception", f"Unexpected error validating the resource ({type(exc).__name__})"
             )
             return LineFailure(number, (issue,))
-        return (number, resource_type, resource_id, now, stamped, _flatten(index))
+        sensitive = is_sensitive(resource)
+        return (number, resource_type, resource_id, now, stamped, _flatten(index), sensitive)
 
     def chunk(self, lines: Sequence[tuple[int, bytes]]) -> list[Prepared | LineFailure]:
         """A chunk of lines, in order."""
@@ -291,9 +304,14 @@ def _read_lines(
 class _Writer:
     """Writes batches of prepared resources, each in one transaction."""
 
-    def __init__(self, engine: Engine, *, skip_existing: bool = False) -> None:
+    def __init__(
+        self, engine: Engine, *, skip_existing: bool = False, agency: str | None = None
+    ) -> None:
         self._engine = engine
         self._skip_existing = skip_existing
+        self._agency = agency
+        # Types stored, so that referral shares and consents can be derived afterwards.
+        self.types: set[str] = set()
         self.skipped = 0
         self.wal = WalKeeper(engine)
         self._stored = 0
@@ -337,6 +355,19 @@ class _Writer:
             self._analyze_at *= 2
         return stored, failures + refused
 
+    def _owners(self, items: Sequence[Prepared]) -> list[dict[str, Any]]:
+        """Owner rows as the REST write path keeps them (app/services/access.py)."""
+        return [
+            {
+                "resource_type": item[1],
+                "resource_id": item[2],
+                "agency": self._agency,
+                "sensitive": item[6],
+            }
+            for item in items
+            if owned(item[1], agency=self._agency, sensitive=item[6])
+        ]
+
     def _retrying(
         self, action: Callable[[], tuple[int, list[LineFailure]]]
     ) -> tuple[int, list[LineFailure]]:
@@ -365,6 +396,8 @@ class _Writer:
                 existing.update((resource_type, version.id) for version in found)
             fresh = [item for item in items if (item[1], item[2]) not in existing]
             repo.insert_new([_version(item) for item in fresh])
+            repo.insert_owners(self._owners(fresh))
+        self.types.update(item[1] for item in fresh)
         if self._skip_existing:
             self.skipped += len(items) - len(fresh)
             return len(fresh), []
@@ -386,6 +419,8 @@ class _Writer:
                         return 0, []
                     return 0, [_duplicate(item, "it already exists (or was deleted)")]
                 repo.insert_new([_version(item)])
+                repo.insert_owners(self._owners([item]))
+            self.types.add(item[1])
         except DBAPIError as exc:
             # The driver's text may quote the record's values: name the error only.
             message = f"The database refused the resource ({type(exc.orig or exc).__name__})"
@@ -394,7 +429,7 @@ class _Writer:
 
 
 def _version(item: Prepared) -> tuple[StoredVersion, IndexRows]:
-    _, resource_type, resource_id, now, body, flat = item
+    _, resource_type, resource_id, now, body, flat, _ = item
     version = StoredVersion(resource_type, resource_id, 1, now, False, body, "POST")
     return version, _unflatten(flat)
 
@@ -461,11 +496,17 @@ def load_ndjson(
     clock: Clock | None = None,
     on_progress: Callable[[LoadProgress], None] | None = None,
     skip_existing: bool = False,
+    agency: str | None = None,
 ) -> LoadSummary:
     """Load NDJSON resources as new resources; bad lines are reported, never stored.
 
     skip_existing: a type/id that already exists is left as it is and counted as skipped
     (an import run again stores nothing twice) instead of being reported as failed.
+
+    agency: the agency ("Organization/{id}") the records belong to, as if it had written
+    them over the API (its AOD labels included); None: the local operator's, which no
+    agency sees unless a referral and a consent share them. Referral shares and consent
+    grants of the loaded Tasks and Consents are derived after the load.
 
     workers: processes preparing lines (default: one per CPU); 0 prepares them in this
     process (the clock need not then be picklable). Raises LoadAborted when the database
@@ -476,17 +517,22 @@ def load_ndjson(
             return load_ndjson(
                 stream, engine=engine, settings=settings, workers=workers,
                 batch_size=batch_size, clock=clock, on_progress=on_progress,
-                skip_existing=skip_existing,
+                skip_existing=skip_existing, agency=agency,
             )  # fmt: skip
     workers = (os.cpu_count() or 1) if workers is None else workers
     batch_size = max(1, batch_size)
-    preparer = _Preparer(settings.base_url, settings.max_json_depth, clock or Clock())
+    preparer = _Preparer(
+        settings.base_url,
+        settings.max_json_depth,
+        clock or Clock(),
+        aod=is_aod_agency_in(engine, agency),
+    )
     summary = LoadSummary()
     failures: list[LineFailure] = []
     counters = [0, 0]  # lines read, bytes read
     started = time.perf_counter()
     chunks = _read_lines(source, settings.max_body_bytes, failures, counters)
-    writer = _Writer(engine, skip_existing=skip_existing)
+    writer = _Writer(engine, skip_existing=skip_existing, agency=agency)
     thresholds = gc.get_threshold()
     # The parent churns through millions of short-lived rows; collecting every 700
     # allocations rescans the long-lived heap each time for nothing.
@@ -527,6 +573,9 @@ def load_ndjson(
         raise LoadAborted(f"the database stayed unavailable: {exc.diagnostics}", summary) from exc
     finally:
         gc.set_threshold(*thresholds)
+    shared = writer.types & {"Task", "ServiceRequest", "Consent"}
+    if shared:
+        rebuild_shares(engine, own_base=settings.base_url, types=sorted(shared))
     summary.seconds = time.perf_counter() - started
     summary.skipped = writer.skipped
     summary.failed = len(failures)

@@ -14,6 +14,7 @@ from app.fhir.errors import InvalidRequest, NotFound
 from app.fhir.numbers import ascii_int
 from app.fhir.validation import check_type_and_id
 from app.security.caller import Caller
+from app.security.policy import scope_for
 from app.services.params import decode_token, encode_token, page_size, single
 from app.services.uow import transaction
 from app.storage.access import AccessScope
@@ -57,7 +58,8 @@ class DisclosureLog:
         agency = caller.agency
         if agency is None or not versions:
             return NOTHING
-        scope = AccessScope(agency, self._clock.now())
+        scope = scope_for(agency, self._clock.now())
+        assert scope is not None
         if repo is not None:
             rows = _releases(repo, scope, versions, interaction)
             repo.insert_disclosures(rows)
@@ -91,7 +93,7 @@ class DisclosureLog:
                 after = ascii_int(decode_token(raw_cursor).decode("ascii"), minimum=0)
             except (ValueError, UnicodeDecodeError) as exc:
                 raise InvalidRequest("_cursor is not one this server issued") from exc
-        scope = None if caller.agency is None else AccessScope(caller.agency, self._clock.now())
+        scope = scope_for(caller.agency, self._clock.now())
         with transaction(self._engine, write=False, scope=scope) as repo:
             current = repo.current("Patient", patient_id)
             if current is None or not repo.is_visible("Patient", patient_id):

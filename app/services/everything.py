@@ -56,6 +56,7 @@ from app.fhir.validation import check_type_and_id
 from app.search.dates import parse_date_range
 from app.search.query import Context, parse_filters
 from app.security.caller import Caller
+from app.security.policy import scope_for
 from app.services.disclosure import NOTHING, DisclosureLog, Release
 from app.services.params import decode_token, encode_token, page_size, single
 from app.services.uow import transaction
@@ -203,7 +204,7 @@ class EverythingService:
         return self._released(caller, _page(listing, rows, total))
 
     def _scope(self, caller: Caller) -> AccessScope | None:
-        return None if caller.agency is None else AccessScope(caller.agency, self._clock.now())
+        return scope_for(caller.agency, self._clock.now())
 
     def _released(self, caller: Caller, page: EverythingPage) -> EverythingPage:
         release = self._disclosures.record(caller, [*page.matches, *page.included], "everything")

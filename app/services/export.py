@@ -50,6 +50,7 @@ from app.fhir.registry import is_resource_type, resource_types
 from app.search.dates import parse_date_range
 from app.search.registry import params_for
 from app.security.caller import Caller
+from app.security.policy import scope_for
 from app.services.disclosure import DisclosureLog
 from app.services.everything import patient_record
 from app.services.params import single
@@ -513,7 +514,7 @@ class ExportService:
 
     def _scope(self, requester: str | None) -> AccessScope | None:
         # Evaluated per page: a consent revoked while the export runs stops the release.
-        return None if requester is None else AccessScope(requester, self._clock.now())
+        return scope_for(requester, self._clock.now())
 
     def _disclosed(
         self,

@@ -16,10 +16,10 @@ from app.fhir.registry import is_resource_type, is_valid_id
 from app.fhir.validation import check_type_and_id
 from app.search.dates import parse_date_range
 from app.security.caller import Caller
+from app.security.policy import scope_for
 from app.services.disclosure import NOTHING, DisclosureLog, Release
 from app.services.params import decode_token, encode_token, page_size, single
 from app.services.uow import transaction
-from app.storage.access import AccessScope
 from app.storage.repository import HistoryCursor, StoredVersion
 
 
@@ -107,7 +107,7 @@ class HistoryService:
         cursor = _decode_cursor(raw_cursor) if raw_cursor else None
 
         # One snapshot, so the page and its total agree.
-        scope = None if caller.agency is None else AccessScope(caller.agency, self._clock.now())
+        scope = scope_for(caller.agency, self._clock.now())
         with transaction(self._engine, write=False, snapshot=True, scope=scope) as repo:
             rows = repo.history(
                 resource_type=resource_type,

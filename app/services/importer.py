@@ -79,6 +79,7 @@ def import_paths(
     batch_size: int = 1000,
     on_file: Callable[[Path, int], None] | None = None,
     on_progress: Callable[[LoadProgress], None] | None = None,
+    agency: str | None = None,
 ) -> list[FileResult]:
     """Import every file; a file that is not JSON at all is reported and the rest go on."""
     results = []
@@ -104,6 +105,7 @@ def import_paths(
             batch_size=batch_size,
             on_progress=on_progress,
             skip_existing=True,
+            agency=agency,
         )
         results.append(FileResult(path, summary, unit))
     return results

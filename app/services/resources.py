@@ -34,6 +34,7 @@ from app.search.criteria import parse_criteria
 from app.search.extract import extract_index
 from app.search.query import Context, Criteria
 from app.security.caller import Caller
+from app.security.policy import scope_for
 from app.services.disclosure import DisclosureLog, Release
 from app.services.uow import transaction
 from app.storage.access import AccessScope
@@ -135,7 +136,7 @@ class ResourceService:
 
     def scope(self, caller: Caller) -> AccessScope | None:
         """The caller's access scope now (None: the unconfined operator)."""
-        return None if caller.agency is None else AccessScope(caller.agency, self._clock.now())
+        return scope_for(caller.agency, self._clock.now())
 
     def _parse(self, body: bytes) -> Any:
         return parse_json(body, max_depth=self._settings.max_json_depth)

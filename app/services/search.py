@@ -34,10 +34,10 @@ from app.search.order import (
 )
 from app.search.query import RESULT_PARAMETERS, Context, of_types, parse_filters
 from app.security.caller import Caller
+from app.security.policy import scope_for
 from app.services.disclosure import NOTHING, DisclosureLog, Release
 from app.services.params import decode_token, encode_token, page_size, single
 from app.services.uow import transaction
-from app.storage.access import AccessScope
 from app.storage.repository import Repository, StoredVersion
 
 MAX_DISTINCT_PARAMETERS: Final = 100
@@ -90,7 +90,7 @@ class SearchService:
         """What parsing a search value needs: the server's base URL, the time now and the
         caller's access scope (chains and _has pass only through what it may see)."""
         now = self._clock.now()
-        scope = None if caller is None or caller.agency is None else AccessScope(caller.agency, now)
+        scope = None if caller is None else scope_for(caller.agency, now)
         return Context(own_base=self._own_base, now=now, scope=scope)
 
     @staticmethod

@@ -1,7 +1,8 @@
 """The agency access rule as SQL: which rows one agency may see (docs/threat-model.md).
 
 An agency sees a resource when
-  (1) it owns it, or nobody does (no owner row: reference data the local operator wrote), or
+  (0) it is directory data (Organization, HealthcareService, Questionnaire, ...), or
+  (1) it owns it, or nobody does (no owner row: directory data the local operator wrote), or
   (2) a referral Task naming the agency as owner or requester shares it (access_grant) and
       - basis "referral" (the Task, its ServiceRequest) and the resource is not labelled
         sensitive, or
@@ -32,6 +33,8 @@ class AccessScope:
 
     agency: str
     now: datetime
+    # Types every agency may read (the directory: app/security/policy.py).
+    shared_types: tuple[str, ...] = ()
 
     def visible(self, type_col: Any, id_col: Any) -> ColumnElement[bool]:
         """True for a (type, id) this agency may see; type_col and id_col are columns of
@@ -57,7 +60,8 @@ class AccessScope:
             G.agency == self.agency,
             or_(and_(G.basis == "referral", not_(sensitive)), consent),
         )
-        return or_(not_(foreign), shared)
+        directory = (type_col.in_(self.shared_types),) if self.shared_types else ()
+        return or_(*directory, not_(foreign), shared)
 
     def consent_for(self, patient_id: str) -> Any:
         """The ids of the client's consents in force for this agency (disclosure records)."""

@@ -601,6 +601,15 @@ class Repository:
                 )
             )
 
+    def insert_owners(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Owner rows of newly inserted resources (bulk loading), COPY on PostgreSQL."""
+        if not rows:
+            return
+        if self._pg:
+            self._copy(resource_owner_table, [dict(row) for row in rows])
+            return
+        self._conn.execute(insert(resource_owner_table), list(rows))
+
     def shared_with(self, agency: str, resource_type: str, resource_id: str) -> set[str]:
         """The bases ("referral", "client") on which referrals share a resource with agency."""
         g = access_grant_table.c
