@@ -222,7 +222,7 @@ class SearchService:
 
         inside = repo
         scope: AbstractContextManager[Repository] = (
-            nullcontext(repo)
+            nullcontext(repo.with_scope(context.scope))
             if repo is not None
             else transaction(self._engine, write=False, snapshot=True, scope=context.scope)
         )

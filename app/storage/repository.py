@@ -204,6 +204,11 @@ class Repository:
         # services check is_visible before they release what such a read returns.
         self.scope = scope
 
+    def with_scope(self, scope: AccessScope | None) -> Repository:
+        """The same connection and transaction under another access scope (a search run
+        for one agency inside a transaction opened for another: notification matching)."""
+        return self if scope == self.scope else Repository(self._conn, scope)
+
     def _visible(self, type_col: Any, id_col: Any) -> tuple[ColumnElement[bool], ...]:
         if self.scope is None:
             return ()
