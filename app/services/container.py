@@ -9,11 +9,14 @@ from sqlalchemy.engine import Engine
 
 from app.clock import Clock
 from app.config import Settings
+from app.services.auth import AuthService
 from app.services.bundle import BundleService
+from app.services.clients import ClientRegistry
 from app.services.everything import EverythingService
 from app.services.export import ExportService
 from app.services.health import HealthService
 from app.services.history import HistoryService
+from app.services.jwks import JwksFetcher
 from app.services.resources import ResourceService
 from app.services.search import SearchService
 
@@ -33,6 +36,8 @@ class Services:
     bundles: BundleService
     everything: EverythingService
     exports: ExportService
+    clients: ClientRegistry
+    auth: AuthService
 
 
 def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Services:
@@ -59,6 +64,16 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         default_count=settings.default_page_size,
         max_count=settings.max_page_size,
     )
+    clients = ClientRegistry(engine=engine, clock=clock)
+    auth = AuthService(
+        engine=engine,
+        clock=clock,
+        settings=settings,
+        clients=clients,
+        jwks=JwksFetcher(
+            timeout_s=settings.auth_jwks_timeout_s, cache_s=settings.auth_jwks_cache_s
+        ),
+    )
     return Services(
         settings,
         engine,
@@ -71,4 +86,6 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         bundles,
         everything,
         ExportService(engine=engine, clock=clock, settings=settings),
+        clients,
+        auth,
     )

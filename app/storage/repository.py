@@ -189,6 +189,11 @@ class Repository:
         self._conn = conn
         self._pg = conn.dialect.name == "postgresql"
 
+    @property
+    def connection(self) -> Connection:
+        """This transaction's connection, for the stores of other tables (app/storage/auth.py)."""
+        return self._conn
+
     # -- locks -------------------------------------------------------------------------
     def lock(self, name: str) -> None:
         """Serialise writers on a name until commit (PostgreSQL advisory lock).
