@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     auth_jwks_cache_s: float = Field(
         default=300.0, ge=0, description="How long a fetched client JWKS is reused."
     )
+    auth_jwks_refetch_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="Least time between two fetches of one JWKS URL made because an assertion "
+        "named a kid the cached set lacks (a rotated key).",
+    )
     auth_client_cache_s: float = Field(
         default=5.0,
         ge=0,

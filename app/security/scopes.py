@@ -193,6 +193,13 @@ def require_types(caller: Caller, resource_types: Iterable[str] | None, interact
         require(caller, resource_type, interactions)
 
 
+def named_types(params: Iterable[tuple[str, str]]) -> list[str] | None:
+    """The types a request names in _type (comma-separated, may repeat), or None for none:
+    what a system search, $everything or $export will serve, for require_types()."""
+    named = [t.strip() for k, v in params if k == "_type" for t in v.split(",") if t.strip()]
+    return named or None
+
+
 def _deny(resource_type: str, letter: str) -> None:
     needed = f"system/{resource_type}.{letter}"
     what = "every resource type" if resource_type == "*" else resource_type
@@ -215,6 +222,7 @@ __all__ = [
     "allows",
     "grant",
     "has",
+    "named_types",
     "normalise",
     "parse",
     "require",

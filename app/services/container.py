@@ -71,7 +71,9 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         settings=settings,
         clients=clients,
         jwks=JwksFetcher(
-            timeout_s=settings.auth_jwks_timeout_s, cache_s=settings.auth_jwks_cache_s
+            timeout_s=settings.auth_jwks_timeout_s,
+            cache_s=settings.auth_jwks_cache_s,
+            refetch_s=settings.auth_jwks_refetch_s,
         ),
     )
     return Services(

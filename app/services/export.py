@@ -278,6 +278,7 @@ class ExportService:
         self._engine = engine
         self._clock = clock
         self._base = settings.base_url
+        self._tokens_required = settings.auth == "smart"
         self._root = settings.data_dir / "exports"
         self._retention = timedelta(seconds=settings.export_retention_s)
         self._tick = min(_MAX_TICK_S, max(_MIN_TICK_S, settings.export_retention_s / 4))
@@ -475,8 +476,8 @@ class ExportService:
         manifest = {
             "transactionTime": format_instant(until),
             "request": row["request_url"],
-            # No authentication yet: issue 6 adds it, and with it access tokens for files.
-            "requiresAccessToken": False,
+            # Files are served to bearers of an access token only when auth is on.
+            "requiresAccessToken": self._tokens_required,
             "output": outputs,
             "error": [],
         }

@@ -3,7 +3,8 @@
 SMART Backend Services (backend-services.html#registering-a-smart-backend-service): a
 client may register a JWKS URL instead of its keys, so it can rotate keys without
 re-registering. The server fetches it when the client authenticates; a kid the cached set
-lacks makes one early refetch (a rotated key), at most once per MIN_REFETCH_S per URL.
+lacks makes one early refetch (a rotated key), at most once per refetch_s per URL, so
+assertions naming made-up kids cannot make the server hammer the client's host.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import orjson
 
 from app.fhir.errors import InvalidClient
 
-MIN_REFETCH_S: Final = 10.0
 MAX_JWKS_BYTES: Final = 256 * 1024
 
 
@@ -30,24 +30,26 @@ class JwksFetcher:
         *,
         timeout_s: float,
         cache_s: float,
+        refetch_s: float,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._timeout = timeout_s
         self._cache_s = cache_s
+        self._refetch_s = refetch_s
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
 
     def get(self, url: str, *, refresh: bool = False) -> dict[str, Any]:
         """The JWK Set at url; refresh asks for a newer copy than the cached one (granted
-        if that copy is older than MIN_REFETCH_S). invalid_client if it cannot be had."""
+        if that copy is older than refetch_s). invalid_client if it cannot be had."""
         now = self._monotonic()
         with self._lock:
             cached = self._cache.get(url)
         if cached is not None:
             fetched_at, jwks = cached
             age = now - fetched_at
-            if age < self._cache_s and not (refresh and age >= MIN_REFETCH_S):
+            if age < self._cache_s and not (refresh and age >= self._refetch_s):
                 return jwks
         jwks = self._fetch(url)
         with self._lock:

@@ -56,15 +56,17 @@ class AuthStore:
         """Remember a used jti; False if the client used it before (a replay).
 
         ON CONFLICT DO NOTHING rather than catching the duplicate-key error: on PostgreSQL
-        a failed statement would abort the whole transaction.
+        a failed statement would abort the whole transaction. Two processes racing with the
+        same jti: the primary key lets exactly one insert it.
         """
         values = {"client_id": client_id, "jti": jti, "expires_at": expires_at}
-        dialect = self._conn.dialect.name
-        if dialect == "postgresql":
-            statement: Any = pg_insert(auth_jti_table).values(values).on_conflict_do_nothing()
+        if self._conn.dialect.name == "postgresql":
+            statement: Any = pg_insert(auth_jti_table).values(values)
         else:
-            statement = sqlite_insert(auth_jti_table).values(values).on_conflict_do_nothing()
-        return bool(self._conn.execute(statement).rowcount)
+            statement = sqlite_insert(auth_jti_table).values(values)
+        # RETURNING, not rowcount: psycopg reports no row count for this statement.
+        inserted = statement.on_conflict_do_nothing().returning(J.jti)
+        return self._conn.execute(inserted).first() is not None
 
     def forget_jtis(self, before: datetime) -> int:
         """Drop jtis of assertions that expired before the instant (they cannot be replayed)."""
