@@ -15,6 +15,8 @@ from app.storage.db import create_db_engine, current_revision, head_revision, is
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from app.services.clients import ClientRegistry
+
 cli = typer.Typer(
     help="casebridge: FHIR R4 case management and referral exchange.", no_args_is_help=True
 )
@@ -376,6 +378,124 @@ def search_reindex(
     )
     if summary.problems:
         raise typer.Exit(code=1)
+
+
+clients_cli = typer.Typer(
+    help="API clients (SMART Backend Services): register, list, disable.", no_args_is_help=True
+)
+cli.add_typer(clients_cli, name="clients")
+
+
+def _client_registry() -> tuple[Engine, ClientRegistry]:
+    from app.clock import Clock
+    from app.services.clients import ClientRegistry
+
+    engine = create_db_engine(get_settings().effective_database_url)
+    try:
+        _migrated_or_exit(engine)
+    except typer.Exit:
+        engine.dispose()
+        raise
+    return engine, ClientRegistry(engine=engine, clock=Clock())
+
+
+@clients_cli.command("add")
+def clients_add(
+    org: Annotated[str, typer.Option("--org", help="The agency: Organization/{id}.")],
+    name: Annotated[str, typer.Option("--name", help="A name people will recognise.")],
+    scope: Annotated[
+        str,
+        typer.Option(
+            "--scope", help='Scopes it may be granted, e.g. "system/CarePlan.cruds system/*.rs".'
+        ),
+    ],
+    jwks_file: Annotated[
+        Path | None,
+        typer.Option("--jwks-file", help="Its public JWK Set (JSON).", exists=True, dir_okay=False),
+    ] = None,
+    jwks_url: Annotated[
+        str | None, typer.Option("--jwks-url", help="Or the URL it publishes its JWK Set at.")
+    ] = None,
+) -> None:
+    """Register a client; prints its client_id alone on stdout (for scripts)."""
+    import orjson
+
+    from app.fhir.errors import FHIRError
+
+    if (jwks_file is None) == (jwks_url is None):
+        typer.echo("Give exactly one of --jwks-file and --jwks-url.", err=True)
+        raise typer.Exit(code=2)
+    jwks: Any = None
+    if jwks_file is not None:
+        try:
+            jwks = orjson.loads(jwks_file.read_bytes())
+        except orjson.JSONDecodeError as exc:
+            typer.echo(f"{jwks_file} is not JSON: {exc}", err=True)
+            raise typer.Exit(code=2) from exc
+    engine, registry = _client_registry()
+    try:
+        client = registry.register(
+            agency=org, name=name, scopes_text=scope, jwks=jwks, jwks_url=jwks_url
+        )
+        if not registry.agency_exists(client.agency):
+            typer.echo(f"Note: no Organization resource {client.agency} is stored yet.", err=True)
+    except FHIRError as exc:
+        typer.echo(f"Not registered: {exc.diagnostics}", err=True)
+        raise typer.Exit(code=2) from exc
+    finally:
+        engine.dispose()
+    typer.echo(client.client_id)
+
+
+@clients_cli.command("list")
+def clients_list() -> None:
+    """Every registered client: id, name, agency, keys, scopes, status."""
+    from rich.console import Console
+    from rich.table import Table
+
+    engine, registry = _client_registry()
+    try:
+        clients = registry.all()
+    finally:
+        engine.dispose()
+    table = Table(title=f"{len(clients)} API clients")
+    for column in ("client_id", "name", "agency", "keys", "scopes", "status", "created"):
+        table.add_column(column, overflow="fold")
+    for client in clients:
+        if client.jwks is not None:
+            kids = ", ".join(str(k.get("kid")) for k in client.jwks["keys"])
+            keys = f"{len(client.jwks['keys'])} inline ({kids})"
+        else:
+            keys = str(client.jwks_url)
+        table.add_row(
+            client.client_id,
+            client.name,
+            client.agency,
+            keys,
+            " ".join(client.scopes),
+            "[red]disabled" if client.disabled else "[green]active",
+            client.created_at.strftime("%Y-%m-%d %H:%M"),
+        )
+    Console(width=200).print(table)
+
+
+@clients_cli.command("disable")
+def clients_disable(
+    client_id: Annotated[str, typer.Argument(help="The client_id to disable.")],
+) -> None:
+    """Disable a client: no new tokens at once; its current tokens stop working within
+    CASEBRIDGE_AUTH_CLIENT_CACHE_S seconds."""
+    from app.fhir.errors import FHIRError
+
+    engine, registry = _client_registry()
+    try:
+        client = registry.set_disabled(client_id, True)
+    except FHIRError as exc:
+        typer.echo(exc.diagnostics, err=True)
+        raise typer.Exit(code=1) from exc
+    finally:
+        engine.dispose()
+    typer.echo(f"Disabled {client.client_id} ({client.name}, {client.agency})")
 
 
 def main() -> None:

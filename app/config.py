@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -68,11 +69,62 @@ class Settings(BaseSettings):
         description="With auth off: the agency (Organization/{id}) a request without the "
         "X-Casebridge-Agency header acts for; empty means the unconfined local operator.",
     )
+    # SMART Backend Services (app/services/auth.py).
+    auth_public_url: str = Field(
+        default="",
+        description="Public URL under which /auth/* (token, introspection) is served; empty "
+        "means base_url without its trailing /fhir. Client assertions name "
+        "{auth_public_url}/auth/token as their aud.",
+    )
+    auth_token_lifetime_s: int = Field(
+        default=300, ge=1, le=300, description="Lifetime of an access token (at most 300 s)."
+    )
+    auth_clock_leeway_s: int = Field(
+        default=0,
+        ge=0,
+        le=60,
+        description="Clock skew tolerated on a client assertion's exp, nbf and iat.",
+    )
+    auth_signing_key_file: Path | None = Field(
+        default=None,
+        description="EC P-256 private key (PEM or JWK) that signs access tokens; unset means "
+        "a key generated on first use and kept in the database, shared by every process.",
+    )
+    auth_jwks_timeout_s: float = Field(
+        default=5.0, gt=0, le=60, description="Timeout fetching a client's JWKS URL."
+    )
+    auth_jwks_cache_s: float = Field(
+        default=300.0, ge=0, description="How long a fetched client JWKS is reused."
+    )
+    auth_jwks_refetch_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="Least time between two fetches of one JWKS URL made because an assertion "
+        "named a kid the cached set lacks (a rotated key).",
+    )
+    auth_client_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="How long a process trusts what it read of a client's registration when "
+        "checking access tokens (a disabled client's tokens stop within this time).",
+    )
 
     @field_validator("base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @property
+    def auth_base(self) -> str:
+        """Public URL of the /auth endpoints (without a trailing slash)."""
+        if self.auth_public_url:
+            return self.auth_public_url.rstrip("/")
+        base = self.base_url.rstrip("/")
+        if base.endswith("/fhir"):
+            return base.removesuffix("/fhir")
+        parts = urlsplit(base)
+        return f"{parts.scheme}://{parts.netloc}"
 
     @property
     def effective_database_url(self) -> str:

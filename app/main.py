@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.api import errors
+from app.api.auth import router as auth_router
 from app.api.bulk import router as bulk_router
 from app.api.fhir import router as fhir_router
 from app.api.health import router as health_router
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.services = services
     errors.install(app)
     app.include_router(health_router)
+    app.include_router(auth_router)  # before fhir_router: /fhir/.well-known/... is not a type
     app.include_router(bulk_router)  # before fhir_router: its /{type} would take $export
     app.include_router(fhir_router)
     app.include_router(operations_router)

@@ -20,13 +20,15 @@ import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
-from app.api.deps import CallerDep, ServicesDep, negotiate
+from app.api.deps import CallerDep, ServicesDep, get_caller, negotiate
 from app.api.render import json_response, query_pairs
 from app.fhir.errors import FHIRError, InvalidRequest, Issue, MethodNotAllowed, operation_outcome
+from app.security.scopes import named_types, require_types
 from app.services.export import Level, parse_request
 
 router = APIRouter(prefix="/fhir")
-_negotiated = [Depends(negotiate)]
+# Status polls and file downloads need a token too (requiresAccessToken in the manifest).
+_negotiated = [Depends(negotiate), Depends(get_caller)]
 NDJSON = "application/fhir+ndjson"
 _CHUNK = 256 * 1024
 # Seconds a client should wait between status polls (export.html#response---in-progress-status).
@@ -62,7 +64,10 @@ def _kick_off(
             "$export runs asynchronously: send the header Prefer: respond-async",
             expression=("Prefer",),
         )
-    export = parse_request(level, query_pairs(request), lenient="handling=lenient" in preferences)
+    params = query_pairs(request)
+    export = parse_request(level, params, lenient="handling=lenient" in preferences)
+    # Bulk Data Access IG: exporting a type needs system/[type].read, i.e. r and s.
+    require_types(caller, export.types if named_types(params) else None, "rs")
     base = services.settings.base_url
     query = request.url.query
     accepted = services.exports.kick_off(

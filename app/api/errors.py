@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -16,6 +17,7 @@ from app.fhir.errors import (
     Issue,
     MethodNotAllowed,
     NotFound,
+    OAuthError,
     operation_outcome,
 )
 
@@ -29,6 +31,15 @@ def _render(error: FHIRError) -> Response:
 async def _fhir_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, FHIRError)
     return _render(exc)
+
+
+async def _oauth_error(_request: Request, exc: Exception) -> Response:
+    """The OAuth endpoints' errors: RFC 6749 section 5.2 JSON, never cached."""
+    assert isinstance(exc, OAuthError)
+    headers = {"Cache-Control": "no-store", "Pragma": "no-cache", **exc.headers}
+    return Response(
+        orjson.dumps(exc.oauth_body()), exc.status, headers, media_type="application/json"
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -63,6 +74,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 def install(app: FastAPI) -> None:
     """Register the handlers on the app."""
     app.add_exception_handler(FHIRError, _fhir_error)
+    app.add_exception_handler(OAuthError, _oauth_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)

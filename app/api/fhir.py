@@ -35,9 +35,11 @@ from app.api.render import (
     write_response,
 )
 from app.fhir.bundles import history_bundle, searchset_bundle
-from app.fhir.capability import capability_statement
+from app.fhir.capability import capability_statement, smart_security
 from app.fhir.errors import InvalidRequest, Issue, operation_outcome
 from app.fhir.resource import etag
+from app.security.caller import Caller
+from app.security.scopes import allows, named_types, require, require_types
 from app.services.bundle import response_entry
 from app.services.history import HistoryPage
 from app.services.search import SearchPage
@@ -68,8 +70,17 @@ def _capabilities(services: ServicesDep) -> dict[str, Any]:
     statement = _CAPABILITIES.get(key)
     if statement is None:
         # Built once per process start: it lists every parameter of every type.
+        auth = services.auth
+        security = None
+        if services.settings.auth == "smart":
+            security = smart_security(
+                token=auth.token_endpoint, introspect=auth.introspection_endpoint
+            )
         statement = capability_statement(
-            base_url=key[0], started=key[1], search=services.search.capabilities
+            base_url=key[0],
+            started=key[1],
+            search=services.search.capabilities,
+            security=security,
         )
         _CAPABILITIES.clear()
         _CAPABILITIES[key] = statement
@@ -82,6 +93,7 @@ _CAPABILITIES: dict[tuple[str, datetime], dict[str, Any]] = {}
 @router.get("/_history")
 def system_history(request: Request, services: ServicesDep, caller: CallerDep) -> Response:
     """history-system (spec http.html#history)."""
+    require_types(caller, None, "s")
     page = services.history.history(
         caller=caller, resource_type=None, resource_id=None, params=query_pairs(request)
     )
@@ -95,11 +107,12 @@ def _search_response(
     pairs: list[tuple[str, str]],
     strict: bool,
 ) -> Response:
+    require(caller, resource_type, "s")
     page = services.search.search(
         caller=caller, resource_type=resource_type, params=pairs, strict=strict
     )
     return fhir_response(
-        _searchset(services, resource_type, page), headers=notice_headers(page.release)
+        _searchset(services, caller, resource_type, page), headers=notice_headers(page.release)
     )
 
 
@@ -107,10 +120,12 @@ def _search_response(
 @router.get("/", include_in_schema=False)
 def search_system(request: Request, services: ServicesDep, caller: CallerDep) -> Response:
     """search-system (spec http.html#search): GET [base]?_type=...&..."""
-    page = services.search.search_system(
-        caller=caller, params=query_pairs(request), strict=prefer_strict(request)
+    pairs = query_pairs(request)
+    require_types(caller, named_types(pairs), "s")
+    page = services.search.search_system(caller=caller, params=pairs, strict=prefer_strict(request))
+    return fhir_response(
+        _searchset(services, caller, None, page), headers=notice_headers(page.release)
     )
-    return fhir_response(_searchset(services, None, page), headers=notice_headers(page.release))
 
 
 @router.post("/_search")
@@ -118,13 +133,17 @@ def search_system_post(
     request: Request, form: SearchForm, services: ServicesDep, caller: CallerDep
 ) -> Response:
     """search-system by POST with a form body (spec http.html#search)."""
-    page = services.search.search_system(
-        caller=caller, params=_form_pairs(request, form), strict=prefer_strict(request)
+    pairs = _form_pairs(request, form)
+    require_types(caller, named_types(pairs), "s")
+    page = services.search.search_system(caller=caller, params=pairs, strict=prefer_strict(request))
+    return fhir_response(
+        _searchset(services, caller, None, page), headers=notice_headers(page.release)
     )
-    return fhir_response(_searchset(services, None, page), headers=notice_headers(page.release))
 
 
-def _searchset(services: ServicesDep, resource_type: str | None, page: SearchPage) -> bytes:
+def _searchset(
+    services: ServicesDep, caller: Caller, resource_type: str | None, page: SearchPage
+) -> bytes:
     base = services.settings.base_url
     url = f"{base}/{resource_type}" if resource_type else base
     links = page_links(url, page.applied, page.next_cursor, page.previous_cursor)
@@ -153,7 +172,8 @@ def _searchset(services: ServicesDep, resource_type: str | None, page: SearchPag
         links=links,
         total=page.total,
         outcome=outcome,
-        included=page.included,
+        # An _include or _revinclude brings in only what the token may read.
+        included=[v for v in page.included if allows(caller, v.resource_type, "r")],
         security=release_labels(page.release),
     )
 
@@ -173,7 +193,7 @@ def batch_or_transaction(
         version = outcome.version
         if outcome.page is not None and outcome.resource_type is not None:
             entry["resource"] = orjson.Fragment(
-                _searchset(services, outcome.resource_type, outcome.page)
+                _searchset(services, caller, outcome.resource_type, outcome.page)
             )
         elif version is not None and version.body and not minimal and outcome.status != 304:
             entry["resource"] = orjson.Fragment(version.body)
@@ -221,6 +241,7 @@ def create(
 ) -> Response:
     """create and conditional create (spec http.html#create, #ccreate)."""
     criteria = request.headers.get("if-none-exist")
+    require(caller, resource_type, "c" if criteria is None else "cs")
     result = services.resources.create(
         caller=caller,
         resource_type=resource_type,
@@ -245,6 +266,7 @@ def conditional_update(
     caller: CallerDep,
 ) -> Response:
     """Conditional update (spec http.html#cond-update)."""
+    require(caller, resource_type, "us")
     result = services.resources.conditional_update(
         caller=caller,
         resource_type=resource_type,
@@ -266,6 +288,7 @@ def conditional_delete(
     request: Request, resource_type: str, services: ServicesDep, caller: CallerDep
 ) -> Response:
     """Conditional delete (spec http.html#cdelete)."""
+    require(caller, resource_type, "ds")
     deleted = services.resources.conditional_delete(
         caller=caller, resource_type=resource_type, criteria=query_pairs(request)
     )
@@ -278,6 +301,7 @@ def type_history(
     request: Request, resource_type: str, services: ServicesDep, caller: CallerDep
 ) -> Response:
     """history-type (spec http.html#history)."""
+    require(caller, resource_type, "s")
     page = services.history.history(
         caller=caller, resource_type=resource_type, resource_id=None, params=query_pairs(request)
     )
@@ -291,6 +315,7 @@ async def read(
     request: Request, resource_type: str, resource_id: str, services: ServicesDep, caller: CallerDep
 ) -> Response:
     """read and conditional read (spec http.html#read, #cread)."""
+    require(caller, resource_type, "r")
     released = services.resources.read(
         caller=caller, resource_type=resource_type, resource_id=resource_id
     )
@@ -313,6 +338,7 @@ def update(
     caller: CallerDep,
 ) -> Response:
     """update and update-as-create (spec http.html#update)."""
+    require(caller, resource_type, "u")
     result = services.resources.update(
         caller=caller,
         resource_type=resource_type,
@@ -339,6 +365,7 @@ def patch(
     caller: CallerDep,
 ) -> Response:
     """patch with JSON Patch (spec http.html#patch)."""
+    require(caller, resource_type, "u")
     result = services.resources.patch(
         caller=caller,
         resource_type=resource_type,
@@ -356,6 +383,7 @@ def delete(
     request: Request, resource_type: str, resource_id: str, services: ServicesDep, caller: CallerDep
 ) -> Response:
     """delete (spec http.html#delete)."""
+    require(caller, resource_type, "d")
     deleted = services.resources.delete(
         caller=caller,
         resource_type=resource_type,
@@ -371,6 +399,7 @@ def instance_history(
     request: Request, resource_type: str, resource_id: str, services: ServicesDep, caller: CallerDep
 ) -> Response:
     """history-instance (spec http.html#history)."""
+    require(caller, resource_type, "r")
     page = services.history.history(
         caller=caller,
         resource_type=resource_type,
@@ -385,6 +414,7 @@ async def vread(
     resource_type: str, resource_id: str, version_id: str, services: ServicesDep, caller: CallerDep
 ) -> Response:
     """vread (spec http.html#vread)."""
+    require(caller, resource_type, "r")
     released = services.resources.vread(
         caller=caller, resource_type=resource_type, resource_id=resource_id, version_id=version_id
     )

@@ -3,6 +3,11 @@
 GET only: these operations change nothing, so the spec allows invoking them with GET and
 their parameters in the query string (operations.html#request). POST with a Parameters body
 is not served (405).
+
+Scopes: $everything reads the focal resource (r on Patient or CarePlan) and lists every
+type it serves, which is a search of each (s on each type named by _type; without _type it
+serves every type, so a system/*.s scope is needed). A client with narrower scopes names
+the types it may search in _type. Nothing is left out silently.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from app.api.render import (
 from app.fhir.bundles import searchset_bundle
 from app.fhir.disclosures import disclosures_bundle
 from app.fhir.errors import Issue, operation_outcome
+from app.security.caller import Caller
+from app.security.scopes import named_types, require, require_types
 from app.services.everything import EverythingPage
 
 router = APIRouter(prefix="/fhir", dependencies=[Depends(negotiate)])
@@ -31,9 +38,9 @@ def patient_everything(
     request: Request, patient_id: str, services: ServicesDep, caller: CallerDep
 ) -> Response:
     """Patient $everything (spec patient-operation-everything.html)."""
-    page = services.everything.patient(
-        caller=caller, patient_id=patient_id, params=query_pairs(request)
-    )
+    params = query_pairs(request)
+    _require_everything(caller, "Patient", params)
+    page = services.everything.patient(caller=caller, patient_id=patient_id, params=params)
     return _render(services, f"/Patient/{patient_id}/$everything", page)
 
 
@@ -42,9 +49,9 @@ def care_plan_everything(
     request: Request, care_plan_id: str, services: ServicesDep, caller: CallerDep
 ) -> Response:
     """CarePlan $everything: the care plan package (app/services/everything.py)."""
-    page = services.everything.care_plan(
-        caller=caller, care_plan_id=care_plan_id, params=query_pairs(request)
-    )
+    params = query_pairs(request)
+    _require_everything(caller, "CarePlan", params)
+    page = services.everything.care_plan(caller=caller, care_plan_id=care_plan_id, params=params)
     return _render(services, f"/CarePlan/{care_plan_id}/$everything", page)
 
 
@@ -54,11 +61,18 @@ def patient_disclosures(
 ) -> Response:
     """Patient $disclosures (this server's operation): every release of the client's
     records to an agency other than their owner, with the consent in force, as AuditEvents
-    (docs/threat-model.md)."""
+    (docs/threat-model.md). Needs read access to Patient."""
+    require(caller, "Patient", "r")
     page = services.disclosures.report(caller, patient_id, query_pairs(request))
     base = services.settings.base_url
     links = page_links(f"{base}/Patient/{patient_id}/$disclosures", page.applied, page.next_cursor)
     return fhir_response(disclosures_bundle(page.rows, base_url=base, links=links))
+
+
+def _require_everything(caller: Caller, focus: str, params: list[tuple[str, str]]) -> None:
+    """r on the focal type, s on every type served (see the module docstring)."""
+    require(caller, focus, "r")
+    require_types(caller, named_types(params), "s")
 
 
 def _render(services: ServicesDep, path: str, page: EverythingPage) -> Response:

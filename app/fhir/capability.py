@@ -48,11 +48,12 @@ def capability_statement(
     base_url: str,
     started: datetime,
     search: Callable[[str], Mapping[str, Any]],
+    security: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What this server does, for GET [base]/metadata (spec http.html#capabilities).
 
     ``search(type)`` gives the searchParam, searchInclude and searchRevInclude lists of a
-    type (the search engine's registry).
+    type (the search engine's registry). ``security`` is rest.security (smart_security()).
     """
     resources = []
     for name in sorted(resource_types()):
@@ -73,6 +74,12 @@ def capability_statement(
         )
         if name in TYPE_OPERATIONS:
             resources[-1]["operation"] = [dict(o) for o in TYPE_OPERATIONS[name]]
+    rest: dict[str, Any] = {"mode": "server"}
+    if security is not None:
+        rest["security"] = dict(security)
+    rest["resource"] = resources
+    rest["interaction"] = [{"code": code} for code in SYSTEM_INTERACTIONS]
+    rest["operation"] = [dict(o) for o in SYSTEM_OPERATIONS]
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -84,12 +91,40 @@ def capability_statement(
         "fhirVersion": "4.3.0",
         "format": ["application/fhir+json", "json"],
         "patchFormat": ["application/json-patch+json"],
-        "rest": [
+        "rest": [rest],
+    }
+
+
+_SMART_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+_SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+
+
+def smart_security(*, token: str, introspect: str) -> dict[str, Any]:
+    """rest.security for SMART Backend Services (SMART App Launch conformance.html: the
+    SMART-on-FHIR service code and the oauth-uris extension naming the endpoints)."""
+    return {
+        "extension": [
             {
-                "mode": "server",
-                "resource": resources,
-                "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
-                "operation": [dict(o) for o in SYSTEM_OPERATIONS],
+                "url": _SMART_URIS,
+                "extension": [
+                    {"url": "token", "valueUri": token},
+                    {"url": "introspect", "valueUri": introspect},
+                ],
             }
         ],
+        "service": [
+            {
+                "coding": [
+                    {
+                        "system": _SECURITY_SERVICE,
+                        "code": "SMART-on-FHIR",
+                        "display": "SMART-on-FHIR",
+                    }
+                ],
+                "text": "OAuth2 client credentials with SMART Backend Services "
+                "(private_key_jwt, RS384 or ES384); system/ scopes",
+            }
+        ],
+        "description": "Every request needs a bearer access token from the token endpoint; "
+        "see /.well-known/smart-configuration.",
     }

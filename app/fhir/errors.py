@@ -167,3 +167,49 @@ class InternalError(FHIRError):
 
     status = 500
     code = "exception"
+
+
+class OAuthError(FHIRError):
+    """An OAuth 2.0 error of the token or introspection endpoint (RFC 6749 section 5.2).
+
+    These endpoints speak OAuth, not FHIR: the one error handler renders this family as
+    {"error", "error_description"} JSON rather than an OperationOutcome.
+    """
+
+    status = 400
+    code = "security"
+    error: ClassVar[str] = "invalid_request"
+
+    def oauth_body(self) -> dict[str, str]:
+        """The RFC 6749 section 5.2 error body."""
+        return {"error": self.error, "error_description": self.diagnostics}
+
+
+class OAuthInvalidRequest(OAuthError):
+    """400 invalid_request: a parameter is missing, repeated or malformed."""
+
+
+class InvalidClient(OAuthError):
+    """400 invalid_client: client authentication (the signed client assertion) failed."""
+
+    error = "invalid_client"
+
+
+class InvalidScope(OAuthError):
+    """400 invalid_scope: the requested scope is malformed or grants nothing."""
+
+    error = "invalid_scope"
+
+
+class UnsupportedGrantType(OAuthError):
+    """400 unsupported_grant_type: only client_credentials is offered."""
+
+    error = "unsupported_grant_type"
+
+
+class InvalidToken(OAuthError):
+    """401 invalid_token: the bearer token presented to an OAuth endpoint is not valid
+    (RFC 6750 section 3.1; RFC 7662 section 2.3)."""
+
+    status = 401
+    error = "invalid_token"

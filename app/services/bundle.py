@@ -35,6 +35,7 @@ from app.fhir.validation import check_resource
 from app.search.criteria import parse_criteria
 from app.search.query import Context
 from app.security.caller import Caller
+from app.security.scopes import require
 from app.services.disclosure import DisclosureLog
 from app.services.resources import JsonPatchDocument, ResourceService, WriteResult
 from app.services.search import SearchPage, SearchService
@@ -129,6 +130,7 @@ class BundleService:
         for index, raw in enumerate(raw_entries):
             try:
                 entry = self._parse_entry(index, raw)
+                _require_scopes(caller, entry)
                 outcomes.append(self._single(entry, caller))
             except FHIRError as exc:
                 outcomes.append(Outcome(exc.status, error=exc))
@@ -160,6 +162,9 @@ class BundleService:
     # -- transaction --------------------------------------------------------------------
     def _transaction(self, raw_entries: list[Any], caller: Caller) -> list[Outcome]:
         entries = [_in_entry(i, self._parse_entry, i, raw) for i, raw in enumerate(raw_entries)]
+        # Every entry is checked before anything is written: one denied entry fails it all.
+        for entry in entries:
+            _in_entry(entry.index, _require_scopes, caller, entry)
         _check_full_urls(entries)
         context = self._context()
         writes = sorted(
@@ -438,6 +443,26 @@ class BundleService:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def _require_scopes(caller: Caller, entry: Entry) -> None:
+    """The SMART scopes an entry's interaction needs (app/security/scopes.py): the same as
+    the single request; conditional forms and conditional references also search."""
+    method = entry.method
+    if method in ("GET", "HEAD"):
+        needed = "s" if entry.query is not None or entry.resource_id is None else "r"
+    elif method == "POST":
+        needed = "c" if entry.if_none_exist is None else "cs"
+    elif method in ("PUT", "PATCH"):
+        needed = "u" if entry.query is None else "us"
+    else:
+        needed = "d" if entry.query is None else "ds"
+    require(caller, entry.resource_type, needed)
+    if entry.resource is not None:
+        for holder in _reference_holders(entry.resource):
+            reference = holder["reference"]
+            if "?" in reference and not reference.startswith(("http://", "https://", "urn:", "#")):
+                require(caller, reference.partition("?")[0], "s")
 
 
 def _deleted(version: StoredVersion | None) -> Outcome:

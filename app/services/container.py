@@ -10,12 +10,15 @@ from sqlalchemy.engine import Engine
 from app.clock import Clock
 from app.config import Settings
 from app.services.access import AccessHook
+from app.services.auth import AuthService
 from app.services.bundle import BundleService
+from app.services.clients import ClientRegistry
 from app.services.disclosure import DisclosureLog
 from app.services.everything import EverythingService
 from app.services.export import ExportService
 from app.services.health import HealthService
 from app.services.history import HistoryService
+from app.services.jwks import JwksFetcher
 from app.services.resources import ResourceService
 from app.services.search import SearchService
 
@@ -36,6 +39,8 @@ class Services:
     everything: EverythingService
     exports: ExportService
     disclosures: DisclosureLog
+    clients: ClientRegistry
+    auth: AuthService
 
 
 def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Services:
@@ -78,6 +83,18 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         max_count=settings.max_page_size,
         disclosures=disclosures,
     )
+    clients = ClientRegistry(engine=engine, clock=clock)
+    auth = AuthService(
+        engine=engine,
+        clock=clock,
+        settings=settings,
+        clients=clients,
+        jwks=JwksFetcher(
+            timeout_s=settings.auth_jwks_timeout_s,
+            cache_s=settings.auth_jwks_cache_s,
+            refetch_s=settings.auth_jwks_refetch_s,
+        ),
+    )
     return Services(
         settings,
         engine,
@@ -91,4 +108,6 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         everything,
         ExportService(engine=engine, clock=clock, settings=settings, disclosures=disclosures),
         disclosures,
+        clients,
+        auth,
     )

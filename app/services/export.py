@@ -283,7 +283,7 @@ class ExportService:
         self._engine = engine
         self._clock = clock
         self._base = settings.base_url
-        self._auth = settings.auth == "smart"
+        self._tokens_required = settings.auth == "smart"
         self._disclosures = disclosures
         self._root = settings.data_dir / "exports"
         self._retention = timedelta(seconds=settings.export_retention_s)
@@ -490,9 +490,9 @@ class ExportService:
         manifest = {
             "transactionTime": format_instant(until),
             "request": row["request_url"],
-            # Files are fetched with the same bearer token as the status (auth smart), by
-            # the agency that asked for the export.
-            "requiresAccessToken": self._auth,
+            # Files are served to bearers of an access token only when auth is on, and
+            # only to the agency that asked for the export.
+            "requiresAccessToken": self._tokens_required,
             "output": outputs,
             "error": [],
         }

@@ -227,6 +227,11 @@ class Repository:
         )
         return self._conn.execute(query).first() is not None
 
+    @property
+    def connection(self) -> Connection:
+        """This transaction's connection, for the stores of other tables (app/storage/auth.py)."""
+        return self._conn
+
     # -- locks -------------------------------------------------------------------------
     def lock(self, name: str) -> None:
         """Serialise writers on a name until commit (PostgreSQL advisory lock).

@@ -341,3 +341,49 @@ resource_owner_table = ResourceOwnerRow.__table__  # type: ignore[attr-defined]
 access_grant_table = AccessGrantRow.__table__  # type: ignore[attr-defined]
 consent_grant_table = ConsentGrantRow.__table__  # type: ignore[attr-defined]
 disclosure_table = DisclosureRow.__table__  # type: ignore[attr-defined]
+# --- API clients and SMART Backend Services (issue 6, "who is asking") --------------------
+
+
+class ApiClientRow(SQLModel, table=True):
+    """A registered API client (SMART Backend Services): the agency it acts for, the public
+    keys it signs its client assertions with (inline JWK Set or a JWKS URL) and the scopes
+    it may be granted. jwks is JSON text; scopes are space-separated."""
+
+    __tablename__ = "api_client"
+
+    client_id: str = Field(sa_column=Column(String(64), primary_key=True))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    agency: str = Field(sa_column=Column(String(80), nullable=False))
+    jwks: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
+    jwks_url: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
+    scopes: str = Field(sa_column=Column(Text(), nullable=False))
+    disabled: bool = Field(default=False, nullable=False)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class AuthJtiRow(SQLModel, table=True):
+    """A client assertion's jti, kept until the assertion expires so that no process
+    accepts it twice (Backend Services: replay refused)."""
+
+    __tablename__ = "auth_jti"
+    __table_args__ = (Index("ix_auth_jti_expires", "expires_at"),)
+
+    client_id: str = Field(sa_column=Column(String(64), primary_key=True))
+    jti: str = Field(sa_column=Column(String(255), primary_key=True))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class AuthSigningKeyRow(SQLModel, table=True):
+    """The server's access-token signing key(s), shared by every process (private JWK
+    JSON). The oldest row signs; every row verifies."""
+
+    __tablename__ = "auth_signing_key"
+
+    kid: str = Field(sa_column=Column(String(64), primary_key=True))
+    private_jwk: str = Field(sa_column=Column(Text(), nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+api_client_table = ApiClientRow.__table__  # type: ignore[attr-defined]
+auth_jti_table = AuthJtiRow.__table__  # type: ignore[attr-defined]
+auth_signing_key_table = AuthSigningKeyRow.__table__  # type: ignore[attr-defined]
