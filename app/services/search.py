@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, and_, false, or_, true
 from sqlalchemy.engine import Engine
 
 from app.clock import Clock
@@ -164,6 +164,29 @@ class SearchService:
             ignored = tuple(sorted(ignored_by))
         keys = parse_system_sort(single(params, "_sort"))
         return self._run(None, params, conditions, ignored, keys, strict=strict)
+
+    def search_any(
+        self,
+        *,
+        caller: Caller,  # noqa: ARG002
+        resource_type: str,
+        alternatives: Sequence[Sequence[tuple[str, str]]],
+        params: Sequence[tuple[str, str]],
+        sort: str | None = None,
+    ) -> SearchPage:
+        """Matches of any one of several sets of criteria, paged by the result parameters in
+        params (_count, _cursor). The query string has no OR across parameters
+        (search.html#combining); services that need one (the referral boxes) use this."""
+        check_type_and_id(resource_type)
+        params = _checked(params)
+        context = self.context()
+        branches = [
+            and_(true(), *parse_filters(resource_type, alt, context, strict=True).conditions)
+            for alt in alternatives
+        ]
+        condition = or_(*branches) if branches else false()
+        keys = parse_sort(resource_type, sort)
+        return self._run(resource_type, params, (condition,), (), keys, strict=True)
 
     def _run(
         self,
