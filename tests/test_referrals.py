@@ -6,14 +6,18 @@ and accept racing cancel.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
+from app.clock import Clock
+from app.main import create_app
 from tests.conftest import Backend
 from tests.support.referrals import (
     AGENCY,
@@ -26,7 +30,7 @@ from tests.support.referrals import (
     binary_patch,
     package,
 )
-from tests.support.server import LiveServer
+from tests.support.server import LiveServer, free_port, start_server
 
 
 @pytest.fixture
@@ -711,3 +715,92 @@ def test_accept_and_cancel_race(
         task = ref.task(view["id"]).json()
         assert task["status"] == {"accept": "accepted", "cancel": "cancelled"}[winner]
         assert task["meta"]["versionId"] == "2"
+
+
+# -- overdue ---------------------------------------------------------------------------
+class ManualClock:
+    """A clock the test moves: readings advance 1 ms from the time last set."""
+
+    def __init__(self, start: datetime) -> None:
+        self._lock = threading.Lock()
+        self._moment = start
+        self._ids = itertools.count(1)
+
+    def set(self, moment: datetime) -> None:
+        with self._lock:
+            self._moment = moment
+
+    def now(self) -> datetime:
+        with self._lock:
+            self._moment += timedelta(milliseconds=1)
+            return self._moment
+
+    def new_id(self) -> str:
+        with self._lock:
+            return f"o{next(self._ids):06d}"
+
+    def clock(self) -> Clock:
+        return Clock(now=self.now, new_id=self.new_id)
+
+
+FRIDAY = datetime(2026, 1, 9, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def timed(backend: Backend) -> Iterator[tuple[Referrals, ManualClock, Backend]]:
+    backend.truncate()
+    manual = ManualClock(FRIDAY)
+    port = free_port()
+    settings = backend.settings(base_url=f"http://127.0.0.1:{port}/fhir")
+    server = start_server(create_app(settings, clock=manual.clock()), port)
+    try:
+        with httpx.Client(timeout=30) as http:
+            yield Referrals(http, server.root), manual, backend
+    finally:
+        server.stop()
+
+
+def test_overdue_referrals(timed: tuple[Referrals, ManualClock, Backend]) -> None:
+    ref, manual, backend = timed
+    waiting = ref.drive("requested")["id"]
+    idle = ref.drive("accepted")["id"]
+    started = ref.drive("in-progress")["id"]
+
+    def overdue(agency: str, **params: str) -> dict[str, str | None]:
+        body = boxes(ref, agency, overdue="true", **params)
+        return {r["id"]: r["overdueReason"] for r in body["referrals"]}
+
+    # Three business days after Friday 10:00 is Wednesday 10:00 (the weekend does not count).
+    manual.set(datetime(2026, 1, 14, 9, 59, tzinfo=UTC))
+    assert overdue(OWNER) == {}
+    manual.set(datetime(2026, 1, 14, 10, 1, tzinfo=UTC))
+    expected = {waiting: "not accepted in time", idle: "not started in time"}
+    assert overdue(OWNER, box="inbox") == expected
+    assert overdue(REQUESTER, box="outbox") == expected
+    assert overdue(OTHER) == {}
+    assert overdue(OWNER, status="requested") == {waiting: "not accepted in time"}
+    not_overdue = boxes(ref, OWNER, overdue="false")["referrals"]
+    assert [r["id"] for r in not_overdue] == [started]
+    # Shown with a tag, never stored: the ETag both sides hold stays valid.
+    shown = ref.http.get(f"{ref.root}/referrals/{waiting}", headers=as_agency(OWNER)).json()
+    tags = shown["entry"][0]["resource"]["meta"]["tag"]
+    assert [t["code"] for t in tags] == ["overdue"]
+    stored = ref.task(waiting).json()
+    assert "tag" not in stored["meta"] and stored["meta"]["versionId"] == "1"
+    # Acting on an overdue referral clears it.
+    response = ref.act(idle, "start", OWNER, etag='W/"2"')
+    assert response.status_code == 200, response.text
+    assert response.json()["overdue"] is False
+    assert overdue(OWNER) == {waiting: "not accepted in time"}
+
+    # The wait is a setting.
+    port = free_port()
+    settings = backend.settings(base_url=f"http://127.0.0.1:{port}/fhir", referral_accept_days=10)
+    patient = start_server(create_app(settings, clock=manual.clock()), port)
+    try:
+        body = ref.http.get(
+            f"{patient.root}/referrals", params={"overdue": "true"}, headers=as_agency(OWNER)
+        ).json()
+        assert body["referrals"] == []
+    finally:
+        patient.stop()
