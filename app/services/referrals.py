@@ -208,15 +208,13 @@ class ReferralService:
                     )
         cutoffs = self._cutoffs()
         sides = self._sides(caller, box)
-        states: list[list[tuple[str, str]]] = [[("status", status)] if status else []]
-        if overdue == "true":
-            states = [
-                [("status", "requested"), ("authored-on", f"le{cutoffs.accept.isoformat()}")],
-                [("status", "accepted"), ("period", f"le{cutoffs.start.isoformat()}")],
-            ]
-            if status:
-                states = [[*s, ("status", status)] for s in states]
-        alternatives = [[("code", _CODE), *side, *state] for side in sides for state in states]
+        state = [("status", status)] if status else []
+        late = [
+            [("status", "requested"), ("authored-on", f"le{cutoffs.accept.isoformat()}")],
+            [("status", "accepted"), ("period", f"le{cutoffs.start.isoformat()}")],
+        ]
+        states = [[*s, *state] for s in late] if overdue == "true" else [state]
+        alternatives = [[("code", _CODE), *side, *s] for side in sides for s in states]
         result = [(k, v) for k, v in params if k in ("_count", "_cursor")]
         page = self._search.search_any(
             caller=caller,
@@ -224,11 +222,10 @@ class ReferralService:
             alternatives=alternatives,
             params=result,
             sort="-_lastUpdated",
+            excluding=late if overdue == "false" else (),
         )
         with transaction(self._resources.engine, write=False) as repo:
             views = [self._view(v, caller, repo, cutoffs) for v in page.matches]
-        if overdue == "false":
-            views = [v for v in views if v.overdue is None]
         applied = [(k, v) for k, v in params if k != "_cursor"]
         return ReferralPage(views, page.next_cursor, applied)
 
