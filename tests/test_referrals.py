@@ -804,3 +804,66 @@ def test_overdue_referrals(timed: tuple[Referrals, ManualClock, Backend]) -> Non
         assert body["referrals"] == []
     finally:
         patient.stop()
+
+
+# -- hostile input: a clear 4xx, never a 500, nothing stored ----------------------------
+HOSTILE_ACTIONS = [
+    ("complete", b'{"outcome": []}'),
+    ("complete", b'{"outcome": {"summary": "x", "resources": "Procedure"}}'),
+    (
+        "complete",
+        b'{"outcome": {"summary": "x", "resources": [{"resourceType": "Procedure", "status": 7}]}}',
+    ),
+    ("complete", b'{"outcome": {"summary": "x", "references": [{"reference": "Procedure/1"}]}}'),
+    ("complete", b'{"outcome": {"summary": "x", "references": ["Procedure/nope"]}}'),
+    ("complete", b'{"outcome": {"summary": "x", "goals": ["Goal/1"]}}'),
+    ("complete", b'{"outcome": {"summary": "x", "goals": [{"goal": 3, "achievementStatus": 1}]}}'),
+    ("decline", b'{"reason": ""}'),
+    ("decline", b'"no"'),
+    ("decline", b"[1, 2"),
+]
+
+
+@pytest.mark.parametrize(("action", "body"), HOSTILE_ACTIONS)
+def test_hostile_action_bodies(ref: Referrals, action: str, body: bytes) -> None:
+    view = ref.drive("in-progress" if action == "complete" else "requested")
+    response = ref.http.post(
+        f"{ref.root}/referrals/{view['id']}/{action}",
+        content=body,
+        headers={"Content-Type": "application/json", "If-Match": view["etag"], **as_agency(OWNER)},
+    )
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert ref.task(view["id"]).json()["meta"]["versionId"] == view["etag"][3:-1]
+    params = [
+        {"name": "goal", "part": "x"},
+        {"name": "reference", "valueReference": "Procedure/1"},
+        {"name": "resource", "resource": [1]},
+        7,
+    ]
+    for param in params:
+        response = operation(ref, view["id"], action, OWNER, view["etag"], [param])
+        assert 400 <= response.status_code < 500, (param, response.text)
+
+
+@pytest.mark.parametrize(
+    "bundle_body",
+    [
+        b'{"resourceType": "Bundle", "type": "transaction", "entry": [7, {"resource": 1}]}',
+        b'{"resourceType": "Bundle", "type": "transaction", "entry": {}}',
+        b'{"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": {'
+        b'"resourceType": "Task", "code": {"coding": [{"system": '
+        b'"http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]}, "focus": 5}}]}',
+        b"[]",
+        b"",
+    ],
+)
+def test_hostile_packages(ref: Referrals, bundle_body: bytes) -> None:
+    response = ref.http.post(
+        f"{ref.root}/referrals",
+        content=bundle_body,
+        headers={**FHIR_JSON, **as_agency(REQUESTER)},
+    )
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert count(ref, "Task") == 0
