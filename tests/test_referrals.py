@@ -867,3 +867,64 @@ def test_hostile_packages(ref: Referrals, bundle_body: bytes) -> None:
     assert 400 <= response.status_code < 500, response.text
     assert response.json()["resourceType"] == "OperationOutcome"
     assert count(ref, "Task") == 0
+
+
+# -- drafts and conditional update -----------------------------------------------------
+def test_draft_then_requested_and_draft_deletion(ref: Referrals) -> None:
+    headers = {**FHIR_JSON, **as_agency(REQUESTER)}
+    request = {
+        "resourceType": "ServiceRequest",
+        "status": "draft",
+        "intent": "order",
+        "subject": {"reference": "Patient/p1"},
+    }
+    sr = ref.http.post(
+        f"{ref.root}/fhir/ServiceRequest", content=orjson.dumps(request), headers=headers
+    )
+    assert sr.status_code == 201
+    task = package()["entry"][-1]["resource"]
+    task = {**task, "status": "draft", "focus": {"reference": f"ServiceRequest/{sr.json()['id']}"}}
+    task["for"] = {"reference": "Patient/p1"}
+    # Only the requester creates a referral.
+    response = ref.http.post(
+        f"{ref.root}/fhir/Task",
+        content=orjson.dumps(task),
+        headers={**FHIR_JSON, **as_agency(OWNER)},
+    )
+    assert response.status_code == 409, response.text
+    response = ref.http.post(f"{ref.root}/fhir/Task", content=orjson.dumps(task), headers=headers)
+    assert response.status_code == 201, response.text
+    draft = response.json()
+    # A draft is the requester's own: it may still change what is asked.
+    edited = {**draft, "description": "Weekly counselling", "priority": "urgent"}
+    response = put_task(ref, edited, REQUESTER, 'W/"1"')
+    assert response.status_code == 200, response.text
+    response = put_task(ref, {**response.json(), "status": "requested"}, OWNER, 'W/"2"')
+    assert response.status_code == 409
+    response = put_task(ref, {**edited, "status": "requested"}, REQUESTER, 'W/"2"')
+    assert response.status_code == 200, response.text
+    sent = response.json()
+    assert sent["authoredOn"] == sent["lastModified"] != draft["authoredOn"]
+    assert ref.read("ServiceRequest", sr.json()["id"])["status"] == "active"
+    # A second draft is deleted by its requester; the sent one is not.
+    second = ref.http.post(f"{ref.root}/fhir/Task", content=orjson.dumps(task), headers=headers)
+    url = f"{ref.root}/fhir/Task/{second.json()['id']}"
+    response = ref.http.delete(url, headers={**as_agency(OWNER), "If-Match": 'W/"1"'})
+    assert response.status_code == 409
+    response = ref.http.delete(url, headers={**as_agency(REQUESTER), "If-Match": 'W/"1"'})
+    assert response.status_code == 204
+    assert ref.http.get(url).status_code == 410
+
+
+def test_conditional_update(ref: Referrals) -> None:
+    view = ref.drive("requested")
+    task = {**ref.task(view["id"]).json(), "status": "accepted"}
+    url = f"{ref.root}/fhir/Task?_id={view['id']}"
+    for agency, status in ((REQUESTER, 409), (OTHER, 403), (OWNER, 200)):
+        response = ref.http.put(
+            url,
+            content=orjson.dumps(task),
+            headers={**FHIR_JSON, **as_agency(agency), "If-Match": view["etag"]},
+        )
+        assert response.status_code == status, response.text
+    assert ref.task(view["id"]).json()["status"] == "accepted"
