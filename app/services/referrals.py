@@ -372,6 +372,7 @@ class ReferralService:
                 raise type(exc)(
                     f"outcome.resources[{i}]: {exc.diagnostics}", (f"outcome.resources[{i}]",)
                 ) from exc
+            repo.lock_type(kind, exclusive=False)  # create_in expects its type lock held
             written = self._resources.create_in(repo, caller, kind, resource)
             made.append(f"{kind}/{written.version.id}")
         for ref in given.references:
