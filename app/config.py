@@ -110,6 +110,14 @@ class Settings(BaseSettings):
         "checking access tokens (a disabled client's tokens stop within this time).",
     )
 
+    # Referrals (issue 5): overdue after this many business days (Mon-Fri, UTC).
+    referral_accept_days: int = Field(
+        default=3, ge=0, description="A referral still requested after this is overdue."
+    )
+    referral_start_days: int = Field(
+        default=3, ge=0, description="A referral accepted but not started after this is overdue."
+    )
+
     @field_validator("base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:

@@ -17,6 +17,7 @@ from app.api.bulk import router as bulk_router
 from app.api.fhir import router as fhir_router
 from app.api.health import router as health_router
 from app.api.operations import router as operations_router
+from app.api.referrals import router as referrals_router
 from app.clock import Clock
 from app.config import Settings, get_settings
 from app.services.container import build_services
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(health_router)
     app.include_router(auth_router)  # before fhir_router: /fhir/.well-known/... is not a type
     app.include_router(bulk_router)  # before fhir_router: its /{type} would take $export
+    app.include_router(referrals_router)
     app.include_router(fhir_router)
     app.include_router(operations_router)
     return app

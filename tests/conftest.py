@@ -9,6 +9,7 @@ CASEBRIDGE_REQUIRE_POSTGRES=1 (set by .ci/run), in which case they fail.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import psycopg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from app.config import Settings
 from app.main import create_app
@@ -75,12 +77,21 @@ class Backend:
 
     def truncate(self) -> None:
         tables = [t.name for t in reversed(metadata.sorted_tables)]
-        with self.engine.begin() as conn:
-            if self.name == "postgresql":
-                conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY"))
-            else:
-                for table in tables:
-                    conn.execute(text(f"DELETE FROM {table}"))
+        for attempt in range(5):
+            try:
+                with self.engine.begin() as conn:
+                    if self.name == "postgresql":
+                        conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY"))
+                    else:
+                        for table in tables:
+                            conn.execute(text(f"DELETE FROM {table}"))
+                return
+            except OperationalError:
+                # TRUNCATE takes every table's lock in turn; a background ANALYZE (autovacuum,
+                # or a server thread of the previous test still finishing) can deadlock it.
+                if attempt == 4:
+                    raise
+                time.sleep(0.2)
 
 
 def _pg_schema_url(schema: str) -> str:

@@ -141,6 +141,14 @@ class PreconditionFailed(FHIRError):
     code = "conflict"
 
 
+class PreconditionRequired(FHIRError):
+    """428: the server requires this write to be conditional (If-Match; RFC 6585 section 3,
+    spec http.html#concurrency)."""
+
+    status = 428
+    code = "required"
+
+
 class PayloadTooLarge(FHIRError):
     """413: the body exceeds the configured limit; refused before parsing."""
 

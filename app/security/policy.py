@@ -221,8 +221,9 @@ def referral_grants(
 
     The Task and its ServiceRequest are shared by the referral itself; the client's data it
     carries (the Patient, the request's supportingInfo, reasonReference and basedOn, the
-    Task's input and output references) only under the client's consent: minimum necessary,
-    nothing else of the record. organization_of maps a requester/owner reference to its
+    Task's input references) only under the client's consent: minimum necessary, nothing
+    else of the record. The outcome in Task.output is shared by the referral itself.
+    organization_of maps a requester/owner reference to its
     agency ("Organization/x"), resolving a PractitionerRole to its organization.
     """
     if not is_referral_task(task, own_base):
@@ -242,10 +243,17 @@ def referral_grants(
     if focus is not None:
         shared[focus] = "referral"
     client: list[Any] = [task.get("for")]
-    for element in ("input", "output"):
-        for item in task.get(element) or ():
-            if isinstance(item, dict):
-                client.append(item.get("valueReference"))
+    for item in task.get("input") or ():
+        if isinstance(item, dict):
+            client.append(item.get("valueReference"))
+    # The outcome the owner reports (Task.output) is the referral's answer: the referrer
+    # sees it on the referral alone, unless it is labelled.
+    for item in task.get("output") or ():
+        key = local_reference(
+            item.get("valueReference") if isinstance(item, dict) else None, own_base
+        )
+        if key is not None:
+            shared.setdefault(key, "referral")
     if service_request:
         client.append(service_request.get("subject"))
         for element in ("supportingInfo", "reasonReference", "basedOn"):

@@ -19,6 +19,8 @@ from app.services.export import ExportService
 from app.services.health import HealthService
 from app.services.history import HistoryService
 from app.services.jwks import JwksFetcher
+from app.services.referral_rules import ReferralRules
+from app.services.referrals import ReferralService
 from app.services.resources import ResourceService
 from app.services.search import SearchService
 
@@ -41,6 +43,7 @@ class Services:
     disclosures: DisclosureLog
     clients: ClientRegistry
     auth: AuthService
+    referrals: ReferralService
 
 
 def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Services:
@@ -110,4 +113,19 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         disclosures,
         clients,
         auth,
+        _referrals(resources, bundles, search, clock, settings),
+    )
+
+
+def _referrals(
+    resources: ResourceService,
+    bundles: BundleService,
+    search: SearchService,
+    clock: Clock,
+    settings: Settings,
+) -> ReferralService:
+    """The referral rules on every write path, and the referral use cases (issue 5)."""
+    resources.add_hook(ReferralRules(resources=resources, clock=clock, base_url=settings.base_url))
+    return ReferralService(
+        resources=resources, bundles=bundles, search=search, clock=clock, settings=settings
     )

@@ -120,6 +120,11 @@ class ResourceService:
         """The database engine (bundles open one transaction around several writes)."""
         return self._engine
 
+    @property
+    def disclosures(self) -> DisclosureLog:
+        """The accounting of disclosures (services that release records log them there)."""
+        return self._disclosures
+
     def new_id(self) -> str:
         """A fresh server-assigned id."""
         return self._clock.new_id()

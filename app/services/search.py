@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, and_, false, not_, or_, true
 from sqlalchemy.engine import Engine
 
 from app.clock import Clock
@@ -182,6 +182,37 @@ class SearchService:
             ignored = tuple(sorted(ignored_by))
         keys = parse_system_sort(single(params, "_sort"))
         return self._run(caller, context, None, params, conditions, ignored, keys, strict=strict)
+
+    def search_any(
+        self,
+        *,
+        caller: Caller,
+        resource_type: str,
+        alternatives: Sequence[Sequence[tuple[str, str]]],
+        params: Sequence[tuple[str, str]],
+        sort: str | None = None,
+        excluding: Sequence[Sequence[tuple[str, str]]] = (),
+    ) -> SearchPage:
+        """Matches of any one of several sets of criteria and of none of the excluding
+        sets, paged by the result parameters in params (_count, _cursor). The query string
+        has no OR across parameters (search.html#combining); services that need one (the
+        referral boxes) use this."""
+        check_type_and_id(resource_type)
+        params = _checked(params)
+        context = self.context(caller)
+
+        def any_of(sets: Sequence[Sequence[tuple[str, str]]]) -> ColumnElement[bool]:
+            branches = [
+                and_(true(), *parse_filters(resource_type, alt, context, strict=True).conditions)
+                for alt in sets
+            ]
+            return or_(*branches) if branches else false()
+
+        conditions = [any_of(alternatives)]
+        if excluding:
+            conditions.append(not_(any_of(excluding)))
+        keys = parse_sort(resource_type, sort)
+        return self._run(caller, context, resource_type, params, conditions, (), keys, strict=True)
 
     def _run(
         self,

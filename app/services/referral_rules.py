@@ -1,0 +1,158 @@
+"""The referral Task rules on every write path: a WriteHook on ResourceService._write.
+
+PUT, PATCH, conditional update, DELETE, transaction and batch entries, the /referrals
+endpoints and the Task operations all write through ResourceService._write, so they all
+meet the same rules (app/fhir/referral.py) and the same side effects, in the writing
+transaction: the ServiceRequest follows its Task.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from app.clock import Clock, format_instant
+from app.fhir.errors import PreconditionRequired
+from app.fhir.jsonio import loads_stored
+from app.fhir.referral import (
+    SERVICE_REQUEST_STATUS,
+    Party,
+    check_delete,
+    check_elements,
+    check_party,
+    check_reason,
+    check_transition,
+    focus_service_request,
+    is_referral,
+    reference_of,
+    stamp_referral,
+)
+from app.security.caller import Caller
+from app.services.resources import ResourceService, WriteEvent
+from app.storage.repository import Repository, StoredVersion
+
+log = logging.getLogger(__name__)
+
+# Resources that stand for an agency through one of their elements.
+_BELONGS_TO = {"PractitionerRole": "organization", "HealthcareService": "providedBy"}
+
+
+def body_of(version: StoredVersion | None) -> dict[str, Any] | None:
+    """The JSON of a live version, None for none or a deletion."""
+    if version is None or version.deleted or version.body is None:
+        return None
+    body: dict[str, Any] = loads_stored(version.body)
+    return body
+
+
+def agency_of(repo: Repository, element: Any, base_url: str) -> str | None:
+    """The Organization a Task.requester / Task.owner stands for: itself, or the
+    organization of a PractitionerRole (providedBy of a HealthcareService)."""
+    ref = reference_of(element)
+    if ref is None:
+        return None
+    if ref.startswith(base_url + "/"):
+        ref = ref[len(base_url) + 1 :]
+    kind, _, rid = ref.partition("/")
+    if kind == "Organization" and rid and "/" not in rid:
+        return ref
+    holder = _BELONGS_TO.get(kind)
+    if holder is None or not rid or "/" in rid:
+        return None
+    body = body_of(repo.current(kind, rid))
+    if body is None:
+        return None
+    # One step only: an Organization is an agency; a role's organization is not a role.
+    owner = reference_of(body.get(holder))
+    return owner if owner is not None and owner.startswith("Organization/") else None
+
+
+def parties_of(
+    repo: Repository, caller: Caller, task: dict[str, Any], base_url: str
+) -> frozenset[Party]:
+    """The sides of this referral the caller acts as (the operator acts for both)."""
+    if caller.agency is None:
+        return frozenset({Party.OPERATOR})
+    found = set()
+    if agency_of(repo, task.get("requester"), base_url) == caller.agency:
+        found.add(Party.REQUESTER)
+    if agency_of(repo, task.get("owner"), base_url) == caller.agency:
+        found.add(Party.OWNER)
+    return frozenset(found)
+
+
+class ReferralRules:
+    """WriteHook enforcing the referral Task state machine (issue 5, SDOH CC IG)."""
+
+    def __init__(self, *, resources: ResourceService, clock: Clock, base_url: str) -> None:
+        self._resources = resources
+        self._clock = clock
+        self._base_url = base_url
+
+    def before_write(self, repo: Repository, event: WriteEvent) -> bool:
+        """Refuse a write that breaks a referral rule; stamp the server-owned elements."""
+        if event.resource_type != "Task":
+            return False
+        old = body_of(event.current)
+        new = event.resource
+        old_is_referral = is_referral(old)
+        if not old_is_referral and not is_referral(new):
+            return False
+        if old is not None and event.if_match is None:
+            raise PreconditionRequired(
+                f"Task/{event.resource_id} is a referral: every write names the version it "
+                'changes in If-Match (e.g. If-Match: W/"3")',
+                expression=("If-Match",),
+            )
+        base = old if old_is_referral else None
+        subject = base if base is not None else new
+        assert subject is not None
+        parties = parties_of(repo, event.caller, subject, self._base_url)
+        check_party(parties, who=event.caller.who)
+        if new is None:
+            assert base is not None
+            check_delete(str(base.get("status")), parties)
+            return False
+        check_transition(
+            str(base.get("status")) if base is not None else None, str(new.get("status")), parties
+        )
+        if base is not None:
+            check_elements(base, new, parties)
+        check_reason(new)
+        stamp_referral(
+            base,
+            new,
+            now=format_instant(self._clock.now()),
+            agency=event.caller.agency,
+            client_id=event.caller.client_id,
+        )
+        return True
+
+    def after_write(self, repo: Repository, event: WriteEvent, version: StoredVersion) -> None:  # noqa: ARG002
+        """The ServiceRequest follows a referral Task's status (same transaction).
+
+        Only on status changes of an existing referral: a new referral arrives with its
+        ServiceRequest (POST /referrals checks it is active), and a transaction writes
+        the Task before entries later in it may have created the ServiceRequest.
+        """
+        if event.resource_type != "Task" or event.resource is None or event.current is None:
+            return
+        new, old = event.resource, body_of(event.current)
+        if not is_referral(new) or old is None or old.get("status") == new.get("status"):
+            return
+        target = SERVICE_REQUEST_STATUS.get(str(new.get("status")))
+        focus = focus_service_request(new)
+        if target is None or focus is None:
+            return
+        sr_id = focus.partition("/")[2]
+        request = body_of(repo.current("ServiceRequest", sr_id))
+        if request is None:
+            log.info("referral Task/%s: its ServiceRequest/%s is gone", event.resource_id, sr_id)
+            return
+        if request.get("status") == target:
+            return
+        request["status"] = target
+        self._resources.update_in(repo, event.caller, "ServiceRequest", sr_id, request, None)
+
+
+__all__ = ["ReferralRules", "agency_of", "body_of", "parties_of"]
