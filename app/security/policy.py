@@ -70,8 +70,8 @@ DIRECTORY_TYPES: Final = frozenset(
         "CodeSystem",
         "ValueSet",
         "ConceptMap",
+        "NamingSystem",
         "Questionnaire",
-        "Subscription",
         "SubscriptionTopic",
         "StructureDefinition",
         "SearchParameter",
@@ -82,11 +82,6 @@ DIRECTORY_TYPES: Final = frozenset(
         "ActivityDefinition",
         "Medication",
         "Substance",
-        "Device",
-        "AuditEvent",
-        "Provenance",
-        "Bundle",
-        "Binary",
     }
 )
 
