@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Final
 
 import orjson
@@ -80,7 +81,7 @@ class SigningKeys:
     """The server's access-token keys: from CASEBRIDGE_AUTH_SIGNING_KEY_FILE, or kept in the
     database (generated on first use), so every process signs and verifies alike."""
 
-    def __init__(self, *, engine: Engine, clock: Clock, key_file: Any) -> None:
+    def __init__(self, *, engine: Engine, clock: Clock, key_file: Path | None) -> None:
         self._engine = engine
         self._clock = clock
         self._file = key_file
@@ -88,6 +89,12 @@ class SigningKeys:
         self._signer: ECKey | None = None
         self._verifiers: dict[str, ECKey] = {}
         self._loaded_at = float("-inf")
+        if key_file is not None:
+            # A configured key that cannot be read stops the start, not the first request.
+            try:
+                self._load(create=False)
+            except (OSError, ValueError) as exc:
+                raise RuntimeError(f"CASEBRIDGE_AUTH_SIGNING_KEY_FILE {key_file}: {exc}") from exc
 
     def signer(self) -> ECKey:
         """The key that signs new tokens."""
