@@ -47,7 +47,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             f"The database at {engine.url.render_as_string(hide_password=True)} is not migrated: "
             "run `casebridge db upgrade` (or `casebridge serve --migrate`)"
         )
-    services = build_services(settings=settings, engine=engine, clock=clock)
+    try:
+        services = build_services(settings=settings, engine=engine, clock=clock)
+    except Exception:
+        engine.dispose()  # e.g. an unreadable CASEBRIDGE_AUTH_SIGNING_KEY_FILE
+        raise
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -503,3 +503,58 @@ def test_smart_configuration_and_capability_statement_describe_the_auth(smart: S
 def test_auth_off_metadata_has_no_security_section(live: LiveServer) -> None:
     rest = httpx.get(f"{live.fhir}/metadata").json()["rest"][0]
     assert "security" not in rest
+
+
+# -- several processes, one database -----------------------------------------------------------
+
+
+def test_two_servers_on_one_database_share_keys_and_jti_memory(backend: Backend) -> None:
+    # Two processes behind one public URL, as `serve --workers 2` or two containers run.
+    clock = MovableClock()
+    public = "https://casebridge.example/fhir"
+    first = smart_server(backend, clock, base_url=public)
+    second = smart_server(backend, clock, base_url=public)
+    try:
+        key = rsa_key("k1")
+        registry = ClientRegistry(engine=backend.engine, clock=Clock())
+        client_id = registry.register(
+            agency=ORG, name="twins", scopes_text="system/*.rs", jwks=public_jwks(key)
+        ).client_id
+        aud = "https://casebridge.example/auth/token"
+        signed = assertion(key, client_id=client_id, aud=aud)
+        granted = request_token(first, token_form(signed, "system/*.rs"))
+        assert granted.status_code == 200, granted.text
+        # The same assertion at the other process is a replay.
+        assert "replay" in _refused(request_token(second, token_form(signed, "system/*.rs")))
+        # A token from one process is honoured by the other (the signing key is shared).
+        with _fhir(second, granted.json()["access_token"]) as http:
+            assert http.get("/Patient").status_code == 200
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_signing_key_from_a_file(backend: Backend, tmp_path: Any) -> None:
+    own = ec_key("operator-key", "P-256")
+    path = tmp_path / "signing.json"
+    path.write_text(json.dumps(own.as_dict(private=True)))
+    clock = MovableClock()
+    server = smart_server(backend, clock, auth_signing_key_file=path)
+    try:
+        published = httpx.get(f"{server.root}/auth/jwks").json()["keys"]
+        assert [k["kid"] for k in published] == ["operator-key"]
+        key = ec_key("k1")
+        registry = ClientRegistry(engine=backend.engine, clock=Clock())
+        client_id = registry.register(
+            agency=ORG, name="file", scopes_text="system/*.rs", jwks=public_jwks(key)
+        ).client_id
+        token = get_token(server, key, client_id, "system/*.rs")
+        header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+        assert header == {"alg": "ES256", "kid": "operator-key", "typ": "at+jwt"}
+        with _fhir(server, token) as http:
+            assert http.get("/Patient").status_code == 200
+    finally:
+        server.stop()
+    path.write_text("not a key")
+    with pytest.raises(RuntimeError, match="SIGNING_KEY_FILE"):
+        smart_server(backend, clock, auth_signing_key_file=path)

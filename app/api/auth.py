@@ -16,6 +16,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Final
 from urllib.parse import parse_qsl
 
+import anyio
+import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
 
@@ -27,6 +29,7 @@ _FORM: Final = "application/x-www-form-urlencoded"
 # A client assertion is a few kilobytes; nothing an OAuth form carries needs more.
 _MAX_FORM_BYTES: Final = 64 * 1024
 _NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_TOKEN_THREADS: Final = 4
 
 
 async def oauth_form(request: Request) -> list[tuple[str, str]]:
@@ -52,10 +55,22 @@ def _json(value: dict[str, Any], headers: dict[str, str] | None = None) -> Respo
     return Response(orjson.dumps(value), 200, headers, media_type="application/json")
 
 
+def _token_threads(request: Request) -> anyio.CapacityLimiter:
+    limiter: anyio.CapacityLimiter | None = getattr(request.app.state, "token_threads", None)
+    if limiter is None:
+        limiter = anyio.CapacityLimiter(_TOKEN_THREADS)
+        request.app.state.token_threads = limiter
+    return limiter
+
+
 @router.post("/auth/token")
-def token(form: OAuthForm, services: ServicesDep) -> Response:
+async def token(request: Request, form: OAuthForm, services: ServicesDep) -> Response:
     """Access token request (SMART backend-services.html#obtaining-an-access-token)."""
-    grant = services.auth.issue_token(form)
+    # Threads of their own: fetching a client's JWKS URL may wait seconds on the network,
+    # which must not hold the one handler thread that writes wait for.
+    grant = await anyio.to_thread.run_sync(
+        services.auth.issue_token, form, limiter=_token_threads(request)
+    )
     return _json(grant.to_json(), _NO_STORE)
 
 
