@@ -239,7 +239,8 @@ def terminology() -> list[dict[str, Any]]:
         code_system(
             "aod-service-type",
             "Alcohol and other drug service types",
-            "The AOD service system: what a HealthcareService offers and a ServiceRequest asks for.",
+            "The AOD service system: what a HealthcareService offers and a ServiceRequest "
+            "asks for.",
             [{"code": c, "display": d} for c, d in AOD_SERVICES],
         )
     )
@@ -363,8 +364,7 @@ AUDIT_ITEMS = [
         AUDIT_OFTEN,
     ),
     (
-        "How often during the last year have you had a feeling of guilt or remorse after "
-        "drinking?",
+        "How often during the last year have you had a feeling of guilt or remorse after drinking?",
         AUDIT_OFTEN,
     ),
     (
