@@ -9,7 +9,10 @@ from sqlalchemy.engine import Engine
 
 from app.clock import Clock
 from app.config import Settings
+from app.services.assessments import AssessmentScoring
 from app.services.bundle import BundleService
+from app.services.cases import CaseService
+from app.services.conformance import ConformanceService
 from app.services.everything import EverythingService
 from app.services.export import ExportService
 from app.services.health import HealthService
@@ -33,6 +36,9 @@ class Services:
     bundles: BundleService
     everything: EverythingService
     exports: ExportService
+    # Case management (issue 7).
+    cases: CaseService
+    conformance: ConformanceService
 
 
 def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Services:
@@ -59,6 +65,9 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         default_count=settings.default_page_size,
         max_count=settings.max_page_size,
     )
+    # Case management: assessment scoring on the one write path.
+    resources.add_hook(AssessmentScoring(resources))
+    cases = CaseService(resources=resources, bundles=bundles, search=search, clock=clock)
     return Services(
         settings,
         engine,
@@ -71,4 +80,6 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         bundles,
         everything,
         ExportService(engine=engine, clock=clock, settings=settings),
+        cases,
+        ConformanceService(resources),
     )
