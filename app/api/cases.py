@@ -16,6 +16,7 @@ from app.fhir.careplan_checks import outcome
 from app.fhir.errors import InvalidRequest, Issue, NotFound
 from app.fhir.jsonio import parse_json
 from app.fhir.resource import etag
+from app.services import pictures
 from app.services.cases import Stored
 from schemas import casework as plain
 
@@ -218,3 +219,35 @@ def check_care_plan(care_plan_id: str, services: ServicesDep, caller: CallerDep)
     """CarePlan $check (a project operation, spec operations.html): what the plan lacks."""
     issues = services.cases.check_care_plan(caller=caller, plan_id=care_plan_id)
     return json_response(outcome(issues, f"CarePlan/{care_plan_id}"))
+
+
+# -- outcomes and pictures ---------------------------------------------------------------------
+_SVG = "image/svg+xml"
+
+
+@router.get("/cases/{case_id}/outcomes")
+def outcomes(case_id: str, services: ServicesDep, caller: CallerDep) -> Response:
+    """Each instrument's scores over time."""
+    series = services.cases.outcomes(caller=caller, case_id=case_id)
+    return Response(orjson.dumps(series), media_type=_PLAIN_JSON)
+
+
+@router.get("/cases/{case_id}/outcomes.svg")
+def outcomes_chart(case_id: str, services: ServicesDep, caller: CallerDep) -> Response:
+    """The scores over time as a chart."""
+    series = services.cases.outcomes(caller=caller, case_id=case_id)
+    return Response(pictures.outcomes_svg(series), media_type=_SVG)
+
+
+@router.get("/cases/{case_id}/ecomap.svg")
+def ecomap(case_id: str, services: ServicesDep, caller: CallerDep) -> Response:
+    """The client's ecomap."""
+    network = services.cases.network(caller=caller, case_id=case_id)
+    return Response(pictures.ecomap_svg(network), media_type=_SVG)
+
+
+@router.get("/cases/{case_id}/genogram.svg")
+def genogram(case_id: str, services: ServicesDep, caller: CallerDep) -> Response:
+    """The client's genogram."""
+    network = services.cases.network(caller=caller, case_id=case_id)
+    return Response(pictures.genogram_svg(network), media_type=_SVG)

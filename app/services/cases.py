@@ -468,6 +468,44 @@ class CaseService:
             parts = [self._assessment(repo, r) for r in responses]
         return Stored([p.value for p in parts], [r for p in parts for r in p.resources])
 
+    # -- outcomes and the client's network ---------------------------------------------------
+    def outcomes(self, *, caller: Caller, case_id: str) -> dict[str, list[dict[str, Any]]]:
+        """Each instrument's scores over time, oldest first: {instrument: [{date, total,
+        zone, assessment}]} (from the score Observations of the case's assessments)."""
+        series: dict[str, list[dict[str, Any]]] = {}
+        for assessment in self.assessments(caller=caller, case_id=case_id).value:
+            if assessment.total is None:
+                continue
+            series.setdefault(assessment.instrument, []).append(
+                {
+                    "date": assessment.date.isoformat(),
+                    "total": assessment.total,
+                    "zone": assessment.zone,
+                    "assessment": assessment.id,
+                }
+            )
+        return series
+
+    def network(self, *, caller: Caller, case_id: str) -> Network:
+        """The client, their supports (RelatedPerson), family history (FamilyMemberHistory),
+        care team and referrals with the state of their Tasks."""
+        with self._snapshot() as repo:
+            episode, _ = self._episode(repo, case_id)
+            client_ref = f"Patient/{self._client_id(episode)}"
+            client = _body(self._read(repo, "Patient", self._client_id(episode)))
+            supports = self._find(repo, caller, "RelatedPerson", [("patient", client_ref)])
+            family = self._find(repo, caller, "FamilyMemberHistory", [("patient", client_ref)])
+            team = self._team(repo, episode)
+            requests = self._find(repo, caller, "ServiceRequest", [("subject", client_ref)])
+            referrals = []
+            for request in requests:
+                tasks = self._find(
+                    repo, caller, "Task", [("focus", f"ServiceRequest/{request['id']}")]
+                )
+                tasks.sort(key=lambda t: (t.get("meta") or {}).get("lastUpdated", ""))
+                referrals.append((request, tasks[-1] if tasks else None))
+        return Network(client, supports, family, (team or {}).get("participant", []), referrals)
+
     # -- checks ------------------------------------------------------------------------------
     def check_care_plan(self, *, caller: Caller, plan_id: str) -> list[Issue]:
         """GET /fhir/CarePlan/{id}/$check: what the plan lacks (app/fhir/careplan_checks.py)."""
@@ -566,3 +604,15 @@ def _relabel(exc: FHIRError, labels: list[str]) -> FHIRError:
     exc.issues = issues
     exc.diagnostics = issues[0].diagnostics if issues else exc.diagnostics
     return exc
+
+
+@dataclass
+class Network:
+    """The people and agencies around a client (ecomap and genogram)."""
+
+    client: dict[str, Any]
+    supports: list[dict[str, Any]]
+    family: list[dict[str, Any]]
+    care_team: list[dict[str, Any]]
+    # (ServiceRequest, the latest Task on it or None)
+    referrals: list[tuple[dict[str, Any], dict[str, Any] | None]]
