@@ -18,6 +18,7 @@ from app.fhir.jsonio import parse_json
 from app.fhir.resource import etag
 from app.services import pictures
 from app.services.cases import Stored
+from app.services.reports import caseload_csv
 from schemas import casework as plain
 
 router = APIRouter()
@@ -251,3 +252,17 @@ def genogram(case_id: str, services: ServicesDep, caller: CallerDep) -> Response
     """The client's genogram."""
     network = services.cases.network(caller=caller, case_id=case_id)
     return Response(pictures.genogram_svg(network), media_type=_SVG)
+
+
+# -- reports -----------------------------------------------------------------------------------
+@router.get("/reports/caseload")
+def caseload_report(request: Request, services: ServicesDep, caller: CallerDep) -> Response:
+    """Caseloads, referral turnaround, goal attainment and overdue referrals: JSON, or CSV
+    with ?format=csv or Accept: text/csv."""
+    report = services.reports.caseload(caller=caller)
+    fmt = request.query_params.get("format")
+    if fmt == "csv" or (fmt is None and "text/csv" in request.headers.get("accept", "")):
+        return Response(caseload_csv(report), media_type="text/csv; charset=utf-8")
+    if fmt not in (None, "json"):
+        raise InvalidRequest(f"format={fmt!r}: use json or csv", expression=("format",))
+    return Response(orjson.dumps(report), media_type=_PLAIN_JSON)

@@ -17,6 +17,7 @@ from app.services.everything import EverythingService
 from app.services.export import ExportService
 from app.services.health import HealthService
 from app.services.history import HistoryService
+from app.services.reports import ReportService
 from app.services.resources import ResourceService
 from app.services.search import SearchService
 
@@ -39,6 +40,7 @@ class Services:
     # Case management (issue 7).
     cases: CaseService
     conformance: ConformanceService
+    reports: ReportService
 
 
 def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Services:
@@ -82,4 +84,5 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         ExportService(engine=engine, clock=clock, settings=settings),
         cases,
         ConformanceService(resources),
+        ReportService(search=search, clock=clock, engine=engine),
     )
