@@ -15,9 +15,18 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 FhirId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
-# "Type/id" of another record: a Practitioner, an Organization, a RelatedPerson, ...
-Reference = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")]
 AgencyRef = Annotated[str, StringConstraints(pattern=r"^Organization/[A-Za-z0-9\-.]{1,64}$")]
+WorkerRef = Annotated[
+    str, StringConstraints(pattern=r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
+]
+# Who may take part in care: workers, agencies, the client, their supports, other teams.
+PartyRef = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(Practitioner|PractitionerRole|Organization|Patient|RelatedPerson|CareTeam)"
+        r"/[A-Za-z0-9\-.]{1,64}$"
+    ),
+]
 
 Model = Literal[
     "brokerage",
@@ -117,7 +126,7 @@ class Support(Plain):
 class TeamMember(Plain):
     """One member of the care team: who, and the discipline or role they bring."""
 
-    member: Reference
+    member: PartyRef
     name: Text | None = None
     role: Text
 
@@ -132,10 +141,12 @@ class Case(Plain):
     model: Model | None = None
     setting: Setting | None = None
     managing_agency: AgencyRef | None = None
-    care_manager: Reference | None = None
+    care_manager: WorkerRef | None = None
     care_team: list[TeamMember] = Field(default_factory=list, max_length=50)
     # The referral (ServiceRequest) that opened the case.
-    referral: Reference | None = None
+    referral: (
+        Annotated[str, StringConstraints(pattern=r"^ServiceRequest/[A-Za-z0-9\-.]{1,64}$")] | None
+    ) = None
     start: dt.date | None = None
     end: dt.date | None = None
     # Read only: the id of the CareTeam the server keeps for care_team.
@@ -185,7 +196,7 @@ class Goal(Plain):
 class Responsibility(Plain):
     """Who is involved in an action and what they are responsible for."""
 
-    who: Reference
+    who: PartyRef
     name: Text | None = None
     responsibility: Text
 
@@ -239,7 +250,7 @@ class ProgressNote(Plain):
 
     id: FhirId | None = None
     date: dt.date
-    author: Reference | None = None
+    author: WorkerRef | None = None
     text: Text
 
 

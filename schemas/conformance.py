@@ -73,9 +73,7 @@ def display(slug: str, code: str) -> str:
 @cache
 def questionnaires() -> dict[str, dict[str, Any]]:
     """The project's Questionnaires by canonical URL."""
-    return {
-        r["url"]: r for r in conformance_resources() if r["resourceType"] == "Questionnaire"
-    }
+    return {r["url"]: r for r in conformance_resources() if r["resourceType"] == "Questionnaire"}
 
 
 __all__ = [
