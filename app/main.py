@@ -65,10 +65,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         services.exports.start()
         # The project's CodeSystems, ValueSets and Questionnaires (idempotent). A database
         # that is down now must not keep the server from starting: the next start installs.
-        try:
-            services.conformance.install()
-        except FHIRError as exc:
-            log.warning("conformance resources not installed: %s", exc.diagnostics)
+        if settings.install_conformance:
+            try:
+                services.conformance.install()
+            except FHIRError as exc:
+                log.warning("conformance resources not installed: %s", exc.diagnostics)
         try:
             yield
         finally:

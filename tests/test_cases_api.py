@@ -238,7 +238,7 @@ def test_schemas_are_served(root: httpx.Client) -> None:
 def test_conformance_resources_are_installed_at_start(backend: Backend, root: httpx.Client) -> None:
     """The root fixture emptied the database; a server starting on it installs them again,
     and a second start writes nothing new."""
-    server = server_with(backend)
+    server = server_with(backend, install_conformance=True)
     try:
         with httpx.Client(base_url=server.fhir, timeout=30) as http:
             url = "https://casebridge.org/fhir/CodeSystem/case-management-model"
@@ -256,7 +256,7 @@ def test_conformance_resources_are_installed_at_start(backend: Backend, root: ht
             assert len(q.json()["entry"][0]["resource"]["item"]) == 9
     finally:
         server.stop()
-    again = server_with(backend)
+    again = server_with(backend, install_conformance=True)
     try:
         with httpx.Client(base_url=again.fhir, timeout=30) as http:
             history = http.get("/CodeSystem/casebridge-case-stage/_history").json()
