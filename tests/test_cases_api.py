@@ -263,3 +263,22 @@ def test_conformance_resources_are_installed_at_start(backend: Backend, root: ht
             assert history["total"] == 1
     finally:
         again.stop()
+
+
+def test_consents(root: httpx.Client) -> None:
+    case = create(root, "/cases", new_case())
+    body = {
+        "client_id": case["client_id"],
+        "recipient": "Organization/aod-clinic",
+        "purpose": "Referral for counselling",
+        "start": "2026-01-05",
+        "covers_sensitive": True,
+    }
+    consent = create(root, f"/cases/{case['id']}/consents", body)
+    fhir = root.get(f"/fhir/Consent/{consent['id']}").json()
+    assert fhir["provision"]["actor"][0]["reference"]["reference"] == "Organization/aod-clinic"
+    assert fhir["provision"]["securityLabel"][0]["code"] == "ETH"
+    assert root.get(f"/cases/{case['id']}/consents").json() == [consent]
+    other = root.post(f"/cases/{case['id']}/consents", json={**body, "client_id": "someone"})
+    assert other.status_code == 422
+    assert count(root, "Consent") == 1

@@ -145,6 +145,22 @@ def supports(request: Request, case_id: str, services: ServicesDep, caller: Call
     return render(request, services, services.cases.supports(caller=caller, case_id=case_id))
 
 
+@router.post("/cases/{case_id}/consents")
+def add_consent(
+    request: Request, case_id: str, body: ResourceBody, services: ServicesDep, caller: CallerDep
+) -> Response:
+    """The client's consent to disclose records to an agency."""
+    consent = parse_plain(services, body, plain.Consent)
+    stored = services.cases.add_consent(caller=caller, case_id=case_id, consent=consent)
+    return render(request, services, stored, status=201)
+
+
+@router.get("/cases/{case_id}/consents")
+def consents(request: Request, case_id: str, services: ServicesDep, caller: CallerDep) -> Response:
+    """The client's consents."""
+    return render(request, services, services.cases.consents(caller=caller, case_id=case_id))
+
+
 @router.post("/cases/{case_id}/careplans")
 def create_care_plan(
     request: Request, case_id: str, body: ResourceBody, services: ServicesDep, caller: CallerDep

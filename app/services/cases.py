@@ -287,6 +287,32 @@ class CaseService:
             )
         return Stored([m.related_person_to_support(p) for p in people], people)
 
+    # -- consents ----------------------------------------------------------------------------
+    def add_consent(self, *, caller: Caller, case_id: str, consent: plain.Consent) -> Stored:
+        """The client's consent to disclose records to an agency (Consent)."""
+        with self._snapshot() as repo:
+            episode, _ = self._episode(repo, case_id)
+        client_id = self._client_id(episode)
+        if consent.client_id != client_id:
+            raise ResourceInvalid(
+                f"client_id: case {case_id} is about client {client_id}",
+                expression=("client_id",),
+            )
+        tx = _Tx()
+        tx.post(m.consent_to_fhir(consent), "consent")
+        version = self._run(tx, caller)[0]
+        body = _body(version)
+        return Stored(m.consent_from_fhir(body), [body], version.version_id)
+
+    def consents(self, *, caller: Caller, case_id: str) -> Stored:
+        """The client's consents."""
+        with self._snapshot() as repo:
+            episode, _ = self._episode(repo, case_id)
+            found = self._find(
+                repo, caller, "Consent", [("patient", f"Patient/{self._client_id(episode)}")]
+            )
+        return Stored([m.consent_from_fhir(c) for c in found], found)
+
     # -- care plans --------------------------------------------------------------------------
     def create_care_plan(self, *, caller: Caller, case_id: str, plan: plain.CarePlan) -> Stored:
         """A care plan with its needs (Condition), goals (Goal), strengths (Observation) and
