@@ -282,3 +282,39 @@ def test_consents(root: httpx.Client) -> None:
     other = root.post(f"/cases/{case['id']}/consents", json={**body, "client_id": "someone"})
     assert other.status_code == 422
     assert count(root, "Consent") == 1
+
+
+def test_update_care_plan_keeps_ids_and_records_achievement(root: httpx.Client) -> None:
+    case = create(root, "/cases", new_case())
+    plan = create(root, f"/cases/{case['id']}/careplans", plan_body())
+    path = f"/cases/{case['id']}/careplans/{plan['id']}"
+    etag = root.get(path).headers["ETag"]
+    goal = {**plan["goals"][0], "achievement": "achieved", "status": "completed"}
+    extra = {
+        "description": "Cut drinking to two days a week",
+        "addresses": [plan["needs"][0]["id"]],
+    }
+    changed = {
+        **plan,
+        "goals": [goal, extra],
+        "strengths": ["Keeps appointments", "Good cook"],
+        "title": "Housing, alcohol and food",
+    }
+    response = root.put(path, json=changed, headers={"If-Match": etag})
+    assert response.status_code == 200, response.text
+    updated = response.json()
+    assert updated["title"] == "Housing, alcohol and food"
+    assert updated["goals"][0]["id"] == goal["id"]
+    assert updated["goals"][0]["achievement"] == "achieved"
+    assert updated["goals"][1]["id"] not in (None, goal["id"])
+    assert updated["needs"] == plan["needs"]
+    fhir_goal = root.get(f"/fhir/Goal/{goal['id']}").json()
+    assert fhir_goal["meta"]["versionId"] == "2"
+    assert fhir_goal["achievementStatus"]["coding"][0]["code"] == "achieved"
+    # "Keeps appointments" was reused, "Good cook" recorded: three strengths, not four.
+    assert count(root, "Observation") == 3
+    assert root.put(path, json=changed, headers={"If-Match": etag}).status_code == 412
+    foreign = {**changed, "goals": [{**goal, "id": "not-this-plans"}]}
+    refused = root.put(path, json=foreign)
+    assert refused.status_code == 422 and "goals[0].id" in refused.text
+    assert root.get(path).json() == updated

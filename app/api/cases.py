@@ -189,6 +189,23 @@ def care_plan(
     return render(request, services, stored)
 
 
+@router.put("/cases/{case_id}/careplans/{plan_id}")
+def update_care_plan(
+    request: Request,
+    case_id: str,
+    plan_id: str,
+    body: ResourceBody,
+    services: ServicesDep,
+    caller: CallerDep,
+) -> Response:
+    """Replace a care plan (If-Match with its ETag); goals and needs keep their ids."""
+    plan = parse_plain(services, body, plain.CarePlan)
+    stored = services.cases.update_care_plan(
+        caller=caller, case_id=case_id, plan_id=plan_id, plan=plan, if_match=if_match(request)
+    )
+    return render(request, services, stored)
+
+
 @router.post("/cases/{case_id}/notes")
 def add_note(
     request: Request, case_id: str, body: ResourceBody, services: ServicesDep, caller: CallerDep

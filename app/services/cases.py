@@ -319,16 +319,67 @@ class CaseService:
         actions, in one transaction."""
         with self._snapshot() as repo:
             episode, _ = self._episode(repo, case_id)
+        tx = _Tx()
+        self._plan_entries(tx, plan, episode, case_id, None, None)
+        versions = self._run(tx, caller)
+        return self.read_care_plan(caller=caller, case_id=case_id, plan_id=versions[-1].id)
+
+    def update_care_plan(
+        self,
+        *,
+        caller: Caller,
+        case_id: str,
+        plan_id: str,
+        plan: plain.CarePlan,
+        if_match: int | None,
+    ) -> Stored:
+        """Replace a care plan in one transaction. Needs and goals carrying the id of one of
+        the plan's records update it (a goal's achievement, say); those without an id are
+        created; strengths already recorded with the same text are reused. Records the plan no
+        longer lists stay in the client's record, unreferenced."""
+        current = self.read_care_plan(caller=caller, case_id=case_id, plan_id=plan_id)
+        with self._snapshot() as repo:
+            episode, _ = self._episode(repo, case_id)
+        tx = _Tx()
+        self._plan_entries(tx, plan, episode, case_id, (plan_id, current), if_match)
+        self._run(tx, caller)
+        return self.read_care_plan(caller=caller, case_id=case_id, plan_id=plan_id)
+
+    def _plan_entries(
+        self,
+        tx: _Tx,
+        plan: plain.CarePlan,
+        episode: dict[str, Any],
+        case_id: str,
+        existing: tuple[str, Stored] | None,
+        if_match: int | None,
+    ) -> None:
+        """The transaction entries writing a plan and its needs, goals and strengths."""
         client_id = self._client_id(episode)
         keys = [n.key for n in plan.needs if n.key]
         if len(keys) != len(set(keys)):
             raise ResourceInvalid("needs: two needs share a key", expression=("needs",))
-        tx = _Tx()
+        old: plain.CarePlan | None = existing[1].value if existing else None
+        old_needs = {n.id for n in old.needs} if old else set()
+        old_goals = {g.id for g in old.goals} if old else set()
+        old_strengths = {
+            r["valueString"]: f"Observation/{r['id']}"
+            for r in (existing[1].resources if existing else [])
+            if r["resourceType"] == "Observation" and m.is_strength(r)
+        }
         need_refs, by_key = [], {}
         for index, need in enumerate(plan.needs):
-            url = tx.post(
-                m.need_to_condition(need, client_id=client_id, case_id=case_id), f"needs[{index}]"
-            )
+            condition = m.need_to_condition(need, client_id=client_id, case_id=case_id)
+            if need.id is not None:
+                if need.id not in old_needs:
+                    raise ResourceInvalid(
+                        f"needs[{index}].id: {need.id} is not a need of this plan",
+                        expression=(f"needs[{index}].id",),
+                    )
+                tx.put(condition, f"needs[{index}]")
+                url = f"Condition/{need.id}"
+            else:
+                url = tx.post(condition, f"needs[{index}]")
             need_refs.append(url)
             if need.key:
                 by_key[need.key] = url
@@ -336,14 +387,26 @@ class CaseService:
         for index, goal in enumerate(plan.goals):
             addresses = [by_key.get(a, f"Condition/{a}") for a in goal.addresses]
             fhir = m.goal_to_fhir(goal, client_id=client_id, case_id=case_id, addresses=addresses)
-            goal_refs.append(tx.post(fhir, f"goals[{index}]"))
-        strength_refs = [
-            tx.post(
-                m.strength_to_observation(text, client_id=client_id, case_id=case_id),
-                f"strengths[{index}]",
+            if goal.id is not None:
+                if goal.id not in old_goals:
+                    raise ResourceInvalid(
+                        f"goals[{index}].id: {goal.id} is not a goal of this plan",
+                        expression=(f"goals[{index}].id",),
+                    )
+                tx.put(fhir, f"goals[{index}]")
+                goal_refs.append(f"Goal/{goal.id}")
+            else:
+                goal_refs.append(tx.post(fhir, f"goals[{index}]"))
+        strength_refs = []
+        for index, text in enumerate(plan.strengths):
+            reused = old_strengths.get(text)
+            strength_refs.append(
+                reused
+                or tx.post(
+                    m.strength_to_observation(text, client_id=client_id, case_id=case_id),
+                    f"strengths[{index}]",
+                )
             )
-            for index, text in enumerate(plan.strengths)
-        ]
         care_plan = m.care_plan_to_fhir(
             plan,
             client_id=client_id,
@@ -355,9 +418,11 @@ class CaseService:
         team = episode.get("team")
         if team:
             care_plan["careTeam"] = team
-        tx.post(care_plan, "care plan")
-        versions = self._run(tx, caller)
-        return self.read_care_plan(caller=caller, case_id=case_id, plan_id=versions[-1].id)
+        if existing is None:
+            tx.post(care_plan, "care plan")
+        else:
+            care_plan["id"] = existing[0]
+            tx.put(care_plan, "care plan", if_match)
 
     def _plan_parts(
         self, repo: Repository, plan: dict[str, Any]
