@@ -318,3 +318,32 @@ def test_update_care_plan_keeps_ids_and_records_achievement(root: httpx.Client) 
     refused = root.put(path, json=foreign)
     assert refused.status_code == 422 and "goals[0].id" in refused.text
     assert root.get(path).json() == updated
+
+
+def test_odd_requests_are_never_500(root: httpx.Client) -> None:
+    case = create(root, "/cases", new_case())
+    base = f"/cases/{case['id']}"
+    odd_plans = [
+        {**plan_body(), "goals": [{"description": "x", "addresses": ["no such need"]}]},
+        {**plan_body(), "goals": [{"description": "x", "addresses": ["a/b/c"]}]},
+        {**plan_body(), "needs": [{"key": "Bad Key", "description": "x"}]},
+        {**plan_body(), "phases": [{"name": "p", "start": "2026-02-30", "end": "2026-03-01"}]},
+        {**plan_body(), "supports": ["../../etc"]},
+        [],
+        "plan",
+    ]
+    for body in odd_plans:
+        response = root.post(f"{base}/careplans", json=body)
+        assert response.status_code < 500, response.text
+    for body in [
+        {"instrument": "phq9", "date": "2026-01-01", "answers": {}},
+        {"instrument": "phq9", "date": "2026-01-01", "answers": {"15": 1}},
+        {"instrument": "bdi", "date": "2026-01-01", "answers": {"1": 1}},
+    ]:
+        response = root.post(f"{base}/assessments", json=body)
+        assert response.status_code in (400, 422), response.text
+    for path in [f"{base}?format=xml", "/cases/a%20b", f"{base}/careplans/none"]:
+        response = root.get(path)
+        assert 400 <= response.status_code < 500, (path, response.text)
+        assert response.json()["resourceType"] == "OperationOutcome"
+    assert root.post(f"{base}/notes", json={"date": "2026-01-01", "text": " "}).status_code == 400
