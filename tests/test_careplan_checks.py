@@ -97,7 +97,7 @@ def messages(issues: list[Any]) -> str:
 
 def test_a_complete_plan_has_no_warnings() -> None:
     for model in ["generalist", "clinical", "strengths-based", "brokerage"]:
-        issues = check_plan(context(model))
+        issues = check_plan(context(model, actions=[good_action(service_type="counselling")]))
         assert [i for i in issues if i.severity == "warning"] == [], messages(issues)
 
 
@@ -156,6 +156,13 @@ def test_brokerage_plans_at_most_two_sessions() -> None:
     assert check_model(two) == []
     three = context("brokerage", actions=[good_action(sessions=2), good_action(sessions=1)])
     assert "plans 3" in messages(check_model(three))
+
+
+def test_clinical_plans_include_therapy() -> None:
+    issues = check_model(context("clinical", actions=[good_action(service_type="outreach")]))
+    assert "no action of a counselling" in messages(issues)
+    for service in ["counselling", "telephone-counselling", "rehabilitation"]:
+        assert check_model(context("clinical", actions=[good_action(service_type=service)])) == []
 
 
 def test_strengths_based_goals_expressed_by_the_client() -> None:

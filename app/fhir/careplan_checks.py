@@ -12,6 +12,8 @@ the project serves (docs of issue 7, /work/shared/docs/DOMAIN.md):
 - models of practice (CarePlan.category or the case's EpisodeOfCare.type, CodeSystem
   case-management-model): brokerage plans at most two sessions; strengths-based goals are
   expressed by the client and strengths (and informal supports) are recorded and referenced;
+  clinical plans include therapy or counselling (an action of a counselling, telephone
+  counselling or rehabilitation service type);
   ACT and wraparound need a care team of two or more disciplines; ICM, ACT and wraparound
   case managers hold no more open cases than the model's max-caseload; CTI plans have a
   period with both ends and phases;
@@ -34,6 +36,7 @@ _MODEL_SYSTEM: Final = system("case-management-model")
 _SPECIFIC_WORDS: Final = 4
 _RATIO_MODELS: Final = frozenset({"intensive", "act", "wraparound"})
 _TEAM_MODELS: Final = frozenset({"act", "wraparound"})
+_THERAPY: Final = frozenset({"counselling", "telephone-counselling", "rehabilitation"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +224,22 @@ def check_model(context: PlanContext) -> list[Issue]:
                     "Strengths-based plan: no informal supports are referenced",
                     "information",
                     ("CarePlan.supportingInfo",),
+                )
+            )
+    if model == "clinical":
+        services = {
+            coding.get("code")
+            for activity in plan.get("activity", [])
+            for coding in ((activity.get("detail") or {}).get("code") or {}).get("coding", [])
+            if coding.get("system") == system("aod-service-type")
+        }
+        if not services & _THERAPY:
+            issues.append(
+                _warn(
+                    "Clinical case management provides therapy or counselling alongside "
+                    "coordination: no action of a counselling, telephone counselling or "
+                    "rehabilitation service type is planned",
+                    "CarePlan.activity",
                 )
             )
     if model in _TEAM_MODELS:
