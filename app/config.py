@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     )
     gil_switch_interval_s: float = Field(default=0.0005, gt=0, le=0.1)
     migrate: bool = Field(default=False, description="Apply pending migrations at start-up.")
+    install_conformance: bool = Field(
+        default=True,
+        description="Install the project's CodeSystems, ValueSets and Questionnaires at start-up.",
+    )
     export_retention_s: float = Field(
         default=3600,
         gt=0,

@@ -14,12 +14,14 @@ from app import __version__
 from app.api import errors
 from app.api.auth import router as auth_router
 from app.api.bulk import router as bulk_router
+from app.api.cases import router as cases_router
 from app.api.fhir import router as fhir_router
 from app.api.health import router as health_router
 from app.api.operations import router as operations_router
 from app.api.referrals import router as referrals_router
 from app.clock import Clock
 from app.config import Settings, get_settings
+from app.fhir.errors import FHIRError
 from app.services.container import build_services
 from app.storage.db import SqliteCheckpointer, create_db_engine, is_migrated, upgrade
 
@@ -67,6 +69,13 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             checkpointer = SqliteCheckpointer(engine, settings.sqlite_checkpoint_interval_s)
             checkpointer.start()
         services.exports.start()
+        # The project's CodeSystems, ValueSets and Questionnaires (idempotent). A database
+        # that is down now must not keep the server from starting: the next start installs.
+        if settings.install_conformance:
+            try:
+                services.conformance.install()
+            except FHIRError as exc:
+                log.warning("conformance resources not installed: %s", exc.diagnostics)
         try:
             yield
         finally:
@@ -88,6 +97,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(auth_router)  # before fhir_router: /fhir/.well-known/... is not a type
     app.include_router(bulk_router)  # before fhir_router: its /{type} would take $export
     app.include_router(referrals_router)
+    app.include_router(cases_router)  # before fhir_router: /fhir/CarePlan/{id}/$check
     app.include_router(fhir_router)
     app.include_router(operations_router)
     return app

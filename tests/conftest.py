@@ -71,6 +71,8 @@ class Backend:
             "database_url": self.url,
             "environment": "test",
             "auth": "off",
+            # Tests count what they write; the conformance tests turn this on.
+            "install_conformance": False,
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]

@@ -221,3 +221,13 @@ class InvalidToken(OAuthError):
 
     status = 401
     error = "invalid_token"
+
+
+def invalid_plain(exc: Any, model: str) -> InvalidRequest:
+    """A pydantic ValidationError of a plain case-management model (schemas/) as a 400
+    naming each field at fault."""
+    issues = []
+    for error in exc.errors(include_url=False)[:50]:
+        where = ".".join(str(p) for p in error["loc"]) or model
+        issues.append(Issue("invalid", f"{where}: {error['msg']}", "error", (where,)))
+    return InvalidRequest(issues[0].diagnostics if issues else model, issues=issues)

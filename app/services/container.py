@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
 from app.clock import Clock
 from app.config import Settings
+from app.fhir.errors import invalid_plain
 from app.services.access import AccessHook
+from app.services.assessments import AssessmentScoring
 from app.services.auth import AuthService
 from app.services.bundle import BundleService
+from app.services.cases import CaseService
 from app.services.clients import ClientRegistry
+from app.services.conformance import ConformanceService
 from app.services.disclosure import DisclosureLog
 from app.services.everything import EverythingService
 from app.services.export import ExportService
@@ -21,8 +27,11 @@ from app.services.history import HistoryService
 from app.services.jwks import JwksFetcher
 from app.services.referral_rules import ReferralRules
 from app.services.referrals import ReferralService
+from app.services.reports import ReportService
 from app.services.resources import ResourceService
 from app.services.search import SearchService
+from mappings.referral import referral_bundle
+from schemas.casework import Referral
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +53,10 @@ class Services:
     clients: ClientRegistry
     auth: AuthService
     referrals: ReferralService
+    # Case management (issue 7).
+    cases: CaseService
+    conformance: ConformanceService
+    reports: ReportService
 
 
 def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Services:
@@ -98,6 +111,9 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
             refetch_s=settings.auth_jwks_refetch_s,
         ),
     )
+    # Case management: assessment scoring on the one write path.
+    resources.add_hook(AssessmentScoring(resources))
+    cases = CaseService(resources=resources, bundles=bundles, search=search, clock=clock)
     return Services(
         settings,
         engine,
@@ -114,7 +130,20 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         clients,
         auth,
         _referrals(resources, bundles, search, clock, settings),
+        cases,
+        ConformanceService(resources),
+        ReportService(search=search, clock=clock, engine=engine),
     )
+
+
+def _plain_referral(value: dict[str, Any]) -> dict[str, Any]:
+    """Plain case-management referral JSON (schemas/casework.py Referral) as the package
+    Bundle POST /referrals stores (mappings/referral.py)."""
+    try:
+        referral = Referral.model_validate(value)
+    except ValidationError as exc:
+        raise invalid_plain(exc, "Referral") from exc
+    return referral_bundle(referral)
 
 
 def _referrals(
@@ -127,5 +156,10 @@ def _referrals(
     """The referral rules on every write path, and the referral use cases (issue 5)."""
     resources.add_hook(ReferralRules(resources=resources, clock=clock, base_url=settings.base_url))
     return ReferralService(
-        resources=resources, bundles=bundles, search=search, clock=clock, settings=settings
+        resources=resources,
+        bundles=bundles,
+        search=search,
+        clock=clock,
+        settings=settings,
+        from_plain=_plain_referral,
     )

@@ -1,0 +1,784 @@
+"""Plain case-management models <-> FHIR R4B resources, both directions, as pure functions.
+
+The FHIR side is FHIR JSON (dicts), the form the server validates and stores; every resource
+built here passes the server's validation (fhir.resources R4B models and required bindings),
+which the round-trip tests check. Each `to_*` takes the ids of the records it refers to;
+each `from_*` reads back everything the plain model holds, so plain -> FHIR -> plain is the
+identity (tests/test_casework_mappings.py proves it with hypothesis).
+
+Where FHIR has no element for a plain field, a project extension under
+https://casebridge.org/fhir/StructureDefinition/ carries it (named in EXT below).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from typing import Any, Final
+
+from schemas import casework as plain
+from schemas.conformance import display, extension_url, system
+
+LOINC: Final = "http://loinc.org"
+ROLE_CODE: Final = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
+ACT_CODE: Final = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+CONFIDENTIALITY: Final = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+OBS_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/observation-category"
+GOAL_ACHIEVEMENT: Final = "http://terminology.hl7.org/CodeSystem/goal-achievement"
+CONDITION_CLINICAL: Final = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+CONDITION_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/condition-category"
+
+EXT: Final = {
+    "case": extension_url("case"),
+    "stage": extension_url("case-stage"),
+    "connection": extension_url("connection-strength"),
+    "achievable": extension_url("goal-achievable-because"),
+    "phase": extension_url("care-plan-phase"),
+    "responsibility": extension_url("responsibility"),
+    "sessions": extension_url("planned-sessions"),
+}
+# The security label AOD / substance-use records carry (DS4P: ETH = substance abuse info).
+SENSITIVE_LABELS: Final = (
+    {"system": ACT_CODE, "code": "ETH", "display": "substance abuse information sensitivity"},
+    {"system": CONFIDENTIALITY, "code": "R", "display": "restricted"},
+)
+# LOINC codes of the instruments' totals; K10 has none, so the project's own code stands in.
+SCORE_CODES: Final = {
+    "audit": {"system": LOINC, "code": "75624-7", "display": "Total score [AUDIT]"},
+    "phq9": {
+        "system": LOINC,
+        "code": "44261-6",
+        "display": "Patient Health Questionnaire 9 item (PHQ-9) total score [Reported]",
+    },
+    "k10": {"system": system("observation"), "code": "k10-total", "display": "K10 total score"},
+}
+QUESTIONNAIRE_URLS: Final = {
+    "audit": "https://casebridge.org/fhir/Questionnaire/audit",
+    "k10": "https://casebridge.org/fhir/Questionnaire/k10",
+    "phq9": "https://casebridge.org/fhir/Questionnaire/phq9",
+}
+PROGRESS_NOTE: Final = {"system": LOINC, "code": "11506-3", "display": "Progress note"}
+
+
+# -- small helpers -----------------------------------------------------------------------------
+def _ref(reference: str, name: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"reference": reference}
+    if name:
+        out["display"] = name
+    return out
+
+
+def _id_of(reference: dict[str, Any] | None, resource_type: str) -> str | None:
+    """The id of a "Type/id" reference of the given type (None otherwise)."""
+    value = (reference or {}).get("reference")
+    if isinstance(value, str) and value.startswith(f"{resource_type}/"):
+        return value.split("/", 1)[1]
+    return None
+
+
+def _coding(slug: str, code: str) -> dict[str, Any]:
+    return {"system": system(slug), "code": code, "display": display(slug, code)}
+
+
+def _code_from(concepts: list[dict[str, Any]] | None, slug: str) -> str | None:
+    """The first code of the project's CodeSystem `slug` among CodeableConcepts."""
+    for concept in concepts or []:
+        for coding in concept.get("coding", []):
+            if coding.get("system") == system(slug):
+                return str(coding["code"])
+    return None
+
+
+def _ext(resource: dict[str, Any], key: str) -> dict[str, Any] | None:
+    for extension in resource.get("extension", []):
+        if extension.get("url") == EXT[key]:
+            return dict(extension)
+    return None
+
+
+def _case_extension(case_id: str | None) -> list[dict[str, Any]]:
+    if case_id is None:
+        return []
+    return [{"url": EXT["case"], "valueReference": _ref(f"EpisodeOfCare/{case_id}")}]
+
+
+def case_of(resource: dict[str, Any]) -> str | None:
+    """The case (EpisodeOfCare id) a record belongs to, from the project's case extension
+    or, for notes, DocumentReference.context.encounter."""
+    found = _ext(resource, "case")
+    if found is not None:
+        return _id_of(found.get("valueReference"), "EpisodeOfCare")
+    for encounter in (resource.get("context") or {}).get("encounter", []):
+        case_id = _id_of(encounter, "EpisodeOfCare")
+        if case_id:
+            return case_id
+    return None
+
+
+def _period(start: dt.date | None, end: dt.date | None) -> dict[str, str] | None:
+    period = {}
+    if start is not None:
+        period["start"] = start.isoformat()
+    if end is not None:
+        period["end"] = end.isoformat()
+    return period or None
+
+
+def _date(value: str | None) -> dt.date | None:
+    return dt.date.fromisoformat(value[:10]) if value else None
+
+
+def _put(target: dict[str, Any], key: str, value: Any) -> None:
+    """Set key only for a value FHIR accepts (no empty strings, lists or objects)."""
+    if value is not None and value != [] and value != {}:
+        target[key] = value
+
+
+# -- Patient -----------------------------------------------------------------------------------
+def client_to_patient(client: plain.Client) -> dict[str, Any]:
+    """A client as a Patient (spec patient.html)."""
+    patient: dict[str, Any] = {"resourceType": "Patient"}
+    _put(patient, "id", client.id)
+    name: dict[str, Any] = {}
+    _put(name, "family", client.family_name)
+    _put(name, "given", list(client.given_names))
+    _put(patient, "name", [name] if name else None)
+    _put(patient, "telecom", [{"system": "phone", "value": client.phone}] if client.phone else None)
+    _put(patient, "gender", client.gender)
+    _put(patient, "birthDate", client.birth_date.isoformat() if client.birth_date else None)
+    _put(patient, "deceasedBoolean", client.deceased)
+    return patient
+
+
+def patient_to_client(patient: dict[str, Any]) -> plain.Client:
+    """A Patient as a client (the first name and phone number)."""
+    name = (patient.get("name") or [{}])[0]
+    phone = next(
+        (t["value"] for t in patient.get("telecom", []) if t.get("system") == "phone"), None
+    )
+    return plain.Client(
+        id=patient.get("id"),
+        given_names=name.get("given", []),
+        family_name=name.get("family"),
+        birth_date=_date(patient.get("birthDate")),
+        gender=patient.get("gender"),
+        phone=phone,
+        deceased=patient.get("deceasedBoolean"),
+    )
+
+
+# -- RelatedPerson -----------------------------------------------------------------------------
+def support_to_related_person(support: plain.Support, *, client_id: str) -> dict[str, Any]:
+    """An informal support as a RelatedPerson of the client (spec relatedperson.html)."""
+    person: dict[str, Any] = {"resourceType": "RelatedPerson"}
+    _put(person, "id", support.id)
+    if support.connection:
+        person["extension"] = [
+            {
+                "url": EXT["connection"],
+                "valueCoding": _coding("connection-strength", support.connection),
+            }
+        ]
+    person["active"] = support.active
+    person["patient"] = _ref(f"Patient/{client_id}")
+    if support.relationship:
+        person["relationship"] = [{"coding": [{"system": ROLE_CODE, "code": support.relationship}]}]
+    person["name"] = [{"text": support.name}]
+    _put(
+        person, "telecom", [{"system": "phone", "value": support.phone}] if support.phone else None
+    )
+    _put(person, "gender", support.gender)
+    _put(person, "birthDate", support.birth_date.isoformat() if support.birth_date else None)
+    return person
+
+
+def related_person_to_support(person: dict[str, Any]) -> plain.Support:
+    """A RelatedPerson as a support."""
+    relationship = None
+    for concept in person.get("relationship", []):
+        for coding in concept.get("coding", []):
+            if coding.get("system") == ROLE_CODE:
+                relationship = coding["code"]
+    connection = _ext(person, "connection")
+    phone = next(
+        (t["value"] for t in person.get("telecom", []) if t.get("system") == "phone"), None
+    )
+    name = (person.get("name") or [{}])[0]
+    return plain.Support(
+        id=person.get("id"),
+        name=name.get("text") or " ".join([*name.get("given", []), name.get("family", "")]).strip(),
+        relationship=relationship,
+        gender=person.get("gender"),
+        birth_date=_date(person.get("birthDate")),
+        phone=phone,
+        connection=connection["valueCoding"]["code"] if connection else None,
+        active=person.get("active", True),
+    )
+
+
+# -- EpisodeOfCare and CareTeam ------------------------------------------------------------------
+def case_to_episode(
+    case: plain.Case, *, client_id: str, care_team_id: str | None = None
+) -> dict[str, Any]:
+    """A case as an EpisodeOfCare (spec episodeofcare.html); its stage in an extension."""
+    episode: dict[str, Any] = {"resourceType": "EpisodeOfCare"}
+    _put(episode, "id", case.id)
+    episode["extension"] = [{"url": EXT["stage"], "valueCoding": _coding("case-stage", case.stage)}]
+    episode["status"] = case.status
+    types = []
+    if case.model:
+        types.append({"coding": [_coding("case-management-model", case.model)]})
+    if case.setting:
+        types.append({"coding": [_coding("practice-setting", case.setting)]})
+    _put(episode, "type", types)
+    episode["patient"] = _ref(f"Patient/{client_id}")
+    _put(
+        episode,
+        "managingOrganization",
+        _ref(case.managing_agency) if case.managing_agency else None,
+    )
+    _put(episode, "period", _period(case.start, case.end))
+    _put(episode, "referralRequest", [_ref(case.referral)] if case.referral else None)
+    _put(episode, "careManager", _ref(case.care_manager) if case.care_manager else None)
+    _put(episode, "team", [_ref(f"CareTeam/{care_team_id}")] if care_team_id else None)
+    return episode
+
+
+def case_to_care_team(case: plain.Case, *, client_id: str) -> dict[str, Any] | None:
+    """The case's care team as a CareTeam (spec careteam.html), None without members."""
+    if not case.care_team:
+        return None
+    team: dict[str, Any] = {"resourceType": "CareTeam"}
+    _put(team, "id", case.care_team_id)
+    team["status"] = "active"
+    team["subject"] = _ref(f"Patient/{client_id}")
+    team["participant"] = [
+        {"role": [{"text": m.role}], "member": _ref(m.member, m.name)} for m in case.care_team
+    ]
+    _put(
+        team, "managingOrganization", [_ref(case.managing_agency)] if case.managing_agency else None
+    )
+    return team
+
+
+def episode_to_case(episode: dict[str, Any], care_team: dict[str, Any] | None = None) -> plain.Case:
+    """An EpisodeOfCare (and its CareTeam) as a case."""
+    stage = _ext(episode, "stage")
+    period = episode.get("period", {})
+    referral = (episode.get("referralRequest") or [{}])[0].get("reference")
+    members = [
+        plain.TeamMember(
+            member=p["member"]["reference"],
+            name=p["member"].get("display"),
+            role=(p.get("role") or [{}])[0].get("text", "member"),
+        )
+        for p in (care_team or {}).get("participant", [])
+        if isinstance((p.get("member") or {}).get("reference"), str)
+    ]
+    return plain.Case(
+        id=episode.get("id"),
+        client_id=_id_of(episode.get("patient"), "Patient"),
+        status=episode["status"],
+        stage=stage["valueCoding"]["code"] if stage else "engagement",
+        model=_code_from(episode.get("type"), "case-management-model"),
+        setting=_code_from(episode.get("type"), "practice-setting"),
+        managing_agency=(episode.get("managingOrganization") or {}).get("reference"),
+        care_manager=(episode.get("careManager") or {}).get("reference"),
+        care_team=members,
+        referral=referral,
+        start=_date(period.get("start")),
+        end=_date(period.get("end")),
+        care_team_id=(care_team or {}).get("id")
+        or _id_of((episode.get("team") or [None])[0], "CareTeam"),
+    )
+
+
+# -- Condition (needs) -------------------------------------------------------------------------
+def need_to_condition(need: plain.Need, *, client_id: str, case_id: str | None) -> dict[str, Any]:
+    """A need the plan addresses as a problem-list Condition (spec condition.html)."""
+    condition: dict[str, Any] = {"resourceType": "Condition"}
+    _put(condition, "id", need.id)
+    _put(condition, "extension", _case_extension(case_id))
+    condition["clinicalStatus"] = {"coding": [{"system": CONDITION_CLINICAL, "code": "active"}]}
+    condition["category"] = [
+        {"coding": [{"system": CONDITION_CATEGORY, "code": "problem-list-item"}]}
+    ]
+    condition["code"] = {"text": need.description}
+    condition["subject"] = _ref(f"Patient/{client_id}")
+    return condition
+
+
+def condition_to_need(condition: dict[str, Any]) -> plain.Need:
+    """A Condition as a need."""
+    code = condition.get("code") or {}
+    text = code.get("text") or next((c.get("display") for c in code.get("coding", [])), None)
+    return plain.Need(id=condition.get("id"), description=text or "unnamed need")
+
+
+# -- Goal --------------------------------------------------------------------------------------
+def goal_to_fhir(
+    goal: plain.Goal,
+    *,
+    client_id: str,
+    case_id: str | None,
+    addresses: list[str] | None = None,
+) -> dict[str, Any]:
+    """A goal as a Goal (spec goal.html): target.measure/detail/dueDate carry M and T,
+    addresses carries R, expressedBy the client's ownership, an extension A.
+
+    addresses: the references to write (default: "Condition/{id}" for each goal.addresses)."""
+    fhir: dict[str, Any] = {"resourceType": "Goal"}
+    _put(fhir, "id", goal.id)
+    extensions = _case_extension(case_id)
+    if goal.achievable_because:
+        extensions.append({"url": EXT["achievable"], "valueString": goal.achievable_because})
+    _put(fhir, "extension", extensions)
+    fhir["lifecycleStatus"] = goal.status
+    if goal.achievement:
+        fhir["achievementStatus"] = {
+            "coding": [{"system": GOAL_ACHIEVEMENT, "code": goal.achievement}]
+        }
+    fhir["description"] = {"text": goal.description}
+    fhir["subject"] = _ref(f"Patient/{client_id}")
+    target: dict[str, Any] = {}
+    _put(target, "measure", {"text": goal.measure} if goal.measure else None)
+    _put(target, "detailString", goal.target)
+    _put(target, "dueDate", goal.due.isoformat() if goal.due else None)
+    _put(fhir, "target", [target] if target else None)
+    if goal.expressed_by_client:
+        fhir["expressedBy"] = _ref(f"Patient/{client_id}")
+    refs = addresses if addresses is not None else [f"Condition/{a}" for a in goal.addresses]
+    _put(fhir, "addresses", [_ref(r) for r in refs])
+    return fhir
+
+
+def goal_from_fhir(goal: dict[str, Any]) -> plain.Goal:
+    """A Goal as a plain goal."""
+    target = (goal.get("target") or [{}])[0]
+    achievable = _ext(goal, "achievable")
+    subject = (goal.get("subject") or {}).get("reference")
+    expressed = (goal.get("expressedBy") or {}).get("reference")
+    achievement = None
+    for coding in (goal.get("achievementStatus") or {}).get("coding", []):
+        if coding.get("system") == GOAL_ACHIEVEMENT:
+            achievement = coding["code"]
+    return plain.Goal(
+        id=goal.get("id"),
+        description=(goal.get("description") or {}).get("text") or "unnamed goal",
+        measure=(target.get("measure") or {}).get("text"),
+        target=target.get("detailString"),
+        achievable_because=achievable["valueString"] if achievable else None,
+        addresses=[
+            a for a in (_id_of(r, "Condition") for r in goal.get("addresses", [])) if a is not None
+        ],
+        due=_date(target.get("dueDate")),
+        status=goal["lifecycleStatus"],
+        achievement=achievement,
+        expressed_by_client=expressed is not None and expressed == subject,
+    )
+
+
+# -- Observation (strengths) ---------------------------------------------------------------------
+def strength_to_observation(text: str, *, client_id: str, case_id: str | None) -> dict[str, Any]:
+    """A strength of the client as a social-history Observation with the project's code."""
+    observation: dict[str, Any] = {"resourceType": "Observation"}
+    _put(observation, "extension", _case_extension(case_id))
+    observation["status"] = "final"
+    observation["category"] = [{"coding": [{"system": OBS_CATEGORY, "code": "social-history"}]}]
+    observation["code"] = {"coding": [_coding("observation", "strength")]}
+    observation["subject"] = _ref(f"Patient/{client_id}")
+    observation["valueString"] = text
+    return observation
+
+
+def is_strength(observation: dict[str, Any]) -> bool:
+    """True for an Observation recording a client strength."""
+    return _code_from([observation.get("code") or {}], "observation") == "strength"
+
+
+# -- CarePlan ----------------------------------------------------------------------------------
+def _activity(action: plain.Action) -> dict[str, Any]:
+    detail: dict[str, Any] = {}
+    if action.sessions is not None:
+        detail["extension"] = [{"url": EXT["sessions"], "valueInteger": action.sessions}]
+    code: dict[str, Any] = {"text": action.what}
+    if action.service_type:
+        code["coding"] = [_coding("aod-service-type", action.service_type)]
+    detail["code"] = code
+    detail["status"] = action.status
+    _put(detail, "scheduledPeriod", _period(action.start, action.end))
+    _put(detail, "location", {"display": action.where} if action.where else None)
+    detail["performer"] = [
+        {
+            "extension": [{"url": EXT["responsibility"], "valueString": r.responsibility}],
+            **_ref(r.who, r.name),
+        }
+        for r in action.who
+    ]
+    if not detail["performer"]:
+        del detail["performer"]
+    _put(detail, "description", action.how)
+    return {"detail": detail}
+
+
+def _action(activity: dict[str, Any]) -> plain.Action:
+    detail = activity.get("detail") or {}
+    period = detail.get("scheduledPeriod") or {}
+    sessions = _ext(detail, "sessions")
+    who = []
+    for performer in detail.get("performer", []):
+        responsibility = _ext(performer, "responsibility")
+        if isinstance(performer.get("reference"), str):
+            who.append(
+                plain.Responsibility(
+                    who=performer["reference"],
+                    name=performer.get("display"),
+                    responsibility=responsibility["valueString"] if responsibility else "involved",
+                )
+            )
+    code = detail.get("code") or {}
+    return plain.Action(
+        what=code.get("text") or "unnamed action",
+        how=detail.get("description"),
+        where=(detail.get("location") or {}).get("display"),
+        start=_date(period.get("start")),
+        end=_date(period.get("end")),
+        who=who,
+        service_type=_code_from([code], "aod-service-type"),
+        status=detail.get("status", "not-started"),
+        sessions=sessions["valueInteger"] if sessions else None,
+    )
+
+
+def care_plan_to_fhir(
+    plan: plain.CarePlan,
+    *,
+    client_id: str,
+    case_id: str | None,
+    goal_refs: list[str],
+    need_refs: list[str],
+    strength_refs: list[str],
+) -> dict[str, Any]:
+    """A care plan as a CarePlan (spec careplan.html): the model as category, actions as
+    activity.detail (what = code, how = description, where = location, timeframe =
+    scheduledPeriod, who = performer with a responsibility extension), goals, addressed
+    needs, strengths and supports as supportingInfo; CTI phases in an extension."""
+    fhir: dict[str, Any] = {"resourceType": "CarePlan"}
+    _put(fhir, "id", plan.id)
+    extensions = _case_extension(case_id)
+    for phase in plan.phases:
+        extensions.append(
+            {
+                "url": EXT["phase"],
+                "extension": [
+                    {"url": "name", "valueString": phase.name},
+                    {"url": "period", "valuePeriod": _period(phase.start, phase.end)},
+                ],
+            }
+        )
+    _put(fhir, "extension", extensions)
+    fhir["status"] = plan.status
+    fhir["intent"] = "plan"
+    _put(
+        fhir,
+        "category",
+        [{"coding": [_coding("case-management-model", plan.model)]}] if plan.model else None,
+    )
+    fhir["title"] = plan.title
+    fhir["subject"] = _ref(f"Patient/{client_id}")
+    _put(fhir, "period", _period(plan.start, plan.end))
+    _put(fhir, "addresses", [_ref(r) for r in need_refs])
+    supporting = [_ref(r) for r in strength_refs]
+    supporting += [_ref(f"RelatedPerson/{s}") for s in plan.supports]
+    _put(fhir, "supportingInfo", supporting)
+    _put(fhir, "goal", [_ref(r) for r in goal_refs])
+    _put(fhir, "activity", [_activity(a) for a in plan.actions])
+    return fhir
+
+
+def care_plan_from_fhir(
+    plan: dict[str, Any],
+    *,
+    goals: dict[str, dict[str, Any]],
+    needs: dict[str, dict[str, Any]],
+    strengths: dict[str, dict[str, Any]],
+) -> plain.CarePlan:
+    """A CarePlan, with the Goals, Conditions and strength Observations it references
+    (by "Type/id"), as a plain care plan. References to records not given are left out."""
+    phases = []
+    for extension in plan.get("extension", []):
+        if extension.get("url") == EXT["phase"]:
+            parts = {e["url"]: e for e in extension.get("extension", [])}
+            period = parts["period"]["valuePeriod"]
+            phases.append(
+                plain.Phase(
+                    name=parts["name"]["valueString"],
+                    start=dt.date.fromisoformat(period["start"][:10]),
+                    end=dt.date.fromisoformat(period["end"][:10]),
+                )
+            )
+    period = plan.get("period") or {}
+    supporting = [s.get("reference") for s in plan.get("supportingInfo", [])]
+    return plain.CarePlan(
+        id=plan.get("id"),
+        title=plan.get("title") or "Care plan",
+        model=_code_from(plan.get("category"), "case-management-model"),
+        status=plan["status"],
+        start=_date(period.get("start")),
+        end=_date(period.get("end")),
+        phases=phases,
+        needs=[
+            condition_to_need(needs[r["reference"]])
+            for r in plan.get("addresses", [])
+            if r.get("reference") in needs
+        ],
+        goals=[
+            goal_from_fhir(goals[r["reference"]])
+            for r in plan.get("goal", [])
+            if r.get("reference") in goals
+        ],
+        actions=[_action(a) for a in plan.get("activity", []) if "detail" in a],
+        strengths=[strengths[r]["valueString"] for r in supporting if r in strengths],
+        supports=[r.split("/", 1)[1] for r in supporting if r and r.startswith("RelatedPerson/")],
+    )
+
+
+# -- DocumentReference (progress notes) ----------------------------------------------------------
+def note_to_document(
+    note: plain.ProgressNote, *, client_id: str, case_id: str | None
+) -> dict[str, Any]:
+    """A progress note as a DocumentReference (spec documentreference.html): plain text in
+    the attachment, the case in context.encounter (which R4 allows to be an EpisodeOfCare)."""
+    document: dict[str, Any] = {"resourceType": "DocumentReference"}
+    _put(document, "id", note.id)
+    document["status"] = "current"
+    document["type"] = {"coding": [PROGRESS_NOTE]}
+    document["subject"] = _ref(f"Patient/{client_id}")
+    document["date"] = f"{note.date.isoformat()}T00:00:00Z"
+    _put(document, "author", [_ref(note.author)] if note.author else None)
+    document["content"] = [
+        {
+            "attachment": {
+                "contentType": "text/plain; charset=utf-8",
+                "data": base64.b64encode(note.text.encode("utf-8")).decode("ascii"),
+            }
+        }
+    ]
+    if case_id:
+        document["context"] = {"encounter": [_ref(f"EpisodeOfCare/{case_id}")]}
+    return document
+
+
+def document_to_note(document: dict[str, Any]) -> plain.ProgressNote:
+    """A DocumentReference holding a plain-text note as a progress note."""
+    attachment = (document.get("content") or [{}])[0].get("attachment") or {}
+    text = base64.b64decode(attachment.get("data", "")).decode("utf-8", errors="replace")
+    return plain.ProgressNote(
+        id=document.get("id"),
+        date=_date(document.get("date")) or dt.date.min,
+        author=(document.get("author") or [{}])[0].get("reference"),
+        text=text or "(empty note)",
+    )
+
+
+# -- QuestionnaireResponse and score Observation -------------------------------------------------
+def assessment_to_response(
+    assessment: plain.Assessment, *, client_id: str, case_id: str | None
+) -> dict[str, Any]:
+    """An assessment as a completed QuestionnaireResponse to the project's instrument
+    (spec questionnaireresponse.html); each answer a Coding of the answer-score system."""
+    response: dict[str, Any] = {"resourceType": "QuestionnaireResponse"}
+    _put(response, "id", assessment.id)
+    _put(response, "extension", _case_extension(case_id))
+    response["questionnaire"] = QUESTIONNAIRE_URLS[assessment.instrument]
+    response["status"] = "completed"
+    response["subject"] = _ref(f"Patient/{client_id}")
+    response["authored"] = assessment.date.isoformat()
+    items = [
+        {
+            "linkId": f"{assessment.instrument}-{number}",
+            "answer": [{"valueCoding": {"system": system("answer-score"), "code": str(score)}}],
+        }
+        for number, score in sorted(assessment.answers.items())
+    ]
+    _put(response, "item", items)
+    return response
+
+
+def response_to_assessment(
+    response: dict[str, Any], score: dict[str, Any] | None = None
+) -> plain.Assessment:
+    """A QuestionnaireResponse to one of the project's instruments (and the Observation of
+    its score, when given) as an assessment."""
+    instrument = next(
+        k for k, url in QUESTIONNAIRE_URLS.items() if url == response["questionnaire"]
+    )
+    answers: dict[int, int] = {}
+    for item in response.get("item", []):
+        number = int(str(item["linkId"]).rsplit("-", 1)[1])
+        for answer in item.get("answer", []):
+            coding = answer.get("valueCoding") or {}
+            answers[number] = int(coding["code"])
+    zone = None
+    if score is not None:
+        for concept in score.get("interpretation", []):
+            zone = _code_from([concept], "assessment-zone") or zone
+    return plain.Assessment(
+        id=response.get("id"),
+        instrument=instrument,
+        date=_date(response.get("authored")) or dt.date.min,
+        answers=answers,
+        total=score.get("valueInteger") if score is not None else None,
+        zone=zone,
+    )
+
+
+# -- ServiceRequest + Task (referrals) -----------------------------------------------------------
+def referral_to_service_request(referral: plain.Referral) -> dict[str, Any]:
+    """The request half of a referral: a ServiceRequest (spec servicerequest.html), labelled
+    as substance-use information when sensitive (DS4P security labels)."""
+    request: dict[str, Any] = {"resourceType": "ServiceRequest"}
+    _put(request, "id", referral.id)
+    if referral.sensitive:
+        request["meta"] = {"security": [dict(label) for label in SENSITIVE_LABELS]}
+    request["status"] = "active"
+    request["intent"] = "order"
+    request["priority"] = referral.priority
+    request["code"] = {"coding": [_coding("aod-service-type", referral.service_type)]}
+    request["subject"] = _ref(f"Patient/{referral.client_id}")
+    request["authoredOn"] = referral.requested.isoformat()
+    request["requester"] = _ref(referral.from_agency)
+    request["performer"] = [_ref(referral.to_agency)]
+    request["reasonCode"] = [{"text": referral.reason}]
+    _put(
+        request,
+        "supportingInfo",
+        [_ref(f"Consent/{referral.consent_id}")] if referral.consent_id else None,
+    )
+    _put(request, "note", [{"text": referral.note}] if referral.note else None)
+    return request
+
+
+def referral_to_task(referral: plain.Referral, *, focus: str) -> dict[str, Any]:
+    """The workflow half of a referral: a Task asking the receiving agency to act on the
+    ServiceRequest `focus` (Gravity SDOH referral pattern; spec task.html)."""
+    task: dict[str, Any] = {"resourceType": "Task"}
+    if referral.sensitive:
+        task["meta"] = {"security": [dict(label) for label in SENSITIVE_LABELS]}
+    task["status"] = "requested"
+    task["intent"] = "order"
+    task["priority"] = referral.priority
+    task["code"] = {
+        "coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]
+    }
+    task["focus"] = _ref(focus)
+    task["for"] = _ref(f"Patient/{referral.client_id}")
+    task["authoredOn"] = referral.requested.isoformat()
+    task["requester"] = _ref(referral.from_agency)
+    task["owner"] = _ref(referral.to_agency)
+    return task
+
+
+def referral_bundle(referral: plain.Referral) -> dict[str, Any]:
+    """A referral as a transaction Bundle: the ServiceRequest and the Task that carries it
+    to the receiving agency, linked by urn:uuid (spec bundle.html#transaction)."""
+    request_url = "urn:uuid:6f0c1b8e-0000-4000-8000-000000000001"
+    task_url = "urn:uuid:6f0c1b8e-0000-4000-8000-000000000002"
+    request = referral_to_service_request(referral)
+    entry: dict[str, Any] = {"fullUrl": request_url, "resource": request}
+    if referral.id:
+        entry["request"] = {"method": "PUT", "url": f"ServiceRequest/{referral.id}"}
+    else:
+        entry["request"] = {"method": "POST", "url": "ServiceRequest"}
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            entry,
+            {
+                "fullUrl": task_url,
+                "resource": referral_to_task(referral, focus=request_url),
+                "request": {"method": "POST", "url": "Task"},
+            },
+        ],
+    }
+
+
+def service_request_to_referral(request: dict[str, Any]) -> plain.Referral:
+    """A ServiceRequest as a plain referral."""
+    labels = {
+        (s.get("system"), s.get("code")) for s in (request.get("meta") or {}).get("security", [])
+    }
+    consent = next(
+        (c for c in (_id_of(s, "Consent") for s in request.get("supportingInfo", [])) if c), None
+    )
+    return plain.Referral(
+        id=request.get("id"),
+        client_id=_id_of(request.get("subject"), "Patient") or "unknown",
+        from_agency=(request.get("requester") or {}).get("reference", ""),
+        to_agency=(request.get("performer") or [{}])[0].get("reference", ""),
+        service_type=_code_from([request.get("code") or {}], "aod-service-type"),
+        reason=(request.get("reasonCode") or [{}])[0].get("text", ""),
+        priority=request.get("priority", "routine"),
+        requested=_date(request.get("authoredOn")) or dt.date.min,
+        consent_id=consent,
+        sensitive=(ACT_CODE, "ETH") in labels,
+        note=(request.get("note") or [{}])[0].get("text"),
+    )
+
+
+# -- Consent -----------------------------------------------------------------------------------
+def consent_to_fhir(consent: plain.Consent) -> dict[str, Any]:
+    """The client's consent to disclose to an agency as a privacy Consent (spec
+    consent.html): the recipient as a provision actor (IRCP), sensitive coverage as a
+    provision security label."""
+    fhir: dict[str, Any] = {"resourceType": "Consent"}
+    _put(fhir, "id", consent.id)
+    fhir["status"] = consent.status
+    fhir["scope"] = {
+        "coding": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                "code": "patient-privacy",
+            }
+        ]
+    }
+    fhir["category"] = [{"coding": [{"system": LOINC, "code": "59284-0"}], "text": consent.purpose}]
+    fhir["patient"] = _ref(f"Patient/{consent.client_id}")
+    fhir["policyRule"] = {"coding": [{"system": ACT_CODE, "code": "OPTIN"}]}
+    provision: dict[str, Any] = {"type": "permit"}
+    _put(provision, "period", _period(consent.start, consent.end))
+    provision["actor"] = [
+        {
+            "role": {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                        "code": "IRCP",
+                    }
+                ]
+            },
+            "reference": _ref(consent.recipient),
+        }
+    ]
+    if consent.covers_sensitive:
+        provision["securityLabel"] = [dict(SENSITIVE_LABELS[0])]
+    fhir["provision"] = provision
+    return fhir
+
+
+def consent_from_fhir(consent: dict[str, Any]) -> plain.Consent:
+    """A Consent as a plain consent."""
+    provision = consent.get("provision") or {}
+    period = provision.get("period") or {}
+    labels = {(s.get("system"), s.get("code")) for s in provision.get("securityLabel", [])}
+    return plain.Consent(
+        id=consent.get("id"),
+        client_id=_id_of(consent.get("patient"), "Patient") or "unknown",
+        status=consent["status"],
+        recipient=((provision.get("actor") or [{}])[0].get("reference") or {}).get("reference", ""),
+        purpose=(consent.get("category") or [{}])[0].get("text") or "disclosure",
+        start=_date(period.get("start")),
+        end=_date(period.get("end")),
+        covers_sensitive=(ACT_CODE, "ETH") in labels,
+    )

@@ -1,0 +1,337 @@
+"""The plain case-management JSON: what a case worker writes and reads, in their own terms.
+
+Agencies without a FHIR system post these; mappings/ turns them into FHIR resources and back.
+Codes come from the project's CodeSystems (schemas/fhir/terminology, canonical base
+https://casebridge.org/fhir/CodeSystem/...); the Literal types below list the same codes, and a
+test keeps the two in step. Ids are FHIR ids, filled in by the server on create.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+FhirId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
+AgencyRef = Annotated[str, StringConstraints(pattern=r"^Organization/[A-Za-z0-9\-.]{1,64}$")]
+WorkerRef = Annotated[
+    str, StringConstraints(pattern=r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
+]
+# Who may take part in care: workers, agencies, the client, their supports, other teams.
+PartyRef = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(Practitioner|PractitionerRole|Organization|Patient|RelatedPerson|CareTeam)"
+        r"/[A-Za-z0-9\-.]{1,64}$"
+    ),
+]
+
+Model = Literal[
+    "brokerage",
+    "generalist",
+    "clinical",
+    "strengths-based",
+    "intensive",
+    "act",
+    "wraparound",
+    "cti",
+]
+Stage = Literal[
+    "engagement",
+    "assessment",
+    "planning",
+    "implementation",
+    "monitoring",
+    "evaluation",
+    "closure",
+]
+Setting = Literal["healthcare", "mental-health", "child-welfare", "community-services"]
+ServiceType = Literal[
+    "counselling",
+    "outreach",
+    "home-withdrawal",
+    "outpatient-withdrawal",
+    "peer-support",
+    "telephone-counselling",
+    "residential-withdrawal",
+    "hospital-withdrawal",
+    "rehabilitation",
+    "supported-accommodation",
+    "emergency",
+    "pharmacotherapy",
+]
+Connection = Literal["strong", "moderate", "weak", "stressful"]
+CaseStatus = Literal["planned", "waitlist", "active", "onhold", "finished", "cancelled"]
+Gender = Literal["male", "female", "other", "unknown"]
+# HL7 v3 RoleCode family relationships (http://terminology.hl7.org/CodeSystem/v3-RoleCode).
+Relationship = Literal[
+    "MTH",
+    "FTH",
+    "PRN",
+    "SIB",
+    "SIS",
+    "BRO",
+    "CHILD",
+    "DAU",
+    "SON",
+    "SPS",
+    "DOMPART",
+    "GRMTH",
+    "GRFTH",
+    "GRPRN",
+    "AUNT",
+    "UNCLE",
+    "COUSN",
+    "FRND",
+    "NBOR",
+    "ROOM",
+]
+Instrument = Literal["audit", "k10", "phq9"]
+
+
+class Plain(BaseModel):
+    """Shared settings: unknown fields are refused, so a typo is an error and not lost data."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Client(Plain):
+    """The person the case is about (FHIR Patient)."""
+
+    id: FhirId | None = None
+    given_names: list[Text] = Field(default_factory=list, max_length=5)
+    family_name: Text | None = None
+    birth_date: dt.date | None = None
+    gender: Gender | None = None
+    phone: Text | None = None
+    deceased: bool | None = None
+
+
+class Support(Plain):
+    """Family, friends and other informal supports (FHIR RelatedPerson)."""
+
+    id: FhirId | None = None
+    name: Text
+    relationship: Relationship | None = None
+    gender: Gender | None = None
+    birth_date: dt.date | None = None
+    phone: Text | None = None
+    # How the tie feels to the client: drawn on the ecomap.
+    connection: Connection | None = None
+    active: bool = True
+
+
+class TeamMember(Plain):
+    """One member of the care team: who, and the discipline or role they bring."""
+
+    member: PartyRef
+    name: Text | None = None
+    role: Text
+
+
+class Case(Plain):
+    """A case (FHIR EpisodeOfCare): the client, who manages it and where it stands."""
+
+    id: FhirId | None = None
+    client_id: FhirId | None = None
+    status: CaseStatus = "active"
+    stage: Stage = "engagement"
+    model: Model | None = None
+    setting: Setting | None = None
+    managing_agency: AgencyRef | None = None
+    care_manager: WorkerRef | None = None
+    care_team: list[TeamMember] = Field(default_factory=list, max_length=50)
+    # The referral (ServiceRequest) that opened the case.
+    referral: (
+        Annotated[str, StringConstraints(pattern=r"^ServiceRequest/[A-Za-z0-9\-.]{1,64}$")] | None
+    ) = None
+    start: dt.date | None = None
+    end: dt.date | None = None
+    # Read only: the id of the CareTeam the server keeps for care_team.
+    care_team_id: FhirId | None = None
+
+
+class NewCase(Case):
+    """POST /cases: a case and, for a client not yet known, the client."""
+
+    client: Client | None = None
+
+
+class Need(Plain):
+    """A need or problem the plan addresses (FHIR Condition)."""
+
+    id: FhirId | None = None
+    # A label the goals of the same request use in `addresses` (not stored).
+    key: Annotated[str, StringConstraints(pattern=r"^[a-z0-9\-]{1,40}$")] | None = None
+    description: Text
+
+
+class Goal(Plain):
+    """A goal set with the client: SMART when each letter has something to stand on."""
+
+    id: FhirId | None = None
+    description: Text
+    # Measurable: what is measured and the value aimed at.
+    measure: Text | None = None
+    target: Text | None = None
+    # Achievable: why the client and worker think it can be reached.
+    achievable_because: Text | None = None
+    # Relevant: the needs (Need.key of the same request, or Condition ids) it serves.
+    addresses: list[Text] = Field(default_factory=list, max_length=20)
+    # Time-bound.
+    due: dt.date | None = None
+    status: Literal["proposed", "planned", "accepted", "active", "completed", "cancelled"] = (
+        "active"
+    )
+    achievement: (
+        Literal["in-progress", "improving", "worsening", "no-change", "achieved", "not-achieved"]
+        | None
+    ) = None
+    # In the client's own words (strengths-based practice).
+    expressed_by_client: bool = False
+
+
+class Responsibility(Plain):
+    """Who is involved in an action and what they are responsible for."""
+
+    who: PartyRef
+    name: Text | None = None
+    responsibility: Text
+
+
+class Action(Plain):
+    """One action of the plan: what, how and where, when, and who does what."""
+
+    what: Text
+    how: Text | None = None
+    where: Text | None = None
+    start: dt.date | None = None
+    end: dt.date | None = None
+    who: list[Responsibility] = Field(default_factory=list, max_length=20)
+    service_type: ServiceType | None = None
+    status: Literal[
+        "not-started", "scheduled", "in-progress", "on-hold", "completed", "cancelled"
+    ] = "not-started"
+    # Planned sessions (brokerage plans plan one or two).
+    sessions: int | None = Field(default=None, ge=0, le=1000)
+
+
+class Phase(Plain):
+    """A phase of a time-limited plan (critical time intervention)."""
+
+    name: Text
+    start: dt.date
+    end: dt.date
+
+
+class CarePlan(Plain):
+    """The care plan: a contract between worker and client."""
+
+    id: FhirId | None = None
+    title: Text
+    model: Model | None = None
+    status: Literal["draft", "active", "on-hold", "revoked", "completed"] = "active"
+    start: dt.date | None = None
+    end: dt.date | None = None
+    phases: list[Phase] = Field(default_factory=list, max_length=12)
+    needs: list[Need] = Field(default_factory=list, max_length=50)
+    goals: list[Goal] = Field(default_factory=list, max_length=50)
+    actions: list[Action] = Field(default_factory=list, max_length=100)
+    # The client's strengths, recorded and referenced by the plan.
+    strengths: list[Text] = Field(default_factory=list, max_length=50)
+    # Informal supports the plan relies on (RelatedPerson ids).
+    supports: list[FhirId] = Field(default_factory=list, max_length=50)
+
+
+class ProgressNote(Plain):
+    """A contact summary or case note (FHIR DocumentReference)."""
+
+    id: FhirId | None = None
+    date: dt.date
+    author: WorkerRef | None = None
+    text: Text
+
+
+class Assessment(Plain):
+    """A standardised instrument filled in with the client (FHIR QuestionnaireResponse).
+
+    answers: item number (1-based, as printed on the form) -> the score chosen.
+    """
+
+    id: FhirId | None = None
+    instrument: Instrument
+    date: dt.date
+    answers: dict[Annotated[int, Field(ge=1, le=20)], Annotated[int, Field(ge=0, le=10)]]
+    # Filled in by the server from the Observation it derives.
+    total: int | None = None
+    zone: str | None = None
+
+
+class Referral(Plain):
+    """A request to another agency to provide a service (FHIR ServiceRequest + Task)."""
+
+    id: FhirId | None = None
+    client_id: FhirId
+    from_agency: AgencyRef
+    to_agency: AgencyRef
+    service_type: ServiceType
+    reason: Text
+    priority: Literal["routine", "urgent", "asap", "stat"] = "routine"
+    requested: dt.date
+    # The Consent that allows the disclosure (required when the referral is sensitive).
+    consent_id: FhirId | None = None
+    # Carries AOD / substance-use information (labelled with a security label).
+    sensitive: bool = False
+    note: Text | None = None
+
+
+class Consent(Plain):
+    """The client's consent to disclose records to an agency (FHIR Consent)."""
+
+    id: FhirId | None = None
+    client_id: FhirId
+    status: Literal["draft", "proposed", "active", "rejected", "inactive"] = "active"
+    recipient: AgencyRef
+    purpose: Text
+    start: dt.date | None = None
+    end: dt.date | None = None
+    # Covers substance-use (sensitive) records.
+    covers_sensitive: bool = False
+
+
+# The models published as JSON Schema at /schemas/{name}.json.
+PUBLISHED: dict[str, type[BaseModel]] = {
+    "client": Client,
+    "support": Support,
+    "case": Case,
+    "new-case": NewCase,
+    "need": Need,
+    "goal": Goal,
+    "action": Action,
+    "care-plan": CarePlan,
+    "progress-note": ProgressNote,
+    "assessment": Assessment,
+    "referral": Referral,
+    "consent": Consent,
+}
+
+__all__ = [
+    "PUBLISHED",
+    "Action",
+    "Assessment",
+    "CarePlan",
+    "Case",
+    "Client",
+    "Consent",
+    "Goal",
+    "Need",
+    "NewCase",
+    "Phase",
+    "ProgressNote",
+    "Referral",
+    "Responsibility",
+    "Support",
+    "TeamMember",
+]

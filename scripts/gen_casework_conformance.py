@@ -1,0 +1,488 @@
+"""Write the project's own FHIR conformance resources under schemas/fhir/.
+
+CodeSystems and ValueSets (schemas/fhir/terminology/) for the models of case-management
+practice, AOD service types, case stages, settings, connection strengths and the project's
+observation codes; Questionnaires (schemas/fhir/questionnaires/) for AUDIT, K10 and PHQ-9.
+
+The instruments are free to use: AUDIT (WHO, 2001, "may be used freely"), K10 (Kessler et
+al., 2002, public domain) and PHQ-9 (Pfizer: "no permission required to reproduce, translate,
+display or distribute"). Scores are carried as ordinalValue extensions on each answer option
+(spec questionnaire.html, extension-ordinalvalue.html); risk zones are in the project's
+CodeSystem "assessment-zone" with the bounds of each zone as properties.
+
+Run: .venv/bin/python scripts/gen_casework_conformance.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+BASE = "https://casebridge.org/fhir"
+ROOT = Path(__file__).resolve().parents[1] / "schemas" / "fhir"
+ORDINAL = "http://hl7.org/fhir/StructureDefinition/ordinalValue"
+VERSION = "0.1.0"
+
+# code, display, definition, extra properties
+MODELS = [
+    (
+        "brokerage",
+        "Brokerage",
+        "Assess needs and refer to community services; the least intensive model (one or "
+        "two sessions); the worker connects rather than delivers.",
+        {"max-caseload": 50, "max-sessions": 2},
+    ),
+    (
+        "generalist",
+        "Generalist / traditional",
+        "Brokerage functions plus a closer, continuing relationship: the worker coordinates "
+        "care and supports the client through it.",
+        {"max-caseload": 35},
+    ),
+    (
+        "clinical",
+        "Clinical",
+        "The case manager also provides therapy or counselling alongside coordination.",
+        {"max-caseload": 25},
+    ),
+    (
+        "strengths-based",
+        "Strengths-based",
+        "Builds on the client's capabilities and resources: goals expressed by the client, "
+        "strengths and informal supports recorded and referenced.",
+        {"max-caseload": 20},
+    ),
+    (
+        "intensive",
+        "Intensive case management (ICM)",
+        "For complex needs; a low staff-to-client ratio and support around the clock.",
+        {"max-caseload": 15},
+    ),
+    (
+        "act",
+        "Assertive community treatment (ACT)",
+        "A multidisciplinary team shares responsibility for the client in the community, at "
+        "low ratios.",
+        {"max-caseload": 10, "multidisciplinary": True},
+    ),
+    (
+        "wraparound",
+        "Wraparound",
+        "A team of professionals and informal supports built around the client and family, "
+        "sharing the caseload at low ratios.",
+        {"max-caseload": 10, "multidisciplinary": True},
+    ),
+    (
+        "cti",
+        "Critical time intervention (CTI)",
+        "Time-limited support through a transition (leaving hospital, prison or "
+        "homelessness) in phases, building lasting links to community supports.",
+        {"max-caseload": 20, "time-limited": True},
+    ),
+]
+
+AOD_SERVICES = [
+    ("counselling", "Counselling"),
+    ("outreach", "Outreach"),
+    ("home-withdrawal", "Home-based withdrawal"),
+    ("outpatient-withdrawal", "Outpatient withdrawal"),
+    ("peer-support", "Peer support / self-help programs"),
+    ("telephone-counselling", "Telephone counselling"),
+    ("residential-withdrawal", "Community residential withdrawal"),
+    ("hospital-withdrawal", "Private hospital withdrawal"),
+    ("rehabilitation", "Therapeutic / rehabilitation programs"),
+    ("supported-accommodation", "AOD supported accommodation"),
+    ("emergency", "Accident and emergency"),
+    ("pharmacotherapy", "Pharmacotherapies"),
+]
+
+STAGES = [
+    ("engagement", "Engagement", "Building a working relationship; consent recorded."),
+    ("assessment", "Assessment", "Gathering information; strengths and challenges."),
+    ("planning", "Planning", "Goals and an intervention plan agreed with the client."),
+    ("implementation", "Implementation", "Services, referrals and supports delivered."),
+    ("monitoring", "Monitoring", "Progress checked and the plan adjusted."),
+    ("evaluation", "Evaluation", "Outcomes reviewed against the goals."),
+    ("closure", "Closure", "The case is closed."),
+]
+
+SETTINGS = [
+    ("healthcare", "Healthcare"),
+    ("mental-health", "Mental health"),
+    ("child-welfare", "Child welfare"),
+    ("community-services", "Community services"),
+]
+
+CONNECTIONS = [
+    ("strong", "Strong", "A supportive, reliable tie."),
+    ("moderate", "Moderate", "A tie of ordinary strength."),
+    ("weak", "Weak", "A tenuous tie."),
+    ("stressful", "Stressful", "A tie that causes stress or conflict."),
+]
+
+OBSERVATIONS = [
+    ("strength", "Client strength", "A capability or resource of the client."),
+    ("k10-total", "K10 total score", "Kessler Psychological Distress Scale (K10) total, 10-50."),
+    ("risk-zone", "Assessment risk zone", "The zone a total score falls in."),
+]
+
+# instrument, zone code, display, low, high (inclusive)
+ZONES = [
+    ("audit", "audit-low", "AUDIT zone I: low risk", 0, 7),
+    ("audit", "audit-hazardous", "AUDIT zone II: hazardous (risky) drinking", 8, 15),
+    ("audit", "audit-harmful", "AUDIT zone III: harmful drinking", 16, 19),
+    ("audit", "audit-dependence", "AUDIT zone IV: possible dependence", 20, 40),
+    ("k10", "k10-low", "K10: likely to be well", 10, 19),
+    ("k10", "k10-mild", "K10: mild distress", 20, 24),
+    ("k10", "k10-moderate", "K10: moderate distress", 25, 29),
+    ("k10", "k10-severe", "K10: severe distress", 30, 50),
+    ("phq9", "phq9-minimal", "PHQ-9: minimal depression", 0, 4),
+    ("phq9", "phq9-mild", "PHQ-9: mild depression", 5, 9),
+    ("phq9", "phq9-moderate", "PHQ-9: moderate depression", 10, 14),
+    ("phq9", "phq9-moderately-severe", "PHQ-9: moderately severe depression", 15, 19),
+    ("phq9", "phq9-severe", "PHQ-9: severe depression", 20, 27),
+]
+
+
+def _property(code: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"code": code, "valueBoolean": value}
+    if isinstance(value, int):
+        return {"code": code, "valueInteger": value}
+    return {"code": code, "valueString": str(value)}
+
+
+def code_system(
+    slug: str,
+    title: str,
+    description: str,
+    concepts: list[dict[str, Any]],
+    properties: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "CodeSystem",
+        "id": f"casebridge-{slug}",
+        "url": f"{BASE}/CodeSystem/{slug}",
+        "version": VERSION,
+        "name": "".join(p.capitalize() for p in slug.split("-")),
+        "title": title,
+        "status": "active",
+        "publisher": "casebridge",
+        "description": description,
+        "caseSensitive": True,
+        "valueSet": f"{BASE}/ValueSet/{slug}",
+        "content": "complete",
+        "count": len(concepts),
+    }
+    if properties:
+        resource["property"] = properties
+    resource["concept"] = concepts
+    return resource
+
+
+def value_set(slug: str, title: str) -> dict[str, Any]:
+    return {
+        "resourceType": "ValueSet",
+        "id": f"casebridge-{slug}",
+        "url": f"{BASE}/ValueSet/{slug}",
+        "version": VERSION,
+        "name": "".join(p.capitalize() for p in slug.split("-")),
+        "title": title,
+        "status": "active",
+        "publisher": "casebridge",
+        "description": f"Every code of the CodeSystem {BASE}/CodeSystem/{slug}.",
+        "compose": {"include": [{"system": f"{BASE}/CodeSystem/{slug}"}]},
+    }
+
+
+def terminology() -> list[dict[str, Any]]:
+    out = []
+    models = [
+        {
+            "code": code,
+            "display": display,
+            "definition": definition,
+            "property": [_property(k, v) for k, v in extra.items()],
+        }
+        for code, display, definition, extra in MODELS
+    ]
+    model_props = [
+        {
+            "code": "max-caseload",
+            "description": "Open cases one case manager may hold under this model.",
+            "type": "integer",
+        },
+        {"code": "max-sessions", "description": "Sessions a plan may plan.", "type": "integer"},
+        {
+            "code": "multidisciplinary",
+            "description": "The model requires a care team of two or more disciplines.",
+            "type": "boolean",
+        },
+        {
+            "code": "time-limited",
+            "description": "Plans under the model need a period and phases.",
+            "type": "boolean",
+        },
+    ]
+    out.append(
+        code_system(
+            "case-management-model",
+            "Models of case-management practice",
+            "Models of practice a care plan follows (CarePlan.category, EpisodeOfCare.type), "
+            "with the caseload ratio and the rules each implies.",
+            models,
+            model_props,
+        )
+    )
+    out.append(
+        code_system(
+            "aod-service-type",
+            "Alcohol and other drug service types",
+            "The AOD service system: what a HealthcareService offers and a ServiceRequest "
+            "asks for.",
+            [{"code": c, "display": d} for c, d in AOD_SERVICES],
+        )
+    )
+    out.append(
+        code_system(
+            "case-stage",
+            "Stages of the case-management process",
+            "Where a case (EpisodeOfCare) is in the process, engagement to closure.",
+            [{"code": c, "display": d, "definition": t} for c, d, t in STAGES],
+        )
+    )
+    out.append(
+        code_system(
+            "practice-setting",
+            "Case-management settings",
+            "The setting a case is managed in.",
+            [{"code": c, "display": d} for c, d in SETTINGS],
+        )
+    )
+    out.append(
+        code_system(
+            "connection-strength",
+            "Strength of a connection",
+            "The strength or stress of a tie between the client and a person or agency (ecomap).",
+            [{"code": c, "display": d, "definition": t} for c, d, t in CONNECTIONS],
+        )
+    )
+    out.append(
+        code_system(
+            "observation",
+            "casebridge observation codes",
+            "Observation codes where no standard code exists.",
+            [{"code": c, "display": d, "definition": t} for c, d, t in OBSERVATIONS],
+        )
+    )
+    out.append(
+        code_system(
+            "assessment-zone",
+            "Risk zones of assessment instruments",
+            "The zone a total score falls in. AUDIT: WHO (2001) zones I-IV; K10: AIHW METeOR "
+            "634146 bands; PHQ-9: Kroenke et al. (2001) severity bands.",
+            [
+                {
+                    "code": code,
+                    "display": display,
+                    "property": [
+                        _property("instrument", instrument),
+                        _property("low", low),
+                        _property("high", high),
+                    ],
+                }
+                for instrument, code, display, low, high in ZONES
+            ],
+            [
+                {"code": "instrument", "description": "audit, k10 or phq9", "type": "string"},
+                {"code": "low", "description": "Lowest total in the zone", "type": "integer"},
+                {"code": "high", "description": "Highest total in the zone", "type": "integer"},
+            ],
+        )
+    )
+    out.append(
+        code_system(
+            "answer-score",
+            "Answer scores",
+            "The score an answer option of a casebridge Questionnaire carries.",
+            [{"code": str(n), "display": f"Score {n}"} for n in range(6)],
+        )
+    )
+    titles = {cs["url"].rsplit("/", 1)[1]: cs["title"] for cs in out}
+    out.extend(value_set(slug, title) for slug, title in titles.items())
+    return out
+
+
+def _options(scores: list[tuple[int, str]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "valueCoding": {
+                "system": f"{BASE}/CodeSystem/answer-score",
+                "code": str(score),
+                "display": text,
+            },
+            "extension": [{"url": ORDINAL, "valueDecimal": score}],
+        }
+        for score, text in scores
+    ]
+
+
+AUDIT_FREQ = [
+    (0, "Never"),
+    (1, "Monthly or less"),
+    (2, "2 to 4 times a month"),
+    (3, "2 to 3 times a week"),
+    (4, "4 or more times a week"),
+]
+AUDIT_QTY = [(0, "1 or 2"), (1, "3 or 4"), (2, "5 or 6"), (3, "7 to 9"), (4, "10 or more")]
+AUDIT_OFTEN = [
+    (0, "Never"),
+    (1, "Less than monthly"),
+    (2, "Monthly"),
+    (3, "Weekly"),
+    (4, "Daily or almost daily"),
+]
+AUDIT_YES = [(0, "No"), (2, "Yes, but not in the last year"), (4, "Yes, during the last year")]
+AUDIT_ITEMS = [
+    ("How often do you have a drink containing alcohol?", AUDIT_FREQ),
+    ("How many drinks containing alcohol do you have on a typical day when drinking?", AUDIT_QTY),
+    ("How often do you have six or more drinks on one occasion?", AUDIT_OFTEN),
+    (
+        "How often during the last year have you found that you were not able to stop "
+        "drinking once you had started?",
+        AUDIT_OFTEN,
+    ),
+    (
+        "How often during the last year have you failed to do what was normally expected of "
+        "you because of drinking?",
+        AUDIT_OFTEN,
+    ),
+    (
+        "How often during the last year have you needed a first drink in the morning to get "
+        "yourself going after a heavy drinking session?",
+        AUDIT_OFTEN,
+    ),
+    (
+        "How often during the last year have you had a feeling of guilt or remorse after drinking?",
+        AUDIT_OFTEN,
+    ),
+    (
+        "How often during the last year have you been unable to remember what happened the "
+        "night before because of your drinking?",
+        AUDIT_OFTEN,
+    ),
+    ("Have you or someone else been injured because of your drinking?", AUDIT_YES),
+    (
+        "Has a relative, friend, doctor or other health worker been concerned about your "
+        "drinking or suggested you cut down?",
+        AUDIT_YES,
+    ),
+]
+K10_SCALE = [
+    (1, "None of the time"),
+    (2, "A little of the time"),
+    (3, "Some of the time"),
+    (4, "Most of the time"),
+    (5, "All of the time"),
+]
+K10_ITEMS = [
+    "In the past 4 weeks, about how often did you feel tired out for no good reason?",
+    "In the past 4 weeks, about how often did you feel nervous?",
+    "In the past 4 weeks, about how often did you feel so nervous that nothing could calm "
+    "you down?",
+    "In the past 4 weeks, about how often did you feel hopeless?",
+    "In the past 4 weeks, about how often did you feel restless or fidgety?",
+    "In the past 4 weeks, about how often did you feel so restless you could not sit still?",
+    "In the past 4 weeks, about how often did you feel depressed?",
+    "In the past 4 weeks, about how often did you feel that everything was an effort?",
+    "In the past 4 weeks, about how often did you feel so sad that nothing could cheer you up?",
+    "In the past 4 weeks, about how often did you feel worthless?",
+]
+PHQ_SCALE = [
+    (0, "Not at all"),
+    (1, "Several days"),
+    (2, "More than half the days"),
+    (3, "Nearly every day"),
+]
+PHQ_ITEMS = [
+    "Little interest or pleasure in doing things",
+    "Feeling down, depressed, or hopeless",
+    "Trouble falling or staying asleep, or sleeping too much",
+    "Feeling tired or having little energy",
+    "Poor appetite or overeating",
+    "Feeling bad about yourself, or that you are a failure or have let yourself or your "
+    "family down",
+    "Trouble concentrating on things, such as reading the newspaper or watching television",
+    "Moving or speaking so slowly that other people could have noticed, or the opposite: "
+    "being so fidgety or restless that you have been moving around a lot more than usual",
+    "Thoughts that you would be better off dead, or of hurting yourself in some way",
+]
+
+
+def questionnaire(
+    slug: str, title: str, description: str, items: list[tuple[str, list[tuple[int, str]]]]
+) -> dict[str, Any]:
+    return {
+        "resourceType": "Questionnaire",
+        "id": f"casebridge-{slug}",
+        "url": f"{BASE}/Questionnaire/{slug}",
+        "version": VERSION,
+        "name": slug.upper(),
+        "title": title,
+        "status": "active",
+        "subjectType": ["Patient"],
+        "publisher": "casebridge",
+        "description": description,
+        "item": [
+            {
+                "linkId": f"{slug}-{n}",
+                "text": text,
+                "type": "choice",
+                "required": True,
+                "answerOption": _options(scale),
+            }
+            for n, (text, scale) in enumerate(items, start=1)
+        ],
+    }
+
+
+def questionnaires() -> list[dict[str, Any]]:
+    return [
+        questionnaire(
+            "audit",
+            "AUDIT: Alcohol Use Disorders Identification Test",
+            "WHO (2001), free to use. Ten items; total 0-40.",
+            AUDIT_ITEMS,
+        ),
+        questionnaire(
+            "k10",
+            "K10: Kessler Psychological Distress Scale",
+            "Kessler et al. (2002), public domain. Ten items scored 1-5; total 10-50.",
+            [(text, K10_SCALE) for text in K10_ITEMS],
+        ),
+        questionnaire(
+            "phq9",
+            "PHQ-9: Patient Health Questionnaire",
+            "Kroenke, Spitzer and Williams (2001); no permission required. Over the last two "
+            "weeks, how often have you been bothered by... Nine items scored 0-3; total 0-27.",
+            [(text, PHQ_SCALE) for text in PHQ_ITEMS],
+        ),
+    ]
+
+
+def _write(folder: str, resources: list[dict[str, Any]]) -> None:
+    target = ROOT / folder
+    target.mkdir(parents=True, exist_ok=True)
+    for resource in resources:
+        path = target / f"{resource['resourceType']}-{resource['id']}.json"
+        path.write_text(json.dumps(resource, indent=2, ensure_ascii=False) + "\n")
+
+
+def main() -> None:
+    _write("terminology", terminology())
+    _write("questionnaires", questionnaires())
+
+
+if __name__ == "__main__":
+    main()
