@@ -12,6 +12,8 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.api import errors
+from app.api.audit import AuditMiddleware
+from app.api.audit import router as audit_router
 from app.api.bulk import router as bulk_router
 from app.api.fhir import router as fhir_router
 from app.api.health import router as health_router
@@ -61,10 +63,12 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             checkpointer = SqliteCheckpointer(engine, settings.sqlite_checkpoint_interval_s)
             checkpointer.start()
         services.exports.start()
+        services.audit.start()
         try:
             yield
         finally:
             services.exports.shutdown()
+            services.audit.shutdown()  # writes the queued AuditEvents before the engine goes
             if checkpointer is not None:
                 checkpointer.stop()
             engine.dispose()
@@ -80,6 +84,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     errors.install(app)
     app.include_router(health_router)
     app.include_router(bulk_router)  # before fhir_router: its /{type} would take $export
+    app.include_router(audit_router)  # before fhir_router: AuditEvent has its own table
     app.include_router(fhir_router)
     app.include_router(operations_router)
+    app.add_middleware(AuditMiddleware)
     return app

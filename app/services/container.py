@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 from app.clock import Clock
 from app.config import Settings
+from app.services.audit import AuditRecorder, AuditService
 from app.services.bundle import BundleService
 from app.services.everything import EverythingService
 from app.services.export import ExportService
@@ -33,6 +34,7 @@ class Services:
     bundles: BundleService
     everything: EverythingService
     exports: ExportService
+    audit: AuditService
 
 
 def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Services:
@@ -71,4 +73,16 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         bundles,
         everything,
         ExportService(engine=engine, clock=clock, settings=settings),
+        _audit(resources, engine=engine, clock=clock, settings=settings),
     )
+
+
+def _audit(
+    resources: ResourceService, *, engine: Engine, clock: Clock, settings: Settings
+) -> AuditService:
+    """The audit log; its write hook goes last, so it records what the other hooks let
+    through, as it was stored."""
+    recorder = AuditRecorder(engine=engine, clock=clock, settings=settings)
+    audit = AuditService(engine=engine, clock=clock, settings=settings, recorder=recorder)
+    resources.add_hook(audit.hook)
+    return audit
