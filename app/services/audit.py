@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+import uuid
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -160,6 +161,13 @@ def patients_in_query(resource_type: str | None, params: Sequence[tuple[str, str
     return list(found)[:10]
 
 
+def _record_id() -> str:
+    """A random id for an AuditEvent or a server Provenance: unique across every process
+    and server writing to the database, whatever clock each was given (tests fix clocks,
+    and several test servers with their own clocks share one database)."""
+    return str(uuid.uuid4())
+
+
 # --- accesses queued by the API ----------------------------------------------------------
 
 
@@ -211,9 +219,8 @@ class AuditRecorder:
     queue without bound.
     """
 
-    def __init__(self, *, engine: Engine, clock: Clock, settings: Settings) -> None:
+    def __init__(self, *, engine: Engine, settings: Settings) -> None:
         self._engine = engine
-        self._clock = clock
         self._server = settings.base_url
         self._interval = settings.audit_flush_ms / 1000
         self._batch = settings.audit_batch_size
@@ -314,7 +321,7 @@ class AuditRecorder:
             patients=patients,
             outcome_text=access.outcome_text,
         )
-        return _row(facts, self._clock.new_id(), self._server, entity)
+        return _row(facts, _record_id(), self._server, entity)
 
 
 # --- writes: the same transaction --------------------------------------------------------
@@ -324,8 +331,7 @@ class AuditWriteHook:
     """WriteHook: AuditEvent and Provenance for every write, in the write's transaction;
     refuses writes of AuditEvents (405) and changes to server-written Provenance (403)."""
 
-    def __init__(self, *, clock: Clock, settings: Settings) -> None:
-        self._clock = clock
+    def __init__(self, *, settings: Settings) -> None:
         self._server = settings.base_url
         self._provenance = settings.provenance
 
@@ -376,9 +382,7 @@ class AuditWriteHook:
             entity_type=event.resource_type,
             patients=patients,
         )
-        row = _row(
-            facts, self._clock.new_id(), self._server, (event.resource_type, event.resource_id)
-        )
+        row = _row(facts, _record_id(), self._server, (event.resource_type, event.resource_id))
         AuditStore(repo.connection).append([row])
         if state is not None:
             state.writes += 1
@@ -402,7 +406,7 @@ class AuditWriteHook:
             agency=event.caller.agency,
             client_id=event.caller.client_id,
         )
-        resource_id = self._clock.new_id()
+        resource_id = _record_id()
         body = stamp(
             resource, resource_id=resource_id, version_id=1, last_updated=version.last_updated
         )
@@ -446,7 +450,7 @@ class AuditService:
         self._clock = clock
         self._settings = settings
         self.recorder = recorder
-        self.hook = AuditWriteHook(clock=clock, settings=settings)
+        self.hook = AuditWriteHook(settings=settings)
 
     @property
     def reads_audited(self) -> bool:

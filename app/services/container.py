@@ -82,7 +82,7 @@ def _audit(
 ) -> AuditService:
     """The audit log; its write hook goes last, so it records what the other hooks let
     through, as it was stored."""
-    recorder = AuditRecorder(engine=engine, clock=clock, settings=settings)
+    recorder = AuditRecorder(engine=engine, settings=settings)
     audit = AuditService(engine=engine, clock=clock, settings=settings, recorder=recorder)
     resources.add_hook(audit.hook)
     return audit
