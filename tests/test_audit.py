@@ -525,3 +525,24 @@ def test_read_audit_can_be_switched_off_but_writes_stay_audited(backend: Backend
             )
         )
         assert rows.scalars().all() == ["create"]
+
+
+def test_malformed_requests_are_audited_without_holding_the_log_back(
+    client_patient: tuple[httpx.Client, str],
+) -> None:
+    client, patient_id = client_patient
+    too_long = "a" * 65
+    assert client.get(f"/Patient/{too_long}", headers=AS_A).status_code == 400
+    assert client.get("/NoSuchType/1", headers=AS_A).status_code == 404
+    assert client.get(f"/Patient/{patient_id}", headers=AS_A).status_code == 200
+    events = _wait_for(client, lambda es: len(es) >= 2, agent=AGENCY_A, outcome="4")
+    assert sorted(_query(e) for e in events if _subtype(e) == "read") == [
+        "NoSuchType/1",
+        f"Patient/{too_long}",
+    ]
+    assert all(_data(e) == [] and _patients(e) == [] for e in events)
+    # The next flush went through: the valid read is in the log too.
+    [read] = _wait_for(
+        client, lambda es: len(es) == 1, entity=f"Patient/{patient_id}", subtype="read"
+    )
+    assert read["outcome"] == "0"

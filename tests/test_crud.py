@@ -171,7 +171,7 @@ def test_history_newest_first_with_count_paging_and_since(client: httpx.Client) 
     assert system["total"] == 10
     records = [e["resource"] for e in system["entry"]]
     assert [r["resourceType"] for r in records].count("Provenance") == 5
-    newest = [r for r in records if r["resourceType"] != "Provenance"][0]
+    newest = next(r for r in records if r["resourceType"] != "Provenance")
     assert newest["resourceType"] == "Patient"
     assert records[0]["target"] == [
         {"reference": f"Patient/{newest['id']}/_history/1"}

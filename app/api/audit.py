@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any, Final
 
 import anyio
-import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -198,11 +197,17 @@ class AuditMiddleware:
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
-                response["status"] = message["status"]
+                status = response["status"] = message["status"]
                 for key, value in message.get("headers", ()):
                     if key == b"etag":
                         response["etag"] = value.decode("latin-1")
-            elif message["type"] == "http.response.body":
+                # Keep a body only where the audit reads it: a read's resource (its patient)
+                # and an error's OperationOutcome; never, say, an export file download.
+                kind = _KINDS.get((scope["method"], getattr(scope.get("route"), "path", "")))
+                response["keep"] = status >= 400 or (
+                    status == 200 and kind is not None and kind.body
+                )
+            elif message["type"] == "http.response.body" and response.get("keep"):
                 response["body"].append(message.get("body", b""))
             await send(message)
 
@@ -248,18 +253,13 @@ def _access(
         if form:
             raw = f"{raw}&{form.decode('latin-1')}" if raw else form.decode("latin-1")
         query = f"{relative}?{raw}" if raw else relative
-    body = b"".join(response["body"]) if (kind.body and status == 200) or status >= 400 else None
-    outcome_text = None
-    if status >= 400 and body and len(body) <= _MAX_ERROR_BODY:
-        outcome_text = _diagnostics(body)
-        body = None
-    elif status >= 400:
-        body = None
+    body = b"".join(response["body"]) if response.get("keep") else None
+    error = None
+    if status >= 400:
+        error, body = (body if body and len(body) <= _MAX_ERROR_BODY else None), None
     patients: tuple[str, ...] = ()
     if resource_type == "Patient" and resource_id is not None:
-        patients = (f"Patient/{resource_id}",)
-        if status < 400:
-            body = None
+        patients, body = (f"Patient/{resource_id}",), None
     caller = (scope.get("state") or {}).get("caller")
     return Access(
         interaction=noted or kind.interaction,
@@ -274,14 +274,6 @@ def _access(
         description=kind.description,
         patients=patients,
         body=body,
-        outcome_text=outcome_text,
+        error=error,
+        path=scope["path"][len(_F) :].lstrip("/")[:2000],
     )
-
-
-def _diagnostics(body: bytes) -> str | None:
-    """The first issue's diagnostics of an OperationOutcome answer."""
-    try:
-        outcome = orjson.loads(body)
-        return str(outcome["issue"][0]["diagnostics"])[:500]
-    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
-        return None

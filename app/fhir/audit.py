@@ -124,9 +124,13 @@ def audit_event(facts: AuditFacts, *, event_id: str, server: str) -> dict[str, A
         client["network"] = {"address": facts.address, "type": "2"}
     agents: list[dict[str, Any]] = [client]
     if facts.agency:
+        # The agency receives what it reads and authors what it writes.
+        role = (
+            ("AUT", "author (originator)") if action in "CUD" else ("IRCP", "information recipient")
+        )
         agents.append(
             {
-                "type": _concept(PARTICIPATION, "IRCP", "information recipient"),
+                "type": _concept(PARTICIPATION, *role),
                 "who": {"reference": facts.agency},
                 "requestor": True,
             }

@@ -39,7 +39,7 @@ from app.fhir.audit import (
     outcome_code,
     provenance,
 )
-from app.fhir.errors import Forbidden, InvalidRequest, MethodNotAllowed, NotFound
+from app.fhir.errors import Forbidden, InvalidRequest, MethodNotAllowed, NotFound, Transient
 from app.fhir.jsonio import loads_stored
 from app.fhir.registry import is_resource_type, is_valid_id
 from app.fhir.resource import stamp
@@ -188,7 +188,10 @@ class Access:
     patients: tuple[str, ...] = ()
     # A read's response body, from which the patient is found off the request path.
     body: bytes | None = None
-    outcome_text: str | None = None
+    # An error's OperationOutcome, whose diagnostics become AuditEvent.outcomeDesc.
+    error: bytes | None = None
+    # The request path under the FHIR base, as sent.
+    path: str = ""
 
 
 def _row(facts: AuditFacts, event_id: str, server: str, entity: tuple[str, str] | None) -> AuditRow:
@@ -198,7 +201,7 @@ def _row(facts: AuditFacts, event_id: str, server: str, entity: tuple[str, str] 
         id=event_id,
         recorded=facts.recorded,
         agency=facts.agency,
-        client_id=facts.client_id,
+        client_id=facts.client_id[:255] if facts.client_id else None,
         patient=facts.patients[0] if facts.patients else None,
         subtype=facts.interaction,
         action=action_of(facts.interaction),
@@ -276,16 +279,37 @@ class AuditRecorder:
                 except Exception:  # one malformed access must not block the log
                     log.exception("an access could not be turned into an AuditEvent")
             try:
-                with transaction(self._engine, write=True) as repo:
-                    AuditStore(repo.connection).append(rows)
-            except Exception:
-                log.exception("writing %d audit events failed; retried next flush", len(rows))
+                self._append(rows)
+            except Transient:
+                log.warning("the database is unavailable: %d audit events wait", len(rows))
                 return False
+            except Exception:
+                # Not the database's state but a row it refuses: write the rows one by one
+                # so that one bad row cannot hold the whole log back.
+                log.exception("a batch of %d audit events was refused; writing singly", len(rows))
+                for row in rows:
+                    try:
+                        self._append([row])
+                    except Transient:
+                        return False
+                    except Exception:
+                        log.exception("AuditEvent %s refused by the database: dropped", row.id)
             for _ in batch:
                 self._queue.popleft()
         return True
 
+    def _append(self, rows: Sequence[AuditRow]) -> None:
+        with transaction(self._engine, write=True) as repo:
+            AuditStore(repo.connection).append(rows)
+
     def _build(self, access: Access) -> AuditRow:
+        if not _names_a_resource(access.resource_type, access.resource_id):
+            # A malformed request (unknown type, id outside the id pattern): keep what was
+            # asked as the query entity, not as a reference that is none.
+            query = access.query or access.path
+            access = replace(
+                access, resource_type=None, resource_id=None, patients=(), query=query[:2000]
+            )
         patients = access.patients
         if not patients and access.body is not None and access.resource_type is not None:
             try:
@@ -319,9 +343,25 @@ class AuditRecorder:
             query=access.query,
             description=access.description,
             patients=patients,
-            outcome_text=access.outcome_text,
+            outcome_text=_diagnostics(access.error) if access.error else None,
         )
         return _row(facts, _record_id(), self._server, entity)
+
+
+def _names_a_resource(resource_type: str | None, resource_id: str | None) -> bool:
+    if resource_type is None:
+        return resource_id is None
+    return is_resource_type(resource_type) and (resource_id is None or is_valid_id(resource_id))
+
+
+def _diagnostics(body: bytes) -> str | None:
+    """The first issue's diagnostics of an OperationOutcome answer (our error messages name
+    what was wrong, never the record's content)."""
+    try:
+        outcome = orjson.loads(body)
+        return str(outcome["issue"][0]["diagnostics"])[:500]
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        return None
 
 
 # --- writes: the same transaction --------------------------------------------------------
