@@ -21,6 +21,7 @@ from app.storage.tables import audit_event_table
 from tests.conftest import Backend, server_with
 from tests.factories import care_plan, minimal, patient
 from tests.support.clock import EPOCH
+from tests.support.server import LiveServer
 
 AGENCY_A = "Organization/agency-a"
 AGENCY_B = "Organization/agency-b"
@@ -109,6 +110,22 @@ def _create(client: httpx.Client, resource: dict[str, Any], headers: dict[str, s
     assert response.status_code == 201, response.text
     resource_id: str = response.json()["id"]
     return resource_id
+
+
+@pytest.fixture
+def client(live: LiveServer, backend: Backend) -> Iterator[httpx.Client]:
+    """An HTTP client on a clean database, once the AuditEvents of earlier tests' requests
+    have been flushed (else a late batch would land in this test's log)."""
+    recorder = live.app.state.services.audit.recorder
+    deadline = time.monotonic() + 10
+    quiet = 0
+    while quiet < 2:  # empty twice in a row: the last response's access is queued by now
+        quiet = quiet + 1 if recorder.backlog() == 0 else 0
+        assert time.monotonic() < deadline, "the audit queue never drained"
+        time.sleep(0.02)
+    backend.truncate()
+    with httpx.Client(base_url=live.fhir, timeout=30) as http:
+        yield http
 
 
 @pytest.fixture
