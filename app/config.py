@@ -122,6 +122,31 @@ class Settings(BaseSettings):
         default=3, ge=0, description="A referral accepted but not started after this is overdue."
     )
 
+    # Accountability (issue 6): AuditEvents and Provenance.
+    audit_reads: bool = Field(
+        default=True,
+        description="Audit reads, searches and refusals (batched); false only to measure "
+        "what the read audit costs. Writes are always audited.",
+    )
+    audit_flush_ms: int = Field(
+        default=200,
+        ge=1,
+        le=60_000,
+        description="Longest a read's AuditEvent waits in memory before it is written: "
+        "what a crash can lose.",
+    )
+    audit_batch_size: int = Field(
+        default=500, ge=1, description="AuditEvents written in one transaction at most."
+    )
+    audit_max_backlog: int = Field(
+        default=20_000,
+        ge=1,
+        description="Queued AuditEvents beyond which requests wait for the audit to catch up.",
+    )
+    provenance: bool = Field(
+        default=True, description="Store a Provenance with every write (same transaction)."
+    )
+
     @field_validator("base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:

@@ -12,6 +12,8 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.api import errors
+from app.api.audit import AuditMiddleware
+from app.api.audit import router as audit_router
 from app.api.auth import router as auth_router
 from app.api.bulk import router as bulk_router
 from app.api.cases import router as cases_router
@@ -76,10 +78,12 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                 services.conformance.install()
             except FHIRError as exc:
                 log.warning("conformance resources not installed: %s", exc.diagnostics)
+        services.audit.start()
         try:
             yield
         finally:
             services.exports.shutdown()
+            services.audit.shutdown()  # writes the queued AuditEvents before the engine goes
             if checkpointer is not None:
                 checkpointer.stop()
             engine.dispose()
@@ -98,6 +102,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(bulk_router)  # before fhir_router: its /{type} would take $export
     app.include_router(referrals_router)
     app.include_router(cases_router)  # before fhir_router: /fhir/CarePlan/{id}/$check
+    app.include_router(audit_router)  # before fhir_router: AuditEvent has its own table
     app.include_router(fhir_router)
     app.include_router(operations_router)
+    app.add_middleware(AuditMiddleware)
     return app

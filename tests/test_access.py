@@ -496,3 +496,13 @@ def test_imported_records_belong_to_the_agency_named_and_referrals_share_them(
     assert _get(http, A, "/Organization/op-org").status_code == 200
     bad = run_cli(["import", str(tmp_path / "operator.ndjson"), "--agency", "clinic"], env)
     assert bad.returncode == 2 and "Organization/{id}" in bad.stderr
+
+
+def test_provenance_and_audit_of_a_record_are_its_owners(http: httpx.Client) -> None:
+    query = "/Provenance?target=Observation/obs-a"
+    mine = _get(http, A, query).json()
+    assert len(mine["entry"]) == 1
+    assert _get(http, B, query).json().get("entry") is None
+    provenance_id = mine["entry"][0]["resource"]["id"]
+    assert _get(http, B, f"/Provenance/{provenance_id}").status_code == 404
+    assert _get(http, C, "/Provenance?_total=accurate").json()["total"] == 0

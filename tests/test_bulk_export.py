@@ -119,11 +119,24 @@ def _download(http: httpx.Client, manifest: dict[str, Any]) -> dict[str, list[by
     return files
 
 
+def _split(files: dict[str, list[bytes]]) -> tuple[dict[str, list[bytes]], list[str]]:
+    """The records, and the targets of the Provenance the server stored with each write
+    (every write has one; they are exported like any resource)."""
+    records = {t: lines for t, lines in files.items() if t != "Provenance"}
+    targets = []
+    for line in files.get("Provenance", []):
+        provenance = orjson.loads(line)
+        assert provenance["meta"]["tag"][0]["code"] == "server"
+        targets.extend(target["reference"] for target in provenance["target"])
+    return records, targets
+
+
 def _export(http: httpx.Client, path: str = "/$export", **params: str) -> dict[str, list[bytes]]:
+    """The exported records (the server's Provenance left out: see _split)."""
     manifest = _wait(http, _kick_off(http, path, **params))
     assert manifest["requiresAccessToken"] is False
     assert manifest["error"] == []
-    return _download(http, manifest)
+    return _split(_download(http, manifest))[0]
 
 
 def _ids(lines: list[bytes]) -> list[str]:
@@ -144,7 +157,12 @@ def test_system_export_holds_exactly_the_live_current_versions(http: httpx.Clien
     assert manifest["transactionTime"] > updated["meta"]["lastUpdated"]
     assert manifest["requiresAccessToken"] is False
     assert manifest["error"] == []
-    files = _download(http, manifest)
+    files, provenance_targets = _split(_download(http, manifest))
+    assert sorted(provenance_targets) == sorted(
+        [f"Patient/{p}/_history/1" for p in ("p1", "p2", "p3")]
+        + ["Patient/p2/_history/2", "Patient/p3/_history/2"]
+        + ["Observation/o1/_history/1", "Organization/org1/_history/1"]
+    )
 
     assert {t: sorted(_ids(lines)) for t, lines in files.items()} == {
         "Observation": ["o1"],

@@ -167,8 +167,15 @@ def test_history_newest_first_with_count_paging_and_since(client: httpx.Client) 
     type_history = client.get("/CarePlan/_history").json()
     assert type_history["total"] == 4
     system = client.get("/_history").json()
-    assert system["total"] == 5
-    assert system["entry"][0]["resource"]["resourceType"] == "Patient"
+    # Five versions, each with the Provenance the server stored in the same transaction.
+    assert system["total"] == 10
+    records = [e["resource"] for e in system["entry"]]
+    assert [r["resourceType"] for r in records].count("Provenance") == 5
+    newest = next(r for r in records if r["resourceType"] != "Provenance")
+    assert newest["resourceType"] == "Patient"
+    assert records[0]["target"] == [
+        {"reference": f"Patient/{newest['id']}/_history/1"}
+    ]  # same instant as the write; "Provenance" sorts after "Patient"
 
 
 def test_history_paging_is_stable_when_new_versions_arrive(client: httpx.Client) -> None:

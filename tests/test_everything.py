@@ -172,6 +172,17 @@ P1_INCLUDE = keys(
 )
 
 
+def provenance_of(http: httpx.Client, patient_id: str) -> set[Key]:
+    """The Provenance the server stored for each version of the patient: in the R4B Patient
+    compartment through Provenance.patient (its target), so members of the record."""
+    bundle = http.get(
+        "/Provenance", params={"patient": f"Patient/{patient_id}", "_count": "100"}
+    ).json()
+    found = {("Provenance", e["resource"]["id"]) for e in bundle.get("entry", [])}
+    assert found, "every write stores a Provenance"
+    return found
+
+
 @pytest.fixture(scope="module")
 def record(http: httpx.Client) -> dict[str, str]:
     """Two patients' records; returns the lastUpdated that _since tests split on."""
@@ -294,13 +305,14 @@ def test_patient_everything_is_exactly_the_record(
     assert len(pages) == 1
     got_match = {k for k, mode in found.items() if mode == "match"}
     got_include = {k for k, mode in found.items() if mode == "include"}
-    assert got_match == P1_MATCH, (sorted(got_match - P1_MATCH), sorted(P1_MATCH - got_match))
+    p1_match = P1_MATCH | provenance_of(http, "p1")
+    assert got_match == p1_match, (sorted(got_match - p1_match), sorted(p1_match - got_match))
     assert got_include == P1_INCLUDE, (
         sorted(got_include - P1_INCLUDE),
         sorted(P1_INCLUDE - got_include),
     )
     bundle = pages[0]
-    assert bundle["total"] == len(P1_MATCH)
+    assert bundle["total"] == len(p1_match)
     # Current versions only.
     versions = {
         (e["resource"]["resourceType"], e["resource"]["id"]): e["resource"]["meta"]["versionId"]
@@ -322,7 +334,7 @@ def test_patient_everything_of_another_patient(http: httpx.Client, record: dict[
         ("CareTeam", "team-x"): "match",
         ("Organization", "org-other"): "include",
         ("Practitioner", "pr-other"): "include",
-    }
+    } | dict.fromkeys(provenance_of(http, "p2"), "match")
 
 
 def test_patient_everything_type_filter(http: httpx.Client, record: dict[str, str]) -> None:
@@ -361,18 +373,19 @@ def test_patient_everything_since(http: httpx.Client, record: dict[str, str]) ->
     assert found == {("Observation", "obs-1"): "match", ("Organization", "org-1"): "include"}
     assert pages[0]["total"] == 1
     found, _ = walk(http, "/Patient/p1/$everything", {"_since": "2026"})
-    assert set(found) == P1_MATCH | P1_INCLUDE
+    assert set(found) == P1_MATCH | P1_INCLUDE | provenance_of(http, "p1")
     found, _ = walk(http, "/Patient/p1/$everything", {"_since": "2027-01-01T00:00:00Z"})
     assert found == {}
 
 
 def test_patient_everything_pages(http: httpx.Client, record: dict[str, str]) -> None:
-    everything = P1_MATCH | P1_INCLUDE
+    p1_match = P1_MATCH | provenance_of(http, "p1")
+    everything = p1_match | P1_INCLUDE
     for count in ("1", "3", "7", "100"):
         found, pages = walk(http, "/Patient/p1/$everything", {"_count": count})
         assert set(found) == everything, count  # each exactly once (walk checks)
         assert len(pages) == -(-len(everything) // int(count)), count
-        assert {p["total"] for p in pages} == {len(P1_MATCH)}
+        assert {p["total"] for p in pages} == {len(p1_match)}
         order = [
             (e["resource"]["resourceType"], e["resource"]["id"])
             for p in pages
@@ -390,7 +403,7 @@ def test_patient_everything_pages(http: httpx.Client, record: dict[str, str]) ->
         "Practitioner/pr-2",
     )
     bundle = http.get("/Patient/p1/$everything", params={"_count": "0"}).json()
-    assert bundle["total"] == len(P1_MATCH) and "entry" not in bundle
+    assert bundle["total"] == len(p1_match) and "entry" not in bundle
 
 
 def test_patient_everything_start_end_reported(http: httpx.Client, record: dict[str, str]) -> None:
@@ -402,7 +415,7 @@ def test_patient_everything_start_end_reported(http: httpx.Client, record: dict[
     outcomes = [e for e in entries if e["search"]["mode"] == "outcome"]
     assert len(outcomes) == 1
     assert len(outcomes[0]["resource"]["issue"]) == 2
-    assert len(entries) == len(P1_MATCH | P1_INCLUDE) + 1
+    assert len(entries) == len(P1_MATCH | P1_INCLUDE | provenance_of(http, "p1")) + 1
 
 
 def test_patient_everything_errors(http: httpx.Client, record: dict[str, str]) -> None:

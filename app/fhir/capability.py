@@ -43,6 +43,31 @@ TYPE_OPERATIONS: dict[str, tuple[dict[str, str], ...]] = {
 }
 
 
+# AuditEvents live in their own append-only table (app/api/audit.py): read and search only,
+# on the parameters that table answers.
+READ_ONLY: dict[str, dict[str, Any]] = {
+    "AuditEvent": {
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "searchParam": [
+            {
+                "name": name,
+                "definition": f"http://hl7.org/fhir/SearchParameter/AuditEvent-{name}",
+                "type": kind,
+            }
+            for name, kind in (
+                ("action", "token"),
+                ("agent", "reference"),
+                ("date", "date"),
+                ("entity", "reference"),
+                ("outcome", "token"),
+                ("patient", "reference"),
+                ("subtype", "token"),
+            )
+        ],
+    }
+}
+
+
 def capability_statement(
     *,
     base_url: str,
@@ -72,6 +97,8 @@ def capability_statement(
                 **{key: value for key, value in described.items() if value},
             }
         )
+        if name in READ_ONLY:
+            resources[-1] = {"type": name, **READ_ONLY[name]}
         if name in TYPE_OPERATIONS:
             resources[-1]["operation"] = [dict(o) for o in TYPE_OPERATIONS[name]]
     rest: dict[str, Any] = {"mode": "server"}

@@ -36,6 +36,7 @@ from app.search.criteria import parse_criteria
 from app.search.query import Context
 from app.security.caller import Caller
 from app.security.scopes import require
+from app.services.audit import note_interaction
 from app.services.disclosure import DisclosureLog
 from app.services.resources import JsonPatchDocument, ResourceService, WriteResult
 from app.services.search import SearchPage, SearchService
@@ -111,6 +112,7 @@ class BundleService:
                 f"Bundle.type must be batch or transaction, not {kind!r}",
                 expression=("Bundle.type",),
             )
+        note_interaction(kind)
         raw_entries = bundle.get("entry", [])
         if not isinstance(raw_entries, list):
             raise StructureError("Bundle.entry must be an array", expression=("Bundle.entry",))

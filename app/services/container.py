@@ -14,6 +14,7 @@ from app.config import Settings
 from app.fhir.errors import invalid_plain
 from app.services.access import AccessHook
 from app.services.assessments import AssessmentScoring
+from app.services.audit import AuditRecorder, AuditService
 from app.services.auth import AuthService
 from app.services.bundle import BundleService
 from app.services.cases import CaseService
@@ -57,6 +58,7 @@ class Services:
     cases: CaseService
     conformance: ConformanceService
     reports: ReportService
+    audit: AuditService
 
 
 def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Services:
@@ -133,6 +135,8 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         cases,
         ConformanceService(resources),
         ReportService(search=search, clock=clock, engine=engine),
+        # Last: its write hook records what the other hooks let through.
+        _audit(resources, engine=engine, clock=clock, settings=settings),
     )
 
 
@@ -163,3 +167,14 @@ def _referrals(
         settings=settings,
         from_plain=_plain_referral,
     )
+
+
+def _audit(
+    resources: ResourceService, *, engine: Engine, clock: Clock, settings: Settings
+) -> AuditService:
+    """The audit log; its write hook goes last, so it records what the other hooks let
+    through, as it was stored."""
+    recorder = AuditRecorder(engine=engine, settings=settings)
+    audit = AuditService(engine=engine, clock=clock, settings=settings, recorder=recorder)
+    resources.add_hook(audit.hook)
+    return audit

@@ -229,7 +229,8 @@ class Repository:
 
     @property
     def connection(self) -> Connection:
-        """This transaction's connection, for the stores of other tables (app/storage/auth.py)."""
+        """The transaction's connection, for the stores of other tables that must work in
+        the same transaction (app/storage/auth.py, app/storage/audit.py)."""
         return self._conn
 
     # -- locks -------------------------------------------------------------------------

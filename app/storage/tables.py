@@ -387,3 +387,36 @@ class AuthSigningKeyRow(SQLModel, table=True):
 api_client_table = ApiClientRow.__table__  # type: ignore[attr-defined]
 auth_jti_table = AuthJtiRow.__table__  # type: ignore[attr-defined]
 auth_signing_key_table = AuthSigningKeyRow.__table__  # type: ignore[attr-defined]
+# --- Accountability: AuditEvents (issue 6) -----------------------------------------------
+
+
+class AuditEventRow(SQLModel, table=True):
+    """One AuditEvent (IHE BALP), append-only: never updated or deleted by the API.
+
+    Kept apart from the resource table: one row per read would flood system history,
+    exports and the search indexes. The columns are what auditors filter on; body is the
+    AuditEvent as served.
+    """
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        Index("ix_audit_event_agency_recorded", "agency", "recorded"),
+        Index("ix_audit_event_patient_recorded", "patient", "recorded"),
+        Index("ix_audit_event_recorded", "recorded", "id"),
+        Index("ix_audit_event_entity", "entity_type", "entity_id"),
+    )
+
+    id: str = Field(sa_column=Column(String(64), primary_key=True))
+    recorded: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    agency: str | None = Field(default=None, sa_column=Column(String(80), nullable=True))
+    client_id: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+    patient: str | None = Field(default=None, sa_column=Column(String(80), nullable=True))
+    subtype: str = Field(sa_column=Column(String(32), nullable=False))
+    action: str = Field(sa_column=Column(String(1), nullable=False))
+    outcome: str = Field(sa_column=Column(String(2), nullable=False))
+    entity_type: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    entity_id: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    body: bytes = Field(sa_column=Column(JSONBody(), nullable=False))
+
+
+audit_event_table = AuditEventRow.__table__  # type: ignore[attr-defined]
