@@ -16,8 +16,10 @@ from app.api.bulk import router as bulk_router
 from app.api.fhir import router as fhir_router
 from app.api.health import router as health_router
 from app.api.operations import router as operations_router
+from app.api.subscriptions import router as subscriptions_router
 from app.clock import Clock
 from app.config import Settings, get_settings
+from app.notify import DeliveryWorker
 from app.services.container import build_services
 from app.storage.db import SqliteCheckpointer, create_db_engine, is_migrated, upgrade
 
@@ -61,9 +63,15 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             checkpointer = SqliteCheckpointer(engine, settings.sqlite_checkpoint_interval_s)
             checkpointer.start()
         services.exports.start()
+        # Notifications are delivered from this process unless `casebridge worker` does it.
+        notifier = DeliveryWorker(services) if settings.notify_worker else None
+        if notifier is not None:
+            notifier.start()
         try:
             yield
         finally:
+            if notifier is not None:
+                notifier.stop()
             services.exports.shutdown()
             if checkpointer is not None:
                 checkpointer.stop()
@@ -80,6 +88,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     errors.install(app)
     app.include_router(health_router)
     app.include_router(bulk_router)  # before fhir_router: its /{type} would take $export
+    app.include_router(subscriptions_router)  # before fhir_router: SubscriptionTopic is served
     app.include_router(fhir_router)
     app.include_router(operations_router)
     return app

@@ -16,6 +16,7 @@ from app.services.health import HealthService
 from app.services.history import HistoryService
 from app.services.resources import ResourceService
 from app.services.search import SearchService
+from app.services.subscriptions import SubscriptionHook, SubscriptionService
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +34,13 @@ class Services:
     bundles: BundleService
     everything: EverythingService
     exports: ExportService
+    subscriptions: SubscriptionService
 
 
 def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Services:
     """Wire the services together."""
     resources = ResourceService(engine=engine, clock=clock, settings=settings)
+    resources.add_hook(SubscriptionHook(settings=settings, clock=clock))
     history = HistoryService(
         engine=engine,
         default_count=settings.default_page_size,
@@ -71,4 +74,5 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         bundles,
         everything,
         ExportService(engine=engine, clock=clock, settings=settings),
+        SubscriptionService(engine=engine),
     )

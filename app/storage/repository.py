@@ -189,6 +189,11 @@ class Repository:
         self._conn = conn
         self._pg = conn.dialect.name == "postgresql"
 
+    @property
+    def connection(self) -> Connection:
+        """The transaction's connection, for stores of other features (app/storage/outbox.py)."""
+        return self._conn
+
     # -- locks -------------------------------------------------------------------------
     def lock(self, name: str) -> None:
         """Serialise writers on a name until commit (PostgreSQL advisory lock).
