@@ -248,12 +248,12 @@ def status_report(http: httpx.Client, subscription_id: str) -> dict[str, Any]:
 
 BAD_SUBSCRIPTIONS = {
     "ftp-endpoint": (
-        lambda own: criteria_subscription("ftp://127.0.0.1/x", "Task?owner=Organization/b"),
+        lambda _own: criteria_subscription("ftp://127.0.0.1/x", "Task?owner=Organization/b"),
         422,
         "http or https",
     ),
     "relative-endpoint": (
-        lambda own: criteria_subscription("/hook", "Task?owner=Organization/b"),
+        lambda _own: criteria_subscription("/hook", "Task?owner=Organization/b"),
         422,
         "http or https",
     ),
@@ -275,53 +275,53 @@ BAD_SUBSCRIPTIONS = {
         "this server itself",
     ),
     "websocket-channel": (
-        lambda own: criteria_subscription(
+        lambda _own: criteria_subscription(
             "http://127.0.0.1:9/h", "Task?owner=Organization/b", channel={"type": "websocket"}
         ),
         422,
         "rest-hook",
     ),
     "unknown-topic": (
-        lambda own: topic_subscription("http://127.0.0.1:9/h", topic="http://x.org/T/none"),
+        lambda _own: topic_subscription("http://127.0.0.1:9/h", topic="http://x.org/T/none"),
         422,
         "Unknown SubscriptionTopic",
     ),
     "topic-filter-not-offered": (
-        lambda own: topic_subscription("http://127.0.0.1:9/h", filters=("Task?patient=P/1",)),
+        lambda _own: topic_subscription("http://127.0.0.1:9/h", filters=("Task?patient=P/1",)),
         422,
         "cannot filter by",
     ),
     "unsupported-search-parameter": (
-        lambda own: criteria_subscription("http://127.0.0.1:9/h", "Task?no-such-param=1"),
+        lambda _own: criteria_subscription("http://127.0.0.1:9/h", "Task?no-such-param=1"),
         400,
         "not supported",
     ),
     "criteria-without-query": (
-        lambda own: criteria_subscription("http://127.0.0.1:9/h", "Task"),
+        lambda _own: criteria_subscription("http://127.0.0.1:9/h", "Task"),
         422,
         "neither",
     ),
     "criteria-on-subscriptions": (
-        lambda own: criteria_subscription("http://127.0.0.1:9/h", "Subscription?status=active"),
+        lambda _own: criteria_subscription("http://127.0.0.1:9/h", "Subscription?status=active"),
         422,
         "cannot select",
     ),
     "header-not-a-header": (
-        lambda own: criteria_subscription(
+        lambda _own: criteria_subscription(
             "http://127.0.0.1:9/h", "Task?status=requested", channel={"header": ["no colon"]}
         ),
         422,
         "Name: value",
     ),
     "header-reserved": (
-        lambda own: criteria_subscription(
+        lambda _own: criteria_subscription(
             "http://127.0.0.1:9/h", "Task?status=requested", channel={"header": ["Host: x"]}
         ),
         422,
         "may not set",
     ),
     "xml-payload": (
-        lambda own: criteria_subscription(
+        lambda _own: criteria_subscription(
             "http://127.0.0.1:9/h", "Task?status=requested", payload="application/fhir+xml"
         ),
         422,
@@ -394,9 +394,7 @@ def test_criteria_subscription_handshake_then_matching_events_with_full_resource
     status = first.status
     assert status["eventsSinceSubscriptionStart"] == "1"
     assert status["subscription"]["reference"].endswith(f"/Subscription/{created['id']}")
-    assert status["notificationEvent"][0]["focus"]["reference"].endswith(
-        f"/Task/{matching['id']}"
-    )
+    assert status["notificationEvent"][0]["focus"]["reference"].endswith(f"/Task/{matching['id']}")
     entry = first.bundle["entry"][1]
     assert entry["resource"]["id"] == matching["id"]
     assert entry["resource"]["status"] == "requested"
