@@ -48,6 +48,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def retry_delay(attempts: int, *, base_s: float, max_s: float, jitter: float) -> float:
+    """Seconds before attempt n+1 after n failed ones: exponential backoff, capped, with
+    "equal jitter" (half fixed, half random) so that subscribers failing together do not
+    retry in lockstep. jitter is a number in [0, 1)."""
+    ceiling = min(max_s, base_s * 2.0 ** min(max(attempts - 1, 0), 60))
+    return ceiling * (0.5 + 0.5 * jitter)
+
+
 class DeliveryWorker:
     """Delivers notifications on a dispatcher thread and a small pool of sender threads."""
 
@@ -221,16 +229,24 @@ class DeliveryWorker:
         return f"the endpoint answered HTTP {response.status_code}"
 
     def _backoff(self, attempts: int) -> timedelta:
-        """Exponential backoff with jitter: base * 2^(n-1), capped, times 0.5..1."""
         settings = self._settings
-        delay = min(settings.notify_retry_max_s, settings.notify_retry_base_s * 2 ** (attempts - 1))
-        return timedelta(seconds=delay * random.uniform(0.5, 1.0))
+        return timedelta(
+            seconds=retry_delay(
+                attempts,
+                base_s=settings.notify_retry_base_s,
+                max_s=settings.notify_retry_max_s,
+                jitter=random.random(),
+            )
+        )
 
     def _succeeded(self, row: Claimed, state: State, now: datetime) -> None:
         with transaction(self._engine, write=True) as repo:
             store = NotifyStore(repo.connection)
             store.delivered(row.id, now)
-            store.sent(row.subscription_id, now)
+            if state.heartbeat_s or row.kind == "handshake":
+                # Only heartbeats need the time; skipping the update otherwise keeps the
+                # worker off the counter row that concurrent writers lock.
+                store.sent(row.subscription_id, now)
             if row.kind != "handshake":
                 return
             current = store.state(row.subscription_id)
@@ -305,4 +321,4 @@ class DeliveryWorker:
             log.info("heartbeat to Subscription/%s failed: %s", state.id, error)
 
 
-__all__ = ["DeliveryWorker"]
+__all__ = ["DeliveryWorker", "retry_delay"]
