@@ -69,6 +69,9 @@ class Backend:
             "database_url": self.url,
             "environment": "test",
             "auth": "off",
+            # No background delivery worker on the shared test databases: it would query
+            # while fixtures TRUNCATE. Subscription tests run their own (and own database).
+            "notify_worker": False,
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]

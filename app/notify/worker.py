@@ -138,10 +138,14 @@ class DeliveryWorker:
         if free > 0:
             now = _now()
             until = now + timedelta(seconds=self._settings.notify_lease_s)
-            with transaction(self._engine, write=True) as repo:
-                claimed = NotifyStore(repo.connection).claim(
-                    now=now, until=until, owner=self._owner, limit=free
-                )
+            claimed: list[Claimed] = []
+            with transaction(self._engine, write=False, single_read=True) as repo:
+                due = NotifyStore(repo.connection).any_due(now)
+            if due:
+                with transaction(self._engine, write=True) as repo:
+                    claimed = NotifyStore(repo.connection).claim(
+                        now=now, until=until, owner=self._owner, limit=free
+                    )
             for row in claimed:
                 with self._inflight_lock:
                     self._inflight += 1

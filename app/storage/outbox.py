@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     and_,
     bindparam,
     delete,
@@ -229,13 +230,11 @@ class NotifyStore:
         self._conn.execute(insert(outbox_table), [dict(r) for r in rows])
         self._conn.info[WROTE_OUTBOX] = True
 
-    def claim(self, *, now: datetime, until: datetime, owner: str, limit: int) -> list[Claimed]:
-        """Lease the head row of each subscription that is due and not in flight.
-
-        Only the oldest pending row a subscription can be sent (events while active, a
-        handshake while requested) is a candidate, so one notification per subscription is
-        in flight and they leave in order.
-        """
+    @staticmethod
+    def _due_heads(now: datetime, limit: int) -> Select[Any]:
+        # Only the oldest pending row a subscription can be sent (events while active, a
+        # handshake while requested) is a candidate, so one notification per subscription
+        # is in flight and they leave in order.
         sendable = or_(
             and_(S.status == "active", OB.kind == "event"),
             and_(S.status == "requested", OB.kind == "handshake"),
@@ -247,13 +246,22 @@ class NotifyStore:
             .group_by(OB.subscription_id)
             .subquery()
         )
-        query = (
+        return (
             select(*_CLAIM_COLS)
             .join(heads, OB.id == heads.c.head)
             .where(OB.next_attempt_at <= now, or_(OB.lease_until.is_(None), OB.lease_until < now))
             .order_by(OB.id)
             .limit(limit)
         )
+
+    def any_due(self, now: datetime) -> bool:
+        """Whether some notification could be claimed now (a read: an idle worker takes no
+        write lock)."""
+        return self._conn.execute(self._due_heads(now, 1)).first() is not None
+
+    def claim(self, *, now: datetime, until: datetime, owner: str, limit: int) -> list[Claimed]:
+        """Lease the head row of each subscription that is due and not in flight."""
+        query = self._due_heads(now, limit)
         if self._pg:
             # Workers in other processes skip rows another is claiming instead of waiting.
             query = query.with_for_update(of=outbox_table, skip_locked=True)
