@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,6 +43,7 @@ from app.storage.outbox import WROTE_OUTBOX, Claimed, NotifyStore, State
 
 log = logging.getLogger(__name__)
 _HEARTBEAT_CHECK_S = 1.0
+_COMMITTED_OUTBOX = "casebridge.committed_outbox"
 
 
 def _now() -> datetime:
@@ -54,6 +56,15 @@ def retry_delay(attempts: int, *, base_s: float, max_s: float, jitter: float) ->
     retry in lockstep. jitter is a number in [0, 1)."""
     ceiling = min(max_s, base_s * 2.0 ** min(max(attempts - 1, 0), 60))
     return ceiling * (0.5 + 0.5 * jitter)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """A leased outbox row with what sending it needs."""
+
+    row: Claimed
+    state: State
+    body: bytes | None
 
 
 class DeliveryWorker:
@@ -88,6 +99,7 @@ class DeliveryWorker:
         )
         event.listen(self._engine, "commit", self._on_commit)
         event.listen(self._engine, "rollback", self._on_rollback)
+        event.listen(self._engine.pool, "checkin", self._on_checkin)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="notify-dispatch", daemon=True)
         self._thread.start()
@@ -102,6 +114,7 @@ class DeliveryWorker:
         self._thread = None
         event.remove(self._engine, "commit", self._on_commit)
         event.remove(self._engine, "rollback", self._on_rollback)
+        event.remove(self._engine.pool, "checkin", self._on_checkin)
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
         if self._http is not None:
@@ -111,13 +124,21 @@ class DeliveryWorker:
         """Block until stop() is called (the `casebridge worker` command)."""
         self._stop.wait()
 
-    def _on_commit(self, conn: Connection) -> None:
+    # The commit event fires before the database commits, so a worker woken there could
+    # look before the rows are visible; it is woken when the connection returns to the
+    # pool, after the commit.
+    @staticmethod
+    def _on_commit(conn: Connection) -> None:
         if conn.info.pop(WROTE_OUTBOX, False):
-            self._wake.set()
+            conn.info[_COMMITTED_OUTBOX] = True
 
     @staticmethod
     def _on_rollback(conn: Connection) -> None:
         conn.info.pop(WROTE_OUTBOX, None)
+
+    def _on_checkin(self, _dbapi_connection: Any, record: Any) -> None:
+        if record is not None and record.info.pop(_COMMITTED_OUTBOX, False):
+            self._wake.set()
 
     # -- dispatch ------------------------------------------------------------------------
     def _run(self) -> None:
@@ -137,29 +158,48 @@ class DeliveryWorker:
             free = self._settings.notify_concurrency - self._inflight
         if free > 0:
             now = _now()
-            until = now + timedelta(seconds=self._settings.notify_lease_s)
-            claimed: list[Claimed] = []
+            jobs: list[_Job] = []
             with transaction(self._engine, write=False, single_read=True) as repo:
                 due = NotifyStore(repo.connection).any_due(now)
             if due:
                 with transaction(self._engine, write=True) as repo:
-                    claimed = NotifyStore(repo.connection).claim(
-                        now=now, until=until, owner=self._owner, limit=free
-                    )
-            for row in claimed:
+                    jobs = self._claim(NotifyStore(repo.connection), now, limit=free)
+            for job in jobs:
                 with self._inflight_lock:
                     self._inflight += 1
-                self._pool.submit(self._send_claimed, row)
+                self._pool.submit(self._send_claimed, job)
         monotonic = time.monotonic()
         if monotonic >= self._next_heartbeat_check:
             self._next_heartbeat_check = monotonic + _HEARTBEAT_CHECK_S
             self._heartbeats()
 
-    def _send_claimed(self, row: Claimed) -> None:
+    def _claim(
+        self, store: NotifyStore, now: datetime, *, limit: int, subscription_id: str | None = None
+    ) -> list[_Job]:
+        """Lease rows and read what sending them needs, in the caller's transaction."""
+        until = now + timedelta(seconds=self._settings.notify_lease_s)
+        jobs = []
+        for row in store.claim(
+            now=now, until=until, owner=self._owner, limit=limit, subscription_id=subscription_id
+        ):
+            state = store.state(row.subscription_id)
+            if state is None:
+                continue  # deleted meanwhile: its rows were dropped
+            body = None
+            if row.kind == "event" and state.payload == "full-resource":
+                body = store.focus_body(row.focus_type, row.focus_id, row.focus_version)
+            jobs.append(_Job(row, state, body))
+        return jobs
+
+    def _send_claimed(self, job: _Job) -> None:
         try:
-            self._deliver(row)
+            # After a success the same thread goes on with the subscription's next row,
+            # claimed in the transaction that recorded the success.
+            next_job: _Job | None = job
+            while next_job is not None and not self._stop.is_set():
+                next_job = self._deliver(next_job)
         except Exception:
-            log.warning("notification %s could not be handled", row.id, exc_info=True)
+            log.warning("notification %s could not be handled", job.row.id, exc_info=True)
         finally:
             with self._inflight_lock:
                 self._inflight -= 1
@@ -167,15 +207,9 @@ class DeliveryWorker:
             self._wake.set()
 
     # -- one notification ----------------------------------------------------------------
-    def _deliver(self, row: Claimed) -> None:
-        with transaction(self._engine, write=False) as repo:
-            store = NotifyStore(repo.connection)
-            state = store.state(row.subscription_id)
-            body = None
-            if state is not None and row.kind == "event" and state.payload == "full-resource":
-                body = store.focus_body(row.focus_type, row.focus_id, row.focus_version)
-        if state is None:
-            return  # deleted meanwhile: its rows were dropped
+    def _deliver(self, job: _Job) -> _Job | None:
+        """Send one notification and record the outcome; the subscription's next job."""
+        row, state = job.row, job.state
         events: tuple[Event, ...] = ()
         count = state.events
         if row.kind == "event":
@@ -189,7 +223,7 @@ class DeliveryWorker:
                     row.focus_id,
                     row.focus_version,
                     row.method,
-                    body,
+                    job.body,
                 ),
             )
         view = StatusView(state.id, state.status, state.topic, count, None)
@@ -197,14 +231,15 @@ class DeliveryWorker:
         error = self._post(state, view, kind, events)
         now = _now()
         if error is None:
-            self._succeeded(row, state, now)
-        elif row.attempts >= self._settings.notify_max_attempts:
+            return self._succeeded(row, state, now)
+        if row.attempts >= self._settings.notify_max_attempts:
             self._give_up(row, state, error)
-        else:
-            with transaction(self._engine, write=True) as repo:
-                NotifyStore(repo.connection).retry_later(
-                    row.id, at=now + self._backoff(row.attempts), error=error
-                )
+            return None
+        with transaction(self._engine, write=True) as repo:
+            NotifyStore(repo.connection).retry_later(
+                row.id, at=now + self._backoff(row.attempts), error=error
+            )
+        return None
 
     def _post(
         self, state: State, view: StatusView, kind: str, events: tuple[Event, ...]
@@ -243,7 +278,7 @@ class DeliveryWorker:
             )
         )
 
-    def _succeeded(self, row: Claimed, state: State, now: datetime) -> None:
+    def _succeeded(self, row: Claimed, state: State, now: datetime) -> _Job | None:
         with transaction(self._engine, write=True) as repo:
             store = NotifyStore(repo.connection)
             store.delivered(row.id, now)
@@ -251,16 +286,21 @@ class DeliveryWorker:
                 # Only heartbeats need the time; skipping the update otherwise keeps the
                 # worker off the counter row that concurrent writers lock.
                 store.sent(row.subscription_id, now)
-            if row.kind != "handshake":
-                return
-            current = store.state(row.subscription_id)
-            # Activate only the version the handshake was for (a client may have changed
-            # the endpoint meanwhile: that version has its own handshake queued).
-            if current is None or current.status != "requested":
-                return
-            if current.version_id != row.focus_version:
-                return
-            self._set_status(repo, state.id, "active", None)
+            if row.kind == "handshake":
+                current = store.state(row.subscription_id)
+                # Activate only the version the handshake was for (a client may have
+                # changed the endpoint meanwhile: that version has its own handshake).
+                if (
+                    current is not None
+                    and current.status == "requested"
+                    and current.version_id == row.focus_version
+                ):
+                    self._set_status(repo, state.id, "active", None)
+                return None
+            if self._stop.is_set():
+                return None
+            jobs = self._claim(store, now, limit=1, subscription_id=row.subscription_id)
+        return jobs[0] if jobs else None
 
     def _give_up(self, row: Claimed, state: State, error: str) -> None:
         what = "handshake" if row.kind == "handshake" else f"event {row.event_number}"

@@ -231,7 +231,7 @@ class NotifyStore:
         self._conn.info[WROTE_OUTBOX] = True
 
     @staticmethod
-    def _due_heads(now: datetime, limit: int) -> Select[Any]:
+    def _due_heads(now: datetime, limit: int, subscription_id: str | None = None) -> Select[Any]:
         # Only the oldest pending row a subscription can be sent (events while active, a
         # handshake while requested) is a candidate, so one notification per subscription
         # is in flight and they leave in order.
@@ -243,6 +243,7 @@ class NotifyStore:
             select(func.min(OB.id).label("head"))
             .select_from(outbox_table.join(subscription_state_table, S.id == OB.subscription_id))
             .where(OB.state == "pending", sendable)
+            .where(*(() if subscription_id is None else (OB.subscription_id == subscription_id,)))
             .group_by(OB.subscription_id)
             .subquery()
         )
@@ -259,9 +260,18 @@ class NotifyStore:
         write lock)."""
         return self._conn.execute(self._due_heads(now, 1)).first() is not None
 
-    def claim(self, *, now: datetime, until: datetime, owner: str, limit: int) -> list[Claimed]:
-        """Lease the head row of each subscription that is due and not in flight."""
-        query = self._due_heads(now, limit)
+    def claim(
+        self,
+        *,
+        now: datetime,
+        until: datetime,
+        owner: str,
+        limit: int,
+        subscription_id: str | None = None,
+    ) -> list[Claimed]:
+        """Lease the head row of each subscription (or of one) that is due and not in
+        flight."""
+        query = self._due_heads(now, limit, subscription_id)
         if self._pg:
             # Workers in other processes skip rows another is claiming instead of waiting.
             query = query.with_for_update(of=outbox_table, skip_locked=True)
