@@ -366,7 +366,7 @@ def test_topics_are_served_read_only(http: httpx.Client) -> None:
 
 
 def test_criteria_subscription_handshake_then_matching_events_with_full_resource(
-    http: httpx.Client, receiver: Receiver
+    http: httpx.Client, receiver: Receiver, notify_db: NotifyDb
 ) -> None:
     body = criteria_subscription(
         receiver.url,
@@ -404,6 +404,23 @@ def test_criteria_subscription_handshake_then_matching_events_with_full_resource
     report = status_report(http, created["id"])
     assert report["status"] == "active"
     assert report["eventsSinceSubscriptionStart"] == "2"
+    with notify_db.engine.connect() as conn:
+        agency = conn.execute(text("SELECT agency FROM subscription_state")).scalar_one()
+    assert agency == "Organization/b"  # the agency that created it, for the access rules
+
+
+def test_deleted_subscription_sends_nothing_more(http: httpx.Client, receiver: Receiver) -> None:
+    sub = subscribe(http, topic_subscription(receiver.url))
+    receiver.stop()  # the first event stays pending
+    post(http, task("Organization/b"))
+    assert http.delete(f"/Subscription/{sub}").status_code in (200, 204)
+    receiver.start()
+    post(http, task("Organization/b"))
+    time.sleep(0.5)
+    assert receiver.events() == []
+    gone = http.get(f"/Subscription/{sub}/$status")
+    assert gone.status_code == 404
+    assert gone.json()["resourceType"] == "OperationOutcome"
 
 
 @pytest.mark.parametrize("content", ["empty", "id-only", "full-resource"])
