@@ -23,7 +23,7 @@ from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
 
@@ -69,8 +69,6 @@ class SubscriptionSpec:
     @property
     def query(self) -> str:
         """The criteria as one search query string (stored, shown in errors)."""
-        from urllib.parse import urlencode
-
         return f"{self.resource_type}?{urlencode(self.params)}"
 
 
