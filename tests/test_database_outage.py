@@ -35,9 +35,7 @@ def test_postgresql_going_away_and_coming_back(backend: Backend) -> None:
     )
     proxied = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
     port = free_port()
-    settings = Settings(
-        database_url=proxied, base_url=f"http://127.0.0.1:{port}/fhir", auth="off"
-    )
+    settings = Settings(database_url=proxied, base_url=f"http://127.0.0.1:{port}/fhir", auth="off")
     server = start_server(create_app(settings, clock=fixed_clock()), port)
     try:
         with httpx.Client(base_url=server.root, timeout=30) as http:
