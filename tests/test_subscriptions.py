@@ -545,7 +545,8 @@ def test_separate_worker_process_delivers(notify_db: NotifyDb, receiver: Receive
         **os.environ,
         "CASEBRIDGE_DATABASE_URL": notify_db.url,
         "CASEBRIDGE_BASE_URL": f"http://127.0.0.1:{port}/fhir",
-        "CASEBRIDGE_NOTIFY_POLL_INTERVAL_S": "0.05",
+        # PostgreSQL: LISTEN/NOTIFY wakes the worker, so a long poll must not delay it.
+        "CASEBRIDGE_NOTIFY_POLL_INTERVAL_S": "30" if notify_db.name == "postgresql" else "0.05",
     }
     worker = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "worker"],
@@ -558,7 +559,7 @@ def test_separate_worker_process_delivers(notify_db: NotifyDb, receiver: Receive
         with httpx.Client(base_url=api.fhir, timeout=30) as http:
             sub = subscribe(http, topic_subscription(receiver.url))
             post(http, task("Organization/b"))
-            receiver.wait_for(lambda r: r.events() == [1])
+            receiver.wait_for(lambda r: r.events() == [1], timeout=10)
             assert status_of(http, sub) == "active"
     finally:
         worker.terminate()

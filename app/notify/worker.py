@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 import orjson
+import psycopg
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
@@ -39,7 +40,7 @@ from app.fhir.subscriptions import Event, StatusView, notification_bundle
 from app.services.container import Services
 from app.services.subscriptions import NOTIFIER
 from app.services.uow import transaction
-from app.storage.outbox import WROTE_OUTBOX, Claimed, NotifyStore, State
+from app.storage.outbox import NOTIFY_CHANNEL, WROTE_OUTBOX, Claimed, NotifyStore, State
 
 log = logging.getLogger(__name__)
 _HEARTBEAT_CHECK_S = 1.0
@@ -80,6 +81,7 @@ class DeliveryWorker:
         self._inflight = 0
         self._inflight_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._listener: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._http: httpx.Client | None = None
         self._next_heartbeat_check = 0.0
@@ -103,6 +105,11 @@ class DeliveryWorker:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="notify-dispatch", daemon=True)
         self._thread.start()
+        if self._engine.dialect.name == "postgresql":
+            self._listener = threading.Thread(
+                target=self._listen, name="notify-listen", daemon=True
+            )
+            self._listener.start()
 
     def stop(self) -> None:
         """Stop after the notifications in flight finish (their rows stay leased if not)."""
@@ -112,6 +119,9 @@ class DeliveryWorker:
         self._wake.set()
         self._thread.join(timeout=10)
         self._thread = None
+        if self._listener is not None:
+            self._listener.join(timeout=5)
+            self._listener = None
         event.remove(self._engine, "commit", self._on_commit)
         event.remove(self._engine, "rollback", self._on_rollback)
         event.remove(self._engine.pool, "checkin", self._on_checkin)
@@ -119,6 +129,11 @@ class DeliveryWorker:
             self._pool.shutdown(wait=True, cancel_futures=True)
         if self._http is not None:
             self._http.close()
+        try:
+            with transaction(self._engine, write=True) as repo:
+                NotifyStore(repo.connection).release_owned(self._owner)
+        except Exception:  # the leases expire by themselves
+            log.warning("could not release notification leases", exc_info=True)
 
     def wait(self) -> None:
         """Block until stop() is called (the `casebridge worker` command)."""
@@ -140,17 +155,34 @@ class DeliveryWorker:
         if record is not None and record.info.pop(_COMMITTED_OUTBOX, False):
             self._wake.set()
 
+    def _listen(self) -> None:
+        """PostgreSQL: LISTEN for commits of other processes that wrote outbox rows, so
+        they are sent without waiting for the next poll (polling stays as the fallback)."""
+        url = self._engine.url.set(drivername="postgresql")
+        conninfo = url.render_as_string(hide_password=False)
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    # Commits made before LISTEN took effect sent no notice to this worker.
+                    self._wake.set()
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                            self._wake.set()
+            except psycopg.Error:
+                log.info("LISTEN %s lost; polling meanwhile", NOTIFY_CHANNEL, exc_info=True)
+                self._stop.wait(1.0)
+
     # -- dispatch ------------------------------------------------------------------------
     def _run(self) -> None:
+        # The first round runs at once: a (re)started worker resumes what is pending.
         while not self._stop.is_set():
-            self._wake.wait(self._settings.notify_poll_interval_s)
-            self._wake.clear()
-            if self._stop.is_set():
-                break
             try:
                 self._dispatch()
             except Exception:  # the database may be down: try again next round
                 log.warning("notification dispatch failed", exc_info=True)
+            self._wake.wait(self._settings.notify_poll_interval_s)
+            self._wake.clear()
 
     def _dispatch(self) -> None:
         assert self._pool is not None

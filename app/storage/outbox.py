@@ -21,6 +21,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -40,6 +41,10 @@ V = version_table.c
 # Set on a connection whose transaction wrote outbox rows; the delivery worker's commit
 # listener wakes it when that transaction commits (app/notify/worker.py).
 WROTE_OUTBOX: Final = "casebridge.wrote_outbox"
+
+# The PostgreSQL NOTIFY channel workers LISTEN on for new outbox rows.
+NOTIFY_CHANNEL: Final = "casebridge_outbox"
+_NOTIFY = text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')")
 
 _NEXT_EVENT = (
     update(subscription_state_table)
@@ -229,6 +234,9 @@ class NotifyStore:
             return
         self._conn.execute(insert(outbox_table), [dict(r) for r in rows])
         self._conn.info[WROTE_OUTBOX] = True
+        if self._pg:
+            # Delivered at commit (never for a rollback) to workers of other processes.
+            self._conn.execute(_NOTIFY)
 
     @staticmethod
     def _due_heads(now: datetime, limit: int, subscription_id: str | None = None) -> Select[Any]:
@@ -309,6 +317,16 @@ class NotifyStore:
             .values(lease_until=None, attempts=0, last_error=error[:2000])
         )
 
+    def release_owned(self, owner: str) -> int:
+        """Give back every lease a stopping worker holds (rows it claimed but did not send),
+        so another worker need not wait for the leases to expire."""
+        done = self._conn.execute(
+            update(outbox_table)
+            .where(OB.lease_owner == owner, OB.state == "pending", OB.lease_until.is_not(None))
+            .values(lease_until=None, lease_owner=None)
+        )
+        return int(done.rowcount)
+
     def focus_body(self, resource_type: str, resource_id: str, version_id: int) -> bytes | None:
         """The stored body of the version an event reports."""
         row = self._conn.execute(
@@ -329,4 +347,4 @@ class NotifyStore:
         )
 
 
-__all__ = ["WROTE_OUTBOX", "Candidate", "Claimed", "NotifyStore", "State"]
+__all__ = ["NOTIFY_CHANNEL", "WROTE_OUTBOX", "Candidate", "Claimed", "NotifyStore", "State"]
