@@ -537,6 +537,42 @@ def test_restart_resumes_delivery_with_nothing_lost(
     assert got == written
 
 
+def test_a_crashed_workers_lease_expires_and_the_row_is_sent(
+    notify_db: NotifyDb, receiver: Receiver
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    notify_db.truncate()
+    first = start(notify_db)
+    with httpx.Client(base_url=first.fhir, timeout=30) as http:
+        subscribe(http, topic_subscription(receiver.url))
+    first.stop()
+    api = start(notify_db, notify_worker=False)
+    try:
+        with httpx.Client(base_url=api.fhir, timeout=30) as http:
+            post(http, task("Organization/b"))
+        # A worker that claimed the row and died: its lease holds for a while.
+        expires = datetime.now(UTC) + timedelta(seconds=1.5)
+        with notify_db.engine.begin() as conn:
+            leased = conn.execute(
+                text(
+                    "UPDATE notification_outbox SET lease_owner = 'dead', lease_until = :t "
+                    "WHERE kind = 'event'"
+                ),
+                {"t": expires if notify_db.name == "postgresql" else expires.replace(tzinfo=None)},
+            )
+            assert leased.rowcount == 1
+        second = start(notify_db)
+        try:
+            receiver.wait_for(lambda r: r.events() == [1])
+        finally:
+            second.stop()
+    finally:
+        api.stop()
+    arrived = receiver.of_kind("event-notification")[0].at
+    assert arrived >= expires.timestamp() - 0.05  # not while the lease held
+
+
 def test_separate_worker_process_delivers(notify_db: NotifyDb, receiver: Receiver) -> None:
     notify_db.truncate()
     api = start(notify_db, notify_worker=False)
