@@ -498,6 +498,46 @@ def clients_disable(
     typer.echo(f"Disabled {client.client_id} ({client.name}, {client.agency})")
 
 
+@cli.command()
+def worker() -> None:
+    """Deliver Subscription notifications from the outbox until stopped (SIGTERM/Ctrl-C).
+
+    Run it beside servers started with CASEBRIDGE_NOTIFY_WORKER=false; any number of workers
+    and servers may deliver from one database (rows are leased, never sent twice at once).
+    """
+    import signal
+
+    from app.clock import Clock
+    from app.notify import DeliveryWorker
+    from app.services.container import build_services
+
+    settings = get_settings()
+    engine = create_db_engine(
+        settings.effective_database_url,
+        pool_size=settings.db_pool_size,
+        busy_timeout_ms=settings.db_busy_timeout_ms,
+    )
+    try:
+        _migrated_or_exit(engine)
+        services = build_services(settings=settings, engine=engine, clock=Clock())
+        delivery = DeliveryWorker(services)
+
+        def _stop(_signum: int, _frame: object) -> None:
+            delivery.stop()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        services.audit.start()  # each delivery attempt is audited
+        delivery.start()
+        typer.echo("casebridge worker: delivering notifications", err=True)
+        try:
+            delivery.wait()
+        finally:
+            services.audit.shutdown()
+    finally:
+        engine.dispose()
+
+
 def main() -> None:
     """Console-script entry point."""
     cli()

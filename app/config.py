@@ -147,6 +147,43 @@ class Settings(BaseSettings):
         default=True, description="Store a Provenance with every write (same transaction)."
     )
 
+    # Subscriptions (issue 5): delivery of notifications from the outbox.
+    notify_worker: bool = Field(
+        default=True,
+        description="Run the notification delivery worker inside the server process "
+        "(false when `casebridge worker` runs separately).",
+    )
+    notify_poll_interval_s: float = Field(
+        default=0.25,
+        gt=0,
+        le=60,
+        description="How often the worker looks for other "
+        "processes' commits (its own process's commits wake it at once).",
+    )
+    notify_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one POST.")
+    notify_retry_base_s: float = Field(
+        default=1.0, gt=0, description="First retry delay; doubles per failed attempt."
+    )
+    notify_retry_max_s: float = Field(default=300.0, gt=0, description="Longest retry delay.")
+    notify_max_attempts: int = Field(
+        default=10,
+        ge=1,
+        description="Failed attempts of one notification after which its "
+        "Subscription is set to error.",
+    )
+    notify_lease_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a worker owns a notification it is sending "
+        "(after that another worker may send it again).",
+    )
+    notify_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Notifications in flight at once per worker (at most one per subscription).",
+    )
+
     @field_validator("base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:

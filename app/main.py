@@ -21,9 +21,11 @@ from app.api.fhir import router as fhir_router
 from app.api.health import router as health_router
 from app.api.operations import router as operations_router
 from app.api.referrals import router as referrals_router
+from app.api.subscriptions import router as subscriptions_router
 from app.clock import Clock
 from app.config import Settings, get_settings
 from app.fhir.errors import FHIRError
+from app.notify import DeliveryWorker
 from app.services.container import build_services
 from app.storage.db import SqliteCheckpointer, create_db_engine, is_migrated, upgrade
 
@@ -79,9 +81,15 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             except FHIRError as exc:
                 log.warning("conformance resources not installed: %s", exc.diagnostics)
         services.audit.start()
+        # Notifications are delivered from this process unless `casebridge worker` does it.
+        notifier = DeliveryWorker(services) if settings.notify_worker else None
+        if notifier is not None:
+            notifier.start()
         try:
             yield
         finally:
+            if notifier is not None:
+                notifier.stop()
             services.exports.shutdown()
             services.audit.shutdown()  # writes the queued AuditEvents before the engine goes
             if checkpointer is not None:
@@ -103,6 +111,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(referrals_router)
     app.include_router(cases_router)  # before fhir_router: /fhir/CarePlan/{id}/$check
     app.include_router(audit_router)  # before fhir_router: AuditEvent has its own table
+    app.include_router(subscriptions_router)  # before fhir_router: SubscriptionTopic is served
     app.include_router(fhir_router)
     app.include_router(operations_router)
     app.add_middleware(AuditMiddleware)

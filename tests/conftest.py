@@ -73,6 +73,9 @@ class Backend:
             "auth": "off",
             # Tests count what they write; the conformance tests turn this on.
             "install_conformance": False,
+            # No background delivery worker on the shared test databases: it would query
+            # while fixtures TRUNCATE. Subscription tests run their own (and own database).
+            "notify_worker": False,
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]

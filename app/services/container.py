@@ -31,6 +31,7 @@ from app.services.referrals import ReferralService
 from app.services.reports import ReportService
 from app.services.resources import ResourceService
 from app.services.search import SearchService
+from app.services.subscriptions import SubscriptionHook, SubscriptionService
 from mappings.referral import referral_bundle
 from schemas.casework import Referral
 
@@ -59,6 +60,7 @@ class Services:
     conformance: ConformanceService
     reports: ReportService
     audit: AuditService
+    subscriptions: SubscriptionService
 
 
 def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Services:
@@ -74,6 +76,8 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
     )
     # First: the other hooks see only writes the caller may make, with labels applied.
     resources.add_hook(AccessHook(clock=clock, own_base=settings.base_url))
+    # Then the outbox: a change that any later hook refuses rolls back with its rows.
+    resources.add_hook(SubscriptionHook(settings=settings, clock=clock))
     history = HistoryService(
         engine=engine,
         clock=clock,
@@ -137,6 +141,7 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         ReportService(search=search, clock=clock, engine=engine),
         # Last: its write hook records what the other hooks let through.
         _audit(resources, engine=engine, clock=clock, settings=settings),
+        SubscriptionService(engine=engine),
     )
 
 

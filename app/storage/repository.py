@@ -230,7 +230,7 @@ class Repository:
     @property
     def connection(self) -> Connection:
         """The transaction's connection, for the stores of other tables that must work in
-        the same transaction (app/storage/auth.py, app/storage/audit.py)."""
+        the same transaction (app/storage/auth.py, audit.py, outbox.py)."""
         return self._conn
 
     # -- locks -------------------------------------------------------------------------

@@ -420,3 +420,72 @@ class AuditEventRow(SQLModel, table=True):
 
 
 audit_event_table = AuditEventRow.__table__  # type: ignore[attr-defined]
+# -- Subscriptions and the notification outbox (issue 5) -------------------------------------
+
+
+class SubscriptionStateRow(SQLModel, table=True):
+    """What the delivery side needs of one Subscription resource, kept in step with it by a
+    write hook in the same transaction: the parsed channel and criteria, the agency that
+    wrote it, and the event counter whose row lock orders events per subscription."""
+
+    __tablename__ = "subscription_state"
+    __table_args__ = (Index("ix_subscription_state_match", "resource_type", "status"),)
+
+    id: str = Field(sa_column=Column(String(64), primary_key=True))
+    # The Subscription resource version this row describes.
+    version_id: int = Field(nullable=False)
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    # The resource type the criteria select, and the criteria as a search query string.
+    resource_type: str = Field(sa_column=Column(String(64), nullable=False))
+    query: str = Field(sa_column=Column(Text(), nullable=False))
+    topic: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
+    payload: str = Field(sa_column=Column(String(16), nullable=False))
+    endpoint: str = Field(sa_column=Column(Text(), nullable=False))
+    headers: str = Field(sa_column=Column(Text(), nullable=False))  # JSON list of "Name: value"
+    heartbeat_s: int = Field(default=0, nullable=False)
+    agency: str | None = Field(default=None, sa_column=Column(String(80), nullable=True))
+    events: int = Field(default=0, sa_type=BigInteger(), nullable=False)
+    error: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
+    # Wall-clock time of the last successful POST (heartbeats are due a period after it).
+    last_sent_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+
+
+class OutboxRow(SQLModel, table=True):
+    """One notification to deliver, written in the transaction of the change it reports
+    (kind event) or of the Subscription write that asks for a handshake (kind handshake).
+    Delivered rows are kept (state delivered) as a record of what was sent."""
+
+    __tablename__ = "notification_outbox"
+    __table_args__ = (
+        Index("ix_notification_outbox_head", "state", "subscription_id", "id"),
+        Index("ix_notification_outbox_event", "subscription_id", "event_number"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=_ROW_ID)
+    subscription_id: str = Field(sa_column=Column(String(64), nullable=False))
+    kind: str = Field(sa_column=Column(String(16), nullable=False))
+    # The per-subscription event number (events only).
+    event_number: int | None = Field(default=None, sa_type=BigInteger(), nullable=True)
+    # The version that caused the event (events), or the Subscription version (handshake).
+    focus_type: str = Field(sa_column=Column(String(64), nullable=False))
+    focus_id: str = Field(sa_column=Column(String(64), nullable=False))
+    focus_version: int = Field(nullable=False)
+    method: str = Field(sa_column=Column(String(8), nullable=False))
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    state: str = Field(sa_column=Column(String(16), nullable=False))  # pending | delivered
+    attempts: int = Field(default=0, nullable=False)
+    next_attempt_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    lease_until: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+    lease_owner: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    last_error: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
+    delivered_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+
+
+subscription_state_table = SubscriptionStateRow.__table__  # type: ignore[attr-defined]
+outbox_table = OutboxRow.__table__  # type: ignore[attr-defined]

@@ -1,0 +1,274 @@
+"""Subscriptions (spec R4B subscription.html; Subscriptions R5 Backport IG for topics).
+
+SubscriptionHook runs on the one write path (ResourceService._write):
+- on a Subscription write it checks the channel and criteria (422/400 before anything is
+  stored), sets the status the server owns (requested until a handshake succeeds) and keeps
+  the subscription's delivery state row in step, queueing the handshake;
+- on any other write it finds the active subscriptions whose criteria select the new
+  version, by running each subscription's criteria through the search engine restricted to
+  that one resource inside the writing transaction, and queues one outbox row per match
+  with the subscription's next event number.
+Nothing is sent here: app/notify delivers committed outbox rows.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+import orjson
+from sqlalchemy.engine import Engine
+
+from app.clock import Clock
+from app.config import Settings
+from app.fhir.errors import MethodNotAllowed, NotFound, ResourceInvalid
+from app.fhir.registry import is_resource_type
+from app.fhir.subscriptions import (
+    StatusView,
+    SubscriptionSpec,
+    read_subscription,
+    same_channel,
+    topic_by_id,
+    topics,
+)
+from app.search.query import Context, Criteria, parse_filters
+from app.security.caller import Caller
+from app.security.policy import scope_for
+from app.services.resources import WriteEvent
+from app.services.uow import transaction
+from app.storage.access import AccessScope
+from app.storage.outbox import Candidate, NotifyStore
+from app.storage.repository import Repository, StoredVersion
+from app.storage.tables import resource_table
+
+R = resource_table.c
+
+# The server acting on its own Subscriptions (activation after a handshake, error after the
+# retry cap): the only writer allowed to set status active or error.
+NOTIFIER: Final = Caller(client_id="casebridge-notifier")
+# Criteria on these types are refused: notifications about Subscriptions would feed on the
+# status writes of the delivery worker itself.
+_NOT_SUBSCRIBABLE: Final = frozenset({"Subscription", "SubscriptionTopic"})
+
+
+def _wall_now() -> datetime:
+    # Delivery scheduling (due times, leases) is wall-clock bookkeeping, like export jobs,
+    # not the clock that stamps lastUpdated.
+    return datetime.now(UTC)
+
+
+class SubscriptionHook:
+    """The WriteHook of Subscriptions: validation on write, and the outbox of every write."""
+
+    def __init__(self, *, settings: Settings, clock: Clock) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._lock = threading.Lock()
+        # Parsed criteria by (subscription id, version): parsing costs more than matching.
+        self._criteria: dict[tuple[str, int], Criteria] = {}
+
+    def _context(self) -> Context:
+        return Context(own_base=self._settings.base_url, now=self._clock.now())
+
+    def check(self, resource: dict[str, Any]) -> SubscriptionSpec:
+        """Check a Subscription body: channel (422) and criteria in strict search (400)."""
+        spec = read_subscription(resource, own_base=self._settings.base_url)
+        if not is_resource_type(spec.resource_type) or spec.resource_type in _NOT_SUBSCRIBABLE:
+            raise ResourceInvalid(
+                f"Subscriptions cannot select {spec.resource_type!r}",
+                expression=("Subscription.criteria",),
+            )
+        # Strict: a parameter the search engine cannot evaluate is refused, never ignored
+        # (ignoring it would widen what the subscriber is sent).
+        parse_filters(spec.resource_type, spec.params, self._context(), strict=True)
+        return spec
+
+    # -- WriteHook -----------------------------------------------------------------------
+    def before_write(self, repo: Repository, event: WriteEvent) -> bool:  # noqa: ARG002
+        """Refuse bad Subscriptions and writes of the shipped topics; set the status."""
+        if event.resource_type == "SubscriptionTopic":
+            raise MethodNotAllowed(
+                "SubscriptionTopics are defined by this server and read-only; "
+                "see GET [base]/SubscriptionTopic"
+            )
+        if event.resource_type != "Subscription" or event.resource is None:
+            return False
+        resource = event.resource
+        spec = self.check(resource)
+        if event.caller is NOTIFIER:
+            return False
+        previous = _body(event.current)
+        keep_active = (
+            spec.status == "active"
+            and previous is not None
+            and previous.get("status") == "active"
+            and same_channel(previous, resource)
+        )
+        # The client asks (requested) or stops (off); the server activates after a
+        # successful handshake (subscription.html#states).
+        status = spec.status if spec.status == "off" or keep_active else "requested"
+        if status == resource.get("status") and "error" not in resource:
+            return False
+        resource["status"] = status
+        resource.pop("error", None)
+        return True
+
+    def after_write(self, repo: Repository, event: WriteEvent, version: StoredVersion) -> None:
+        """Keep the subscription state in step; queue the events this write causes."""
+        store = NotifyStore(repo.connection)
+        if event.resource_type == "Subscription":
+            self._subscription_written(store, event, version)
+            return
+        if version.deleted:
+            return  # deletions match no criteria: the resource has no index rows left
+        rows = []
+        for candidate in store.candidates(event.resource_type):
+            # A subscriber is told only of what it could have read or searched for: its
+            # agency's access rule (docs/threat-model.md) joins the criteria, evaluated now.
+            scope = scope_for(candidate.agency, self._clock.now())
+            criteria = self._parsed(candidate, event.resource_type, scope)
+            visible = (scope.visible(R.resource_type, R.id),) if scope is not None else ()
+            if not store.matches(
+                event.resource_type, event.resource_id, (*criteria.conditions, *visible)
+            ):
+                continue
+            rows.append(
+                {
+                    "subscription_id": candidate.id,
+                    "kind": "event",
+                    "event_number": store.next_event(candidate.id),
+                    "focus_type": version.resource_type,
+                    "focus_id": version.id,
+                    "focus_version": version.version_id,
+                    "method": version.method or "PUT",
+                    "occurred_at": version.last_updated,
+                    "state": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": _wall_now(),
+                }
+            )
+        store.add(rows)
+
+    def _parsed(
+        self, candidate: Candidate, resource_type: str, scope: AccessScope | None
+    ) -> Criteria:
+        params = parse_qsl(candidate.query.partition("?")[2], keep_blank_values=True)
+        if scope is not None:
+            # Chains and _has in the criteria pass only through what the agency may see, at
+            # this instant: not cached.
+            context = replace(self._context(), scope=scope)
+            return parse_filters(resource_type, params, context, strict=True)
+        key = (candidate.id, candidate.version_id)
+        with self._lock:
+            found = self._criteria.get(key)
+        if found is not None:
+            return found
+        parsed = parse_filters(resource_type, params, self._context(), strict=True)
+        with self._lock:
+            if len(self._criteria) > 10_000:
+                self._criteria.clear()
+            self._criteria[key] = parsed
+        return parsed
+
+    def _subscription_written(
+        self, store: NotifyStore, event: WriteEvent, version: StoredVersion
+    ) -> None:
+        if event.resource is None:
+            store.drop(event.resource_id)
+            return
+        spec = read_subscription(event.resource, own_base=self._settings.base_url)
+        previous = store.state(event.resource_id)
+        agency = previous.agency if previous is not None else event.caller.agency
+        store.save_state(
+            {
+                "id": event.resource_id,
+                "version_id": version.version_id,
+                "status": spec.status,
+                "resource_type": spec.resource_type,
+                "query": spec.query,
+                "topic": spec.topic,
+                "payload": spec.payload,
+                "endpoint": spec.endpoint,
+                "headers": orjson.dumps(list(spec.headers)).decode(),
+                "heartbeat_s": spec.heartbeat_s,
+                "agency": agency,
+                "error": event.resource.get("error"),
+            }
+        )
+        if spec.status == "requested":
+            store.add(
+                [
+                    {
+                        "subscription_id": event.resource_id,
+                        "kind": "handshake",
+                        "event_number": None,
+                        "focus_type": "Subscription",
+                        "focus_id": event.resource_id,
+                        "focus_version": version.version_id,
+                        "method": version.method,
+                        "occurred_at": version.last_updated,
+                        "state": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": _wall_now(),
+                    }
+                ]
+            )
+
+
+def _body(version: StoredVersion | None) -> dict[str, Any] | None:
+    if version is None or version.body is None:
+        return None
+    loaded: dict[str, Any] = orjson.loads(version.body)
+    return loaded
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionStatusReport:
+    """What $status reports of one subscription."""
+
+    view: StatusView
+    pending: int
+
+
+class SubscriptionService:
+    """$status and the shipped SubscriptionTopics."""
+
+    def __init__(self, *, engine: Engine) -> None:
+        self._engine = engine
+
+    def status(self, *, caller: Caller, subscription_id: str) -> SubscriptionStatusReport:
+        """Subscription $status (backport IG OperationDefinition-backport-subscription-status):
+        status, eventsSinceSubscriptionStart and the error, if any."""
+        with transaction(self._engine, write=False) as repo:
+            current = repo.current("Subscription", subscription_id)
+            state = NotifyStore(repo.connection).state(subscription_id)
+            if (
+                current is None
+                or current.deleted
+                or state is None
+                or (caller.agency is not None and state.agency != caller.agency)
+            ):
+                # Another agency's subscription answers as one that does not exist.
+                raise NotFound(f"Subscription/{subscription_id} is not known")
+            pending = NotifyStore(repo.connection).pending_count(subscription_id)
+        view = StatusView(subscription_id, state.status, state.topic, state.events, state.error)
+        return SubscriptionStatusReport(view, pending)
+
+    @staticmethod
+    def topic(topic_id: str) -> dict[str, Any]:
+        """One shipped SubscriptionTopic (read)."""
+        found = topic_by_id(topic_id)
+        if found is None:
+            raise NotFound(f"SubscriptionTopic/{topic_id} is not known")
+        return found
+
+    @staticmethod
+    def topics() -> list[dict[str, Any]]:
+        """Every shipped SubscriptionTopic."""
+        return list(topics().values())
+
+
+__all__ = ["NOTIFIER", "SubscriptionHook", "SubscriptionService", "SubscriptionStatusReport"]
