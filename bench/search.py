@@ -221,6 +221,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--load-only", action="store_true", help="measure the bulk load, skip the searches"
     )
     parser.add_argument(
+        "--agency",
+        default=None,
+        help="load the data as this agency's (Organization/{id}) and run every search twice, "
+        "side by side: as the unconfined operator and as that agency (the access rule's cost)",
+    )
+    parser.add_argument(
         "--explain",
         action="store_true",
         help="after the load, print the query plans of the SQL each search issues "
@@ -273,6 +279,7 @@ def _load(
                 workers=args.load_workers,
                 batch_size=args.batch,
                 on_progress=show,
+                agency=args.agency,
             )
             run.load_host_busy = host_busy_share(host_before, host_cpu_times())
         run.loaded, run.load_seconds, run.load_failed = (
@@ -421,8 +428,9 @@ def _backend(
     pools: CaseDataPools,
     generator: Generator | None,
     console: Console,
-) -> BackendRun:
+) -> list[BackendRun]:
     run = BackendRun(name)
+    runs = [run]
     workdir = scratch_dir()
     try:
         with (
@@ -434,17 +442,23 @@ def _backend(
             if args.explain:
                 explain(url, args.searches, pools, random.Random(args.seed), console)
             if generator is None:
-                return run
-            server = Server(url, args.workers, workdir)
-            try:
-                console.print(f"  starting the server ({args.workers} workers)")
-                server.start(timeout_s=300)
-                _searches(server, run, args, generator, pools, console, workdir)
-            finally:
-                server.stop()
+                return runs
+            acting: list[tuple[BackendRun, dict[str, str]]] = [(run, {})]
+            if args.agency:
+                confined = BackendRun(f"{name} as {args.agency}")
+                runs.append(confined)
+                acting.append((confined, {"CASEBRIDGE_DEFAULT_AGENCY": args.agency}))
+            for each, env in acting:
+                server = Server(url, args.workers, workdir, env=env)
+                try:
+                    console.print(f"  starting the server ({args.workers} workers) {env or ''}")
+                    server.start(timeout_s=300)
+                    _searches(server, each, args, generator, pools, console, workdir)
+                finally:
+                    server.stop()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return run
+    return runs
 
 
 def build_table(title: str, runs: list[BackendRun]) -> Table:
@@ -535,7 +549,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
                 console.print(f"[yellow]{note}")
                 runs.append(BackendRun(name, note=note))
                 continue
-            runs.append(_backend(name, args, data, pools, generator, console))
+            runs.extend(_backend(name, args, data, pools, generator, console))
     finally:
         shutil.rmtree(datadir, ignore_errors=True)
     title = (

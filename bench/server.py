@@ -129,7 +129,14 @@ def host_busy_share(before: tuple[int, int], after: tuple[int, int]) -> float:
 class Server:
     """`casebridge serve --migrate` in its own process group, stopped as a group."""
 
-    def __init__(self, database_url: str, workers: int, workdir: Path) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        workers: int,
+        workdir: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.env = env or {}
         self.database_url = database_url
         self.workers = workers
         self.workdir = workdir
@@ -152,6 +159,7 @@ class Server:
             "CASEBRIDGE_DATA_DIR": str(self.workdir),
             "CASEBRIDGE_ACCESS_LOG": "0",
             "CASEBRIDGE_AUTH": "off",
+            **self.env,
         }
         command = [
             casebridge,
