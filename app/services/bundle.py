@@ -355,7 +355,7 @@ class BundleService:
         else:
             version = self._resources.read_in(repo, entry.resource_type, entry.resource_id)
         # Inside a transaction the disclosure is logged in it; a batch read logs its own.
-        self._disclosures.record(caller, [version], "read", repo=repo if writing else None)
+        self._disclosures.record(caller, [version], "read", repo=repo, writing=writing)
         if entry.if_none_match is not None and none_match(entry.if_none_match, version.version_id):
             return Outcome(304, version=version)
         return Outcome(200, version=version)

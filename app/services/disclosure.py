@@ -51,10 +51,15 @@ class DisclosureLog:
         interaction: str,
         *,
         repo: Repository | None = None,
+        writing: bool = False,
     ) -> Release:
         """Record the releases among versions; the operator's reads are not disclosures.
-        With repo (an open write transaction: a GET inside a transaction Bundle) they are
-        recorded in it, else in a short transaction of their own."""
+
+        repo: the transaction the versions were read in; the owners are looked up there
+        (no second round trip for the common case, an agency reading its own records).
+        writing: repo is a write transaction (a GET inside a transaction Bundle) and the
+        rows go into it; otherwise they are written in a short transaction of their own,
+        only when there is something to log."""
         agency = caller.agency
         if agency is None or not versions:
             return NOTHING
@@ -62,12 +67,12 @@ class DisclosureLog:
         assert scope is not None
         if repo is not None:
             rows = _releases(repo, scope, versions, interaction)
-            repo.insert_disclosures(rows)
-            return _summary(rows)
-        # Most reads release nothing (an agency reading its own records): find out on a
-        # read-only connection and take the write lock only when there is something to log.
-        with transaction(self._engine, write=False, scope=scope) as reader:
-            rows = _releases(reader, scope, versions, interaction)
+            if writing:
+                repo.insert_disclosures(rows)
+                return _summary(rows)
+        else:
+            with transaction(self._engine, write=False, scope=scope) as reader:
+                rows = _releases(reader, scope, versions, interaction)
         if rows:
             with transaction(self._engine, write=True) as writer:
                 writer.insert_disclosures(rows)

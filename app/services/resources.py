@@ -285,7 +285,8 @@ class ResourceService:
         check_type_and_id(resource_type, resource_id)
         with self._uow(caller, write=False, single_read=True) as repo:
             version = self.read_in(repo, resource_type, resource_id)
-        return Released(version, self._disclosures.record(caller, [version], "read"))
+            release = self._disclosures.record(caller, [version], "read", repo=repo)
+        return Released(version, release)
 
     @staticmethod
     def read_in(repo: Repository, resource_type: str, resource_id: str) -> StoredVersion:
@@ -312,7 +313,8 @@ class ResourceService:
         check_type_and_id(resource_type, resource_id)
         with self._uow(caller, write=False, single_read=True) as repo:
             version = self.vread_in(repo, resource_type, resource_id, version_id)
-        return Released(version, self._disclosures.record(caller, [version], "vread"))
+            release = self._disclosures.record(caller, [version], "vread", repo=repo)
+        return Released(version, release)
 
     @staticmethod
     def vread_in(

@@ -276,6 +276,13 @@ class SearchService:
                 page.reverse()
             matches = [_shaped(version, summary, elements) for version, _ in page]
             included = _included(repo, [v for v, _ in page], includes) if includes else []
+            release = self._disclosures.record(
+                caller,
+                [*(v for v, _ in page), *included],
+                "search",
+                repo=repo,
+                writing=inside is not None,
+            )
 
         next_cursor = previous_cursor = None
         if page:
@@ -285,9 +292,6 @@ class SearchService:
             if cursor is not None and (more or not backwards):
                 previous_cursor = encode_token(dump_cursor(keys, first_values, backwards=True))
         skipped = set(ignored)
-        release = self._disclosures.record(
-            caller, [*(v for v, _ in page), *included], "search", repo=inside
-        )
         return SearchPage(
             matches,
             next_cursor,
