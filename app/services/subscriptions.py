@@ -132,7 +132,10 @@ class SubscriptionHook:
             criteria = self._parsed(candidate, event.resource_type, scope)
             visible = (scope.visible(R.resource_type, R.id),) if scope is not None else ()
             if not store.matches(
-                event.resource_type, event.resource_id, (*criteria.conditions, *visible)
+                event.resource_type,
+                event.resource_id,
+                (*criteria.conditions, *visible),
+                scope.parameters() if scope is not None else None,
             ):
                 continue
             rows.append(

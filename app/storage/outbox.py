@@ -213,14 +213,19 @@ class NotifyStore:
         return [State(**row._mapping) for row in rows]
 
     def matches(
-        self, resource_type: str, resource_id: str, conditions: Sequence[ColumnElement[bool]]
+        self,
+        resource_type: str,
+        resource_id: str,
+        conditions: Sequence[ColumnElement[bool]],
+        parameters: Mapping[str, Any] | None = None,
     ) -> bool:
         """Whether one live resource meets search conditions (its index rows are current
-        within this transaction)."""
+        within this transaction); parameters: values the conditions bind at execution
+        (the access rule's)."""
         query = select(R.id).where(
             R.resource_type == resource_type, R.id == resource_id, R.deleted.is_(False), *conditions
         )
-        return self._conn.execute(query).first() is not None
+        return self._conn.execute(query, dict(parameters or {})).first() is not None
 
     # -- outbox ------------------------------------------------------------------------
     def next_event(self, subscription_id: str) -> int:

@@ -23,7 +23,6 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    literal,
     literal_column,
     or_,
     select,
@@ -36,7 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from app.storage.access import AccessScope
+from app.storage.access import AccessScope, visible_clause
 from app.storage.db import write_gate
 from app.storage.errors import StorageUnavailable
 from app.storage.index import IndexRows
@@ -203,6 +202,8 @@ class Repository:
         # Point reads by key (current, version) stay unscoped: writes need the true state;
         # services check is_visible before they release what such a read returns.
         self.scope = scope
+        # The values of the access rule's parameters, added to every statement it joins.
+        self._access = scope.parameters() if scope is not None else {}
 
     def with_scope(self, scope: AccessScope | None) -> Repository:
         """The same connection and transaction under another access scope (a search run
@@ -222,10 +223,8 @@ class Repository:
         scope = scope or self.scope
         if scope is None:
             return True
-        query: Select[Any] = select(literal_column("1")).where(
-            scope.visible(literal(resource_type), literal(resource_id))
-        )
-        return self._conn.execute(query).first() is not None
+        values = {**scope.parameters(), "v_type": resource_type, "v_id": resource_id}
+        return self._conn.execute(_visible_one(scope.shared_types), values).first() is not None
 
     @property
     def connection(self) -> Connection:
@@ -289,7 +288,7 @@ class Repository:
             .order_by(R.id)
             .limit(limit)
         )
-        return [row[0] for row in self._conn.execute(query)]
+        return [row[0] for row in self._conn.execute(query, self._access)]
 
     def search(
         self,
@@ -316,7 +315,7 @@ class Repository:
         )
         return [
             (StoredVersion(r[0], r[1], r[2], r[3], r[4], r[5]), list(r[6:]))
-            for r in self._conn.execute(query)
+            for r in self._conn.execute(query, self._access)
         ]
 
     def live(self, resource_type: str, ids: Sequence[str]) -> list[StoredVersion]:
@@ -330,7 +329,8 @@ class Repository:
             *self._visible(R.resource_type, R.id),
         )
         return [
-            StoredVersion(r[0], r[1], r[2], r[3], r[4], r[5]) for r in self._conn.execute(query)
+            StoredVersion(r[0], r[1], r[2], r[3], r[4], r[5])
+            for r in self._conn.execute(query, self._access)
         ]
 
     def referenced(
@@ -395,7 +395,7 @@ class Repository:
         else:
             bounded = select(R.id).where(*where).limit(at_most + 1).subquery()
             query = select(func.count()).select_from(bounded)
-        return int(self._conn.execute(query).scalar_one())
+        return int(self._conn.execute(query, self._access).scalar_one())
 
     def history(
         self,
@@ -442,7 +442,7 @@ class Repository:
         query = query.order_by(
             V.last_updated.desc(), V.resource_type.desc(), V.id.desc(), V.version_id.desc()
         ).limit(limit)
-        return [_version_from_row(row) for row in self._conn.execute(query)]
+        return [_version_from_row(row) for row in self._conn.execute(query, self._access)]
 
     def count_history(
         self, *, resource_type: str | None, resource_id: str | None, since: datetime | None
@@ -456,7 +456,7 @@ class Repository:
             query = query.where(V.id == resource_id)
         if since is not None:
             query = query.where(V.last_updated >= since)
-        return int(self._conn.execute(query).scalar_one())
+        return int(self._conn.execute(query, self._access).scalar_one())
 
     # -- writes ------------------------------------------------------------------------
     def write_version(self, *, version: StoredVersion, exists: bool, index: IndexRows) -> None:
@@ -578,16 +578,13 @@ class Repository:
         self, keys: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], tuple[str | None, bool]]:
         """Owner rows of many resources at once: (type, id) -> (agency, sensitive)."""
-        o = resource_owner_table.c
         found: dict[tuple[str, str], tuple[str | None, bool]] = {}
         by_type: dict[str, set[str]] = {}
         for resource_type, resource_id in keys:
             by_type.setdefault(resource_type, set()).add(resource_id)
         for resource_type, ids in by_type.items():
             rows = self._conn.execute(
-                select(o.resource_id, o.agency, o.sensitive).where(
-                    o.resource_type == resource_type, o.resource_id.in_(sorted(ids))
-                )
+                _SELECT_OWNERS, {"o_type": resource_type, "o_ids": sorted(ids)}
             )
             for row in rows:
                 found[(resource_type, row[0])] = (row[1], bool(row[2]))
@@ -753,7 +750,7 @@ class Repository:
             values["c_after_type"], values["c_after_id"] = after
         if self.scope is not None:
             statement = statement.where(*self._visible(R.resource_type, R.id))
-        rows = self._conn.execute(statement, values)
+        rows = self._conn.execute(statement, {**values, **self._access})
         return [(StoredVersion(r[0], r[1], r[2], r[3], r[4], r[5]), r[6] == 0) for r in rows]
 
     def count_compartment(
@@ -776,7 +773,7 @@ class Repository:
             values["c_since"] = since
         if self.scope is not None:
             statement = statement.where(*self._visible(R.resource_type, R.id))
-        return int(self._conn.execute(statement, values).scalar_one())
+        return int(self._conn.execute(statement, {**values, **self._access}).scalar_one())
 
     # -- bulk data export ($export) ------------------------------------------------------
     def export_page(
@@ -824,7 +821,7 @@ class Repository:
                 )
             )
             query = query.where(linked.exists())
-        rows = self._conn.execute(query.order_by(R.id).limit(limit))
+        rows = self._conn.execute(query.order_by(R.id).limit(limit), self._access)
         return [(row[0], row[1], row[2]) for row in rows]
 
     @staticmethod
@@ -894,6 +891,23 @@ class Repository:
 # Compartment statements are built once per shape, values bound at execution: building the
 # many-branch OR of the patient compartment cost ten times more than running it.
 LinksKey = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+_OWN = resource_owner_table.c
+_SELECT_OWNERS = select(_OWN.resource_id, _OWN.agency, _OWN.sensitive).where(
+    _OWN.resource_type == bindparam("o_type", type_=String()),
+    _OWN.resource_id.in_(bindparam("o_ids", expanding=True)),
+)
+
+
+@lru_cache(maxsize=8)
+def _visible_one(shared_types: tuple[str, ...]) -> Select[Any]:
+    """SELECT 1 when the resource (v_type, v_id) passes the access rule."""
+    return select(literal_column("1")).where(
+        visible_clause(
+            bindparam("v_type", type_=String()), bindparam("v_id", type_=String()), shared_types
+        )
+    )
 
 
 def _links_key(links: Mapping[str, Sequence[str]]) -> LinksKey:
