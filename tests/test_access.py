@@ -20,6 +20,7 @@ from app.api.render import REDISCLOSURE_HEADER
 from tests import factories
 from tests.conftest import Backend
 from tests.support.cli import run_cli
+from tests.support.server import LiveServer
 
 A, B, C, D = (f"Organization/{x}" for x in ("clinic", "housing", "other", "aod"))
 TASK_CODE = "http://hl7.org/fhir/CodeSystem/task-code"
@@ -506,3 +507,19 @@ def test_provenance_and_audit_of_a_record_are_its_owners(http: httpx.Client) -> 
     provenance_id = mine["entry"][0]["resource"]["id"]
     assert _get(http, B, f"/Provenance/{provenance_id}").status_code == 404
     assert _get(http, C, "/Provenance?_total=accurate").json()["total"] == 0
+
+
+def test_plain_cases_are_confined_like_fhir_reads(http: httpx.Client, live: LiveServer) -> None:
+    from tests.test_cases_api import new_case
+
+    headers = {"X-Casebridge-Agency": A}
+    created = http.post(f"{live.root}/cases", json=new_case(managing_agency=A), headers=headers)
+    assert created.status_code == 201, created.text
+    case_id = created.json()["id"]
+    assert http.get(f"{live.root}/cases/{case_id}", headers=headers).status_code == 200
+    for agency in (B, C):
+        other = {"X-Casebridge-Agency": agency}
+        assert http.get(f"{live.root}/cases/{case_id}", headers=other).status_code == 404
+        assert http.get(f"{live.root}/cases/{case_id}/check", headers=other).status_code == 404
+        svg = http.get(f"{live.root}/cases/{case_id}/ecomap.svg", headers=other)
+        assert svg.status_code == 404

@@ -128,8 +128,23 @@ class CaseService:
             versions.append(outcome.version)
         return versions
 
-    def _snapshot(self) -> AbstractContextManager[Repository]:
-        return transaction(self._resources.engine, write=False, snapshot=True)
+    def _snapshot(self, caller: Caller) -> AbstractContextManager[Repository]:
+        """A read transaction under the caller's access scope (docs/threat-model.md): a case
+        of another agency answers 404 like a missing one."""
+        return transaction(
+            self._resources.engine,
+            write=False,
+            snapshot=True,
+            scope=self._resources.scope(caller),
+        )
+
+    @staticmethod
+    def _visible(repo: Repository, resource_type: str, resource_id: str) -> StoredVersion | None:
+        """The live current version if the caller may see it (else None)."""
+        current = repo.current(resource_type, resource_id)
+        if current is None or current.deleted or not repo.is_visible(resource_type, resource_id):
+            return None
+        return current
 
     def _find(
         self, repo: Repository, caller: Caller, resource_type: str, params: list[tuple[str, str]]
@@ -163,8 +178,8 @@ class CaseService:
         for team in episode.get("team", []):
             team_id = m._id_of(team, "CareTeam")
             if team_id:
-                current = repo.current("CareTeam", team_id)
-                if current is not None and not current.deleted:
+                current = self._visible(repo, "CareTeam", team_id)
+                if current is not None:
                     return _body(current)
         return None
 
@@ -189,7 +204,7 @@ class CaseService:
         if case.client is not None and case.client_id is None:
             client_ref = tx.post(m.client_to_patient(case.client), "client")
         elif case.client_id is not None and case.client is None:
-            with transaction(self._resources.engine, write=False) as repo:
+            with self._snapshot(caller) as repo:
                 try:
                     self._read(repo, "Patient", case.client_id)
                 except FHIRError as exc:
@@ -220,9 +235,9 @@ class CaseService:
         versions = self._run(tx, caller)
         return self.read_case(caller=caller, case_id=versions[-1].id)
 
-    def read_case(self, *, caller: Caller, case_id: str) -> Stored:  # noqa: ARG002
+    def read_case(self, *, caller: Caller, case_id: str) -> Stored:
         """The case, its client and care team."""
-        with self._snapshot() as repo:
+        with self._snapshot(caller) as repo:
             episode, version = self._episode(repo, case_id)
             team = self._team(repo, episode)
             patient = _body(self._read(repo, "Patient", self._client_id(episode)))
@@ -233,7 +248,7 @@ class CaseService:
         self, *, caller: Caller, case_id: str, case: plain.Case, if_match: int | None
     ) -> Stored:
         """Replace the case's status, stage, model, people and dates (the client stays)."""
-        with self._snapshot() as repo:
+        with self._snapshot(caller) as repo:
             episode, _version = self._episode(repo, case_id)
             team = self._team(repo, episode)
         client_id = self._client_id(episode)
@@ -269,7 +284,7 @@ class CaseService:
     # -- supports ----------------------------------------------------------------------------
     def add_support(self, *, caller: Caller, case_id: str, support: plain.Support) -> Stored:
         """Record a family member or informal support of the client (RelatedPerson)."""
-        with self._snapshot() as repo:
+        with self._snapshot(caller) as repo:
             episode, _ = self._episode(repo, case_id)
         person = m.support_to_related_person(support, client_id=self._client_id(episode))
         tx = _Tx()
@@ -280,7 +295,7 @@ class CaseService:
 
     def supports(self, *, caller: Caller, case_id: str) -> Stored:
         """The client's supports."""
-        with self._snapshot() as repo:
+        with self._snapshot(caller) as repo:
             episode, _ = self._episode(repo, case_id)
             people = self._find(
                 repo, caller, "RelatedPerson", [("patient", f"Patient/{self._client_id(episode)}")]
@@ -290,7 +305,7 @@ class CaseService:
     # -- consents ----------------------------------------------------------------------------
     def add_consent(self, *, caller: Caller, case_id: str, consent: plain.Consent) -> Stored:
         """The client's consent to disclose records to an agency (Consent)."""
-        with self._snapshot() as repo:
+        with self._snapshot(caller) as repo:
             episode, _ = self._episode(repo, case_id)
         client_id = self._client_id(episode)
         if consent.client_id != client_id:
@@ -306,7 +321,7 @@ class CaseService:
 
     def consents(self, *, caller: Caller, case_id: str) -> Stored:
         """The client's consents."""
-        with self._snapshot() as repo:
+        with self._snapshot(caller) as repo:
             episode, _ = self._episode(repo, case_id)
             found = self._find(
                 repo, caller, "Consent", [("patient", f"Patient/{self._client_id(episode)}")]
@@ -317,7 +332,7 @@ class CaseService:
     def create_care_plan(self, *, caller: Caller, case_id: str, plan: plain.CarePlan) -> Stored:
         """A care plan with its needs (Condition), goals (Goal), strengths (Observation) and
         actions, in one transaction."""
-        with self._snapshot() as repo:
+        with self._snapshot(caller) as repo:
             episode, _ = self._episode(repo, case_id)
         tx = _Tx()
         self._plan_entries(tx, plan, episode, case_id, None, None)
@@ -338,7 +353,7 @@ class CaseService:
         created; strengths already recorded with the same text are reused. Records the plan no
         longer lists stay in the client's record, unreferenced."""
         current = self.read_care_plan(caller=caller, case_id=case_id, plan_id=plan_id)
-        with self._snapshot() as repo:
+        with self._snapshot(caller) as repo:
             episode, _ = self._episode(repo, case_id)
         tx = _Tx()
         self._plan_entries(tx, plan, episode, case_id, (plan_id, current), if_match)
@@ -436,8 +451,8 @@ class CaseService:
                 if not isinstance(value, str) or value.count("/") != 1:
                     continue
                 resource_type, resource_id = value.split("/")
-                current = repo.current(resource_type, resource_id)
-                if current is not None and not current.deleted:
+                current = self._visible(repo, resource_type, resource_id)
+                if current is not None:
                     found[value] = _body(current)
             return found
 
@@ -447,9 +462,9 @@ class CaseService:
             load(plan.get("supportingInfo", [])),
         )
 
-    def read_care_plan(self, *, caller: Caller, case_id: str, plan_id: str) -> Stored:  # noqa: ARG002
+    def read_care_plan(self, *, caller: Caller, case_id: str, plan_id: str) -> Stored:
         """A care plan of the case, with its goals, needs and strengths."""
-        with self._snapshot() as repo:
+        with self._snapshot(caller) as repo:
             self._episode(repo, case_id)
             version = self._read(repo, "CarePlan", plan_id)
             plan = _body(version)
@@ -463,7 +478,7 @@ class CaseService:
 
     def care_plans(self, *, caller: Caller, case_id: str) -> Stored:
         """Every care plan of the case."""
-        with self._snapshot() as repo:
+        with self._snapshot(caller) as repo:
             episode, _ = self._episode(repo, case_id)
             plans = self._of_case(
                 repo,
@@ -485,7 +500,7 @@ class CaseService:
     # -- notes -------------------------------------------------------------------------------
     def add_note(self, *, caller: Caller, case_id: str, note: plain.ProgressNote) -> Stored:
         """A progress note (DocumentReference in the case's context)."""
-        with self._snapshot() as repo:
+        with self._snapshot(caller) as repo:
             episode, _ = self._episode(repo, case_id)
         tx = _Tx()
         tx.post(
@@ -497,7 +512,7 @@ class CaseService:
 
     def notes(self, *, caller: Caller, case_id: str) -> Stored:
         """The case's progress notes, oldest first."""
-        with self._snapshot() as repo:
+        with self._snapshot(caller) as repo:
             episode, _ = self._episode(repo, case_id)
             # DocumentReference's encounter parameter targets Encounter only: search by the
             # client and keep the notes whose context is this case.
@@ -517,7 +532,7 @@ class CaseService:
     ) -> Stored:
         """A completed instrument (QuestionnaireResponse); the scoring hook adds its score
         Observation in the same transaction."""
-        with self._snapshot() as repo:
+        with self._snapshot(caller) as repo:
             episode, _ = self._episode(repo, case_id)
         response = m.assessment_to_response(
             assessment, client_id=self._client_id(episode), case_id=case_id
@@ -525,7 +540,7 @@ class CaseService:
         tx = _Tx()
         tx.post(response, "assessment")
         version = self._run(tx, caller)[0]
-        with self._snapshot() as repo:
+        with self._snapshot(caller) as repo:
             return self._assessment(repo, _body(version), version)
 
     def _assessment(
@@ -542,7 +557,7 @@ class CaseService:
 
     def assessments(self, *, caller: Caller, case_id: str) -> Stored:
         """The case's assessments, oldest first, with their scores."""
-        with self._snapshot() as repo:
+        with self._snapshot(caller) as repo:
             episode, _ = self._episode(repo, case_id)
             responses = [
                 r
@@ -580,7 +595,7 @@ class CaseService:
     def network(self, *, caller: Caller, case_id: str) -> Network:
         """The client, their supports (RelatedPerson), family history (FamilyMemberHistory),
         care team and referrals with the state of their Tasks."""
-        with self._snapshot() as repo:
+        with self._snapshot(caller) as repo:
             episode, _ = self._episode(repo, case_id)
             client_ref = f"Patient/{self._client_id(episode)}"
             client = _body(self._read(repo, "Patient", self._client_id(episode)))
@@ -600,14 +615,14 @@ class CaseService:
     # -- checks ------------------------------------------------------------------------------
     def check_care_plan(self, *, caller: Caller, plan_id: str) -> list[Issue]:
         """GET /fhir/CarePlan/{id}/$check: what the plan lacks (app/fhir/careplan_checks.py)."""
-        with self._snapshot() as repo:
+        with self._snapshot(caller) as repo:
             plan = _body(self._read(repo, "CarePlan", plan_id))
             return check_plan(self._context(repo, caller, plan))
 
     def check_case(self, *, caller: Caller, case_id: str) -> list[Issue]:
         """GET /cases/{id}/check: the checks of every care plan of the case; a case without
         a plan is told so."""
-        with self._snapshot() as repo:
+        with self._snapshot(caller) as repo:
             episode, _ = self._episode(repo, case_id)
             plans = self._of_case(
                 repo,
@@ -637,8 +652,8 @@ class CaseService:
         case_id = m.case_of(plan)
         episode = None
         if case_id:
-            current = repo.current("EpisodeOfCare", case_id)
-            if current is not None and not current.deleted:
+            current = self._visible(repo, "EpisodeOfCare", case_id)
+            if current is not None:
                 episode = _body(current)
         team_refs = list(plan.get("careTeam", [])) + list((episode or {}).get("team", []))
         teams, seen = [], set()
@@ -646,8 +661,8 @@ class CaseService:
             team_id = m._id_of(reference, "CareTeam")
             if team_id and team_id not in seen:
                 seen.add(team_id)
-                current = repo.current("CareTeam", team_id)
-                if current is not None and not current.deleted:
+                current = self._visible(repo, "CareTeam", team_id)
+                if current is not None:
                     teams.append(_body(current))
         caseload = None
         manager = ((episode or {}).get("careManager") or {}).get("reference")
