@@ -523,3 +523,18 @@ def test_plain_cases_are_confined_like_fhir_reads(http: httpx.Client, live: Live
         assert http.get(f"{live.root}/cases/{case_id}/check", headers=other).status_code == 404
         svg = http.get(f"{live.root}/cases/{case_id}/ecomap.svg", headers=other)
         assert svg.status_code == 404
+
+
+def test_the_receiver_works_a_labelled_referral_only_under_consent(
+    http: httpx.Client, live: LiveServer
+) -> None:
+    _record(http, D, "d", owner=B)
+    etag = _get(http, D, "/Task/task-d").headers["ETag"]
+    accept = f"{live.root}/referrals/task-d/accept"
+    headers = {"X-Casebridge-Agency": B, "If-Match": etag}
+    assert http.post(accept, headers=headers).status_code == 404
+    _consent(http, D, "consent-d", "p-d", B, purpose="TREAT")
+    accepted = http.post(accept, headers=headers)
+    assert accepted.status_code == 200, accepted.text
+    assert _get(http, D, "/Task/task-d").json()["status"] == "accepted"
+    assert _get(http, D, "/ServiceRequest/sr-d").json()["status"] == "active"
