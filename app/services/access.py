@@ -9,7 +9,6 @@ resources, in the same transaction as each write, and records what is released.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy.engine import Engine
@@ -17,7 +16,6 @@ from sqlalchemy.engine import Engine
 from app.clock import Clock
 from app.fhir.errors import Forbidden, NotFound
 from app.fhir.jsonio import loads_stored
-from app.security.caller import Caller
 from app.security.policy import (
     add_aod_labels,
     consent_grants,
@@ -28,24 +26,16 @@ from app.security.policy import (
     labels_requested,
     owned,
     referral_grants,
-)
-from app.security.policy import (
-    scope_for as policy_scope,
+    scope_for,
 )
 from app.services.resources import WriteEvent
 from app.services.uow import transaction
-from app.storage.access import AccessScope
 from app.storage.repository import Repository, StoredVersion
 
 # Resources a referral shares that the other agency may also change: the Task (under the
 # referral state machine) and, as the referral's side effects, the request's status, the
 # Goals it addressed and the CarePlan activity it belongs to. Only their owner deletes them.
 SHARED_WRITABLE: Final = frozenset({"Task", "ServiceRequest", "Goal", "CarePlan"})
-
-
-def scope_for(caller: Caller, now: datetime) -> AccessScope | None:
-    """The access scope of a caller (None: the unconfined local operator)."""
-    return policy_scope(caller.agency, now)
 
 
 class AccessHook:
@@ -74,7 +64,7 @@ class AccessHook:
         if owner is None or owner[0] == agency:
             return
         label = f"{event.resource_type}/{event.resource_id}"
-        scope = policy_scope(agency, self._clock.now())
+        scope = scope_for(agency, self._clock.now())
         if not repo.is_visible(*key, scope=scope):
             # The same answer a read gives: no sign that the record exists.
             raise NotFound(f"{label} is not known")

@@ -138,14 +138,6 @@ class CaseService:
             scope=self._resources.scope(caller),
         )
 
-    @staticmethod
-    def _visible(repo: Repository, resource_type: str, resource_id: str) -> StoredVersion | None:
-        """The live current version if the caller may see it (else None)."""
-        current = repo.current(resource_type, resource_id)
-        if current is None or current.deleted or not repo.is_visible(resource_type, resource_id):
-            return None
-        return current
-
     def _find(
         self, repo: Repository, caller: Caller, resource_type: str, params: list[tuple[str, str]]
     ) -> list[dict[str, Any]]:
@@ -178,7 +170,7 @@ class CaseService:
         for team in episode.get("team", []):
             team_id = m._id_of(team, "CareTeam")
             if team_id:
-                current = self._visible(repo, "CareTeam", team_id)
+                current = repo.visible_current("CareTeam", team_id)
                 if current is not None:
                     return _body(current)
         return None
@@ -451,7 +443,7 @@ class CaseService:
                 if not isinstance(value, str) or value.count("/") != 1:
                     continue
                 resource_type, resource_id = value.split("/")
-                current = self._visible(repo, resource_type, resource_id)
+                current = repo.visible_current(resource_type, resource_id)
                 if current is not None:
                     found[value] = _body(current)
             return found
@@ -652,7 +644,7 @@ class CaseService:
         case_id = m.case_of(plan)
         episode = None
         if case_id:
-            current = self._visible(repo, "EpisodeOfCare", case_id)
+            current = repo.visible_current("EpisodeOfCare", case_id)
             if current is not None:
                 episode = _body(current)
         team_refs = list(plan.get("careTeam", [])) + list((episode or {}).get("team", []))
@@ -661,7 +653,7 @@ class CaseService:
             team_id = m._id_of(reference, "CareTeam")
             if team_id and team_id not in seen:
                 seen.add(team_id)
-                current = self._visible(repo, "CareTeam", team_id)
+                current = repo.visible_current("CareTeam", team_id)
                 if current is not None:
                     teams.append(_body(current))
         caseload = None

@@ -100,8 +100,10 @@ class DisclosureLog:
                 raise InvalidRequest("_cursor is not one this server issued") from exc
         scope = scope_for(caller.agency, self._clock.now())
         with transaction(self._engine, write=False, scope=scope) as repo:
-            current = repo.current("Patient", patient_id)
-            if current is None or not repo.is_visible("Patient", patient_id):
+            # A deleted client's disclosures stay reportable: only an unknown or hidden
+            # client is 404.
+            known = repo.current("Patient", patient_id) is not None
+            if not known or not repo.is_visible("Patient", patient_id):
                 raise NotFound(f"Patient/{patient_id} is not known")
             rows = repo.disclosures(patient_id, agency=caller.agency, after=after, limit=count + 1)
         page = rows[:count]

@@ -529,8 +529,8 @@ def _packet(repo: Repository, task: dict[str, Any], base_url: str) -> list[Store
         if key is None or key in seen or key == ("Task", str(task.get("id"))):
             continue
         seen.add(key)
-        version = repo.current(*key)
-        if version is not None and not version.deleted and repo.is_visible(*key):
+        version = repo.visible_current(*key)
+        if version is not None:
             found.append(version)
         if len(found) >= _MAX_PACKET:
             break

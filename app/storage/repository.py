@@ -232,6 +232,13 @@ class Repository:
         the same transaction (app/storage/auth.py, audit.py, outbox.py)."""
         return self._conn
 
+    def visible_current(self, resource_type: str, resource_id: str) -> StoredVersion | None:
+        """The live current version when the scope's agency may see it, else None."""
+        current = self.current(resource_type, resource_id)
+        if current is None or current.deleted or not self.is_visible(resource_type, resource_id):
+            return None
+        return current
+
     # -- locks -------------------------------------------------------------------------
     def lock(self, name: str) -> None:
         """Serialise writers on a name until commit (PostgreSQL advisory lock).
