@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
 from app.clock import Clock
 from app.config import Settings
-from app.fhir.errors import invalid_plain
 from app.services.access import AccessHook
 from app.services.assessments import AssessmentScoring
 from app.services.audit import AuditRecorder, AuditService
@@ -27,13 +24,11 @@ from app.services.health import HealthService
 from app.services.history import HistoryService
 from app.services.jwks import JwksFetcher
 from app.services.referral_rules import ReferralRules
-from app.services.referrals import ReferralService
+from app.services.referrals import ReferralService, plain_referral_bundle
 from app.services.reports import ReportService
 from app.services.resources import ResourceService
 from app.services.search import SearchService
 from app.services.subscriptions import SubscriptionHook, SubscriptionService
-from mappings.referral import referral_bundle
-from schemas.casework import Referral
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,16 +140,6 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
     )
 
 
-def _plain_referral(value: dict[str, Any]) -> dict[str, Any]:
-    """Plain case-management referral JSON (schemas/casework.py Referral) as the package
-    Bundle POST /referrals stores (mappings/referral.py)."""
-    try:
-        referral = Referral.model_validate(value)
-    except ValidationError as exc:
-        raise invalid_plain(exc, "Referral") from exc
-    return referral_bundle(referral)
-
-
 def _referrals(
     resources: ResourceService,
     bundles: BundleService,
@@ -170,7 +155,7 @@ def _referrals(
         search=search,
         clock=clock,
         settings=settings,
-        from_plain=_plain_referral,
+        from_plain=plain_referral_bundle,
     )
 
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Final
 
 import orjson
+from pydantic import ValidationError
 
 from app.clock import Clock
 from app.config import Settings
@@ -25,6 +26,7 @@ from app.fhir.errors import (
     PreconditionFailed,
     PreconditionRequired,
     ResourceInvalid,
+    invalid_plain,
 )
 from app.fhir.jsonio import parse_json
 from app.fhir.referral import (
@@ -55,6 +57,8 @@ from app.services.resources import ResourceService
 from app.services.search import SearchService
 from app.services.uow import transaction
 from app.storage.repository import Repository, StoredVersion
+from mappings.referral import referral_bundle
+from schemas.casework import Referral
 
 _CODE: Final = f"{TASK_CODE_SYSTEM}|{FULFILL}"
 _BOXES: Final = ("inbox", "outbox")
@@ -620,4 +624,21 @@ def _codes_fulfill(task: dict[str, Any]) -> bool:
     )
 
 
-__all__ = ["Packet", "ReferralPage", "ReferralService", "ReferralView", "StatusChange"]
+def plain_referral_bundle(value: dict[str, Any]) -> dict[str, Any]:
+    """Plain case-management referral JSON (schemas/casework.py Referral) as the package
+    Bundle POST /referrals stores (mappings/referral.py)."""
+    try:
+        referral = Referral.model_validate(value)
+    except ValidationError as exc:
+        raise invalid_plain(exc, "Referral") from exc
+    return referral_bundle(referral)
+
+
+__all__ = [
+    "Packet",
+    "ReferralPage",
+    "ReferralService",
+    "ReferralView",
+    "StatusChange",
+    "plain_referral_bundle",
+]
