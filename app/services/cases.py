@@ -161,6 +161,25 @@ class CaseService:
             raise NotFound(f"Case {case_id} is not known") from exc
         return _body(version), version
 
+    def _post_one(
+        self, caller: Caller, resource: dict[str, Any], what: str
+    ) -> tuple[dict[str, Any], StoredVersion]:
+        """Store one new record of the case (a transaction of one entry); its body and
+        version."""
+        tx = _Tx()
+        tx.post(resource, what)
+        version = self._run(tx, caller)[0]
+        return _body(version), version
+
+    def _client_records(
+        self, caller: Caller, case_id: str, resource_type: str
+    ) -> list[dict[str, Any]]:
+        """The case's client's records of a type (by the patient search parameter)."""
+        with self._snapshot(caller) as repo:
+            episode, _ = self._episode(repo, case_id)
+            patient = f"Patient/{self._client_id(episode)}"
+            return self._find(repo, caller, resource_type, [("patient", patient)])
+
     @staticmethod
     def _client_id(episode: dict[str, Any]) -> str:
         reference = (episode.get("patient") or {}).get("reference", "")
@@ -279,19 +298,12 @@ class CaseService:
         with self._snapshot(caller) as repo:
             episode, _ = self._episode(repo, case_id)
         person = m.support_to_related_person(support, client_id=self._client_id(episode))
-        tx = _Tx()
-        tx.post(person, "support")
-        version = self._run(tx, caller)[0]
-        body = _body(version)
+        body, version = self._post_one(caller, person, "support")
         return Stored(m.related_person_to_support(body), [body], version.version_id)
 
     def supports(self, *, caller: Caller, case_id: str) -> Stored:
         """The client's supports."""
-        with self._snapshot(caller) as repo:
-            episode, _ = self._episode(repo, case_id)
-            people = self._find(
-                repo, caller, "RelatedPerson", [("patient", f"Patient/{self._client_id(episode)}")]
-            )
+        people = self._client_records(caller, case_id, "RelatedPerson")
         return Stored([m.related_person_to_support(p) for p in people], people)
 
     # -- consents ----------------------------------------------------------------------------
@@ -305,19 +317,12 @@ class CaseService:
                 f"client_id: case {case_id} is about client {client_id}",
                 expression=("client_id",),
             )
-        tx = _Tx()
-        tx.post(m.consent_to_fhir(consent), "consent")
-        version = self._run(tx, caller)[0]
-        body = _body(version)
+        body, version = self._post_one(caller, m.consent_to_fhir(consent), "consent")
         return Stored(m.consent_from_fhir(body), [body], version.version_id)
 
     def consents(self, *, caller: Caller, case_id: str) -> Stored:
         """The client's consents."""
-        with self._snapshot(caller) as repo:
-            episode, _ = self._episode(repo, case_id)
-            found = self._find(
-                repo, caller, "Consent", [("patient", f"Patient/{self._client_id(episode)}")]
-            )
+        found = self._client_records(caller, case_id, "Consent")
         return Stored([m.consent_from_fhir(c) for c in found], found)
 
     # -- care plans --------------------------------------------------------------------------
@@ -494,12 +499,8 @@ class CaseService:
         """A progress note (DocumentReference in the case's context)."""
         with self._snapshot(caller) as repo:
             episode, _ = self._episode(repo, case_id)
-        tx = _Tx()
-        tx.post(
-            m.note_to_document(note, client_id=self._client_id(episode), case_id=case_id), "note"
-        )
-        version = self._run(tx, caller)[0]
-        body = _body(version)
+        document = m.note_to_document(note, client_id=self._client_id(episode), case_id=case_id)
+        body, version = self._post_one(caller, document, "note")
         return Stored(m.document_to_note(body), [body], version.version_id)
 
     def notes(self, *, caller: Caller, case_id: str) -> Stored:
@@ -529,11 +530,9 @@ class CaseService:
         response = m.assessment_to_response(
             assessment, client_id=self._client_id(episode), case_id=case_id
         )
-        tx = _Tx()
-        tx.post(response, "assessment")
-        version = self._run(tx, caller)[0]
+        body, version = self._post_one(caller, response, "assessment")
         with self._snapshot(caller) as repo:
-            return self._assessment(repo, _body(version), version)
+            return self._assessment(repo, body, version)
 
     def _assessment(
         self, repo: Repository, response: dict[str, Any], version: StoredVersion | None = None
