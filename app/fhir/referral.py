@@ -23,7 +23,7 @@ from app.fhir.errors import Conflict, Forbidden, InvalidRequest, ResourceInvalid
 TASK_CODE_SYSTEM: Final = "http://hl7.org/fhir/CodeSystem/task-code"
 FULFILL: Final = "fulfill"
 # The project's own canonical URLs (extensions, tags, code systems).
-CANONICAL: Final = "https://fhir.casebridge.example"
+CANONICAL: Final = "https://casebridge.org/fhir"
 # meta.extension on every version of a referral Task: who wrote it (agency, client).
 ACTOR_EXTENSION: Final = f"{CANONICAL}/StructureDefinition/referral-actor"
 # A meta.tag added when a referral is shown overdue (never stored: see README, Referrals).

@@ -35,6 +35,7 @@ from app.fhir.referral import (
     GOAL_ACHIEVEMENT_SYSTEM,
     NEEDS_REASON,
     TASK_CODE_SYSTEM,
+    TRANSITIONS,
     ActionInput,
     Party,
     actor_of,
@@ -424,21 +425,8 @@ class ReferralService:
                 self._resources.update_in(repo, caller, "CarePlan", plan_id, plan, None)
 
 
-# Every status the box filter accepts.
-ACTIONS_STATUSES: Final = frozenset(
-    {
-        "draft",
-        "requested",
-        "accepted",
-        "rejected",
-        "in-progress",
-        "on-hold",
-        "completed",
-        "failed",
-        "cancelled",
-        "entered-in-error",
-    }
-)
+# Every status the box filter accepts: those of the referral state machine.
+ACTIONS_STATUSES: Final = frozenset(TRANSITIONS)
 _PARTY_PARAMS: Final = ("owner", "requester")
 
 
