@@ -12,6 +12,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -104,23 +105,23 @@ def _pg_schema_url(schema: str) -> str:
     return f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}"
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def backend(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def migrated_database(
+    name: str, tmp_path_factory: pytest.TempPathFactory, prefix: str
 ) -> Iterator[Backend]:
-    if request.param == "sqlite":
-        path: Path = tmp_path_factory.mktemp("sqlite") / "casebridge.db"
+    """A new, migrated database of one engine (a SQLite file, or a PostgreSQL schema dropped
+    afterwards), for a session or a module that must not share the session's."""
+    if name == "sqlite":
+        path: Path = tmp_path_factory.mktemp(prefix) / "casebridge.db"
         url = f"sqlite:///{path}"
         engine = create_db_engine(url)
         upgrade(engine)
-        yield Backend("sqlite", url, engine)
-        engine.dispose()
+        try:
+            yield Backend("sqlite", url, engine)
+        finally:
+            engine.dispose()
         return
-    if _pg_problem:
-        if REQUIRE_PG:
-            pytest.fail(f"PostgreSQL is required (CASEBRIDGE_REQUIRE_POSTGRES=1): {_pg_problem}")
-        pytest.skip(_pg_problem)
-    schema = f"cbt_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    schema = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     url = _pg_schema_url(schema)
@@ -132,6 +133,18 @@ def backend(
         engine.dispose()
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
+    if request.param == "postgresql" and _pg_problem:
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL is required (CASEBRIDGE_REQUIRE_POSTGRES=1): {_pg_problem}")
+        pytest.skip(_pg_problem)
+    with migrated_database(request.param, tmp_path_factory, "cbt") as database:
+        yield database
 
 
 @pytest.fixture(scope="session")

@@ -10,15 +10,11 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
-import psycopg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -31,9 +27,8 @@ from app.fhir.subscriptions import (
     PAYLOAD_CONTENT_URL,
 )
 from app.main import create_app
-from app.storage.db import create_db_engine, upgrade
 from app.storage.tables import metadata
-from tests.conftest import PG_URL, Backend
+from tests.conftest import Backend, migrated_database
 from tests.factories import FHIR_JSON
 from tests.support.receiver import Receiver, wait_until
 from tests.support.server import LiveServer, free_port, start_server
@@ -79,27 +74,8 @@ class NotifyDb:
 
 @pytest.fixture(scope="module")
 def notify_db(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotifyDb]:
-    if backend.name == "sqlite":
-        path: Path = tmp_path_factory.mktemp("notify") / "notify.db"
-        url = f"sqlite:///{path}"
-        engine = create_db_engine(url)
-        upgrade(engine)
-        yield NotifyDb("sqlite", url, engine)
-        engine.dispose()
-        return
-    schema = f"cbn_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in PG_URL else "?"
-    url = f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}"
-    engine = create_db_engine(url)
-    upgrade(engine)
-    try:
-        yield NotifyDb("postgresql", url, engine)
-    finally:
-        engine.dispose()
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with migrated_database(backend.name, tmp_path_factory, "cbn") as database:
+        yield NotifyDb(database.name, database.url, database.engine)
 
 
 def start(db: NotifyDb, port: int | None = None, **overrides: object) -> LiveServer:
