@@ -21,6 +21,7 @@ from tests import factories
 from tests.conftest import Backend
 from tests.support.cli import run_cli
 from tests.support.server import LiveServer
+from tests.test_cases_api import new_case
 
 A, B, C, D = (f"Organization/{x}" for x in ("clinic", "housing", "other", "aod"))
 TASK_CODE = "http://hl7.org/fhir/CodeSystem/task-code"
@@ -510,8 +511,6 @@ def test_provenance_and_audit_of_a_record_are_its_owners(http: httpx.Client) -> 
 
 
 def test_plain_cases_are_confined_like_fhir_reads(http: httpx.Client, live: LiveServer) -> None:
-    from tests.test_cases_api import new_case
-
     headers = {"X-Casebridge-Agency": A}
     created = http.post(f"{live.root}/cases", json=new_case(managing_agency=A), headers=headers)
     assert created.status_code == 201, created.text
