@@ -122,25 +122,32 @@ class DisclosurePage:
     applied: list[tuple[str, str]]
 
 
-def _patient_of(repo: Repository, agency: str, version: StoredVersion) -> str | None:
-    if version.resource_type == "Patient":
-        return version.id
-    return repo.grant_patient(agency, version.resource_type, version.id)
-
-
 def _releases(
     repo: Repository, scope: AccessScope, versions: Sequence[StoredVersion], interaction: str
 ) -> list[dict[str, Any]]:
     """Disclosure rows for the versions whose owner is another agency (or no agency: the
     operator's labelled records)."""
     owners = repo.owners([(v.resource_type, v.id) for v in versions])
+    released = [
+        v
+        for v in versions
+        if (owner := owners.get((v.resource_type, v.id))) is not None and owner[0] != scope.agency
+    ]
+    if not released:
+        return []
+    patients = repo.grant_patients(scope.agency, [(v.resource_type, v.id) for v in released])
+    consents: dict[str, list[str]] = {}
     rows = []
-    for version in versions:
-        owner = owners.get((version.resource_type, version.id))
-        if owner is None or owner[0] == scope.agency:
-            continue
-        patient = _patient_of(repo, scope.agency, version)
-        consents = repo.consents_in_force(patient, scope=scope) if patient else []
+    for version in released:
+        owner = owners[(version.resource_type, version.id)]
+        patient = (
+            version.id
+            if version.resource_type == "Patient"
+            else patients.get((version.resource_type, version.id))
+        )
+        if patient and patient not in consents:
+            consents[patient] = repo.consents_in_force(patient, scope=scope)
+        in_force = consents.get(patient, []) if patient else []
         rows.append(
             {
                 "disclosed_at": scope.now,
@@ -150,7 +157,7 @@ def _releases(
                 "resource_id": version.id,
                 "version_id": version.version_id,
                 "patient_id": patient,
-                "consent_id": consents[0] if consents else None,
+                "consent_id": in_force[0] if in_force else None,
                 "interaction": interaction,
                 "sensitive": owner[1],
             }

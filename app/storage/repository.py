@@ -639,18 +639,28 @@ class Repository:
         )
         return {row[0] for row in rows}
 
-    def grant_patient(self, agency: str, resource_type: str, resource_id: str) -> str | None:
-        """The client a referral shares this resource with agency for, if any."""
+    def grant_patients(
+        self, agency: str, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], str]:
+        """The client a referral shares each of these resources with agency for, where
+        one does: (type, id) -> patient id, one query per type."""
         g = access_grant_table.c
-        row = self._conn.execute(
-            select(g.patient_id).where(
-                g.resource_type == resource_type,
-                g.resource_id == resource_id,
-                g.agency == agency,
-                g.patient_id.is_not(None),
+        by_type: dict[str, set[str]] = {}
+        for resource_type, resource_id in keys:
+            by_type.setdefault(resource_type, set()).add(resource_id)
+        found: dict[tuple[str, str], str] = {}
+        for resource_type, ids in by_type.items():
+            rows = self._conn.execute(
+                select(g.resource_id, g.patient_id).where(
+                    g.resource_type == resource_type,
+                    g.resource_id.in_(sorted(ids)),
+                    g.agency == agency,
+                    g.patient_id.is_not(None),
+                )
             )
-        ).first()
-        return None if row is None else str(row[0])
+            for row in rows:
+                found.setdefault((resource_type, row[0]), str(row[1]))
+        return found
 
     def replace_task_grants(self, task_id: str, grants: Sequence[Mapping[str, Any]]) -> None:
         """Replace what one referral Task shares (rows: agency, resource_type, resource_id,
