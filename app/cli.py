@@ -117,23 +117,29 @@ def _migrated_or_exit(engine: Engine) -> None:
         raise typer.Exit(code=2)
 
 
+# Options `load` and `import` share.
+BatchOption = Annotated[int, typer.Option(min=1, help="Resources per transaction.")]
+AgencyOption = Annotated[
+    str | None,
+    typer.Option(
+        help="The agency the records belong to (Organization/{id}); without it they are "
+        "the operator's, which no agency sees without a referral and a consent."
+    ),
+]
+WorkersOption = Annotated[
+    int | None, typer.Option(min=0, help="Validating processes (default: one per CPU).")
+]
+
+
 @cli.command()
 def load(
     file: Annotated[
         Path,
         typer.Argument(help="NDJSON file: one resource per line.", exists=True, dir_okay=False),
     ],
-    batch: Annotated[int, typer.Option(min=1, help="Resources per transaction.")] = 1000,
-    agency: Annotated[
-        str | None,
-        typer.Option(
-            help="The agency the records belong to (Organization/{id}); without it they are "
-            "the operator's, which no agency sees without a referral and a consent."
-        ),
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(min=0, help="Validating processes (default: one per CPU).")
-    ] = None,
+    batch: BatchOption = 1000,
+    agency: AgencyOption = None,
+    workers: WorkersOption = None,
     report: Annotated[
         Path | None,
         typer.Option(help="Write every failed line as NDJSON {line, outcome} to this file."),
@@ -226,17 +232,9 @@ def import_files(
         list[Path],
         typer.Argument(help="NDJSON or Bundle JSON files, or directories of them.", exists=True),
     ],
-    batch: Annotated[int, typer.Option(min=1, help="Resources per transaction.")] = 1000,
-    agency: Annotated[
-        str | None,
-        typer.Option(
-            help="The agency the records belong to (Organization/{id}); without it they are "
-            "the operator's, which no agency sees without a referral and a consent."
-        ),
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(min=0, help="Validating processes (default: one per CPU).")
-    ] = None,
+    batch: BatchOption = 1000,
+    agency: AgencyOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Import resources (ids kept; existing ids skipped, so a re-run stores nothing twice);
     errors name file:line; exit 1 if any resource failed."""
