@@ -16,6 +16,7 @@ ignore counts as an error too.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
@@ -227,6 +228,21 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "side by side: as the unconfined operator and as that agency (the access rule's cost)",
     )
     parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep the loaded databases (the SQLite file in DIR, the PostgreSQL schema) and "
+        "print their URLs, for later runs with --database",
+    )
+    parser.add_argument(
+        "--database",
+        default=None,
+        metavar="URL",
+        help="search this database, loaded by an earlier run with --keep and the same "
+        "--patients, --seed and --agency, instead of loading a fresh one",
+    )
+    parser.add_argument(
         "--explain",
         action="store_true",
         help="after the load, print the query plans of the SQL each search issues "
@@ -239,6 +255,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--backends: unknown {unknown}; choose from {', '.join(BACKENDS)}")
     if args.patients < 1 or args.duration < 1 or args.connections < 1:
         parser.error("--patients, --duration and --connections must be at least 1")
+    if args.database:
+        names = ["sqlite" if args.database.startswith("sqlite") else "postgresql"]
     args.backends = names
     wanted = {s.strip() for s in args.searches.split(",") if s.strip()}
     if wanted - {s.key for s in SEARCHES}:
@@ -432,13 +450,28 @@ def _backend(
     run = BackendRun(name)
     runs = [run]
     workdir = scratch_dir()
+    keep: Path | None = args.keep
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+    database: contextlib.AbstractContextManager[str] = (
+        contextlib.nullcontext(args.database)
+        if args.database
+        else fresh_database(
+            name,
+            (keep or workdir).resolve(),
+            f"search-{args.patients}-{args.seed}.db",
+            keep=keep is not None,
+        )
+    )
     try:
-        with (
-            failure_noted(run, name, console),
-            fresh_database(name, workdir, "search-bench.db") as url,
-        ):
-            console.print(f"[bold]{name}[/]: fresh database, bulk load")
-            _load(url, data, args, run, console)
+        with failure_noted(run, name, console), database as url:
+            if args.database:
+                console.print(f"[bold]{name}[/]: the database loaded earlier, {url}")
+            else:
+                console.print(f"[bold]{name}[/]: fresh database, bulk load")
+                _load(url, data, args, run, console)
+                if keep is not None:
+                    console.print(f"  kept for --database {url!r}")
             if args.explain:
                 explain(url, args.searches, pools, random.Random(args.seed), console)
             if generator is None:
@@ -535,11 +568,14 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     try:
         data = datadir / "cases.ndjson"
         started = time.perf_counter()
-        with data.open("wb") as out:
+        # With --database the data is only generated again for its value pools.
+        with data.open("wb") if not args.database else open(os.devnull, "wb") as out:
             pools = write_ndjson(out, args.patients, seed=args.seed)
         console.print(
             f"Generated {pools.total:,} resources for {args.patients:,} patients in "
-            f"{time.perf_counter() - started:.1f} s ({data.stat().st_size / 1e6:,.0f} MB): "
+            f"{time.perf_counter() - started:.1f} s"
+            + (f" ({data.stat().st_size / 1e6:,.0f} MB)" if data.exists() else "")
+            + ": "
             + ", ".join(f"{k} {v:,}" for k, v in sorted(pools.counts.items()))
         )
         runs: list[BackendRun] = []

@@ -43,26 +43,30 @@ def pg_problem(url: str = PG_ROOT_URL) -> str | None:
 
 
 @contextlib.contextmanager
-def pg_schema(root_url: str = PG_ROOT_URL) -> Iterator[str]:
-    """A fresh schema bench_<random>; yields a database URL whose search_path is that schema."""
+def pg_schema(root_url: str = PG_ROOT_URL, *, keep: bool = False) -> Iterator[str]:
+    """A fresh schema bench_<random>; yields a database URL whose search_path is that schema.
+    It is dropped afterwards unless keep."""
     name = f"bench_{os.getpid()}_{secrets.token_hex(4)}"
     with psycopg.connect(root_url, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{name}"')
     try:
         yield f"{root_url}?options={quote(f'-csearch_path={name}')}"
     finally:
-        with psycopg.connect(root_url, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        if not keep:
+            with psycopg.connect(root_url, autocommit=True, connect_timeout=10) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
 @contextlib.contextmanager
-def fresh_database(name: str, workdir: Path, filename: str = "bench.db") -> Iterator[str]:
+def fresh_database(
+    name: str, workdir: Path, filename: str = "bench.db", *, keep: bool = False
+) -> Iterator[str]:
     """A fresh database for one backend run: a SQLite file in workdir, or a PostgreSQL
-    schema dropped afterwards."""
+    schema dropped afterwards unless keep."""
     if name == "sqlite":
         yield f"sqlite:///{workdir / filename}"
     else:
-        with pg_schema() as url:
+        with pg_schema(keep=keep) as url:
             yield url
 
 
