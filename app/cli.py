@@ -514,6 +514,7 @@ def worker() -> None:
         settings.effective_database_url,
         pool_size=settings.db_pool_size,
         busy_timeout_ms=settings.db_busy_timeout_ms,
+        sqlite_mmap_mb=settings.sqlite_mmap_mb,
     )
     try:
         _migrated_or_exit(engine)

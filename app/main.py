@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         settings.effective_database_url,
         pool_size=settings.db_pool_size,
         busy_timeout_ms=settings.db_busy_timeout_ms,
+        sqlite_mmap_mb=settings.sqlite_mmap_mb,
     )
     if settings.migrate:
         upgrade(engine)

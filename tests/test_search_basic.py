@@ -265,3 +265,32 @@ def test_default_total_is_exact_up_to_the_estimate_limit(client: httpx.Client) -
     assert accurate["total"] == 1001
     narrow = client.get("/Patient", params={"gender": "male"}).json()
     assert narrow["total"] == 1
+
+
+def test_default_total_is_left_out_when_the_driving_criterion_is_broad(
+    client: httpx.Client,
+) -> None:
+    """The default counts only when the criterion that drives the query has at most 1,000
+    candidates: a few matches among 1,001 candidates get no total unless asked."""
+    entries = [
+        {"resource": patient(gender="female"), "request": {"method": "POST", "url": "Patient"}}
+        for _ in range(1001)
+    ]
+    stored = client.post(
+        "", json={"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    )
+    assert stored.status_code == 200, stored.text[:300]
+    ids = [e["response"]["location"].split("/")[1] for e in stored.json()["entry"]]
+    for _ in range(3):
+        client.post("/Patient", json=patient(gender="male")).raise_for_status()
+    # Two of the women updated later: 2 matches among 1,001 candidates of gender=female.
+    changed = [client.get(f"/Patient/{i}").json() for i in ids[:2]]
+    since = client.put(f"/Patient/{ids[0]}", json=changed[0]).json()["meta"]["lastUpdated"]
+    client.put(f"/Patient/{ids[1]}", json=changed[1]).raise_for_status()
+    query = {"gender": "female", "_lastUpdated": f"ge{since}", "_count": "1"}
+    few = client.get("/Patient", params=query).json()
+    assert len(few["entry"]) == 1 and "total" not in few
+    assert client.get("/Patient", params={**query, "_total": "accurate"}).json()["total"] == 2
+    # A narrow driver (3 candidates) is counted even when the page does not hold them all.
+    narrow = client.get("/Patient", params={"gender": "male", "_count": "1"}).json()
+    assert len(narrow["entry"]) == 1 and narrow["total"] == 3

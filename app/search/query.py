@@ -124,6 +124,9 @@ class Match:
     probe: Select[Any] | None = None
     # For _id and _lastUpdated: the same condition stated on the resource row itself.
     direct: ColumnElement[bool] | None = None
+    # The (type, id) columns of the rows ``ids`` selects from (the access rule applies to
+    # them when counting a driver's candidates); None when ids selects from several.
+    key: tuple[ColumnElement[Any], ColumnElement[Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,7 +482,9 @@ class QueryBuilder:
             (c.param + "") == code,
             *extra,
         )
-        return Match(ids, negate=negate, rank=rank, probe=probe)
+        return Match(
+            ids, negate=negate, rank=rank, probe=probe, key=(c.resource_type, c.resource_id)
+        )
 
     def _missing(self, search_param: SearchParam, name: str, value: str) -> Match:
         if value not in ("true", "false"):
@@ -674,7 +679,7 @@ class QueryBuilder:
             c.resource_id.in_(_live_ids(source_type, inner)),
             *self._visible(c.resource_type, c.resource_id),
         )
-        return Match(ids, rank=3)
+        return Match(ids, rank=3, key=(c.target_type, c.target_id))
 
     def _visible(self, type_col: Any, id_col: Any) -> tuple[ColumnElement[bool], ...]:
         scope = self._context.scope
@@ -690,12 +695,17 @@ def _live_ids(resource_type: str, match: Match) -> Select[Any]:
     )
 
 
+def driver_of(matches: Sequence[Match]) -> Match | None:
+    """The criterion that drives the query: the most selective positive one."""
+    positive = [m for m in matches if not m.negate]
+    return min(positive, key=lambda m: m.rank) if positive else None
+
+
 def conditions_for(matches: Sequence[Match]) -> tuple[ColumnElement[bool], ...]:
     """Conditions on the resource table: the most selective positive criterion as
     ``id IN (...)`` (the planner drives the query from its index), the rest as correlated
     EXISTS probes, so a weak criterion (status=active) is never materialised in full."""
-    positive = [m for m in matches if not m.negate]
-    driver = min(positive, key=lambda m: m.rank) if positive else None
+    driver = driver_of(matches)
     conditions: list[ColumnElement[bool]] = []
     for match in matches:
         if match.direct is not None:
@@ -726,6 +736,9 @@ class Criteria:
     conditions: tuple[ColumnElement[bool], ...]
     ignored: tuple[str, ...]
     canonical: str
+    # The index rows that drive the query (None: the resource table drives it): how many
+    # there are bounds what counting the matches costs.
+    driver: Match | None = None
 
 
 def parse_filters(
@@ -765,6 +778,10 @@ def parse_filters(
             continue
         matches.append(match)
         canonical.append(f"{name}={','.join(sorted(split_escaped(value, ',')))}")
+    driver = driver_of(matches)
     return Criteria(
-        conditions_for(matches), tuple(ignored), f"{resource_type}?{'&'.join(sorted(canonical))}"
+        conditions_for(matches),
+        tuple(ignored),
+        f"{resource_type}?{'&'.join(sorted(canonical))}",
+        driver if driver is not None and driver.direct is None and driver.key else None,
     )

@@ -32,7 +32,9 @@ def _identity(value: Any) -> Any:
     return value
 
 
-def create_db_engine(url: str, *, pool_size: int = 8, busy_timeout_ms: int = 5000) -> Engine:
+def create_db_engine(
+    url: str, *, pool_size: int = 8, busy_timeout_ms: int = 5000, sqlite_mmap_mb: int = 2048
+) -> Engine:
     """Build the engine: SQLite in WAL mode with BEGIN IMMEDIATE for writers, or PostgreSQL."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -46,7 +48,7 @@ def create_db_engine(url: str, *, pool_size: int = 8, busy_timeout_ms: int = 500
             max_overflow=pool_size,
             connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
         )
-        _configure_sqlite(engine, busy_timeout_ms)
+        _configure_sqlite(engine, busy_timeout_ms, sqlite_mmap_mb)
         if database and database != ":memory:":
             gate = SqliteWriteGate(Path(database), busy_timeout_ms / 1000)
             _GATES[engine] = gate
@@ -76,7 +78,7 @@ def create_db_engine(url: str, *, pool_size: int = 8, busy_timeout_ms: int = 500
     return engine
 
 
-def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int, mmap_mb: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN itself, so writers can say IMMEDIATE.
@@ -88,6 +90,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         # Checkpoints run on a background thread (SqliteCheckpointer), not inside a commit.
         cursor.execute("PRAGMA wal_autocheckpoint=0")
+        cursor.execute(f"PRAGMA mmap_size={int(mmap_mb) * 1024 * 1024}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -404,6 +404,15 @@ class Repository:
             query = select(func.count()).select_from(bounded)
         return int(self._conn.execute(query, self._access).scalar_one())
 
+    def count_rows(self, rows: Select[Any], key: tuple[Any, Any] | None, *, at_most: int) -> int:
+        """How many of the rows a select lists, up to at_most + 1, counting only those
+        whose (type, id) key the scope may see (the candidates of a search's driver)."""
+        visible = self._visible(*key) if key is not None else ()
+        bounded = rows.where(*visible).limit(at_most + 1).subquery()
+        return int(
+            self._conn.execute(select(func.count()).select_from(bounded), self._access).scalar_one()
+        )
+
     def history(
         self,
         *,

@@ -79,11 +79,19 @@ class _IndexRow(SQLModel):
     param: str = Field(sa_type=String(80), nullable=False)
 
 
-def _owner_index(table: str) -> Index:
+def _owner_index(table: str, *values: str) -> Index:
     # Replacing a resource's rows, _include, and per-candidate EXISTS probes use it; with
     # param as a third column SQLite prefers it to the value index for a probe even
-    # before ANALYZE has gathered statistics.
-    return Index(f"ix_{table}_owner", "resource_type", "resource_id", "param")
+    # before ANALYZE has gathered statistics. The values the probes compare follow, so a
+    # probe reads the index alone (no lookup of the row in the table).
+    return Index(f"ix_{table}_owner", "resource_type", "resource_id", "param", *values)
+
+
+def _lookup_index(name: str, *columns: str) -> Index:
+    # resource_id last: the index alone answers "which resources hold this value" (no row
+    # lookup per match: a status or code shared by thousands of resources cost one random
+    # read each), and for an equal value it lists them in id order, the default page order.
+    return Index(name, "resource_type", "param", *columns, "resource_id")
 
 
 class TokenIndexRow(_IndexRow, table=True):
@@ -92,9 +100,9 @@ class TokenIndexRow(_IndexRow, table=True):
 
     __tablename__ = "search_token"
     __table_args__ = (
-        Index("ix_search_token_lookup", "resource_type", "param", "code", "system"),
-        Index("ix_search_token_text", "resource_type", "param", "text"),
-        _owner_index("search_token"),
+        _lookup_index("ix_search_token_lookup", "code", "system"),
+        _lookup_index("ix_search_token_text", "text"),
+        _owner_index("search_token", "code", "system"),
     )
 
     system: str | None = Field(default=None, sa_type=String(255), nullable=True)
@@ -107,7 +115,7 @@ class OfTypeIndexRow(_IndexRow, table=True):
 
     __tablename__ = "search_of_type"
     __table_args__ = (
-        Index("ix_search_of_type_lookup", "resource_type", "param", "value"),
+        _lookup_index("ix_search_of_type_lookup", "value"),
         _owner_index("search_of_type"),
     )
 
@@ -121,7 +129,7 @@ class StringIndexRow(_IndexRow, table=True):
 
     __tablename__ = "search_string"
     __table_args__ = (
-        Index("ix_search_string_lookup", "resource_type", "param", "normalized"),
+        _lookup_index("ix_search_string_lookup", "normalized"),
         _owner_index("search_string"),
     )
 
@@ -134,9 +142,9 @@ class ReferenceIndexRow(_IndexRow, table=True):
 
     __tablename__ = "search_reference"
     __table_args__ = (
-        Index("ix_search_reference_target", "resource_type", "param", "target_id", "target_type"),
-        Index("ix_search_reference_url", "resource_type", "param", "url"),
-        _owner_index("search_reference"),
+        _lookup_index("ix_search_reference_target", "target_id", "target_type"),
+        _lookup_index("ix_search_reference_url", "url"),
+        _owner_index("search_reference", "target_type", "target_id"),
     )
 
     target_type: str | None = Field(default=None, sa_type=String(64), nullable=True)
@@ -150,8 +158,8 @@ class DateIndexRow(_IndexRow, table=True):
 
     __tablename__ = "search_date"
     __table_args__ = (
-        Index("ix_search_date_lookup", "resource_type", "param", "low", "high"),
-        _owner_index("search_date"),
+        _lookup_index("ix_search_date_lookup", "low", "high"),
+        _owner_index("search_date", "low", "high"),
     )
 
     low: datetime = Field(sa_type=UTCDateTime(), nullable=False)
@@ -163,7 +171,7 @@ class QuantityIndexRow(_IndexRow, table=True):
 
     __tablename__ = "search_quantity"
     __table_args__ = (
-        Index("ix_search_quantity_lookup", "resource_type", "param", "value"),
+        _lookup_index("ix_search_quantity_lookup", "value"),
         _owner_index("search_quantity"),
     )
 
@@ -180,7 +188,7 @@ class NumberIndexRow(_IndexRow, table=True):
 
     __tablename__ = "search_number"
     __table_args__ = (
-        Index("ix_search_number_lookup", "resource_type", "param", "value"),
+        _lookup_index("ix_search_number_lookup", "value"),
         _owner_index("search_number"),
     )
 
@@ -194,7 +202,7 @@ class UriIndexRow(_IndexRow, table=True):
 
     __tablename__ = "search_uri"
     __table_args__ = (
-        Index("ix_search_uri_lookup", "resource_type", "param", "uri"),
+        _lookup_index("ix_search_uri_lookup", "uri"),
         _owner_index("search_uri"),
     )
 
