@@ -124,8 +124,9 @@ class Match:
     probe: Select[Any] | None = None
     # For _id and _lastUpdated: the same condition stated on the resource row itself.
     direct: ColumnElement[bool] | None = None
-    # The (type, id) columns of the rows ``ids`` selects from (the access rule applies to
-    # them when counting a driver's candidates); None when ids selects from several.
+    # The (type, id) columns of the index rows ``ids`` selects, which exist only for live
+    # resources of the type: such a Match can drive a page in id order and bound a count
+    # (None: ids may name resources that are not live, as _has does).
     key: tuple[ColumnElement[Any], ColumnElement[Any]] | None = None
 
 
@@ -679,7 +680,7 @@ class QueryBuilder:
             c.resource_id.in_(_live_ids(source_type, inner)),
             *self._visible(c.resource_type, c.resource_id),
         )
-        return Match(ids, rank=3, key=(c.target_type, c.target_id))
+        return Match(ids, rank=3)
 
     def _visible(self, type_col: Any, id_col: Any) -> tuple[ColumnElement[bool], ...]:
         scope = self._context.scope
@@ -701,18 +702,22 @@ def driver_of(matches: Sequence[Match]) -> Match | None:
     return min(positive, key=lambda m: m.rank) if positive else None
 
 
-def conditions_for(matches: Sequence[Match]) -> tuple[ColumnElement[bool], ...]:
+def conditions_for(
+    matches: Sequence[Match], *, driver: Match | None = None, without_driver: bool = False
+) -> tuple[ColumnElement[bool], ...]:
     """Conditions on the resource table: the most selective positive criterion as
     ``id IN (...)`` (the planner drives the query from its index), the rest as correlated
-    EXISTS probes, so a weak criterion (status=active) is never materialised in full."""
-    driver = driver_of(matches)
+    EXISTS probes, so a weak criterion (status=active) is never materialised in full.
+    without_driver: leave the driver's own condition out (the query selects from its rows)."""
+    driver = driver or driver_of(matches)
     conditions: list[ColumnElement[bool]] = []
     for match in matches:
         if match.direct is not None:
             conditions.append(match.direct)
             continue
         if match is driver:
-            conditions.append(R.id.in_(match.ids))
+            if not without_driver:
+                conditions.append(R.id.in_(match.ids))
             continue
         probe = match.probe
         if probe is None:
@@ -737,8 +742,10 @@ class Criteria:
     ignored: tuple[str, ...]
     canonical: str
     # The index rows that drive the query (None: the resource table drives it): how many
-    # there are bounds what counting the matches costs.
+    # there are bounds what counting the matches costs, and a page in id order can walk
+    # them in index order and stop after a page (``rest``: the other conditions).
     driver: Match | None = None
+    rest: tuple[ColumnElement[bool], ...] = ()
 
 
 def parse_filters(
@@ -779,9 +786,13 @@ def parse_filters(
         matches.append(match)
         canonical.append(f"{name}={','.join(sorted(split_escaped(value, ',')))}")
     driver = driver_of(matches)
+    canonical_text = f"{resource_type}?{'&'.join(sorted(canonical))}"
+    if driver is None or driver.direct is not None or driver.key is None:
+        return Criteria(conditions_for(matches), tuple(ignored), canonical_text)
     return Criteria(
-        conditions_for(matches),
+        conditions_for(matches, driver=driver),
         tuple(ignored),
-        f"{resource_type}?{'&'.join(sorted(canonical))}",
-        driver if driver is not None and driver.direct is None and driver.key else None,
+        canonical_text,
+        driver,
+        conditions_for(matches, driver=driver, without_driver=True),
     )

@@ -128,6 +128,7 @@ class SearchService:
             strict=strict,
             repo=repo,
             driver=criteria.driver,
+            rest=criteria.rest,
         )
 
     def search_system(
@@ -229,8 +230,13 @@ class SearchService:
         strict: bool,
         repo: Repository | None = None,
         driver: Match | None = None,
+        rest: Sequence[ColumnElement[bool]] = (),
     ) -> SearchPage:
-        """One page: the matches after the cursor, the total and the included resources."""
+        """One page: the matches after the cursor, the total and the included resources.
+
+        ``driver``, ``rest``: the criterion that drives the query and the other conditions
+        (parse_filters); a page in id order is then read by walking the driver's index rows.
+        """
         count = page_size(params, default=self._default_count, maximum=self._max_count)
         total_mode = single(params, "_total")
         total_mode = "estimate" if total_mode is None else total_mode
@@ -261,13 +267,29 @@ class SearchService:
             else transaction(self._engine, write=False, snapshot=True, scope=context.scope)
         )
         with scope as repo:
-            rows = repo.search(
-                resource_type,
-                conditions,
-                order_by=order_by(keys, backwards=backwards),
-                keys=[k.expression for k in keys],
-                limit=count + 1,
-            )
+            if (
+                driver is not None
+                and driver.key is not None
+                and resource_type is not None
+                and len(keys) == 1
+                and keys[0].name == "_id"
+            ):
+                rows = repo.search_driven(
+                    resource_type,
+                    driver.ids,
+                    rest,
+                    after_id=cursor.values[0] if cursor is not None else None,
+                    descending=keys[0].descending != backwards,
+                    limit=count + 1,
+                )
+            else:
+                rows = repo.search(
+                    resource_type,
+                    conditions,
+                    order_by=order_by(keys, backwards=backwards),
+                    keys=[k.expression for k in keys],
+                    limit=count + 1,
+                )
             if cursor is None and len(rows) <= count and total_mode != "none":
                 # The first page holds every match: it is the total, no count needed.
                 total: int | None = len(rows)

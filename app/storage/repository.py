@@ -325,6 +325,45 @@ class Repository:
             for r in self._conn.execute(query, self._access)
         ]
 
+    def search_driven(
+        self,
+        resource_type: str,
+        driver: Select[Any],
+        conditions: Sequence[ColumnElement[Any]],
+        *,
+        after_id: str | None,
+        descending: bool,
+        limit: int,
+    ) -> list[tuple[StoredVersion, list[Any]]]:
+        """Like search, in id order, for a search driven by index rows (``driver`` selects
+        the resource ids of its matching rows, which exist only for live resources of the
+        type): the ids come first, walking those rows in id order and stopping after
+        ``limit`` matches, then the bodies of that page alone.
+
+        With ``id IN (driver)`` PostgreSQL hashes every candidate and sorts the matches
+        (an agency's 3,000 Tasks for a page of 20); here the index order is the page order.
+        The driver is a subquery (the databases merge it into the join) so that the other
+        conditions' probes, which may read the same index table, correlate to the resource
+        row alone.
+        """
+        rows = driver.subquery("driver")
+        id_col = rows.c[0]
+        ids_query = (
+            select(id_col)
+            .select_from(
+                rows.join(resource_table, and_(R.resource_type == resource_type, R.id == id_col))
+            )
+            .where(*conditions, *self._visible(R.resource_type, R.id))
+            .distinct()
+            .order_by(id_col.desc() if descending else id_col.asc())
+            .limit(limit)
+        )
+        if after_id is not None:
+            ids_query = ids_query.where(id_col < after_id if descending else id_col > after_id)
+        ids = [row[0] for row in self._conn.execute(ids_query, self._access)]
+        found = {version.id: version for version in self.live(resource_type, ids)}
+        return [(found[i], [i]) for i in ids if i in found]
+
     def live(self, resource_type: str, ids: Sequence[str]) -> list[StoredVersion]:
         """The current versions of those of ids that are live resources of the type."""
         if not ids:

@@ -100,7 +100,9 @@ class TokenIndexRow(_IndexRow, table=True):
 
     __tablename__ = "search_token"
     __table_args__ = (
-        _lookup_index("ix_search_token_lookup", "code", "system"),
+        # resource_id before system: a bare code (status=requested, code=X), the common
+        # token search, then lists its resources in id order too.
+        Index("ix_search_token_lookup", "resource_type", "param", "code", "resource_id", "system"),
         _lookup_index("ix_search_token_text", "text"),
         _owner_index("search_token", "code", "system"),
     )

@@ -24,7 +24,6 @@ depends_on: str | Sequence[str] | None = None
 _OWNER = ["resource_type", "resource_id", "param"]
 # (table, index, value columns): the index was (resource_type, param, *values).
 _LOOKUPS: list[tuple[str, str, list[str]]] = [
-    ("search_token", "ix_search_token_lookup", ["code", "system"]),
     ("search_token", "ix_search_token_text", ["text"]),
     ("search_of_type", "ix_search_of_type_lookup", ["value"]),
     ("search_string", "ix_search_string_lookup", ["normalized"]),
@@ -43,6 +42,14 @@ _OWNER_VALUES: list[tuple[str, list[str]]] = [
 
 
 def upgrade() -> None:
+    # resource_id before system: a bare code (status=requested), the common token search,
+    # then lists its resources in id order too.
+    op.drop_index("ix_search_token_lookup", table_name="search_token")
+    op.create_index(
+        "ix_search_token_lookup",
+        "search_token",
+        ["resource_type", "param", "code", "resource_id", "system"],
+    )
     for table, name, values in _LOOKUPS:
         op.drop_index(name, table_name=table)
         op.create_index(name, table, ["resource_type", "param", *values, "resource_id"])
@@ -55,6 +62,9 @@ def downgrade() -> None:
     for table, _ in _OWNER_VALUES:
         op.drop_index(f"ix_{table}_owner", table_name=table)
         op.create_index(f"ix_{table}_owner", table, _OWNER)
-    for table, name, values in _LOOKUPS:
+    for table, name, values in [
+        *_LOOKUPS,
+        ("search_token", "ix_search_token_lookup", ["code", "system"]),
+    ]:
         op.drop_index(name, table_name=table)
         op.create_index(name, table, ["resource_type", "param", *values])
