@@ -224,6 +224,50 @@ def test_next_and_previous_links(client: httpx.Client, sortable: dict[str, str])
     ]
 
 
+def test_pages_walked_from_the_driving_criterion(client: httpx.Client) -> None:
+    """A page in id order is read from the driving criterion's index rows (the reference
+    here) in id order: a resource with several matching rows (the same code under two
+    systems) appears once, the other criteria still filter, and
+    next, previous and descending pages neither repeat nor skip."""
+    subject = create(client, {"resourceType": "Patient", "name": [{"family": "Walker"}]})
+    other = create(client, {"resourceType": "Patient", "name": [{"family": "Other"}]})
+
+    def observation(status: str, who: str) -> str:
+        return create(
+            client,
+            {
+                "resourceType": "Observation",
+                "status": status,
+                "code": {
+                    "coding": [
+                        {"system": "http://loinc.org", "code": "71802-3"},
+                        {"system": "https://casebridge.example.org/codes", "code": "71802-3"},
+                    ]
+                },
+                "subject": {"reference": f"Patient/{who}"},
+            },
+        )
+
+    final = sorted(observation("final", subject) for _ in range(5))
+    observation("preliminary", subject)
+    observation("final", other)
+    query = f"Observation?subject=Patient/{subject}&code=71802-3&status=final&_count=2"
+    first = bundle(client, query)
+    assert matches(first) == final[:2]
+    assert first["total"] == 5  # 6 candidates: counted
+    second = client.get(link(first, "next") or "").json()
+    assert matches(second) == final[2:4]
+    assert matches(client.get(link(second, "previous") or "").json()) == final[:2]
+    third = client.get(link(second, "next") or "").json()
+    assert matches(third) == final[4:] and link(third, "next") is None
+    # Driven by the code (6 + 1 candidates, each with two rows), descending.
+    newest = bundle(client, "Observation?code=71802-3&status=final&_sort=-_id&_count=3")
+    everyone = sorted(final + matches(bundle(client, f"Observation?subject=Patient/{other}")))
+    assert matches(newest) == everyone[::-1][:3]
+    rest = client.get(link(newest, "next") or "").json()
+    assert matches(rest) == everyone[::-1][3:]
+
+
 def test_paging_while_resources_arrive(client: httpx.Client, sortable: dict[str, str]) -> None:
     """New resources sort before, between and after the pages already read."""
     arrivals = iter(range(100))
