@@ -351,8 +351,12 @@ def test_aod_records_are_labelled_and_released_only_under_a_consent_for_that_pur
     assert {"R", "ETH", "42CFRPart2"} <= _labels(task)
     assert {"R", "ETH", "42CFRPart2"} <= _labels(_get(http, D, "/Patient/p-d").json())
     assert _labels(_get(http, None, "/Organization/aod").json()) == set()
-    # Labelled: the referral alone does not release even the Task.
+    # Labelled: the referral alone does not release even the Task, read or searched (the
+    # label is each candidate's own, whatever the clinic's unlabelled referral to B is).
     assert _get(http, B, "/Task/task-d").status_code == 404
+    assert _ids(_get(http, B, f"/Task?owner={B}").json()) == {"Task/task-a"}
+    for query in ("/Task?_id=task-d", "/ServiceRequest?_id=sr-d"):
+        assert _ids(_get(http, B, query).json()) == set(), query
     # A consent naming B without a purpose that covers labelled data is not enough.
     _consent(http, D, "consent-d", "p-d", B)
     assert _get(http, B, "/Task/task-d").status_code == 404

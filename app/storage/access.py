@@ -61,8 +61,16 @@ def visible_clause(
     key = (OWN.resource_type == type_col, OWN.resource_id == id_col)
     # '' for an owner row without agency (the operator's), NULL for no row at all.
     owner = select(func.coalesce(OWN.agency, "")).where(*key).limit(1).scalar_subquery()
+    # Used two and three levels down (inside the share and consent probes), where automatic
+    # correlation would look only at the enclosing access_grant probe and so add the outer
+    # table to this FROM: a cross join answering for some arbitrary row, not the candidate.
     sensitive = func.coalesce(
-        select(OWN.sensitive).where(*key).limit(1).scalar_subquery(), False
+        select(OWN.sensitive)
+        .where(*key)
+        .limit(1)
+        .correlate_except(resource_owner_table)
+        .scalar_subquery(),
+        False,
     ).is_(True)
     consent = (
         select(literal_column("1"))
