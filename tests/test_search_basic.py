@@ -248,30 +248,10 @@ def test_form_body_edge_cases(client: httpx.Client, form: bytes, status: int) ->
     assert response.status_code == status, response.text
 
 
-def test_default_total_is_exact_up_to_the_estimate_limit(client: httpx.Client) -> None:
-    entries = [
-        {"resource": patient(gender="female"), "request": {"method": "POST", "url": "Patient"}}
-        for _ in range(1001)
-    ]
-    stored = client.post(
-        "", json={"resourceType": "Bundle", "type": "transaction", "entry": entries}
-    )
-    assert stored.status_code == 200, stored.text[:300]
-    client.post("/Patient", json=patient(gender="male")).raise_for_status()
-    # Beyond 1,000 matches the default (estimate) leaves total out; accurate counts them all.
-    broad = client.get("/Patient", params={"gender": "female", "_count": "1"}).json()
-    assert "total" not in broad
-    accurate = client.get("/Patient", params={"gender": "female", "_total": "accurate"}).json()
-    assert accurate["total"] == 1001
-    narrow = client.get("/Patient", params={"gender": "male"}).json()
-    assert narrow["total"] == 1
-
-
-def test_default_total_is_left_out_when_the_driving_criterion_is_broad(
-    client: httpx.Client,
-) -> None:
-    """The default counts only when the criterion that drives the query has at most 1,000
-    candidates: a few matches among 1,001 candidates get no total unless asked."""
+def test_total_is_given_when_free_and_estimated_when_cheap(client: httpx.Client) -> None:
+    """Bundle.total (search.html#total): without _total, only when the first page holds
+    every match (or _count=0 asks for the total alone); _total=estimate counts when the
+    criterion that drives the query has at most 1,000 candidates; accurate always counts."""
     entries = [
         {"resource": patient(gender="female"), "request": {"method": "POST", "url": "Patient"}}
         for _ in range(1001)
@@ -283,14 +263,25 @@ def test_default_total_is_left_out_when_the_driving_criterion_is_broad(
     ids = [e["response"]["location"].split("/")[1] for e in stored.json()["entry"]]
     for _ in range(3):
         client.post("/Patient", json=patient(gender="male")).raise_for_status()
+    # The first page holds every match: its length is the total.
+    assert client.get("/Patient", params={"gender": "male"}).json()["total"] == 3
+    # A page of several: no total unless asked.
+    males = {"gender": "male", "_count": "1"}
+    assert "total" not in client.get("/Patient", params=males).json()
+    # Estimate: the 3 candidates of gender=male are counted.
+    assert client.get("/Patient", params={**males, "_total": "estimate"}).json()["total"] == 3
     # Two of the women updated later: 2 matches among 1,001 candidates of gender=female.
     changed = [client.get(f"/Patient/{i}").json() for i in ids[:2]]
     since = client.put(f"/Patient/{ids[0]}", json=changed[0]).json()["meta"]["lastUpdated"]
     client.put(f"/Patient/{ids[1]}", json=changed[1]).raise_for_status()
-    query = {"gender": "female", "_lastUpdated": f"ge{since}", "_count": "1"}
-    few = client.get("/Patient", params=query).json()
-    assert len(few["entry"]) == 1 and "total" not in few
-    assert client.get("/Patient", params={**query, "_total": "accurate"}).json()["total"] == 2
-    # A narrow driver (3 candidates) is counted even when the page does not hold them all.
-    narrow = client.get("/Patient", params={"gender": "male", "_count": "1"}).json()
-    assert len(narrow["entry"]) == 1 and narrow["total"] == 3
+    few = {"gender": "female", "_lastUpdated": f"ge{since}", "_count": "1"}
+    estimated = client.get("/Patient", params={**few, "_total": "estimate"}).json()
+    assert len(estimated["entry"]) == 1 and "total" not in estimated
+    assert client.get("/Patient", params={**few, "_total": "accurate"}).json()["total"] == 2
+    # No driving criterion (the resource table drives): estimate counts up to 1,000 matches.
+    assert "total" not in client.get("/Patient", params={"_total": "estimate"}).json()
+    accurate = client.get("/Patient", params={"gender": "female", "_total": "accurate"}).json()
+    assert accurate["total"] == 1001
+    assert (
+        client.get("/Patient", params={"gender": "female", "_count": "0"}).json()["total"] == 1001
+    )

@@ -43,8 +43,8 @@ from app.storage.repository import Repository, StoredVersion
 MAX_DISTINCT_PARAMETERS: Final = 100
 # Included resources per page (spec search.html#include lets a server bound them).
 MAX_INCLUDED: Final = 1000
-# _total=estimate (the default): an exact count when the criterion that drives the query
-# has at most this many candidates (and so at most this many matches), none beyond.
+# _total=estimate: an exact count when the criterion that drives the query has at most
+# this many candidates (and so at most this many matches), none beyond.
 ESTIMATE_LIMIT: Final = 1000
 _TOTAL_MODES: Final = frozenset({"none", "estimate", "accurate"})
 # Accepted and acted on elsewhere, or harmless to ignore silently.
@@ -238,12 +238,16 @@ class SearchService:
         (parse_filters); a page in id order is then read by walking the driver's index rows.
         """
         count = page_size(params, default=self._default_count, maximum=self._max_count)
-        total_mode = single(params, "_total")
-        total_mode = "estimate" if total_mode is None else total_mode
-        if total_mode not in _TOTAL_MODES:
+        asked = single(params, "_total")
+        if asked is not None and asked not in _TOTAL_MODES:
             raise InvalidRequest(
                 "_total must be none, estimate or accurate", expression=("_total",)
             )
+        # Not asked: the total only when it costs nothing (the first page holds every
+        # match), as a count of thousands of candidates costs more than their first page.
+        total_mode = "free" if asked is None else asked
+        if count == 0 and asked is None:  # a page of none asks for the total alone
+            total_mode = "accurate"
         summary, elements, unknown_elements = _shape(resource_type, params)
         if unknown_elements and strict:
             raise InvalidRequest(
@@ -336,14 +340,15 @@ def _total(
     mode: str,
     driver: Match | None,
 ) -> int | None:
-    """Bundle.total (spec search.html#total). The default, estimate, counts exactly when
-    that is cheap and leaves the total out otherwise; accurate always counts.
+    """Bundle.total (spec search.html#total) when the first page does not hold every
+    match: none when not asked (mode "free") or for none; estimate counts exactly when that
+    is cheap and leaves the total out otherwise; accurate always counts.
 
     Cheap: the criterion that drives the query has at most ESTIMATE_LIMIT candidates (those
     the caller may see), or, with no such criterion, there are at most ESTIMATE_LIMIT
     matches. Counting the matches among thousands of candidates (an agency's 3,000 Tasks,
     of which status=requested) costs ten times the page, which stops after 20."""
-    if mode == "none":
+    if mode in ("none", "free"):
         return None
     if mode == "accurate":
         return repo.count(resource_type, filters)

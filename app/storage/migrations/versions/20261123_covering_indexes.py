@@ -1,5 +1,6 @@
-"""Covering search indexes: each value index ends with resource_id, and the owner indexes
-of the token, reference and date tables carry the values their probes compare.
+"""Covering search indexes: each value index ends with resource_id, the owner indexes of the
+token, reference and date tables carry the values their probes compare, and the access
+rule's probe of resource_owner reads the agency and the label from an index.
 
 A search then reads index entries alone: at a million resources, looking up each match's
 row in the table to learn its resource_id (or its code, for a probe) was most of the time
@@ -56,9 +57,16 @@ def upgrade() -> None:
     for table, values in _OWNER_VALUES:
         op.drop_index(f"ix_{table}_owner", table_name=table)
         op.create_index(f"ix_{table}_owner", table, [*_OWNER, *values])
+    # The access rule's probe of each search candidate's owner and label.
+    op.create_index(
+        "ix_resource_owner_access",
+        "resource_owner",
+        ["resource_type", "resource_id", "agency", "sensitive"],
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_resource_owner_access", table_name="resource_owner")
     for table, _ in _OWNER_VALUES:
         op.drop_index(f"ix_{table}_owner", table_name=table)
         op.create_index(f"ix_{table}_owner", table, _OWNER)
