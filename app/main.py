@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -86,6 +87,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         notifier = DeliveryWorker(services) if settings.notify_worker else None
         if notifier is not None:
             notifier.start()
+        # What start-up built (models, registries, compiled statements) lives as long as the
+        # process: out of the collector's sight, a full collection no longer walks it
+        # (docs.python.org/3/library/gc.html#gc.freeze), which paused requests for ~90 ms.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
