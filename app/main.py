@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         try:
             yield
         finally:
+            gc.unfreeze()  # an app built again in this process (tests) starts afresh
             if notifier is not None:
                 notifier.stop()
             services.exports.shutdown()
