@@ -78,6 +78,12 @@ class HistoryCursor:
 
 
 _CURRENT_COLS = (R.resource_type, R.id, R.version_id, R.last_updated, R.deleted, R.body)
+# The live current versions among some ids of one type (a search page's bodies).
+_LIVE_BY_IDS = select(*_CURRENT_COLS).where(
+    R.resource_type == bindparam("b_type"),
+    R.deleted.is_(False),
+    R.id.in_(bindparam("b_ids", expanding=True)),
+)
 
 
 # Statements are built once: building and cache-keying a statement per call cost more
@@ -361,7 +367,14 @@ class Repository:
         if after_id is not None:
             ids_query = ids_query.where(id_col < after_id if descending else id_col > after_id)
         ids = [row[0] for row in self._conn.execute(ids_query, self._access)]
-        found = {version.id: version for version in self.live(resource_type, ids)}
+        if not ids:
+            return []
+        # The ids passed the access rule in this same transaction: the bodies need no
+        # second check.
+        found = {
+            r[1]: StoredVersion(r[0], r[1], r[2], r[3], r[4], r[5])
+            for r in self._conn.execute(_LIVE_BY_IDS, {"b_type": resource_type, "b_ids": ids})
+        }
         return [(found[i], [i]) for i in ids if i in found]
 
     def live(self, resource_type: str, ids: Sequence[str]) -> list[StoredVersion]:
