@@ -118,7 +118,12 @@ def _migrated_or_exit(engine: Engine) -> None:
 
 
 # Options `load` and `import` share.
-BatchOption = Annotated[int, typer.Option(min=1, help="Resources per transaction.")]
+BatchOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1, help="Resources per transaction (default: 1,000 on SQLite, 4,000 on PostgreSQL)."
+    ),
+]
 AgencyOption = Annotated[
     str | None,
     typer.Option(
@@ -137,7 +142,7 @@ def load(
         Path,
         typer.Argument(help="NDJSON file: one resource per line.", exists=True, dir_okay=False),
     ],
-    batch: BatchOption = 1000,
+    batch: BatchOption = None,
     agency: AgencyOption = None,
     workers: WorkersOption = None,
     report: Annotated[
@@ -232,7 +237,7 @@ def import_files(
         list[Path],
         typer.Argument(help="NDJSON or Bundle JSON files, or directories of them.", exists=True),
     ],
-    batch: BatchOption = 1000,
+    batch: BatchOption = None,
     agency: AgencyOption = None,
     workers: WorkersOption = None,
 ) -> None:

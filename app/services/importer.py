@@ -76,7 +76,7 @@ def import_paths(
     engine: Engine,
     settings: Settings,
     workers: int | None = None,
-    batch_size: int = 1000,
+    batch_size: int | None = None,
     on_file: Callable[[Path, int], None] | None = None,
     on_progress: Callable[[LoadProgress], None] | None = None,
     agency: str | None = None,
