@@ -265,10 +265,20 @@ class SearchService:
             conditions.append(after(keys, cursor.values, backwards=backwards))
 
         inside = repo
+        # A page, its total and its includes must agree (one snapshot); a page alone is
+        # one statement (search_driven) or one per step of its own, and needs no BEGIN and
+        # COMMIT round trips.
+        agree = bool(includes) or total_mode in ("estimate", "accurate")
         scope: AbstractContextManager[Repository] = (
             nullcontext(repo.with_scope(context.scope))
             if repo is not None
-            else transaction(self._engine, write=False, snapshot=True, scope=context.scope)
+            else transaction(
+                self._engine,
+                write=False,
+                snapshot=agree,
+                single_read=not agree,
+                scope=context.scope,
+            )
         )
         with scope as repo:
             if (

@@ -78,13 +78,6 @@ class HistoryCursor:
 
 
 _CURRENT_COLS = (R.resource_type, R.id, R.version_id, R.last_updated, R.deleted, R.body)
-# The live current versions among some ids of one type (a search page's bodies).
-_LIVE_BY_IDS = select(*_CURRENT_COLS).where(
-    R.resource_type == bindparam("b_type"),
-    R.deleted.is_(False),
-    R.id.in_(bindparam("b_ids", expanding=True)),
-)
-
 
 # Statements are built once: building and cache-keying a statement per call cost more
 # than executing it on SQLite.
@@ -343,19 +336,21 @@ class Repository:
     ) -> list[tuple[StoredVersion, list[Any]]]:
         """Like search, in id order, for a search driven by index rows (``driver`` selects
         the resource ids of its matching rows, which exist only for live resources of the
-        type): the ids come first, walking those rows in id order and stopping after
-        ``limit`` matches, then the bodies of that page alone.
+        type): the page's ids walk those rows in id order and stop after ``limit`` matches,
+        and the page's bodies are joined to them, in one statement.
 
         With ``id IN (driver)`` PostgreSQL hashes every candidate and sorts the matches
         (an agency's 3,000 Tasks for a page of 20); here the index order is the page order.
         The driver is a subquery (the databases merge it into the join) so that the other
         conditions' probes, which may read the same index table, correlate to the resource
-        row alone.
+        row alone. One statement, not ids then bodies: a search page is then a single read
+        with no transaction round trips of its own (SearchService), and the bodies are
+        those of the ids that passed the access rule, read in the same snapshot.
         """
         rows = driver.subquery("driver")
         id_col = rows.c[0]
         ids_query = (
-            select(id_col)
+            select(id_col.label("page_id"))
             .select_from(
                 rows.join(resource_table, and_(R.resource_type == resource_type, R.id == id_col))
             )
@@ -366,16 +361,20 @@ class Repository:
         )
         if after_id is not None:
             ids_query = ids_query.where(id_col < after_id if descending else id_col > after_id)
-        ids = [row[0] for row in self._conn.execute(ids_query, self._access)]
-        if not ids:
-            return []
-        # The ids passed the access rule in this same transaction: the bodies need no
-        # second check.
-        found = {
-            r[1]: StoredVersion(r[0], r[1], r[2], r[3], r[4], r[5])
-            for r in self._conn.execute(_LIVE_BY_IDS, {"b_type": resource_type, "b_ids": ids})
-        }
-        return [(found[i], [i]) for i in ids if i in found]
+        page = ids_query.subquery("page")
+        page_id = page.c.page_id
+        query = (
+            select(*_CURRENT_COLS)
+            .select_from(
+                page.join(resource_table, and_(R.resource_type == resource_type, R.id == page_id))
+            )
+            .where(R.deleted.is_(False))
+            .order_by(page_id.desc() if descending else page_id.asc())
+        )
+        return [
+            (StoredVersion(r[0], r[1], r[2], r[3], r[4], r[5]), [r[1]])
+            for r in self._conn.execute(query, self._access)
+        ]
 
     def live(self, resource_type: str, ids: Sequence[str]) -> list[StoredVersion]:
         """The current versions of those of ids that are live resources of the type."""
