@@ -141,7 +141,9 @@ def test_a_page_walks_the_driving_index_in_order(loaded: Loaded, key: str) -> No
         assert not any(p.lstrip(" ->").startswith("Sort") for p in plan), shown
 
 
-def sent_statements(loaded: Loaded, path: str) -> list[tuple[str, dict[str, Any]]]:
+def sent_statements(
+    loaded: Loaded, path: str, caller: Caller = OPERATOR
+) -> list[tuple[str, dict[str, Any]]]:
     """(SQL, the connection's execution options) of every statement one search sends."""
     engine = loaded.db.engine
     sent: list[tuple[str, dict[str, Any]]] = []
@@ -158,7 +160,7 @@ def sent_statements(loaded: Loaded, path: str) -> list[tuple[str, dict[str, Any]
     event.listen(engine, "before_cursor_execute", capture)
     try:
         page = services.search.search(
-            caller=OPERATOR, resource_type=resource_type, params=parse_qsl(query), strict=True
+            caller=caller, resource_type=resource_type, params=parse_qsl(query), strict=True
         )
     finally:
         event.remove(engine, "before_cursor_execute", capture)
@@ -167,20 +169,25 @@ def sent_statements(loaded: Loaded, path: str) -> list[tuple[str, dict[str, Any]
 
 
 @pytest.mark.parametrize("key", ["a", "b", "h"])
-def test_a_page_alone_is_one_statement_without_a_transaction(loaded: Loaded, key: str) -> None:
+@pytest.mark.parametrize("as_agency", [False, True], ids=["operator", "agency"])
+def test_a_page_alone_is_one_statement_without_a_transaction(
+    loaded: Loaded, key: str, as_agency: bool
+) -> None:
     """A page with no total to count and nothing to include is one SELECT (ids and bodies
-    together) run on its own: no BEGIN/COMMIT round trips. Asking for a counted total
-    puts the page and its count in one snapshot."""
+    together, and for an agency the owner rows its disclosure log reads) run on its own:
+    no BEGIN/COMMIT round trips. Asking for a counted total puts the page and its count
+    in one snapshot."""
     path = next(s for s in SEARCHES if s.key == key).build(random.Random(key), loaded.pools)
     sqlite = loaded.db.name == "sqlite"
-    alone = sent_statements(loaded, path)
+    caller = Caller(agency=AGENCY) if as_agency else OPERATOR
+    alone = sent_statements(loaded, path, caller)
     assert len(alone) == 1, [s for s, _ in alone]
     options = alone[0][1]
     if sqlite:
         assert options.get("sqlite_begin", "DEFERRED") is None, options
     else:
         assert options.get("isolation_level") == "AUTOCOMMIT", options
-    counted = sent_statements(loaded, f"{path}&_total=accurate")
+    counted = sent_statements(loaded, f"{path}&_total=accurate", caller)
     if sqlite:
         assert counted[0][0] == "BEGIN DEFERRED", [s for s, _ in counted]
     else:

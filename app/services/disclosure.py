@@ -127,7 +127,8 @@ def _releases(
 ) -> list[dict[str, Any]]:
     """Disclosure rows for the versions whose owner is another agency (or no agency: the
     operator's labelled records)."""
-    owners = repo.owners([(v.resource_type, v.id) for v in versions])
+    owners = repo.owners([(v.resource_type, v.id) for v in versions if not v.owner_read])
+    owners.update({(v.resource_type, v.id): v.owner for v in versions if v.owner_read and v.owner})
     released = [
         v
         for v in versions

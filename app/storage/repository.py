@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -65,6 +65,11 @@ class StoredVersion:
     deleted: bool
     body: bytes | None
     method: str = ""
+    # The owner row read with the version, when the read joined it (a search page for an
+    # agency): (agency, sensitive), or None for a record with no owner row. The
+    # disclosure log then needs no lookup of its own.
+    owner: tuple[str | None, bool] | None = field(default=None, compare=False)
+    owner_read: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,16 +368,43 @@ class Repository:
             ids_query = ids_query.where(id_col < after_id if descending else id_col > after_id)
         page = ids_query.subquery("page")
         page_id = page.c.page_id
+        rows_from = page.join(
+            resource_table, and_(R.resource_type == resource_type, R.id == page_id)
+        )
+        order = page_id.desc() if descending else page_id.asc()
+        if self.scope is None:
+            query = select(*_CURRENT_COLS).select_from(rows_from)
+            query = query.where(R.deleted.is_(False)).order_by(order)
+            return [
+                (StoredVersion(r[0], r[1], r[2], r[3], r[4], r[5]), [r[1]])
+                for r in self._conn.execute(query, self._access)
+            ]
+        # An agency's page: the owner rows come along for the disclosure log.
         query = (
-            select(*_CURRENT_COLS)
+            select(*_CURRENT_COLS, _OWN.resource_id, _OWN.agency, _OWN.sensitive)
             .select_from(
-                page.join(resource_table, and_(R.resource_type == resource_type, R.id == page_id))
+                rows_from.outerjoin(
+                    resource_owner_table,
+                    and_(_OWN.resource_type == R.resource_type, _OWN.resource_id == R.id),
+                )
             )
             .where(R.deleted.is_(False))
-            .order_by(page_id.desc() if descending else page_id.asc())
+            .order_by(order)
         )
         return [
-            (StoredVersion(r[0], r[1], r[2], r[3], r[4], r[5]), [r[1]])
+            (
+                StoredVersion(
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    r[5],
+                    owner=(r[7], bool(r[8])) if r[6] is not None else None,
+                    owner_read=True,
+                ),
+                [r[1]],
+            )
             for r in self._conn.execute(query, self._access)
         ]
 
