@@ -59,14 +59,22 @@ def loaded(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield Loaded(db, pools)
 
 
-def plans(loaded: Loaded, path: str, caller: Caller) -> list[tuple[str, list[str]]]:
-    """(SQL, plan lines) of every SELECT one search sends."""
-    engine = loaded.db.engine
-    sent: list[tuple[str, Any]] = []
+@dataclass
+class Sent:
+    """A statement one search sent, with its parameters and the connection's options."""
 
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            sent.append((statement, parameters))
+    statement: str
+    parameters: Any
+    options: dict[str, Any]
+
+
+def sent_statements(loaded: Loaded, path: str, caller: Caller = OPERATOR) -> list[Sent]:
+    """Every statement one search sends, run as the caller."""
+    engine = loaded.db.engine
+    sent: list[Sent] = []
+
+    def capture(conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        sent.append(Sent(statement, parameters, dict(conn.get_execution_options())))
 
     services = build_services(
         settings=Settings(database_url=loaded.db.url, auth="off", install_conformance=False),
@@ -82,6 +90,17 @@ def plans(loaded: Loaded, path: str, caller: Caller) -> list[tuple[str, list[str
     finally:
         event.remove(engine, "before_cursor_execute", capture)
     assert page.matches, path
+    return sent
+
+
+def plans(loaded: Loaded, path: str, caller: Caller) -> list[tuple[str, list[str]]]:
+    """(SQL, plan lines) of every SELECT one search sends."""
+    engine = loaded.db.engine
+    sent = [
+        (s.statement, s.parameters)
+        for s in sent_statements(loaded, path, caller)
+        if s.statement.lstrip().upper().startswith("SELECT")
+    ]
     found = []
     with engine.connect() as conn:
         if loaded.db.name == "sqlite":
@@ -141,33 +160,6 @@ def test_a_page_walks_the_driving_index_in_order(loaded: Loaded, key: str) -> No
         assert not any(p.lstrip(" ->").startswith("Sort") for p in plan), shown
 
 
-def sent_statements(
-    loaded: Loaded, path: str, caller: Caller = OPERATOR
-) -> list[tuple[str, dict[str, Any]]]:
-    """(SQL, the connection's execution options) of every statement one search sends."""
-    engine = loaded.db.engine
-    sent: list[tuple[str, dict[str, Any]]] = []
-
-    def capture(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        sent.append((statement, dict(conn.get_execution_options())))
-
-    services = build_services(
-        settings=Settings(database_url=loaded.db.url, auth="off", install_conformance=False),
-        engine=engine,
-        clock=Clock(),
-    )
-    resource_type, _, query = path.removeprefix("/fhir/").partition("?")
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
-        page = services.search.search(
-            caller=caller, resource_type=resource_type, params=parse_qsl(query), strict=True
-        )
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
-    assert page.matches, path
-    return sent
-
-
 @pytest.mark.parametrize("key", ["a", "b", "h"])
 @pytest.mark.parametrize("as_agency", [False, True], ids=["operator", "agency"])
 def test_a_page_alone_is_one_statement_without_a_transaction(
@@ -181,14 +173,14 @@ def test_a_page_alone_is_one_statement_without_a_transaction(
     sqlite = loaded.db.name == "sqlite"
     caller = Caller(agency=AGENCY) if as_agency else OPERATOR
     alone = sent_statements(loaded, path, caller)
-    assert len(alone) == 1, [s for s, _ in alone]
-    options = alone[0][1]
+    assert len(alone) == 1, [s.statement for s in alone]
+    options = alone[0].options
     if sqlite:
         assert options.get("sqlite_begin", "DEFERRED") is None, options
     else:
         assert options.get("isolation_level") == "AUTOCOMMIT", options
     counted = sent_statements(loaded, f"{path}&_total=accurate", caller)
     if sqlite:
-        assert counted[0][0] == "BEGIN DEFERRED", [s for s, _ in counted]
+        assert counted[0].statement == "BEGIN DEFERRED", [s.statement for s in counted]
     else:
-        assert {o.get("isolation_level") for _, o in counted} == {"REPEATABLE READ"}, counted
+        assert {s.options.get("isolation_level") for s in counted} == {"REPEATABLE READ"}
