@@ -8,7 +8,9 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint bench clean
+R4B := .cache/r4b
+
+.PHONY: install run test lint bench clean fhir-package
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,11 +29,24 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check app schemas mappings scripts tests bench
 	$(BIN)/mypy app schemas mappings scripts bench
 
-test: lint
-	$(BIN)/pytest -q
+# The official R4B package (npm, CC0) for the checks that the committed tables under
+# schemas/fhir are what scripts/gen_*.py make of it. Without npm those checks are skipped
+# (CI requires them: CASEBRIDGE_REQUIRE_R4B_PACKAGE=1 in .ci/run).
+$(R4B)/package/package.json:
+	@mkdir -p $(R4B)
+	@cd $(R4B) && for attempt in 1 2 3; do \
+	  npm pack --silent hl7.fhir.r4b.core@4.3.0 >/dev/null 2>&1 \
+	    && tar xzf hl7.fhir.r4b.core-4.3.0.tgz && rm -f hl7.fhir.r4b.core-4.3.0.tgz && break; \
+	  sleep 2; done; \
+	  test -f package/package.json || echo "npm could not fetch hl7.fhir.r4b.core@4.3.0"
+
+fhir-package: $(R4B)/package/package.json
+
+test: lint fhir-package
+	CASEBRIDGE_R4B_PACKAGE=$(CURDIR)/$(R4B)/package $(BIN)/pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .cache

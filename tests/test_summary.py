@@ -26,11 +26,11 @@ from app.fhir.summary import (
     select_elements,
     summarize,
 )
+from tests.support.fhir_package import r4b_package
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = Path(__file__).parent / "fixtures" / "examples"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.json"))
-PACKAGE = Path("/tmp/r4b/package")
 TABLE: dict[str, Any] = orjson.loads(TABLE_PATH.read_bytes())["types"]
 
 
@@ -139,12 +139,12 @@ def test_table_mandatory_choice_elements_are_expanded() -> None:
     assert len(TABLE["Observation"]["choices"]["value"]) == 11
 
 
-@pytest.mark.skipif(not (PACKAGE / "package.json").is_file(), reason="R4B package not unpacked")
 def test_generator_reproduces_the_committed_file(tmp_path: Path) -> None:
+    package = r4b_package()
     out = tmp_path / "summary_elements.json"
     script = ROOT / "scripts" / "gen_summary_elements.py"
     subprocess.run(
-        [sys.executable, str(script), str(PACKAGE), "--output", str(out)],
+        [sys.executable, str(script), str(package), "--output", str(out)],
         check=True,
         capture_output=True,
     )
