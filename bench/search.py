@@ -35,7 +35,8 @@ from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import event
+from sqlalchemy import event, make_url, text
+from sqlalchemy.exc import DBAPIError
 
 from app.clock import Clock
 from app.config import Settings
@@ -247,6 +248,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         metavar="URL",
         help="search this database, loaded by an earlier run with --keep and the same "
         "--patients, --seed and --agency, instead of loading a fresh one",
+    )
+    parser.add_argument(
+        "--no-warm",
+        dest="warm",
+        action="store_false",
+        help="do not read the database into the OS page cache before each server's searches "
+        "(by default they are timed on a warm cache, as after a fresh load, so that re-runs "
+        "with --database compare)",
     )
     parser.add_argument(
         "--explain",
@@ -488,6 +497,8 @@ def _backend(
                 runs.append(confined)
                 acting.append((confined, {"CASEBRIDGE_DEFAULT_AGENCY": args.agency}))
             for each, env in acting:
+                if args.warm:
+                    _warm(url, console)
                 server = Server(url, args.workers, workdir, env=env)
                 try:
                     console.print(f"  starting the server ({args.workers} workers) {env or ''}")
@@ -498,6 +509,47 @@ def _backend(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return runs
+
+
+# A PostgreSQL schema's relations with their TOAST tables and indexes: what its searches read.
+_SCHEMA_RELATIONS = """
+WITH own AS (
+    SELECT oid, reltoastrelid FROM pg_class
+    WHERE relnamespace = current_schema()::regnamespace AND relkind IN ('r', 'i', 'm')
+)
+SELECT coalesce(sum(public.pg_prewarm(c.oid, 'read')), 0) * current_setting('block_size')::bigint
+FROM pg_class c
+WHERE c.oid IN (SELECT oid FROM own)
+   OR c.oid IN (SELECT reltoastrelid FROM own)
+   OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid IN (SELECT reltoastrelid FROM own))
+"""
+
+
+def _warm(url: str, console: Console) -> None:
+    """Read the database into the OS page cache (these shared hosts reclaim it between runs,
+    and a search timed on a cold cache measures the disk)."""
+    started = time.perf_counter()
+    if make_url(url).get_backend_name() == "sqlite":
+        size = 0
+        database = Path(make_url(url).database or "")
+        for path in (database, database.with_name(database.name + "-wal")):
+            if path.is_file():
+                with path.open("rb") as f:
+                    while chunk := f.read(8 << 20):
+                        size += len(chunk)
+    else:
+        engine = create_db_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_prewarm SCHEMA public"))
+                size = int(conn.execute(text(_SCHEMA_RELATIONS)).scalar_one())
+        except DBAPIError as exc:
+            console.print(f"  [yellow]not warmed[/] (pg_prewarm: {exc.orig})")
+            return
+        finally:
+            engine.dispose()
+    seconds = time.perf_counter() - started
+    console.print(f"  read {size / 2**20:,.0f} MiB into the page cache in {seconds:.1f} s")
 
 
 def build_table(title: str, runs: list[BackendRun]) -> Table:
