@@ -133,6 +133,10 @@ def test_typical_searches_read_indexes_only(loaded: Loaded, key: str, as_agency:
             # A SCAN of a subquery or of the page's own rows is not a table read.
             subqueries = ("SCAN driver", "SCAN anon", "SCAN page")
             assert not [p for p in scans if not p.startswith(subqueries)], shown
+            # The access rule's probe of each candidate's owner reads no table row (the
+            # table is its primary key's b-tree: WITHOUT ROWID).
+            owner_reads = [p for p in plan if p.startswith("SEARCH resource_owner")]
+            assert all("PRIMARY KEY" in p or "COVERING" in p for p in owner_reads), shown
         else:
             assert not [p for p in plan if "Seq Scan" in p], shown
 
