@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import make_url
@@ -14,7 +16,7 @@ from sqlalchemy.engine import make_url
 from app.config import Settings
 from app.fhir.registry import resource_types
 from app.main import NotMigratedError, create_app
-from app.storage.db import head_revision
+from app.storage.db import alembic_config, create_db_engine, head_revision, upgrade
 from app.storage.tables import metadata
 from tests.conftest import Backend
 from tests.support.cli import run_cli
@@ -95,3 +97,41 @@ def test_cli_serve_refuses_unmigrated_then_db_upgrade_fixes_it(tmp_path: Path) -
     assert head is not None and head in upgraded.stdout
     app = create_app(Settings(database_url=env["CASEBRIDGE_DATABASE_URL"], auth="off"))
     app.state.services.engine.dispose()
+
+
+def test_sqlite_owner_table_is_rebuilt_without_rowid_and_keeps_its_rows(tmp_path: Path) -> None:
+    """Migration 20261206_owner_without_rowid rebuilds resource_owner on SQLite (its rows,
+    key and index kept) and back again on downgrade."""
+    url = f"sqlite:///{tmp_path / 'owners.db'}"
+    engine = create_db_engine(url)
+    rows = [("Patient", "p1", None, 0), ("Task", "t1", "Organization/a", 1)]
+
+    def table() -> tuple[str, list[Any], set[str]]:
+        with engine.connect() as conn:
+            ddl = conn.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'resource_owner'"
+            ).scalar_one()
+            stored = [tuple(r) for r in conn.exec_driver_sql("SELECT * FROM resource_owner")]
+            indexes = set(
+                conn.exec_driver_sql(
+                    "SELECT name FROM sqlite_master WHERE type = 'index' "
+                    "AND tbl_name = 'resource_owner'"
+                ).scalars()
+            )
+        return ddl, sorted(stored), indexes
+
+    try:
+        upgrade(engine, "20261123_covering_indexes")
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO resource_owner VALUES (?, ?, ?, ?)", rows[0])
+            conn.exec_driver_sql("INSERT INTO resource_owner VALUES (?, ?, ?, ?)", rows[1])
+        upgrade(engine)
+        ddl, stored, indexes = table()
+        assert "WITHOUT ROWID" in ddl and "pk_resource_owner" in ddl
+        assert stored == rows and "ix_resource_owner_access" in indexes
+        command.downgrade(alembic_config(url), "20261123_covering_indexes")
+        ddl, stored, indexes = table()
+        assert "WITHOUT ROWID" not in ddl
+        assert stored == rows and "ix_resource_owner_access" in indexes
+    finally:
+        engine.dispose()

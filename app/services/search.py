@@ -265,9 +265,8 @@ class SearchService:
             conditions.append(after(keys, cursor.values, backwards=backwards))
 
         inside = repo
-        # A page, its total and its includes must agree (one snapshot); a page alone is
-        # one statement (search_driven) or one per step of its own, and needs no BEGIN and
-        # COMMIT round trips.
+        # A page, its total and its includes must agree (one snapshot); a page alone is one
+        # statement and needs no BEGIN/COMMIT round trips of its own.
         agree = bool(includes) or total_mode in ("estimate", "accurate")
         scope: AbstractContextManager[Repository] = (
             nullcontext(repo.with_scope(context.scope))

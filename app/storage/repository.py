@@ -372,25 +372,18 @@ class Repository:
             resource_table, and_(R.resource_type == resource_type, R.id == page_id)
         )
         order = page_id.desc() if descending else page_id.asc()
-        if self.scope is None:
-            query = select(*_CURRENT_COLS).select_from(rows_from)
-            query = query.where(R.deleted.is_(False)).order_by(order)
-            return [
-                (StoredVersion(r[0], r[1], r[2], r[3], r[4], r[5]), [r[1]])
-                for r in self._conn.execute(query, self._access)
-            ]
-        # An agency's page: the owner rows come along for the disclosure log.
-        query = (
-            select(*_CURRENT_COLS, _OWN.resource_id, _OWN.agency, _OWN.sensitive)
-            .select_from(
-                rows_from.outerjoin(
-                    resource_owner_table,
-                    and_(_OWN.resource_type == R.resource_type, _OWN.resource_id == R.id),
-                )
+        columns: list[Any] = list(_CURRENT_COLS)
+        if self.scope is not None:
+            # An agency's page: the owner rows come along for the disclosure log.
+            columns += [_OWN.resource_id, _OWN.agency, _OWN.sensitive]
+            rows_from = rows_from.outerjoin(
+                resource_owner_table,
+                and_(_OWN.resource_type == R.resource_type, _OWN.resource_id == R.id),
             )
-            .where(R.deleted.is_(False))
-            .order_by(order)
-        )
+        query = select(*columns).select_from(rows_from).where(R.deleted.is_(False))
+        result = self._conn.execute(query.order_by(order), self._access)
+        if self.scope is None:
+            return [(StoredVersion(r[0], r[1], r[2], r[3], r[4], r[5]), [r[1]]) for r in result]
         return [
             (
                 StoredVersion(
@@ -405,7 +398,7 @@ class Repository:
                 ),
                 [r[1]],
             )
-            for r in self._conn.execute(query, self._access)
+            for r in result
         ]
 
     def live(self, resource_type: str, ids: Sequence[str]) -> list[StoredVersion]:

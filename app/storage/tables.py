@@ -279,9 +279,8 @@ class ResourceOwnerRow(SQLModel, table=True):
 
     __tablename__ = "resource_owner"
     # The access rule probes it once per search candidate: with the agency and the label in
-    # the index, a probe never reads the row.
-    # On SQLite the table is its primary key's b-tree (WITHOUT ROWID), which its planner
-    # prefers for the probe: the row is then in the index it reads.
+    # the index, a probe never reads the row. SQLite's planner probes by the primary key
+    # instead, so there the table is that key's b-tree (WITHOUT ROWID).
     __table_args__ = (
         Index("ix_resource_owner_access", "resource_type", "resource_id", "agency", "sensitive"),
         {"sqlite_with_rowid": False},

@@ -24,36 +24,21 @@ down_revision: str | None = "20261123_covering_indexes"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_COLUMNS = """
-    resource_type VARCHAR(64) NOT NULL,
-    resource_id VARCHAR(64) NOT NULL,
-    agency VARCHAR(80),
-    sensitive BOOLEAN NOT NULL,
-    CONSTRAINT pk_resource_owner PRIMARY KEY (resource_type, resource_id)
-"""
 
-
-def _rebuild(options: str) -> None:
-    # SQLite cannot alter a table's storage: copy it into one made anew.
-    op.execute(f"CREATE TABLE resource_owner_rebuilt ({_COLUMNS}){options}")
-    op.execute(
-        "INSERT INTO resource_owner_rebuilt (resource_type, resource_id, agency, sensitive) "
-        "SELECT resource_type, resource_id, agency, sensitive FROM resource_owner"
-    )
-    op.execute("DROP TABLE resource_owner")
-    op.execute("ALTER TABLE resource_owner_rebuilt RENAME TO resource_owner")
-    op.create_index(
-        "ix_resource_owner_access",
-        "resource_owner",
-        ["resource_type", "resource_id", "agency", "sensitive"],
-    )
+def _rebuild(with_rowid: bool) -> None:
+    # SQLite cannot alter a table's storage: Alembic's batch mode copies it into a table
+    # made anew (columns, key and indexes reflected from the old one).
+    with op.batch_alter_table(
+        "resource_owner", recreate="always", table_kwargs={"sqlite_with_rowid": with_rowid}
+    ):
+        pass
 
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
-        _rebuild(" WITHOUT ROWID")
+        _rebuild(with_rowid=False)
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
-        _rebuild("")
+        _rebuild(with_rowid=True)
