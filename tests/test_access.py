@@ -81,6 +81,57 @@ def _organizations(http: httpx.Client) -> None:
     )
 
 
+def test_a_referral_loaded_before_its_request_shares_the_request_once_that_is_loaded(
+    http: httpx.Client, backend: Backend, tmp_path: Path
+) -> None:
+    # Shares are derived after each load for what it stored: here the Task comes first and
+    # its ServiceRequest in a later load, which must still update the earlier Task's shares.
+    task = {
+        "resourceType": "Task",
+        "id": "late-task",
+        "status": "requested",
+        "intent": "order",
+        "code": {"coding": [{"system": TASK_CODE, "code": "fulfill"}]},
+        "focus": {"reference": "ServiceRequest/late-sr"},
+        "for": {"reference": "Patient/late-p"},
+        "requester": {"reference": A},
+        "owner": {"reference": B},
+    }
+    request = {
+        "resourceType": "ServiceRequest",
+        "id": "late-sr",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": "Patient/late-p"},
+        "supportingInfo": [{"reference": "Goal/late-goal"}],
+    }
+    patient = {"resourceType": "Patient", "id": "late-p", "name": [{"family": "Later"}]}
+    goal = {
+        "resourceType": "Goal",
+        "id": "late-goal",
+        "lifecycleStatus": "active",
+        "description": {"text": "Stable housing"},
+        "subject": {"reference": "Patient/late-p"},
+    }
+    env = {"CASEBRIDGE_DATABASE_URL": backend.url, "COLUMNS": "200"}
+    for name, resources in (("first", [patient, goal, task]), ("second", [request])):
+        _ndjson(tmp_path / f"{name}.ndjson", resources)
+        done = run_cli(
+            ["import", str(tmp_path / f"{name}.ndjson"), "--workers", "0", "--agency", A], env
+        )
+        assert done.returncode == 0, done.stderr
+    assert _get(http, B, "/Task/late-task").status_code == 200
+    assert _get(http, B, "/ServiceRequest/late-sr").status_code == 200
+    assert _get(http, C, "/ServiceRequest/late-sr").status_code == 404
+    # The client's data the request carries: only under the client's consent, and only
+    # because the request, loaded second, names it.
+    assert _get(http, B, "/Goal/late-goal").status_code == 404
+    _consent(http, A, "late-consent", "late-p", B)
+    assert _get(http, B, "/Goal/late-goal").status_code == 200
+    assert _get(http, B, "/Patient/late-p").status_code == 200
+    assert _get(http, C, "/Goal/late-goal").status_code == 404
+
+
 def _record(http: httpx.Client, agency: str, suffix: str, owner: str) -> None:
     """A client record of agency with a referral to owner: Patient, Observation (not in
     the packet), CarePlan and Goal (in it), ServiceRequest and Task."""

@@ -8,7 +8,7 @@ resources, in the same transaction as each write, and records what is released.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 
 from sqlalchemy.engine import Engine
@@ -124,58 +124,82 @@ class AccessHook:
             )
 
     def share_task(self, repo: Repository, task_id: str, task: dict[str, Any] | None) -> None:
-        if task is None or not is_referral_task(task, self._own_base):
-            repo.replace_task_grants(task_id, [])
-            return
-        focus = task["focus"]["reference"].rsplit("/", 1)[-1]
-        current = repo.current("ServiceRequest", focus)
-        request = loads_stored(current.body) if current is not None and current.body else None
+        self.share_tasks(repo, [(task_id, task)])
+
+    def share_tasks(
+        self, repo: Repository, tasks: Sequence[tuple[str, dict[str, Any] | None]]
+    ) -> None:
+        """Replace what each Task shares (nothing unless it is a referral): the
+        ServiceRequests they refer to read in one query, the grants in two statements."""
+        referrals = [
+            (task_id, task)
+            for task_id, task in tasks
+            if task is not None and is_referral_task(task, self._own_base)
+        ]
+        focus_ids = [task["focus"]["reference"].rsplit("/", 1)[-1] for _, task in referrals]
+        requests = repo.current_many("ServiceRequest", focus_ids)
+        roles: dict[tuple[str, str], str | None] = {}
 
         def organization_of(ref: tuple[str, str]) -> str | None:
             if ref[0] == "Organization":
                 return f"Organization/{ref[1]}"
-            if ref[0] == "PractitionerRole":
+            if ref[0] != "PractitionerRole":
+                return None
+            if ref not in roles:
                 role = repo.current(*ref)
                 body = loads_stored(role.body) if role is not None and role.body else {}
                 org = (body.get("organization") or {}).get("reference")
-                if isinstance(org, str) and org.startswith("Organization/"):
-                    return org
-            return None
+                found = isinstance(org, str) and org.startswith("Organization/")
+                roles[ref] = org if found else None
+            return roles[ref]
 
-        grants = referral_grants(
-            task_id, task, request, own_base=self._own_base, organization_of=organization_of
-        )
-        repo.replace_task_grants(task_id, [g.row() for g in grants])
+        grants: dict[str, list[dict[str, Any]]] = {task_id: [] for task_id, _ in tasks}
+        for (task_id, task), focus in zip(referrals, focus_ids, strict=True):
+            current = requests.get(focus)
+            request = loads_stored(current.body) if current is not None and current.body else None
+            grants[task_id] = [
+                grant.row()
+                for grant in referral_grants(
+                    task_id, task, request, own_base=self._own_base, organization_of=organization_of
+                )
+            ]
+        repo.replace_task_grants(grants)
 
 
-def rebuild_shares(engine: Engine, *, own_base: str, types: Sequence[str], page: int = 500) -> int:
-    """Derive referral shares and consent grants of every live Task (also after a load of
-    ServiceRequests) and Consent from their stored bodies: what the write path keeps in step,
-    for resources stored without it (bulk load, import). Returns how many were processed."""
+def rebuild_shares(
+    engine: Engine,
+    *,
+    own_base: str,
+    stored: Mapping[str, Collection[str]],
+    page: int = 500,
+) -> int:
+    """Derive the referral shares and consent grants that the write path keeps in step, for
+    resources stored without it (bulk load, import). stored: type -> ids of the resources
+    stored. Covers the Tasks and Consents stored and the Tasks, stored earlier, that refer
+    to a ServiceRequest stored. Returns how many Tasks and Consents were processed."""
     hook = AccessHook(clock=Clock(), own_base=own_base)
-    wanted = []
-    if {"Task", "ServiceRequest"} & set(types):
-        wanted.append("Task")
-    if "Consent" in types:
-        wanted.append("Consent")
+    tasks = set(stored.get("Task", ()))
+    requests = set(stored.get("ServiceRequest", ()))
+    if requests:
+        with transaction(engine, write=False) as repo:
+            tasks |= repo.referring_any("Task", "focus", "ServiceRequest", requests)
     done = 0
-    for resource_type in wanted:
-        after: str | None = None
-        while True:
+    for resource_type, ids in (
+        ("Task", sorted(tasks)),
+        ("Consent", sorted(stored.get("Consent", ()))),
+    ):
+        for start in range(0, len(ids), page):
             with transaction(engine, write=True) as repo:
-                rows = repo.live_ids(resource_type, after_id=after, limit=page)
-                for resource_id, body in rows:
-                    resource = loads_stored(body)
-                    if resource_type == "Task":
-                        hook.share_task(repo, resource_id, resource)
-                    else:
+                found = repo.live(resource_type, ids[start : start + page])
+                bodies = [(version.id, loads_stored(version.body or b"{}")) for version in found]
+                if resource_type == "Task":
+                    hook.share_tasks(repo, bodies)
+                else:
+                    for consent_id, consent in bodies:
                         repo.replace_consent_grants(
-                            resource_id, consent_grants(resource, own_base=own_base)
+                            consent_id, consent_grants(consent, own_base=own_base)
                         )
-            done += len(rows)
-            if len(rows) < page:
-                break
-            after = rows[-1][0]
+            done += len(found)
     return done
 
 

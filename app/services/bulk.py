@@ -34,7 +34,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import partial
 from operator import attrgetter
 from pathlib import Path
@@ -61,19 +60,8 @@ from app.security.policy import (
 from app.services.access import is_aod_agency_in, rebuild_shares
 from app.services.uow import transaction
 from app.storage.db import create_db_engine, write_gate
-from app.storage.index import (
-    DateIndex,
-    IndexRows,
-    NumberIndex,
-    OfTypeIndex,
-    QuantityIndex,
-    ReferenceIndex,
-    StringIndex,
-    TokenIndex,
-    UriIndex,
-)
-from app.storage.repository import StoredVersion
-from app.storage.tables import metadata, resource_table
+from app.storage.rows import NEW_TABLES, NewRows, new_rows
+from app.storage.tables import metadata, resource_owner_table, resource_table
 
 log = logging.getLogger(__name__)
 
@@ -167,41 +155,10 @@ class LoadAborted(RuntimeError):
         self.summary = summary
 
 
-# -- index rows across the process boundary ----------------------------------------------
-# Unpickling frozen dataclasses runs Python code per row (about 8 us a resource); plain
-# tuples unpickle in C, and the parent rebuilds the rows from them.
-
-_KINDS: Final = (
-    ("tokens", TokenIndex, attrgetter("param", "system", "code", "text")),
-    ("of_types", OfTypeIndex, attrgetter("param", "type_system", "type_code", "value")),
-    ("strings", StringIndex, attrgetter("param", "normalized", "exact")),
-    ("references", ReferenceIndex,
-     attrgetter("param", "target_type", "target_id", "version", "url")),
-    ("dates", DateIndex, attrgetter("param", "low", "high")),
-    ("quantities", QuantityIndex,
-     attrgetter("param", "value", "low", "high", "system", "code", "unit")),
-    ("numbers", NumberIndex, attrgetter("param", "value", "low", "high")),
-    ("uris", UriIndex, attrgetter("param", "uri")),
-)  # fmt: skip
-
-FlatRows: TypeAlias = tuple[list[tuple[Any, ...]], ...]
-
-
-def _flatten(rows: IndexRows) -> FlatRows:
-    return tuple([getter(row) for row in getattr(rows, name)] for name, _, getter in _KINDS)
-
-
-def _unflatten(flat: FlatRows) -> IndexRows:
-    return IndexRows(
-        *(
-            tuple([kind(*row) for row in rows])
-            for rows, (_, kind, _) in zip(flat, _KINDS, strict=True)
-        )
-    )
-
-
-# (line, resource type, id, lastUpdated, stamped body, index rows as tuples, labelled)
-Prepared: TypeAlias = tuple[int, str, str, datetime, bytes, FlatRows, bool]
+# (line, resource type, id, its rows for NEW_TABLES, labelled). The rows are plain tuples:
+# unpickling dataclasses ran Python code per row in the loading process, which is the one
+# process every resource passes through.
+Prepared: TypeAlias = tuple[int, str, str, NewRows, bool]
 
 
 # -- the worker side ---------------------------------------------------------------------
@@ -243,6 +200,7 @@ class _Preparer:
             index = extract_index(resource_type, resource, own_base=self.base_url)
             now = self.clock.now()
             stamped = stamp(resource, resource_id=resource_id, version_id=1, last_updated=now)
+            rows = new_rows(resource_type, resource_id, 1, now, "POST", stamped, index)
         except FHIRError as exc:
             return LineFailure(number, tuple(exc.issues))
         except Exception as exc:  # a validator's bug must cost one line, not the whole load
@@ -252,7 +210,7 @@ class _Preparer:
             )
             return LineFailure(number, (issue,))
         sensitive = is_sensitive(resource)
-        return (number, resource_type, resource_id, now, stamped, _flatten(index), sensitive)
+        return (number, resource_type, resource_id, rows, sensitive)
 
     def chunk(self, lines: Sequence[tuple[int, bytes]]) -> list[Prepared | LineFailure]:
         """A chunk of lines, in order."""
@@ -312,6 +270,10 @@ def _read_lines(
         yield chunk
 
 
+# Types whose referral shares and consent grants are derived from their bodies.
+_SHARING_TYPES: Final = ("Task", "ServiceRequest", "Consent")
+
+
 class _Writer:
     """Writes batches of prepared resources, each in one transaction."""
 
@@ -321,8 +283,9 @@ class _Writer:
         self._engine = engine
         self._skip_existing = skip_existing
         self._agency = agency
-        # Types stored, so that referral shares and consents can be derived afterwards.
-        self.types: set[str] = set()
+        # Ids stored of the types whose referral shares and consent grants are derived
+        # afterwards (rebuild_shares).
+        self.stored: dict[str, list[str]] = {name: [] for name in _SHARING_TYPES}
         self.skipped = 0
         self.wal = WalKeeper(engine)
         self._stored = 0
@@ -366,17 +329,18 @@ class _Writer:
             self._analyze_at *= 2
         return stored, failures + refused
 
-    def _owners(self, items: Sequence[Prepared]) -> list[dict[str, Any]]:
+    def _note(self, items: Sequence[Prepared]) -> None:
+        for item in items:
+            ids = self.stored.get(item[1])
+            if ids is not None:
+                ids.append(item[2])
+
+    def _owners(self, items: Sequence[Prepared]) -> list[tuple[str, str, str | None, bool]]:
         """Owner rows as the REST write path keeps them (app/services/access.py)."""
         return [
-            {
-                "resource_type": item[1],
-                "resource_id": item[2],
-                "agency": self._agency,
-                "sensitive": item[6],
-            }
+            (item[1], item[2], self._agency, item[4])
             for item in items
-            if owned(item[1], agency=self._agency, sensitive=item[6])
+            if owned(item[1], agency=self._agency, sensitive=item[4])
         ]
 
     def _retrying(
@@ -406,9 +370,9 @@ class _Writer:
                 found = repo.live(resource_type, ids)
                 existing.update((resource_type, version.id) for version in found)
             fresh = [item for item in items if (item[1], item[2]) not in existing]
-            repo.insert_new([_version(item) for item in fresh])
-            repo.insert_owners(self._owners(fresh))
-        self.types.update(item[1] for item in fresh)
+            repo.insert_new_rows(_concatenated(fresh))
+            repo.insert_rows(resource_owner_table, self._owners(fresh))
+        self._note(fresh)
         if self._skip_existing:
             self.skipped += len(items) - len(fresh)
             return len(fresh), []
@@ -429,9 +393,9 @@ class _Writer:
                         self.skipped += 1
                         return 0, []
                     return 0, [_duplicate(item, "it already exists (or was deleted)")]
-                repo.insert_new([_version(item)])
-                repo.insert_owners(self._owners([item]))
-            self.types.add(item[1])
+                repo.insert_new_rows(item[3])
+                repo.insert_rows(resource_owner_table, self._owners([item]))
+            self._note([item])
         except DBAPIError as exc:
             # The driver's text may quote the record's values: name the error only.
             message = f"The database refused the resource ({type(exc.orig or exc).__name__})"
@@ -439,10 +403,9 @@ class _Writer:
         return 1, []
 
 
-def _version(item: Prepared) -> tuple[StoredVersion, IndexRows]:
-    _, resource_type, resource_id, now, body, flat, _ = item
-    version = StoredVersion(resource_type, resource_id, 1, now, False, body, "POST")
-    return version, _unflatten(flat)
+def _concatenated(items: Sequence[Prepared]) -> NewRows:
+    """The rows of many resources, one list per table."""
+    return tuple([row for item in items for row in item[3][n]] for n in range(len(NEW_TABLES)))
 
 
 def _duplicate(item: Prepared, why: str) -> LineFailure:
@@ -613,9 +576,8 @@ def load_ndjson(
         raise LoadAborted(f"the database stayed unavailable: {exc.diagnostics}", summary) from exc
     finally:
         gc.set_threshold(*thresholds)
-    shared = writer.types & {"Task", "ServiceRequest", "Consent"}
-    if shared:
-        rebuild_shares(engine, own_base=settings.base_url, types=sorted(shared))
+    if any(writer.stored.values()):
+        rebuild_shares(engine, own_base=settings.base_url, stored=writer.stored)
     summary.seconds = time.perf_counter() - started
     summary.skipped = writer.skipped
     summary.failed = len(failures)

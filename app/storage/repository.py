@@ -6,7 +6,7 @@ Hot paths use SQLAlchemy Core statements (the ORM costs 6-14x more per row here)
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,6 +39,7 @@ from app.storage.access import AccessScope, visible_clause
 from app.storage.db import write_gate
 from app.storage.errors import StorageUnavailable
 from app.storage.index import IndexRows
+from app.storage.rows import NEW_TABLES, NewRows, Row, index_row_lists, row_columns
 from app.storage.tables import (
     access_grant_table,
     consent_grant_table,
@@ -49,6 +50,7 @@ from app.storage.tables import (
     resource_table,
     version_table,
 )
+from app.storage.types import JSONBody
 
 R = resource_table.c
 V = version_table.c
@@ -117,76 +119,65 @@ _DELETE_INDEX = tuple(
 _INSERT_INDEX = {table.name: insert(table) for table in index_tables}
 
 
+_INDEX_COLUMNS = {table.name: row_columns(table) for table in index_tables}
+_GRANT_COLUMNS = row_columns(access_grant_table)
+# The longest IN list a lookup sends; longer ones are paged or become one scan.
+_IN_LIST_MAX = 500
+
+
 def index_parameters(
     resource_type: str, resource_id: str, rows: IndexRows, into: dict[str, list[dict[str, Any]]]
 ) -> None:
     """Append the insert parameters of one resource's index rows, by table name."""
-    key = {"resource_type": resource_type, "resource_id": resource_id}
-    if rows.tokens:
-        into["search_token"].extend(
-            {**key, "param": r.param, "system": r.system, "code": r.code, "text": r.text}
-            for r in rows.tokens
-        )
-    if rows.of_types:
-        into["search_of_type"].extend(
-            {
-                **key,
-                "param": r.param,
-                "type_system": r.type_system,
-                "type_code": r.type_code,
-                "value": r.value,
-            }
-            for r in rows.of_types
-        )
-    if rows.strings:
-        into["search_string"].extend(
-            {**key, "param": r.param, "normalized": r.normalized, "exact": r.exact}
-            for r in rows.strings
-        )
-    if rows.references:
-        into["search_reference"].extend(
-            {
-                **key,
-                "param": r.param,
-                "target_type": r.target_type,
-                "target_id": r.target_id,
-                "version": r.version,
-                "url": r.url,
-            }
-            for r in rows.references
-        )
-    if rows.dates:
-        into["search_date"].extend(
-            {**key, "param": r.param, "low": r.low, "high": r.high} for r in rows.dates
-        )
-    if rows.quantities:
-        # Doubles: ordering and ranges need no more than 15 significant digits.
-        into["search_quantity"].extend(
-            {
-                **key,
-                "param": r.param,
-                "value": float(r.value),
-                "low": float(r.low),
-                "high": float(r.high),
-                "system": r.system,
-                "code": r.code,
-                "unit": r.unit,
-            }
-            for r in rows.quantities
-        )
-    if rows.numbers:
-        into["search_number"].extend(
-            {
-                **key,
-                "param": r.param,
-                "value": float(r.value),
-                "low": float(r.low),
-                "high": float(r.high),
-            }
-            for r in rows.numbers
-        )
-    if rows.uris:
-        into["search_uri"].extend({**key, "param": r.param, "uri": r.uri} for r in rows.uris)
+    lists_by_table = index_row_lists(resource_type, resource_id, rows)
+    for table, lists in zip(index_tables, lists_by_table, strict=True):
+        if lists:
+            columns = _INDEX_COLUMNS[table.name]
+            into[table.name].extend(dict(zip(columns, row, strict=True)) for row in lists)
+
+
+@dataclass(frozen=True, slots=True)
+class _RowInsert:
+    """How positional rows of one table reach one engine's driver (Repository.insert_rows)."""
+
+    columns: tuple[str, ...]
+    statement: str
+    # (position, conversion) for the columns the driver does not take as they are.
+    conversions: tuple[tuple[int, Any], ...]
+
+
+def _row_insert(table: Table, dialect: Any) -> _RowInsert:
+    key = (dialect.name, table.name)
+    found = _ROW_INSERTS.get(key)
+    if found is not None:
+        return found
+    columns = row_columns(table)
+    quote = dialect.identifier_preparer.quote
+    names = ", ".join(quote(name) for name in columns)
+    conversions: list[tuple[int, Any]] = []
+    if dialect.name == "postgresql":
+        statement = f"COPY {quote(table.name)} ({names}) FROM STDIN"
+        # COPY's text format would write bytes as bytea: a JSON body goes as text.
+        conversions = [
+            (position, bytes.decode)
+            for position, name in enumerate(columns)
+            if isinstance(table.c[name].type, JSONBody)
+        ]
+    else:
+        marks = ", ".join("?" for _ in columns)
+        statement = f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})"
+        # The same conversions SQLAlchemy's own INSERT applies (UTC instants as text of one
+        # shape, bodies as text), so bulk-loaded rows compare like any others.
+        for position, name in enumerate(columns):
+            processor = table.c[name].type.bind_processor(dialect)
+            if processor is not None:
+                conversions.append((position, processor))
+    found = _RowInsert(columns, statement, tuple(conversions))
+    _ROW_INSERTS[key] = found
+    return found
+
+
+_ROW_INSERTS: dict[tuple[str, str], _RowInsert] = {}
 
 
 def _lock_key(name: str) -> int:
@@ -274,6 +265,18 @@ class Repository:
         if row is None:
             return None
         return StoredVersion(row[0], row[1], row[2], row[3], row[4], row[5])
+
+    def current_many(self, resource_type: str, ids: Sequence[str]) -> dict[str, StoredVersion]:
+        """current() of many resources of one type at once, by id (absent ones left out)."""
+        if not ids:
+            return {}
+        query = select(*_CURRENT_COLS).where(
+            R.resource_type == resource_type, R.id.in_(sorted(set(ids)))
+        )
+        return {
+            r[1]: StoredVersion(r[0], r[1], r[2], r[3], r[4], r[5])
+            for r in self._conn.execute(query)
+        }
 
     def version(
         self, resource_type: str, resource_id: str, version_id: int
@@ -575,55 +578,45 @@ class Repository:
         self._conn.execute(_INSERT_VERSION, _version_parameters(version))
         self._insert_index([(version, index)])
 
-    def insert_new(self, items: Sequence[tuple[StoredVersion, IndexRows]]) -> None:
-        """Insert first versions of resources that do not exist yet, many per statement
-        (bulk loading and import)."""
-        if not items:
-            return
-        if self._pg:
-            self._copy_new(items)
-            return
-        self._conn.execute(_INSERT_RESOURCE, [_resource_parameters(v) for v, _ in items])
-        self._conn.execute(_INSERT_VERSION, [_version_parameters(v) for v, _ in items])
-        self._insert_index(items)
+    def insert_new_rows(self, rows: NewRows) -> None:
+        """Insert new resources given as positional rows (app/storage/rows.py), the rows of
+        many resources concatenated per table of NEW_TABLES (bulk loading and import)."""
+        for table, table_rows in zip(NEW_TABLES, rows, strict=True):
+            self.insert_rows(table, table_rows)
 
-    def _copy_new(self, items: Sequence[tuple[StoredVersion, IndexRows]]) -> None:
-        """insert_new on PostgreSQL through COPY: psycopg's executemany sends one INSERT per
-        row (about 30 us each), COPY streams them (bulk load 2,250 -> ~3,800 resources/s)."""
-        self._copy(resource_table, [_resource_parameters(v) for v, _ in items])
-        self._copy(version_table, [_version_parameters(v) for v, _ in items])
-        into: dict[str, list[dict[str, Any]]] = {table.name: [] for table in index_tables}
-        for version, index in items:
-            index_parameters(version.resource_type, version.id, index, into)
-        for table in index_tables:
-            self._copy(table, into[table.name])
-
-    def _copy(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    def insert_rows(self, table: Table, rows: Sequence[Row]) -> None:
+        """Insert rows positional in row_columns(table) order, handed to the driver as they
+        are: one COPY on PostgreSQL (psycopg's executemany sends one INSERT per row, about
+        30 us each), one executemany of a fixed statement on SQLite. SQLAlchemy's own
+        executemany builds and converts a parameter dict per row, which cost the bulk
+        loader more than the database's work."""
         if not rows:
             return
+        how = _row_insert(table, self._conn.dialect)
+        if how.conversions:
+            converted: list[Row] = []
+            for row in rows:
+                values = list(row)
+                for position, convert in how.conversions:
+                    if values[position] is not None:
+                        values[position] = convert(values[position])
+                converted.append(tuple(values))
+            rows = converted
+        if not self._pg:
+            self._conn.exec_driver_sql(how.statement, list(rows))
+            return
         import psycopg  # only the PostgreSQL engine reaches this
-        from psycopg import sql
 
-        columns = list(rows[0])
-        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns))
-        )
         driver = self._conn.connection.driver_connection
         assert driver is not None
         try:
-            with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            with driver.cursor() as cursor, cursor.copy(how.statement) as copy:
                 for row in rows:
-                    # COPY's text format would write bytes as bytea: a body goes as text.
-                    copy.write_row(
-                        [
-                            value.decode() if isinstance(value, bytes) else value
-                            for value in row.values()
-                        ]
-                    )
+                    copy.write_row(row)
         except psycopg.Error as exc:
             # The driver was called directly: raise what SQLAlchemy would have (an
             # IntegrityError for a duplicate key), so callers handle it the same way.
-            raise DBAPIError.instance(f"COPY {table.name}", None, exc, psycopg.Error) from exc
+            raise DBAPIError.instance(how.statement, None, exc, psycopg.Error) from exc
 
     def replace_index(self, resource_type: str, resource_id: str, index: IndexRows) -> None:
         """Replace the index rows of a resource (reindexing after a registry change)."""
@@ -701,15 +694,6 @@ class Repository:
                 )
             )
 
-    def insert_owners(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Owner rows of newly inserted resources (bulk loading), COPY on PostgreSQL."""
-        if not rows:
-            return
-        if self._pg:
-            self._copy(resource_owner_table, [dict(row) for row in rows])
-            return
-        self._conn.execute(insert(resource_owner_table), list(rows))
-
     def shared_with(self, agency: str, resource_type: str, resource_id: str) -> set[str]:
         """The bases ("referral", "client") on which referrals share a resource with agency."""
         g = access_grant_table.c
@@ -747,15 +731,22 @@ class Repository:
                 found.setdefault((resource_type, row[0]), str(row[1]))
         return found
 
-    def replace_task_grants(self, task_id: str, grants: Sequence[Mapping[str, Any]]) -> None:
-        """Replace what one referral Task shares (rows: agency, resource_type, resource_id,
-        basis, patient_id)."""
+    def replace_task_grants(self, grants: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        """Replace what referral Tasks share: task id -> rows (agency, resource_type,
+        resource_id, basis, patient_id); a Task mapped to no rows shares nothing. One
+        DELETE and one INSERT for them all."""
+        if not grants:
+            return
         g = access_grant_table.c
-        self._conn.execute(delete(access_grant_table).where(g.task_id == task_id))
-        if grants:
-            self._conn.execute(
-                insert(access_grant_table), [{**row, "task_id": task_id} for row in grants]
-            )
+        self._conn.execute(delete(access_grant_table).where(g.task_id.in_(sorted(grants))))
+        self.insert_rows(
+            access_grant_table,
+            [
+                tuple({**row, "task_id": task_id}[name] for name in _GRANT_COLUMNS)
+                for task_id, rows in grants.items()
+                for row in rows
+            ],
+        )
 
     def referring_ids(self, source_type: str, param: str, target: tuple[str, str]) -> list[str]:
         """Ids of live resources of source_type whose param refers to target (type, id)."""
@@ -771,6 +762,25 @@ class Repository:
             .distinct()
         )
         return [row[0] for row in rows]
+
+    def referring_any(
+        self, source_type: str, param: str, target_type: str, target_ids: Collection[str]
+    ) -> set[str]:
+        """Ids of live resources of source_type whose param refers to any of target_ids."""
+        if not target_ids:
+            return set()
+        c = reference_table.c
+        query = select(c.resource_id, c.target_id).where(
+            c.resource_type == source_type, c.param == param, c.target_type == target_type
+        )
+        if len(target_ids) <= _IN_LIST_MAX:
+            query = query.where(c.target_id.in_(sorted(target_ids)))
+            return {row[0] for row in self._conn.execute(query)}
+        # Many targets (after a bulk load): one pass over all such references. Pages of
+        # IN lists each scanned them all when the planner had no statistics yet for the
+        # freshly loaded rows (quadratic in the load's size).
+        wanted = set(target_ids)
+        return {row[0] for row in self._conn.execute(query) if row[1] in wanted}
 
     def replace_consent_grants(self, consent_id: str, grants: Sequence[Mapping[str, Any]]) -> None:
         """Replace what one Consent permits (rows: patient_id, agency, starts, ends,
