@@ -102,7 +102,7 @@ def choose_generator(wanted: str, console: Console, *, install: bool) -> Generat
         console.print(
             "[yellow]wrk unavailable: falling back to the Python asyncio + httpx generator"
         )
-    return Generator("python", "Python asyncio + httpx (fallback)")
+    return Generator("python", "Python asyncio + httpx")
 
 
 def _lua_string(value: str) -> str:
@@ -156,10 +156,16 @@ def run_phase(
     connections: int,
     threads: int,
     workdir: Path,
+    rate: float | None = None,
 ) -> LoadResult:
-    """Run one phase for duration_s seconds in a separate process and return what it measured."""
+    """Run one phase for duration_s seconds in a separate process and return what it measured.
+
+    rate: an open loop at this many requests per second (the Python generator only; wrk is
+    a closed loop), over at most `connections` connections."""
     if not root_url.startswith("http://127.0.0.1:"):
         raise ValueError("the benchmark only sends traffic to 127.0.0.1")
+    if rate is not None and generator.kind != "python":
+        raise ValueError("an open loop (rate) needs the Python generator")
     threads = max(1, min(threads, connections))
     if generator.kind == "wrk":
         script = workdir / f"{phase.name}-{phase.tag}.lua"
@@ -190,6 +196,7 @@ def run_phase(
             str(duration_s),
             "--connections",
             str(connections),
+            *(["--rate", str(rate)] if rate is not None else []),
         ]
     cpu_before = _children_cpu()
     proc = subprocess.run(

@@ -204,6 +204,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per search")
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per search")
     parser.add_argument("--connections", type=int, default=8, help="keep-alive connections")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="open loop: send this many searches per second, each timed from when it was due "
+        "(the Python generator, over up to --connections connections), instead of a closed "
+        "loop that keeps every connection busy: latency at a stated load below saturation",
+    )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument(
@@ -270,6 +278,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--backends: unknown {unknown}; choose from {', '.join(BACKENDS)}")
     if args.patients < 1 or args.duration < 1 or args.connections < 1:
         parser.error("--patients, --duration and --connections must be at least 1")
+    if args.rate is not None:
+        if args.rate <= 0:
+            parser.error("--rate must be positive")
+        if args.generator == "wrk":
+            parser.error("--rate needs the Python generator: wrk is a closed loop")
+        args.generator = "python"
     if args.database:
         names = ["sqlite" if args.database.startswith("sqlite") else "postgresql"]
     args.backends = names
@@ -393,6 +407,7 @@ def _searches(
                 connections=args.connections,
                 threads=args.threads,
                 workdir=workdir,
+                rate=args.rate,
             )
 
         if args.warmup > 0:
@@ -649,8 +664,13 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     title = (
         f"casebridge search benchmark — {pools.total:,} resources ({args.patients:,} patients); "
         + (
-            f"{generator.label}, {args.connections} connections, {args.workers} server "
-            f"workers, {args.duration:g} s per search"
+            (
+                f"{generator.label}, open loop at {args.rate:g} searches/s over up to "
+                f"{args.connections} connections"
+                if args.rate is not None
+                else f"{generator.label}, {args.connections} connections"
+            )
+            + f", {args.workers} server workers, {args.duration:g} s per search"
             if generator is not None
             else "load only"
         )
