@@ -53,6 +53,7 @@ from bench.server import (
     fresh_database,
     host_busy_share,
     host_cpu_times,
+    host_steal_times,
     pg_problem,
 )
 
@@ -170,6 +171,8 @@ class SearchFigures:
     result: LoadResult | None = None
     rows: float = 0.0
     problem: str | None = None
+    # Share of the host's core time the hypervisor took during the timed run.
+    steal: float = 0.0
 
 
 @dataclass
@@ -412,7 +415,9 @@ def _searches(
 
         if args.warmup > 0:
             timed(Phase(search.key, "GET", "", ids=phase.ids, tag="w"), args.warmup)
+        steal_before = host_steal_times()
         result = timed(phase, args.duration)
+        figures.steal = host_busy_share(steal_before, host_steal_times())
         figures.result = result
         if result.errors:
             figures.problem = _first_error(server.root_url, paths)
@@ -422,7 +427,7 @@ def _searches(
         console.print(
             f"  ({search.key}) {search.label:<36} {result.rate:8,.0f} req/s  "
             f"p50 {result.p50_us / 1000:6.1f} ms  p99 {result.p99_us / 1000:6.1f} ms  "
-            f"{figures.rows:5.1f} rows"
+            f"{figures.rows:5.1f} rows  steal {figures.steal:4.1%}"
         )
 
 
@@ -577,6 +582,7 @@ def build_table(title: str, runs: list[BackendRun]) -> Table:
         ("p50", "right"),
         ("p99", "right"),
         ("max", "right"),
+        ("Steal", "right"),
         ("Requests", "right"),
         ("Err", "right"),
         ("Rows", "right"),
@@ -592,18 +598,18 @@ def build_table(title: str, runs: list[BackendRun]) -> Table:
                 run.name,
                 f"bulk load ({run.loaded:,} resources)",
                 f"{run.load_rate:,.0f}/s",
-                *[""] * 6,
+                *[""] * 7,
                 f"≥{LOAD_TARGET:,.0f}/s",
                 "[green]PASS" if met else "[red]MISS",
             )
         if run.note:
-            table.add_row(run.name, f"[yellow]{run.note[:80]}", *[""] * 9)
+            table.add_row(run.name, f"[yellow]{run.note[:80]}", *[""] * 10)
         for fig in run.searches:
             label = f"({fig.search.key}) {fig.search.label}"
             target = f"p99<{P99_TARGET_MS:.0f}ms" if fig.search.target else ""
             res = fig.result
             if res is None:
-                table.add_row(run.name, label, *[""] * 7, target, "[red]FAIL (error status)")
+                table.add_row(run.name, label, *[""] * 8, target, "[red]FAIL (error status)")
                 continue
             p99 = res.p99_us / 1000
             if fig.problem:
@@ -619,6 +625,7 @@ def build_table(title: str, runs: list[BackendRun]) -> Table:
                 f"{res.p50_us / 1000:.1f} ms",
                 f"{p99:.1f} ms",
                 f"{res.max_us / 1000:.0f} ms",
+                f"{fig.steal:.1%}",
                 f"{res.requests:,}",
                 f"[red]{res.errors:,}" if res.errors else "0",
                 f"{fig.rows:.1f}",
@@ -682,7 +689,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         "Load rate: resources stored per second by `casebridge load`'s loader (validation on "
         "a process pool, batched inserts), ANALYZE excluded. Search rates are completed "
         "requests/s with random values per request; p50/p99/max are client-side latencies; "
-        "Rows is the mean number of matches per answer in a strict trial of each search."
+        "Rows is the mean number of matches per answer in a strict trial of each search; Steal "
+        "is the share of the host's core time the hypervisor took during the timed run."
     )
     failed = any(
         (run.note and run.note.startswith("failed")) or any(f.problem for f in run.searches)
