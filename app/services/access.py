@@ -112,12 +112,11 @@ class AccessHook:
         if event.resource_type == "Task":
             self.share_task(repo, event.resource_id, resource)
         elif event.resource_type == "ServiceRequest":
-            for task_id in repo.referring_ids(
-                "Task", "focus", ("ServiceRequest", event.resource_id)
-            ):
-                current = repo.current("Task", task_id)
-                if current is not None and current.body:
-                    self.share_task(repo, task_id, loads_stored(current.body))
+            task_ids = repo.referring_ids("Task", "focus", ("ServiceRequest", event.resource_id))
+            tasks = repo.current_many("Task", task_ids)
+            self.share_tasks(
+                repo, [(task_id, loads_stored(v.body)) for task_id, v in tasks.items() if v.body]
+            )
         elif event.resource_type == "Consent":
             repo.replace_consent_grants(
                 event.resource_id, consent_grants(resource, own_base=self._own_base)
