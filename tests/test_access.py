@@ -114,7 +114,11 @@ def test_a_referral_loaded_before_its_request_shares_the_request_once_that_is_lo
         "subject": {"reference": "Patient/late-p"},
     }
     env = {"CASEBRIDGE_DATABASE_URL": backend.url, "COLUMNS": "200"}
-    for name, resources in (("first", [patient, goal, task]), ("second", [request])):
+    loads: list[tuple[str, list[dict[str, Any]]]] = [
+        ("first", [patient, goal, task]),
+        ("second", [request]),
+    ]
+    for name, resources in loads:
         _ndjson(tmp_path / f"{name}.ndjson", resources)
         done = run_cli(
             ["import", str(tmp_path / f"{name}.ndjson"), "--workers", "0", "--agency", A], env
