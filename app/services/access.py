@@ -112,8 +112,8 @@ class AccessHook:
         if event.resource_type == "Task":
             self.share_task(repo, event.resource_id, resource)
         elif event.resource_type == "ServiceRequest":
-            task_ids = repo.referring_ids("Task", "focus", ("ServiceRequest", event.resource_id))
-            tasks = repo.current_many("Task", task_ids)
+            task_ids = repo.referring_any("Task", "focus", "ServiceRequest", [event.resource_id])
+            tasks = repo.current_many("Task", sorted(task_ids))
             self.share_tasks(
                 repo, [(task_id, loads_stored(v.body)) for task_id, v in tasks.items() if v.body]
             )
@@ -183,22 +183,20 @@ def rebuild_shares(
         with transaction(engine, write=False) as repo:
             tasks |= repo.referring_any("Task", "focus", "ServiceRequest", requests)
     done = 0
-    for resource_type, ids in (
-        ("Task", sorted(tasks)),
-        ("Consent", sorted(stored.get("Consent", ()))),
-    ):
-        for start in range(0, len(ids), page):
-            with transaction(engine, write=True) as repo:
-                found = repo.live(resource_type, ids[start : start + page])
-                bodies = [(version.id, loads_stored(version.body or b"{}")) for version in found]
-                if resource_type == "Task":
-                    hook.share_tasks(repo, bodies)
-                else:
-                    for consent_id, consent in bodies:
-                        repo.replace_consent_grants(
-                            consent_id, consent_grants(consent, own_base=own_base)
-                        )
-            done += len(found)
+    task_ids = sorted(tasks)
+    for start in range(0, len(task_ids), page):
+        with transaction(engine, write=True) as repo:
+            found = repo.live("Task", task_ids[start : start + page])
+            hook.share_tasks(repo, [(v.id, loads_stored(v.body or b"{}")) for v in found])
+        done += len(found)
+    consent_ids = sorted(stored.get("Consent", ()))
+    for start in range(0, len(consent_ids), page):
+        with transaction(engine, write=True) as repo:
+            found = repo.live("Consent", consent_ids[start : start + page])
+            for v in found:
+                grants = consent_grants(loads_stored(v.body or b"{}"), own_base=own_base)
+                repo.replace_consent_grants(v.id, grants)
+        done += len(found)
     return done
 
 

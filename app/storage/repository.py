@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -86,6 +86,12 @@ class HistoryCursor:
 
 _CURRENT_COLS = (R.resource_type, R.id, R.version_id, R.last_updated, R.deleted, R.body)
 
+
+def _current_version(row: Sequence[Any], **owner: Any) -> StoredVersion:
+    """A StoredVersion from a row that starts with _CURRENT_COLS."""
+    return StoredVersion(row[0], row[1], row[2], row[3], row[4], row[5], **owner)
+
+
 # Statements are built once: building and cache-keying a statement per call cost more
 # than executing it on SQLite.
 _SELECT_CURRENT = select(*_CURRENT_COLS).where(
@@ -140,44 +146,34 @@ def index_parameters(
 class _RowInsert:
     """How positional rows of one table reach one engine's driver (Repository.insert_rows)."""
 
-    columns: tuple[str, ...]
     statement: str
     # (position, conversion) for the columns the driver does not take as they are.
     conversions: tuple[tuple[int, Any], ...]
 
 
+@cache
 def _row_insert(table: Table, dialect: Any) -> _RowInsert:
-    key = (dialect.name, table.name)
-    found = _ROW_INSERTS.get(key)
-    if found is not None:
-        return found
     columns = row_columns(table)
     quote = dialect.identifier_preparer.quote
     names = ", ".join(quote(name) for name in columns)
-    conversions: list[tuple[int, Any]] = []
     if dialect.name == "postgresql":
-        statement = f"COPY {quote(table.name)} ({names}) FROM STDIN"
         # COPY's text format would write bytes as bytea: a JSON body goes as text.
-        conversions = [
-            (position, bytes.decode)
-            for position, name in enumerate(columns)
-            if isinstance(table.c[name].type, JSONBody)
-        ]
-    else:
-        marks = ", ".join("?" for _ in columns)
-        statement = f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})"
-        # The same conversions SQLAlchemy's own INSERT applies (UTC instants as text of one
-        # shape, bodies as text), so bulk-loaded rows compare like any others.
-        for position, name in enumerate(columns):
-            processor = table.c[name].type.bind_processor(dialect)
-            if processor is not None:
-                conversions.append((position, processor))
-    found = _RowInsert(columns, statement, tuple(conversions))
-    _ROW_INSERTS[key] = found
-    return found
-
-
-_ROW_INSERTS: dict[tuple[str, str], _RowInsert] = {}
+        return _RowInsert(
+            f"COPY {quote(table.name)} ({names}) FROM STDIN",
+            tuple(
+                (position, bytes.decode)
+                for position, name in enumerate(columns)
+                if isinstance(table.c[name].type, JSONBody)
+            ),
+        )
+    # The same conversions SQLAlchemy's own INSERT applies (UTC instants as text of one
+    # shape, bodies as text), so bulk-loaded rows compare like any others.
+    processors = [table.c[name].type.bind_processor(dialect) for name in columns]
+    marks = ", ".join("?" for _ in columns)
+    return _RowInsert(
+        f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})",
+        tuple((position, convert) for position, convert in enumerate(processors) if convert),
+    )
 
 
 def _lock_key(name: str) -> int:
@@ -264,7 +260,7 @@ class Repository:
         ).first()
         if row is None:
             return None
-        return StoredVersion(row[0], row[1], row[2], row[3], row[4], row[5])
+        return _current_version(row)
 
     def current_many(self, resource_type: str, ids: Sequence[str]) -> dict[str, StoredVersion]:
         """current() of many resources of one type at once, by id (absent ones left out)."""
@@ -273,10 +269,7 @@ class Repository:
         query = select(*_CURRENT_COLS).where(
             R.resource_type == resource_type, R.id.in_(sorted(set(ids)))
         )
-        return {
-            r[1]: StoredVersion(r[0], r[1], r[2], r[3], r[4], r[5])
-            for r in self._conn.execute(query)
-        }
+        return {r[1]: _current_version(r) for r in self._conn.execute(query)}
 
     def version(
         self, resource_type: str, resource_id: str, version_id: int
@@ -327,10 +320,7 @@ class Repository:
             .order_by(*order_by)
             .limit(limit)
         )
-        return [
-            (StoredVersion(r[0], r[1], r[2], r[3], r[4], r[5]), list(r[6:]))
-            for r in self._conn.execute(query, self._access)
-        ]
+        return [(_current_version(r), list(r[6:])) for r in self._conn.execute(query, self._access)]
 
     def search_driven(
         self,
@@ -386,18 +376,11 @@ class Repository:
         query = select(*columns).select_from(rows_from).where(R.deleted.is_(False))
         result = self._conn.execute(query.order_by(order), self._access)
         if self.scope is None:
-            return [(StoredVersion(r[0], r[1], r[2], r[3], r[4], r[5]), [r[1]]) for r in result]
+            return [(_current_version(r), [r[1]]) for r in result]
         return [
             (
-                StoredVersion(
-                    r[0],
-                    r[1],
-                    r[2],
-                    r[3],
-                    r[4],
-                    r[5],
-                    owner=(r[7], bool(r[8])) if r[6] is not None else None,
-                    owner_read=True,
+                _current_version(
+                    r, owner=(r[7], bool(r[8])) if r[6] is not None else None, owner_read=True
                 ),
                 [r[1]],
             )
@@ -414,10 +397,7 @@ class Repository:
             R.id.in_(sorted(set(ids))),
             *self._visible(R.resource_type, R.id),
         )
-        return [
-            StoredVersion(r[0], r[1], r[2], r[3], r[4], r[5])
-            for r in self._conn.execute(query, self._access)
-        ]
+        return [_current_version(r) for r in self._conn.execute(query, self._access)]
 
     def referenced(
         self,
@@ -748,21 +728,6 @@ class Repository:
             ],
         )
 
-    def referring_ids(self, source_type: str, param: str, target: tuple[str, str]) -> list[str]:
-        """Ids of live resources of source_type whose param refers to target (type, id)."""
-        c = reference_table.c
-        rows = self._conn.execute(
-            select(c.resource_id)
-            .where(
-                c.resource_type == source_type,
-                c.param == param,
-                c.target_type == target[0],
-                c.target_id == target[1],
-            )
-            .distinct()
-        )
-        return [row[0] for row in rows]
-
     def referring_any(
         self, source_type: str, param: str, target_type: str, target_ids: Collection[str]
     ) -> set[str]:
@@ -863,7 +828,7 @@ class Repository:
         if self.scope is not None:
             statement = statement.where(*self._visible(R.resource_type, R.id))
         rows = self._conn.execute(statement, {**values, **self._access})
-        return [(StoredVersion(r[0], r[1], r[2], r[3], r[4], r[5]), r[6] == 0) for r in rows]
+        return [(_current_version(r), r[6] == 0) for r in rows]
 
     def count_compartment(
         self,
