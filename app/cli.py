@@ -383,6 +383,27 @@ def search_reindex(
         raise typer.Exit(code=1)
 
 
+shares_cli = typer.Typer(help="Referral shares and consent grants.", no_args_is_help=True)
+cli.add_typer(shares_cli, name="shares")
+
+
+@shares_cli.command("rebuild")
+def shares_rebuild() -> None:
+    """Recompute what every referral shares and every consent releases, under the current
+    rules (docs/threat-model.md); run once after an upgrade that changed them."""
+    from app.services.access import rebuild_all_shares
+    from app.services.bulk import bulk_engine
+
+    settings = get_settings()
+    engine = bulk_engine(settings)
+    try:
+        _migrated_or_exit(engine)
+        done = rebuild_all_shares(engine, own_base=settings.base_url)
+    finally:
+        engine.dispose()
+    typer.echo(f"Recomputed the shares of {done:,} Tasks and Consents")
+
+
 clients_cli = typer.Typer(
     help="API clients (SMART Backend Services): register, list, disable.", no_args_is_help=True
 )

@@ -64,6 +64,14 @@ class Settings(BaseSettings):
         description="How long a finished bulk export's files stay downloadable ($export).",
     )
 
+    agency_update_create: bool = Field(
+        default=False,
+        description="Let agencies create records with ids they choose (PUT to a new id, "
+        "spec http.html#update). Off: an agency's PUT to an id it cannot see answers 404 "
+        "whether the id is free or another agency's, so ids tell nothing; on: a PUT to an "
+        "id another agency holds answers 404 where a free one would be created.",
+    )
+
     auth: Literal["smart", "off"] = Field(
         default="smart",
         description=(

@@ -77,6 +77,10 @@ class Backend:
             # No background delivery worker on the shared test databases: it would query
             # while fixtures TRUNCATE. Subscription tests run their own (and own database).
             "notify_worker": False,
+            # The fixtures write agencies' records with ids chosen by the test (PUT). The
+            # production default (off) is what the attacker matrix runs on
+            # (tests/test_write_access.py), with its own server.
+            "agency_update_create": True,
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]

@@ -361,7 +361,10 @@ def test_another_agency_may_not_change_or_delete_records_it_does_not_own(
     # Not visible: the same 404 a read gives.
     response = http.put("/Observation/obs-a", json=observation, headers=_as(B))
     assert response.status_code == 404
-    assert http.delete("/Observation/obs-a", headers=_as(B)).status_code == 404
+    # Deleting a hidden record answers as deleting a missing one (204) and deletes nothing.
+    assert http.delete("/Observation/obs-a", headers=_as(B)).status_code == 204
+    assert http.delete("/Observation/never-was", headers=_as(B)).status_code == 204
+    assert _get(http, A, "/Observation/obs-a").json()["meta"]["versionId"] == "1"
     _consent(http, A, "consent-a", "p-a", B)
     patient = _get(http, B, "/Patient/p-a").json()
     response = http.put("/Patient/p-a", json=patient, headers=_as(B))

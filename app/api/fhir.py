@@ -253,7 +253,12 @@ def create(
     status = 201 if result.created else 200
     message = "Created" if result.created else "A matching resource exists; nothing was created"
     return write_response(
-        request, result.version, status=status, base_url=services.settings.base_url, message=message
+        request,
+        result.version,
+        status=status,
+        base_url=services.settings.base_url,
+        message=message,
+        issues=result.issues,
     )
 
 
@@ -280,6 +285,7 @@ def conditional_update(
         status=201 if result.created else 200,
         base_url=services.settings.base_url,
         message="Created" if result.created else "Updated",
+        issues=result.issues,
     )
 
 
@@ -352,6 +358,7 @@ def update(
         status=201 if result.created else 200,
         base_url=services.settings.base_url,
         message="Created" if result.created else "Updated",
+        issues=result.issues,
     )
 
 
@@ -374,7 +381,12 @@ def patch(
         if_match=if_match(request),
     )
     return write_response(
-        request, result.version, status=200, base_url=services.settings.base_url, message="Patched"
+        request,
+        result.version,
+        status=200,
+        base_url=services.settings.base_url,
+        message="Patched",
+        issues=result.issues,
     )
 
 

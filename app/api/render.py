@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
@@ -67,9 +68,16 @@ def prefer_return(request: Request) -> str:
 
 
 def write_response(
-    request: Request, version: StoredVersion, *, status: int, base_url: str, message: str
+    request: Request,
+    version: StoredVersion,
+    *,
+    status: int,
+    base_url: str,
+    message: str,
+    issues: Sequence[Issue] = (),
 ) -> Response:
-    """The answer to a write, honouring Prefer: return=."""
+    """The answer to a write, honouring Prefer: return= (warnings go in the
+    OperationOutcome of return=OperationOutcome)."""
     headers = version_headers(version, base_url)
     # Location tells where the written version lives (spec http.html#create, #update).
     headers["Location"] = headers["Content-Location"]
@@ -77,7 +85,7 @@ def write_response(
     if choice == "minimal" or version.body is None:
         return Response(status_code=status, headers=headers)
     if choice == "OperationOutcome":
-        outcome = operation_outcome([Issue("informational", message, "information")])
+        outcome = operation_outcome([Issue("informational", message, "information"), *issues])
         return json_response(outcome, status, headers)
     return fhir_response(version.body, status, headers)
 

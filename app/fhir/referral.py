@@ -288,6 +288,21 @@ def check_elements(
         )
 
 
+def check_output(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any], parties: frozenset[Party]
+) -> None:
+    """Task.output is the receiving agency's report (its records, which the referral shares
+    with the requester): nobody else writes it, not even the requester of a draft or of a
+    new referral. 409 otherwise."""
+    before = old.get("output") if old is not None else None
+    if new.get("output") == before or parties & {Party.OWNER, Party.OPERATOR}:
+        return
+    raise Conflict(
+        "Only the receiving agency (Task.owner) reports a referral's output",
+        expression=("Task.output",),
+    )
+
+
 def check_delete(status: str, parties: frozenset[Party]) -> None:
     """Only a draft is deleted (by its requester); a sent referral is marked
     entered-in-error instead, so both sides keep its history."""

@@ -86,6 +86,46 @@ DIRECTORY_TYPES: Final = frozenset(
 )
 
 
+# Resources a referral shares that the other agency may also change: the Task (under the
+# referral state machine) and, as the referral's side effects, the request's status, the
+# Goals it addressed and the CarePlan activity it belongs to. Only their owner deletes them.
+SHARED_WRITABLE: Final = frozenset({"Task", "ServiceRequest", "Goal", "CarePlan"})
+# Resources that stand for an agency through one of their elements (a referral's requester
+# or owner may be a PractitionerRole or a HealthcareService of the agency).
+BELONGS_TO: Final = {"PractitionerRole": "organization", "HealthcareService": "providedBy"}
+# What a non-owner may change of a shared ServiceRequest: its status (the referral's side
+# effect). Its subject, supportingInfo, reasonReference and basedOn decide what the referral
+# shares, so only the request's owner changes them.
+SHARED_REQUEST_ELEMENTS: Final = frozenset({"status"})
+
+
+def may_change(
+    resource_type: str,
+    resource_id: str,
+    *,
+    agency: str,
+    owner: tuple[str | None, bool] | None,
+    deleting: bool,
+    shared: Callable[[], bool],
+) -> bool:
+    """Whether agency may update (or delete) a record it can see (docs/threat-model.md, 7).
+
+    owner is the record's owner row (agency, sensitive), None when it has none: directory
+    data the local operator wrote, which only the operator changes, except that an agency
+    keeps its own Organization. shared() says whether a referral shares the record with
+    agency (asked only when that could allow the write).
+    """
+    if owner is None:
+        return (
+            not deleting
+            and resource_type == "Organization"
+            and agency == f"Organization/{resource_id}"
+        )
+    if owner[0] == agency:
+        return True
+    return not deleting and resource_type in SHARED_WRITABLE and shared()
+
+
 def _codings(meta: Any, element: str) -> Iterator[tuple[str | None, str | None]]:
     if not isinstance(meta, dict):
         return
@@ -142,6 +182,39 @@ def add_aod_labels(resource: dict[str, Any]) -> bool:
     return changed
 
 
+def keep_labels(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """Carry every security label of old into new (a non-owner's write never lowers a
+    record's labels); True if new changed."""
+    if not old:
+        return False
+    kept = [
+        label for label in (old.get("meta") or {}).get("security") or () if isinstance(label, dict)
+    ]
+    if not kept:
+        return False
+    meta = new.get("meta")
+    if not isinstance(meta, dict):
+        meta = new["meta"] = {}
+    security = meta.get("security")
+    if not isinstance(security, list):
+        security = meta["security"] = []
+    present = set(_codings(meta, "security"))
+    changed = False
+    for label in kept:
+        if (label.get("system"), label.get("code")) not in present:
+            security.append(dict(label))
+            present.add((label.get("system"), label.get("code")))
+            changed = True
+    return changed
+
+
+def changes_beyond(old: dict[str, Any], new: dict[str, Any], allowed: frozenset[str]) -> set[str]:
+    """Top-level elements that differ between two versions, other than id, meta, text and
+    the allowed ones."""
+    ignored = allowed | {"id", "meta", "text"}
+    return {k for k in (set(old) | set(new)) - ignored if old.get(k) != new.get(k)}
+
+
 def is_aod_agency(organization: dict[str, Any] | None) -> bool:
     """Whether an Organization is registered as an AOD service (Organization.type)."""
     if not organization:
@@ -185,13 +258,16 @@ def is_referral_task(task: dict[str, Any], own_base: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """One resource shared with one agency by one referral."""
+    """One resource shared with one agency by one referral, by its owner (the grantor)."""
 
     agency: str
     resource_type: str
     resource_id: str
     basis: str
     patient_id: str | None
+    # The agency that owns the resource and so shared it ("" for the local operator); a
+    # consent releases it only when that agency recorded the consent.
+    grantor: str = ""
 
     def row(self) -> dict[str, Any]:
         """As an access_grant row (without task_id)."""
@@ -201,54 +277,65 @@ class Grant:
             "resource_id": self.resource_id,
             "basis": self.basis,
             "patient_id": self.patient_id,
+            "grantor": self.grantor,
         }
 
 
-def referral_grants(
+@dataclass(frozen=True, slots=True)
+class Referral:
+    """What a referral Task names: the agencies it shares with, the client, what it
+    carries (key, basis) for the referrer to share, and the output the receiver reports."""
+
+    task_id: str
+    agencies: frozenset[str]
+    patient_id: str | None
+    performer: str | None
+    carried: tuple[tuple[tuple[str, str], str], ...]
+    reported: tuple[tuple[str, str], ...]
+
+    def keys(self) -> set[tuple[str, str]]:
+        """Every record named, for looking their owners up at once."""
+        return {key for key, _ in self.carried} | set(self.reported) | {("Task", self.task_id)}
+
+
+def referral_of(
     task_id: str,
     task: dict[str, Any],
     service_request: dict[str, Any] | None,
     *,
     own_base: str,
     organization_of: Callable[[tuple[str, str]], str | None],
-) -> list[Grant]:
-    """What a referral Task shares with the agencies it names (owner and requester).
+) -> Referral | None:
+    """What a referral Task names (None: not a referral, or it names no agency).
 
     The Task and its ServiceRequest are shared by the referral itself; the client's data it
     carries (the Patient, the request's supportingInfo, reasonReference and basedOn, the
     Task's input references) only under the client's consent: minimum necessary, nothing
-    else of the record. The outcome in Task.output is shared by the referral itself.
-    organization_of maps a requester/owner reference to its
-    agency ("Organization/x"), resolving a PractitionerRole to its organization.
+    else of the record. The outcome in Task.output is the referral's answer, which the
+    referrer sees on the referral alone unless it is labelled. organization_of maps a
+    requester/owner reference to its agency ("Organization/x").
     """
     if not is_referral_task(task, own_base):
-        return []
-    agencies = {
+        return None
+    agencies = frozenset(
         agency
         for element in ("owner", "requester")
         if (ref := local_reference(task.get(element), own_base)) is not None
         and (agency := organization_of(ref)) is not None
-    }
+    )
     if not agencies:
-        return []
+        return None
+    owner_ref = local_reference(task.get("owner"), own_base)
     patient = local_reference(task.get("for"), own_base)
     patient_id = patient[1] if patient is not None and patient[0] == "Patient" else None
     focus = local_reference(task.get("focus"), own_base)
-    shared: dict[tuple[str, str], str] = {("Task", task_id): "referral"}
+    carried: list[tuple[tuple[str, str], str]] = [(("Task", task_id), "referral")]
     if focus is not None:
-        shared[focus] = "referral"
+        carried.append((focus, "referral"))
     client: list[Any] = [task.get("for")]
     for item in task.get("input") or ():
         if isinstance(item, dict):
             client.append(item.get("valueReference"))
-    # The outcome the owner reports (Task.output) is the referral's answer: the referrer
-    # sees it on the referral alone, unless it is labelled.
-    for item in task.get("output") or ():
-        key = local_reference(
-            item.get("valueReference") if isinstance(item, dict) else None, own_base
-        )
-        if key is not None:
-            shared.setdefault(key, "referral")
     if service_request:
         client.append(service_request.get("subject"))
         for element in ("supportingInfo", "reasonReference", "basedOn"):
@@ -257,20 +344,61 @@ def referral_grants(
             subject = local_reference(service_request.get("subject"), own_base)
             if subject is not None and subject[0] == "Patient":
                 patient_id = subject[1]
-    for value in client:
-        key = local_reference(value, own_base)
-        if key is not None and key not in shared:
-            shared[key] = "client"
+    carried += [(key, "client") for v in client if (key := local_reference(v, own_base))]
+    reported = tuple(
+        key
+        for item in task.get("output") or ()
+        if isinstance(item, dict)
+        and (key := local_reference(item.get("valueReference"), own_base)) is not None
+    )
+    return Referral(
+        task_id,
+        agencies,
+        patient_id,
+        organization_of(owner_ref) if owner_ref is not None else None,
+        tuple(carried),
+        reported,
+    )
+
+
+def referral_shares(
+    referral: Referral, owner_of: Callable[[tuple[str, str]], str | None]
+) -> list[Grant]:
+    """What a referral shares, and with whom. Only an owner shares (docs/threat-model.md,
+    3): what the referral carries shares a record only when the agency that made the
+    referral (the Task's owner row) owns it, and its output only what the receiving agency
+    (Task.owner) owns; anything else it names shares nothing. The local operator's
+    referrals share what they name. owner_of gives a record's owning agency ("" for the
+    operator), None for a record without an owner row (directory data, or none at all).
+    """
+    referrer = owner_of(("Task", referral.task_id)) or ""
+    shared: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def share(key: tuple[str, str], basis: str, sharer: str | None) -> None:
+        owner = owner_of(key)
+        if owner is None or (referrer and owner != sharer):
+            return
+        if key not in shared or basis == "referral":
+            shared[key] = (basis, owner)
+
+    for key, basis in referral.carried:
+        share(key, basis, referrer)
+    for key in referral.reported:
+        share(key, "referral", referral.performer)
     return [
-        Grant(agency, resource_type, resource_id, basis, patient_id)
-        for agency in sorted(agencies)
-        for (resource_type, resource_id), basis in sorted(shared.items())
+        Grant(agency, resource_type, resource_id, basis, referral.patient_id, grantor)
+        for agency in sorted(referral.agencies)
+        for (resource_type, resource_id), (basis, grantor) in sorted(shared.items())
     ]
 
 
-def consent_grants(consent: dict[str, Any] | None, *, own_base: str) -> list[dict[str, Any]]:
-    """consent_grant rows (patient_id, agency, starts, ends, sensitive_ok) of a Consent:
-    none unless it is active, of a Patient, and its provision permits (R4B Consent)."""
+def consent_grants(
+    consent: dict[str, Any] | None, *, own_base: str, grantor: str
+) -> list[dict[str, Any]]:
+    """consent_grant rows (patient_id, agency, starts, ends, sensitive_ok, grantor) of a
+    Consent: none unless it is active, of a Patient, and its provision permits (R4B
+    Consent). grantor is the agency that recorded it ("" for the operator): a consent
+    releases only that agency's records, never another's (only an owner shares)."""
     if not consent or consent.get("status") != "active":
         return []
     patient = local_reference(consent.get("patient"), own_base)
@@ -298,6 +426,7 @@ def consent_grants(consent: dict[str, Any] | None, *, own_base: str) -> list[dic
             "starts": starts,
             "ends": ends,
             "sensitive_ok": sensitive_ok,
+            "grantor": grantor,
         }
         for agency in sorted(agencies)
     ]

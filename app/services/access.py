@@ -9,33 +9,34 @@ resources, in the same transaction as each write, and records what is released.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from app.clock import Clock
-from app.fhir.errors import Forbidden, NotFound
+from app.fhir.errors import Forbidden, Issue
 from app.fhir.jsonio import loads_stored
 from app.security.policy import (
+    BELONGS_TO,
+    DIRECTORY_TYPES,
+    SHARED_REQUEST_ELEMENTS,
+    Referral,
     add_aod_labels,
+    changes_beyond,
     consent_grants,
     is_aod_agency,
     is_referral_task,
     is_sensitive,
+    keep_labels,
     labelable,
     labels_requested,
     owned,
-    referral_grants,
-    scope_for,
+    referral_of,
+    referral_shares,
 )
 from app.services.resources import WriteEvent
 from app.services.uow import transaction
 from app.storage.repository import Repository, StoredVersion
-
-# Resources a referral shares that the other agency may also change: the Task (under the
-# referral state machine) and, as the referral's side effects, the request's status, the
-# Goals it addressed and the CarePlan activity it belongs to. Only their owner deletes them.
-SHARED_WRITABLE: Final = frozenset({"Task", "ServiceRequest", "Goal", "CarePlan"})
 
 
 class AccessHook:
@@ -47,37 +48,40 @@ class AccessHook:
 
     # -- before ----------------------------------------------------------------------------
     def before_write(self, repo: Repository, event: WriteEvent) -> bool:
-        """Refuse changes to another agency's records; add AOD labels where due."""
-        agency = event.caller.agency
-        if agency is not None and event.current is not None:
-            self._check_may_change(repo, event, agency)
+        """Keep what a non-owner may not change (labels; a shared request's referral
+        elements); add AOD labels where due. Whether the caller may write at all was
+        decided before (ResourceService._seen and _check_may_change)."""
         resource = event.resource
-        if resource is None or not labelable(event.resource_type):
+        if resource is None:
             return False
+        agency = event.caller.agency
+        amended = False
+        current = event.current
+        if agency is not None and current is not None and current.body is not None:
+            owner = repo.owner(event.resource_type, event.resource_id)
+            if owner is not None and owner[0] != agency:
+                old = loads_stored(current.body)
+                if event.resource_type == "ServiceRequest":
+                    self._check_request_change(event, old, resource)
+                amended = keep_labels(old, resource)
+        if not labelable(event.resource_type):
+            return amended
         if labels_requested(resource) or self.is_aod(repo, agency):
-            return add_aod_labels(resource)
-        return False
+            amended = add_aod_labels(resource) or amended
+        return amended
 
-    def _check_may_change(self, repo: Repository, event: WriteEvent, agency: str) -> None:
-        key = (event.resource_type, event.resource_id)
-        owner = repo.owner(*key)
-        if owner is None or owner[0] == agency:
-            return
-        label = f"{event.resource_type}/{event.resource_id}"
-        scope = scope_for(agency, self._clock.now())
-        if not repo.is_visible(*key, scope=scope):
-            # The same answer a read gives: no sign that the record exists.
-            raise NotFound(f"{label} is not known")
-        if (
-            event.resource is not None
-            and event.resource_type in SHARED_WRITABLE
-            and repo.shared_with(agency, *key)
-        ):
-            return
-        raise Forbidden(
-            f"{label} belongs to another agency; {agency} may read it through a referral "
-            "but not change or delete it"
-        )
+    @staticmethod
+    def _check_request_change(event: WriteEvent, old: dict[str, Any], new: dict[str, Any]) -> None:
+        """What a ServiceRequest refers to decides what its referral shares: only its owner
+        changes that; the other agency changes its status (the referral's side effect)."""
+        refused = changes_beyond(old, new, SHARED_REQUEST_ELEMENTS)
+        if refused:
+            raise Forbidden(
+                f"ServiceRequest/{event.resource_id} belongs to another agency; "
+                f"{event.caller.agency} may change only its status, not "
+                f"{', '.join(sorted(refused))}",
+                expression=tuple(f"ServiceRequest.{name}" for name in sorted(refused)),
+            )
 
     @staticmethod
     def is_aod(repo: Repository, agency: str | None) -> bool:
@@ -107,10 +111,15 @@ class AccessHook:
                 repo.set_owner(
                     event.resource_type, event.resource_id, event.caller.agency, sensitive
                 )
-        elif resource is not None and owner[1] != sensitive:
+        elif sensitive and not owner[1]:
+            # Once labelled, always released as labelled: its labelled versions stay in
+            # its history (vread, history), and a later unlabelled version does not
+            # release them.
             repo.set_owner(event.resource_type, event.resource_id, owner[0], sensitive)
         if event.resource_type == "Task":
-            self.share_task(repo, event.resource_id, resource)
+            unshared = self.share_task(repo, event.resource_id, resource)
+            if unshared:
+                event.issues.append(not_shared(event.caller.agency, unshared))
         elif event.resource_type == "ServiceRequest":
             task_ids = repo.referring_any("Task", "focus", "ServiceRequest", [event.resource_id])
             tasks = repo.current_many("Task", sorted(task_ids))
@@ -119,17 +128,29 @@ class AccessHook:
             )
         elif event.resource_type == "Consent":
             repo.replace_consent_grants(
-                event.resource_id, consent_grants(resource, own_base=self._own_base)
+                event.resource_id,
+                self.consent_rows(repo, event.resource_id, resource, self._own_base),
             )
 
-    def share_task(self, repo: Repository, task_id: str, task: dict[str, Any] | None) -> None:
-        self.share_tasks(repo, [(task_id, task)])
+    def share_task(
+        self, repo: Repository, task_id: str, task: dict[str, Any] | None
+    ) -> list[tuple[str, str]]:
+        """Replace what one Task shares; returns the records it names that it does not
+        share because the sharing agency does not own them (or they do not exist)."""
+        return self.share_tasks(repo, [(task_id, task)]).get(task_id, [])
 
     def share_tasks(
-        self, repo: Repository, tasks: Sequence[tuple[str, dict[str, Any] | None]]
-    ) -> None:
+        self,
+        repo: Repository,
+        tasks: Sequence[tuple[str, dict[str, Any] | None]],
+        *,
+        final: bool = False,
+    ) -> dict[str, list[tuple[str, str]]]:
         """Replace what each Task shares (nothing unless it is a referral): the
-        ServiceRequests they refer to read in one query, the grants in two statements."""
+        ServiceRequests they refer to read in one query, their records' owners in one per
+        type, the grants in two statements. Returns, per referral, what it names but does
+        not share. A referral naming a record not stored yet (a later entry of the same
+        transaction may create it) is shared again just before commit (final)."""
         referrals = [
             (task_id, task)
             for task_id, task in tasks
@@ -142,27 +163,78 @@ class AccessHook:
         def organization_of(ref: tuple[str, str]) -> str | None:
             if ref[0] == "Organization":
                 return f"Organization/{ref[1]}"
-            if ref[0] != "PractitionerRole":
+            holder = BELONGS_TO.get(ref[0])
+            if holder is None:
                 return None
             if ref not in roles:
                 role = repo.current(*ref)
                 body = loads_stored(role.body) if role is not None and role.body else {}
-                org = (body.get("organization") or {}).get("reference")
+                org = (body.get(holder) or {}).get("reference")
                 found = isinstance(org, str) and org.startswith("Organization/")
                 roles[ref] = org if found else None
             return roles[ref]
 
-        grants: dict[str, list[dict[str, Any]]] = {task_id: [] for task_id, _ in tasks}
+        named: dict[str, Referral] = {}
         for (task_id, task), focus in zip(referrals, focus_ids, strict=True):
             current = requests.get(focus)
             request = loads_stored(current.body) if current is not None and current.body else None
-            grants[task_id] = [
-                grant.row()
-                for grant in referral_grants(
-                    task_id, task, request, own_base=self._own_base, organization_of=organization_of
-                )
-            ]
+            referral = referral_of(
+                task_id, task, request, own_base=self._own_base, organization_of=organization_of
+            )
+            if referral is not None:
+                named[task_id] = referral
+        # Every owner the referrals need, a query per type.
+        owners = repo.owners(sorted(set().union(*(r.keys() for r in named.values()))))
+
+        def owner_of(key: tuple[str, str]) -> str | None:
+            row = owners.get(key)
+            return None if row is None else (row[0] or "")
+
+        grants: dict[str, list[dict[str, Any]]] = {task_id: [] for task_id, _ in tasks}
+        unshared: dict[str, list[tuple[str, str]]] = {}
+        for task_id, referral in named.items():
+            shares = referral_shares(referral, owner_of)
+            grants[task_id] = [grant.row() for grant in shares]
+            given = {(g.resource_type, g.resource_id) for g in shares}
+            unshared[task_id] = sorted(
+                key for key in referral.keys() - given if key[0] not in DIRECTORY_TYPES
+            )
+            if not final and any(key not in owners for key in unshared[task_id]):
+                repo.defer("access:share-tasks", self._share_again, task_id)
         repo.replace_task_grants(grants)
+        return unshared
+
+    def _share_again(self, repo: Repository, task_ids: set[Any]) -> None:
+        tasks = repo.current_many("Task", sorted(task_ids))
+        self.share_tasks(
+            repo,
+            [(task_id, loads_stored(v.body) if v.body else None) for task_id, v in tasks.items()],
+            final=True,
+        )
+
+    @staticmethod
+    def consent_rows(
+        repo: Repository, consent_id: str, consent: dict[str, Any] | None, own_base: str
+    ) -> list[dict[str, Any]]:
+        """What a Consent permits, granted by the agency that owns it (recorded it)."""
+        owner = repo.owner("Consent", consent_id)
+        grantor = (owner[0] or "") if owner is not None else ""
+        return consent_grants(consent, own_base=own_base, grantor=grantor)
+
+
+def not_shared(agency: str | None, keys: Sequence[tuple[str, str]]) -> Issue:
+    """The warning of a referral written naming records it does not share. Worded alike
+    for a record of another agency, a hidden one and one that does not exist."""
+    shown = ", ".join(f"{t}/{i}" for t, i in keys[:10])
+    more = f" and {len(keys) - 10} more" if len(keys) > 10 else ""
+    who = agency or "the local operator"
+    return Issue(
+        "informational",
+        f"This referral does not share {shown}{more}: only its owner shares a record, and "
+        f"it is not a stored record of {who} (what the receiving agency reports in "
+        "Task.output must be its own)",
+        "warning",
+    )
 
 
 def rebuild_shares(
@@ -194,10 +266,29 @@ def rebuild_shares(
         with transaction(engine, write=True) as repo:
             found = repo.live("Consent", consent_ids[start : start + page])
             for v in found:
-                grants = consent_grants(loads_stored(v.body or b"{}"), own_base=own_base)
-                repo.replace_consent_grants(v.id, grants)
+                body = loads_stored(v.body or b"{}")
+                repo.replace_consent_grants(v.id, hook.consent_rows(repo, v.id, body, own_base))
         done += len(found)
     return done
+
+
+def rebuild_all_shares(engine: Engine, *, own_base: str, page: int = 500) -> int:
+    """Recompute every referral share and consent grant under the current rules (after an
+    upgrade that changed them: `casebridge shares rebuild`). Returns how many Tasks and
+    Consents were processed."""
+    stored: dict[str, list[str]] = {}
+    for resource_type in ("Task", "Consent"):
+        ids: list[str] = []
+        after: str | None = None
+        while True:
+            with transaction(engine, write=False) as repo:
+                found = repo.live_ids(resource_type, after_id=after, limit=page)
+            if not found:
+                break
+            ids += [resource_id for resource_id, _ in found]
+            after = found[-1][0]
+        stored[resource_type] = ids
+    return rebuild_shares(engine, own_base=own_base, stored=stored, page=page)
 
 
 def is_aod_agency_in(engine: Engine, agency: str | None) -> bool:

@@ -158,7 +158,7 @@ class BundleService:
                 )
             return _deleted(deleted)
         with transaction(resources.engine, write=True, scope=resources.scope(caller)) as repo:
-            result = self._write_one(repo, caller, entry, self._context(), standalone=True)
+            result = self._write_one(repo, caller, entry, self._context(caller), standalone=True)
         return _written(result)
 
     # -- transaction --------------------------------------------------------------------
@@ -168,7 +168,7 @@ class BundleService:
         for entry in entries:
             _in_entry(entry.index, _require_scopes, caller, entry)
         _check_full_urls(entries)
-        context = self._context()
+        context = self._context(caller)
         writes = sorted(
             (e for e in entries if e.method not in ("GET", "HEAD")),
             key=lambda e: (_ORDER[e.method], e.index),
@@ -188,7 +188,7 @@ class BundleService:
             deletes = [e for e in writes if e.method == "DELETE"]
             changes = [e for e in writes if e.method != "DELETE"]
             for entry in deletes:
-                _in_entry(entry.index, self._settle_identity, repo, entry, context)
+                _in_entry(entry.index, self._settle_identity, repo, caller, entry, context)
             _check_overlap(deletes)
             for entry in deletes:
                 outcomes[entry.index] = _in_entry(
@@ -196,7 +196,7 @@ class BundleService:
                 )
             mapping: dict[str, str] = {}
             for entry in changes:
-                pair = _in_entry(entry.index, self._settle_identity, repo, entry, context)
+                pair = _in_entry(entry.index, self._settle_identity, repo, caller, entry, context)
                 if pair is not None:
                     mapping[pair[0]] = pair[1]
             _check_overlap(writes)
@@ -220,7 +220,7 @@ class BundleService:
         return [outcomes[i] for i in range(len(entries))]
 
     def _settle_identity(
-        self, repo: Repository, entry: Entry, context: Context
+        self, repo: Repository, caller: Caller, entry: Entry, context: Context
     ) -> tuple[str, str] | None:
         """The id an entry will have, so references to its fullUrl can be rewritten."""
         resources = self._resources
@@ -236,7 +236,11 @@ class BundleService:
             criteria = parse_criteria(entry.resource_type, entry.query, context)
             body_id = entry.resource.get("id") if entry.resource else None
             entry.target_id = resources.conditional_target(
-                repo, entry.resource_type, criteria, body_id if isinstance(body_id, str) else None
+                repo,
+                caller,
+                entry.resource_type,
+                criteria,
+                body_id if isinstance(body_id, str) else None,
             )
         elif entry.method == "DELETE" and entry.query is not None:
             criteria = parse_criteria(entry.resource_type, entry.query, context)
@@ -292,7 +296,7 @@ class BundleService:
         if standalone:
             exclusive = entry.query is not None or entry.if_none_exist is not None
             repo.lock_type(entry.resource_type, exclusive=exclusive)
-            self._settle_identity(repo, entry, context)
+            self._settle_identity(repo, caller, entry, context)
             if entry.resource is not None:
                 # Batch entries are independent: only conditional references resolve.
                 _rewrite_references(
@@ -361,8 +365,9 @@ class BundleService:
         return Outcome(200, version=version)
 
     # -- parsing ------------------------------------------------------------------------
-    def _context(self) -> Context:
-        return self._search.context()
+    def _context(self, caller: Caller) -> Context:
+        # The caller's scope: conditional criteria and references find only what it may see.
+        return self._resources.context(caller)
 
     def _parse_entry(self, index: int, raw: Any) -> Entry:
         if not isinstance(raw, dict):

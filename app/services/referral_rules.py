@@ -19,6 +19,7 @@ from app.fhir.referral import (
     Party,
     check_delete,
     check_elements,
+    check_output,
     check_party,
     check_reason,
     check_transition,
@@ -28,13 +29,11 @@ from app.fhir.referral import (
     stamp_referral,
 )
 from app.security.caller import Caller
+from app.security.policy import BELONGS_TO
 from app.services.resources import ResourceService, WriteEvent
 from app.storage.repository import Repository, StoredVersion
 
 log = logging.getLogger(__name__)
-
-# Resources that stand for an agency through one of their elements.
-_BELONGS_TO = {"PractitionerRole": "organization", "HealthcareService": "providedBy"}
 
 
 def body_of(version: StoredVersion | None) -> dict[str, Any] | None:
@@ -56,7 +55,7 @@ def agency_of(repo: Repository, element: Any, base_url: str) -> str | None:
     kind, _, rid = ref.partition("/")
     if kind == "Organization" and rid and "/" not in rid:
         return ref
-    holder = _BELONGS_TO.get(kind)
+    holder = BELONGS_TO.get(kind)
     if holder is None or not rid or "/" in rid:
         return None
     body = body_of(repo.current(kind, rid))
@@ -116,6 +115,7 @@ class ReferralRules:
         check_transition(
             str(base.get("status")) if base is not None else None, str(new.get("status")), parties
         )
+        check_output(base, new, parties)
         if base is not None:
             check_elements(base, new, parties)
         check_reason(new)

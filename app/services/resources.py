@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -19,8 +19,10 @@ from app.clock import Clock
 from app.config import Settings
 from app.fhir.errors import (
     Conflict,
+    Forbidden,
     Gone,
     InvalidRequest,
+    Issue,
     NotFound,
     PreconditionFailed,
     ResourceInvalid,
@@ -34,7 +36,7 @@ from app.search.criteria import parse_criteria
 from app.search.extract import extract_index
 from app.search.query import Context, Criteria
 from app.security.caller import Caller
-from app.security.policy import scope_for
+from app.security.policy import may_change, scope_for
 from app.services.disclosure import DisclosureLog, Release
 from app.services.uow import transaction
 from app.storage.access import AccessScope
@@ -59,6 +61,8 @@ class WriteResult:
     version: StoredVersion
     # False also when a conditional create found its match and wrote nothing.
     created: bool
+    # Warnings about what was written (OperationOutcome issues).
+    issues: tuple[Issue, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,8 @@ class WriteEvent:
     method: str
     # The version the client named in If-Match (None: it named none).
     if_match: int | None = None
+    # Warnings the hooks have for the client (a referral naming what it does not share).
+    issues: list[Issue] = field(default_factory=list)
 
 
 class WriteHook(Protocol):
@@ -146,8 +152,14 @@ class ResourceService:
     def _parse(self, body: bytes) -> Any:
         return parse_json(body, max_depth=self._settings.max_json_depth)
 
-    def _context(self) -> Context:
-        return Context(own_base=self._settings.base_url, now=self._clock.now())
+    def context(self, caller: Caller) -> Context:
+        """What parsing conditional criteria needs: the base URL, now, and the caller's
+        access scope, so that chains and _has in criteria pass only through what the
+        caller may see (a hidden record answers a conditional write as a missing one)."""
+        now = self._clock.now()
+        return Context(
+            own_base=self._settings.base_url, now=now, scope=scope_for(caller.agency, now)
+        )
 
     def _index(self, resource_type: str, resource: dict[str, Any]) -> IndexRows:
         return extract_index(resource_type, resource, own_base=self._settings.base_url)
@@ -171,6 +183,7 @@ class ResourceService:
         method: str,
         index: IndexRows = _NO_ROWS,
         if_match: int | None = None,
+        issues: list[Issue] | None = None,
     ) -> StoredVersion:
         """Write the next version; index rows were extracted before the transaction
         (and are extracted again if a hook amends the resource)."""
@@ -194,7 +207,70 @@ class ResourceService:
         repo.write_version(version=version, exists=current is not None, index=index)
         for hook in self._hooks:
             hook.after_write(repo, event, version)
+        if issues is not None:
+            issues.extend(event.issues)
         return version
+
+    # -- access: the first step of a write to an existing id --------------------------
+    def _seen(
+        self, repo: Repository, caller: Caller, resource_type: str, resource_id: str
+    ) -> tuple[StoredVersion | None, StoredVersion | None]:
+        """(stored, seen): the current row, and what the caller may know of it. A record
+        the caller may not see is None, exactly like one that never existed, so every later
+        step (If-Match, patches, validation, update-as-create) answers as for a missing one
+        (docs/threat-model.md, "No existence leak")."""
+        stored = repo.current(resource_type, resource_id)
+        if stored is None or caller.agency is None:
+            return stored, stored
+        scope = repo.scope
+        if scope is None or scope.agency != caller.agency:
+            scope = self.scope(caller)
+        if repo.is_visible(resource_type, resource_id, scope=scope):
+            return stored, stored
+        return stored, None
+
+    def _check_may_change(
+        self, repo: Repository, caller: Caller, current: StoredVersion, *, deleting: bool
+    ) -> None:
+        """403 unless the caller may change (or delete) a record it can see: its own, or a
+        referral's shared Task, ServiceRequest, Goal or CarePlan (app/security/policy.py)."""
+        agency = caller.agency
+        if agency is None:
+            return
+        key = (current.resource_type, current.id)
+        owner = repo.owner(*key)
+        if may_change(
+            *key,
+            agency=agency,
+            owner=owner,
+            deleting=deleting,
+            shared=lambda: bool(repo.shared_with(agency, *key)),
+        ):
+            return
+        label = f"{key[0]}/{key[1]}"
+        verb = "delete" if deleting else "change"
+        if owner is None:
+            raise Forbidden(f"{label} is kept by the server's operator; {agency} may not {verb} it")
+        raise Forbidden(
+            f"{label} belongs to another agency; {agency} may read it through a referral "
+            f"but not {verb} it"
+        )
+
+    def may_choose_ids(self, caller: Caller) -> bool:
+        """Whether the caller may create a record with an id it chose (update-as-create,
+        spec http.html#update). Agencies may not unless the operator allows it
+        (CASEBRIDGE_AGENCY_UPDATE_CREATE): otherwise a PUT to an id taken by a record the
+        agency cannot see could not answer as a PUT to a free id does."""
+        return caller.agency is None or self._settings.agency_update_create
+
+    def _unknown(self, caller: Caller, resource_type: str, resource_id: str) -> NotFound:
+        """The answer to a write naming an id the caller cannot see (missing or hidden)."""
+        hint = (
+            ""
+            if self.may_choose_ids(caller)
+            else "; an agency creates records with POST (the server assigns their ids)"
+        )
+        return NotFound(f"{resource_type}/{resource_id} is not known{hint}")
 
     @staticmethod
     def _check_if_match(current: StoredVersion | None, if_match: int | None) -> None:
@@ -224,7 +300,7 @@ class ResourceService:
         resource = check_resource(self._parse(body), resource_type=resource_type, resource_id=None)
         index = self._index(resource_type, resource)
         parsed = (
-            parse_criteria(resource_type, if_none_exist, self._context())
+            parse_criteria(resource_type, if_none_exist, self.context(caller))
             if if_none_exist is not None
             else None
         )
@@ -252,6 +328,7 @@ class ResourceService:
             existing = self.find_one(repo, resource_type, criteria, "If-None-Exist")
             if existing is not None:
                 return WriteResult(existing, created=False)
+        issues: list[Issue] = []
         version = self._write(
             repo,
             caller=caller,
@@ -261,8 +338,9 @@ class ResourceService:
             current=None,
             method="POST",
             index=index if index is not None else self._index(resource_type, resource),
+            issues=issues,
         )
-        return WriteResult(version, created=True)
+        return WriteResult(version, created=True, issues=tuple(issues))
 
     @staticmethod
     def find_one(
@@ -372,8 +450,14 @@ class ResourceService:
         if not type_locked:
             repo.lock_type(resource_type, exclusive=False)
         repo.lock(f"{resource_type}/{resource_id}")
-        current = repo.current(resource_type, resource_id)
+        stored, current = self._seen(repo, caller, resource_type, resource_id)
         self._check_if_match(current, if_match)
+        if current is None:
+            if stored is not None or not self.may_choose_ids(caller):
+                raise self._unknown(caller, resource_type, resource_id)
+        else:
+            self._check_may_change(repo, caller, current, deleting=False)
+        issues: list[Issue] = []
         version = self._write(
             repo,
             caller=caller,
@@ -384,8 +468,11 @@ class ResourceService:
             method=method,
             index=index,
             if_match=if_match,
+            issues=issues,
         )
-        return WriteResult(version, created=current is None or current.deleted)
+        return WriteResult(
+            version, created=current is None or current.deleted, issues=tuple(issues)
+        )
 
     def conditional_update(
         self,
@@ -409,10 +496,10 @@ class ResourceService:
         # Validate before the write transaction opens; only the id is settled inside it.
         resource = check_resource(parsed_body, resource_type=resource_type, resource_id=body_id)
         index = self._index(resource_type, resource)
-        parsed = parse_criteria(resource_type, criteria, self._context())
+        parsed = parse_criteria(resource_type, criteria, self.context(caller))
         with self._uow(caller, write=True) as repo:
             repo.lock_type(resource_type, exclusive=True)
-            target = self.conditional_target(repo, resource_type, parsed, body_id)
+            target = self.conditional_target(repo, caller, resource_type, parsed, body_id)
             resource["id"] = target
             return self.update_in(
                 repo,
@@ -427,10 +514,17 @@ class ResourceService:
             )
 
     def conditional_target(
-        self, repo: Repository, resource_type: str, criteria: Criteria, body_id: str | None
+        self,
+        repo: Repository,
+        caller: Caller,
+        resource_type: str,
+        criteria: Criteria,
+        body_id: str | None,
     ) -> str:
-        """The id a conditional update writes to (spec http.html#cond-update): the one match,
-        else the body's id (409 if that id exists yet did not match), else a new id."""
+        """The id a conditional update writes to (spec http.html#cond-update): the one match
+        the caller can see, else the body's id (409 if the caller can see that id and it did
+        not match; refused like a missing id when the caller may not choose ids or the id
+        is hidden), else a new id."""
         match = self.find_one(repo, resource_type, criteria, "Conditional update")
         if match is not None:
             if body_id is not None and body_id != match.id:
@@ -441,13 +535,25 @@ class ResourceService:
             return match.id
         if body_id is None:
             return self._clock.new_id()
-        existing = repo.current(resource_type, body_id)
+        stored, existing = self._seen(repo, caller, resource_type, body_id)
         if existing is not None and not existing.deleted:
             # No match yet the id exists: updating it would overwrite a record the criteria
             # did not select (spec http.html#cond-update: 409).
             raise Conflict(
                 f"No {resource_type} matches {criteria.canonical}, but {resource_type}/"
                 f"{body_id} exists; refusing to overwrite it"
+            )
+        if existing is None and not self.may_choose_ids(caller):
+            # Whether the id is free or taken by a hidden record, the same refusal.
+            raise InvalidRequest(
+                f"No {resource_type} matches {criteria.canonical}, and an agency does not "
+                f"choose ids: leave Resource.id out to create (the server assigns it)",
+                expression=(f"{resource_type}.id",),
+            )
+        if existing is None and stored is not None:
+            raise Conflict(
+                f"No {resource_type} matches {criteria.canonical}, but {resource_type}/"
+                f"{body_id} is taken; refusing to overwrite it"
             )
         return body_id
 
@@ -497,14 +603,18 @@ class ResourceService:
         if not type_locked:
             repo.lock_type(resource_type, exclusive=False)
         repo.lock(f"{resource_type}/{resource_id}")
-        current = repo.current(resource_type, resource_id)
+        # Access before anything reads the record: a patch applied to a hidden record would
+        # answer with what its test operations or binding errors reveal.
+        _, current = self._seen(repo, caller, resource_type, resource_id)
         if current is None:
             raise NotFound(f"{resource_type}/{resource_id} is not known")
         if current.deleted or current.body is None:
             raise Gone(f"{resource_type}/{resource_id} was deleted")
         self._check_if_match(current, if_match)
+        self._check_may_change(repo, caller, current, deleting=False)
         patched = _apply_patch(patch.patch, patch.operations, loads_stored(current.body))
         resource = check_resource(patched, resource_type=resource_type, resource_id=resource_id)
+        issues: list[Issue] = []
         version = self._write(
             repo,
             caller=caller,
@@ -515,8 +625,9 @@ class ResourceService:
             method="PATCH",
             index=self._index(resource_type, resource),
             if_match=if_match,
+            issues=issues,
         )
-        return WriteResult(version, created=False)
+        return WriteResult(version, created=False, issues=tuple(issues))
 
     # -- delete ------------------------------------------------------------------------
     def delete(
@@ -546,10 +657,11 @@ class ResourceService:
         if not type_locked:
             repo.lock_type(resource_type, exclusive=False)
         repo.lock(f"{resource_type}/{resource_id}")
-        current = repo.current(resource_type, resource_id)
+        _, current = self._seen(repo, caller, resource_type, resource_id)
         self._check_if_match(current, if_match)
         if current is None or current.deleted:
             return current
+        self._check_may_change(repo, caller, current, deleting=True)
         return self._write(
             repo,
             caller=caller,
@@ -566,7 +678,7 @@ class ResourceService:
     ) -> StoredVersion | None:
         """Conditional delete (spec http.html#cdelete): one match deleted, several -> 412."""
         check_type_and_id(resource_type)
-        parsed = parse_criteria(resource_type, criteria, self._context())
+        parsed = parse_criteria(resource_type, criteria, self.context(caller))
         with self._uow(caller, write=True) as repo:
             repo.lock_type(resource_type, exclusive=True)
             match = self.find_one(repo, resource_type, parsed, "Conditional delete")

@@ -3,11 +3,13 @@
 An agency sees a resource when
   (0) it is directory data (Organization, HealthcareService, Questionnaire, ...), or
   (1) it owns it, or nobody does (no owner row: directory data the local operator wrote), or
-  (2) a referral Task naming the agency as owner or requester shares it (access_grant) and
+  (2) a referral Task naming the agency as owner or requester shares it (access_grant,
+      written only for records the sharing agency owns: app/security/policy.py) and
       - basis "referral" (the Task, its ServiceRequest) and the resource is not labelled
         sensitive, or
-      - a Consent of the client is in force for the agency now (consent_grant), allowing
-        labelled data too when the resource is labelled.
+      - a Consent of the client that the resource's owner recorded is in force for the
+        agency now (consent_grant), allowing labelled data too when the resource is
+        labelled.
 It is applied as conditions in every listing query, so paging and totals stay right; it
 reads only primary keys and small indexes.
 """
@@ -77,6 +79,8 @@ def visible_clause(
         .where(
             C.patient_id == G.patient_id,
             C.agency == AGENCY,
+            # Only an owner shares: the consent must be one its records' owner recorded.
+            C.grantor == G.grantor,
             or_(C.starts.is_(None), C.starts <= NOW),
             or_(C.ends.is_(None), C.ends > NOW),
             or_(C.sensitive_ok.is_(True), not_(sensitive)),

@@ -6,7 +6,7 @@ Hot paths use SQLAlchemy Core statements (the ORM costs 6-14x more per row here)
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -195,11 +195,34 @@ class Repository:
         self.scope = scope
         # The values of the access rule's parameters, added to every statement it joins.
         self._access = scope.parameters() if scope is not None else {}
+        # Work to do once, just before commit, on everything registered under its key.
+        self._deferred: dict[str, tuple[Callable[[Repository, set[Any]], None], set[Any]]] = {}
+
+    def defer(self, key: str, action: Callable[[Repository, set[Any]], None], item: Any) -> None:
+        """Run action(repo, items) once just before this transaction commits, with every
+        item registered under key (work that must see the transaction's last write: the
+        shares of a referral whose records a later entry of a transaction creates)."""
+        found = self._deferred.get(key)
+        if found is None:
+            self._deferred[key] = (action, {item})
+        else:
+            found[1].add(item)
+
+    def run_deferred(self) -> None:
+        """Run the deferred work (unit_of_work does, before it commits)."""
+        while self._deferred:
+            key = next(iter(self._deferred))
+            action, items = self._deferred.pop(key)
+            action(self, items)
 
     def with_scope(self, scope: AccessScope | None) -> Repository:
         """The same connection and transaction under another access scope (a search run
         for one agency inside a transaction opened for another: notification matching)."""
-        return self if scope == self.scope else Repository(self._conn, scope)
+        if scope == self.scope:
+            return self
+        other = Repository(self._conn, scope)
+        other._deferred = self._deferred
+        return other
 
     def _visible(self, type_col: Any, id_col: Any) -> tuple[ColumnElement[bool], ...]:
         if self.scope is None:
@@ -1168,7 +1191,9 @@ def unit_of_work(
                 # Several statements that must agree (a page and its total).
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
-                yield Repository(conn, scope)
+                repo = Repository(conn, scope)
+                yield repo
+                repo.run_deferred()
     except DBAPIError as exc:
         if _is_transient(exc):
             raise StorageUnavailable(str(exc.orig) if exc.orig else str(exc)) from exc

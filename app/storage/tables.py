@@ -313,6 +313,9 @@ class AccessGrantRow(SQLModel, table=True):
     basis: str = Field(sa_type=String(16), nullable=False)
     patient_id: str | None = Field(default=None, sa_type=String(64), nullable=True)
     task_id: str = Field(sa_type=String(64), nullable=False)
+    # The resource's owning agency, which shared it ("" for the local operator): a consent
+    # releases it only if that agency recorded the consent.
+    grantor: str = Field(default="", sa_type=String(80), nullable=False)
 
 
 class ConsentGrantRow(SQLModel, table=True):
@@ -321,7 +324,7 @@ class ConsentGrantRow(SQLModel, table=True):
 
     __tablename__ = "consent_grant"
     __table_args__ = (
-        Index("ix_consent_grant_patient", "patient_id", "agency"),
+        Index("ix_consent_grant_patient", "patient_id", "agency", "grantor"),
         Index("ix_consent_grant_consent", "consent_id"),
     )
 
@@ -332,6 +335,9 @@ class ConsentGrantRow(SQLModel, table=True):
     starts: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     ends: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     sensitive_ok: bool = Field(default=False, nullable=False)
+    # The agency that recorded the Consent ("" for the local operator): it releases only
+    # that agency's records (only an owner shares).
+    grantor: str = Field(default="", sa_type=String(80), nullable=False)
 
 
 class DisclosureRow(SQLModel, table=True):

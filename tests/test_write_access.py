@@ -1,0 +1,664 @@
+"""Agency access on the write side (issue 16): no agency reaches another's records by what
+it writes, and every answer about a record it may not see is the answer about one that does
+not exist.
+
+A is an AOD service (its records labelled 42 CFR Part 2) that referred its client to C
+under the client's consent (purpose TREAT); B is the attacker; C also keeps a client of its
+own. The records are written through the session's server; the attacks go to a server
+with the production default (agencies do not choose ids), on the same database. Requests
+run with auth off and the X-Casebridge-Agency header naming the acting agency.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests import factories
+from tests.conftest import Backend, server_with
+from tests.support.server import LiveServer
+
+A, B, C = "Organization/aoda", "Organization/attacker", "Organization/third"
+TASK_CODE = "http://hl7.org/fhir/CodeSystem/task-code"
+V3_ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+AGENCY_TYPE = "https://casebridge.org/fhir/CodeSystem/agency-type"
+MRN = "urn:aoda:mrn"
+# Headers whose values a client can read (date and server are the transport's).
+COMPARED_HEADERS = (
+    "etag",
+    "location",
+    "content-location",
+    "last-modified",
+    "www-authenticate",
+    "x-casebridge-redisclosure",
+    "content-type",
+)
+
+
+def as_(agency: str | None, **extra: str) -> dict[str, str]:
+    headers = {**factories.FHIR_JSON, **extra}
+    if agency is not None:
+        headers["X-Casebridge-Agency"] = agency
+    return headers
+
+
+def put(http: httpx.Client, agency: str | None, resource: dict[str, Any]) -> dict[str, Any]:
+    response = http.put(
+        f"/{resource['resourceType']}/{resource['id']}", json=resource, headers=as_(agency)
+    )
+    assert response.status_code in (200, 201), response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def post(http: httpx.Client, agency: str, resource: dict[str, Any], **extra: str) -> httpx.Response:
+    return http.post(f"/{resource['resourceType']}", json=resource, headers=as_(agency, **extra))
+
+
+def referral_task(
+    focus: str, patient: str, requester: str, owner: str, **more: Any
+) -> dict[str, Any]:
+    return {
+        "resourceType": "Task",
+        "status": "requested",
+        "intent": "order",
+        "code": {"coding": [{"system": TASK_CODE, "code": "fulfill"}]},
+        "focus": {"reference": focus},
+        "for": {"reference": patient},
+        "requester": {"reference": requester},
+        "owner": {"reference": owner},
+        **more,
+    }
+
+
+def consent(patient: str, actor: str, purpose: str = "TREAT", status: str = "active") -> dict:
+    return {
+        "resourceType": "Consent",
+        "status": status,
+        "scope": {"text": "treatment"},
+        "category": [{"text": "AOD disclosure"}],
+        "patient": {"reference": patient},
+        "provision": {
+            "type": "permit",
+            "period": {"start": "2026-01-01", "end": "2026-12-31"},
+            "actor": [{"role": {"text": "recipient"}, "reference": {"reference": actor}}],
+            "purpose": [{"system": V3_ACT_REASON, "code": purpose}],
+        },
+    }
+
+
+def observation(oid: str, patient: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "75624-7"}]},
+        "subject": {"reference": patient},
+        "valueInteger": 21,
+    }
+
+
+@dataclass
+class World:
+    setup: httpx.Client
+    attack: httpx.Client
+
+    def status(self, agency: str, path: str) -> int:
+        return self.attack.get(path, headers=as_(agency)).status_code
+
+
+@pytest.fixture(scope="module")
+def guarded(backend: Backend) -> Iterator[LiveServer]:
+    server = server_with(backend, agency_update_create=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def world(client: httpx.Client, guarded: LiveServer) -> Iterator[World]:
+    for org in ("attacker", "third"):
+        put(client, None, {"resourceType": "Organization", "id": org, "name": org})
+    aod_type = [{"coding": [{"system": AGENCY_TYPE, "code": "aod"}]}]
+    put(
+        client,
+        None,
+        {"resourceType": "Organization", "id": "aoda", "name": "AOD", "type": aod_type},
+    )
+    # A's client and record, and a referral of it to C under the client's consent.
+    put(
+        client,
+        A,
+        factories.patient(
+            id="pa",
+            identifier=[{"system": MRN, "value": "A-789"}],
+            managingOrganization={"reference": A},
+        ),
+    )
+    put(client, A, observation("oa", "Patient/pa"))
+    put(
+        client,
+        A,
+        {
+            "resourceType": "Condition",
+            "id": "ca",
+            "subject": {"reference": "Patient/pa"},
+            "code": {"text": "Alcohol use disorder"},
+        },
+    )
+    put(
+        client, A, {**factories.minimal("Goal"), "id": "ga", "subject": {"reference": "Patient/pa"}}
+    )
+    put(
+        client,
+        A,
+        {
+            "resourceType": "ServiceRequest",
+            "id": "sra",
+            "status": "active",
+            "intent": "order",
+            "subject": {"reference": "Patient/pa"},
+            "supportingInfo": [{"reference": "Goal/ga"}],
+        },
+    )
+    put(client, A, {**referral_task("ServiceRequest/sra", "Patient/pa", A, C), "id": "ta"})
+    put(client, A, {**consent("Patient/pa", C), "id": "consa"})
+    # C's own client.
+    put(client, C, factories.patient(id="pc", name=[{"family": "Okafor"}]))
+    put(client, C, observation("oc", "Patient/pc"))
+    with httpx.Client(base_url=guarded.fhir, timeout=30) as attack:
+        yield World(client, attack)
+
+
+def test_the_world_is_what_the_attacks_assume(world: World) -> None:
+    assert world.status(C, "/Goal/ga") == 200  # the consented referral releases it
+    assert world.status(A, "/Observation/oc") == 404
+    for path in ("/Patient/pa", "/Observation/oa", "/Condition/ca", "/Goal/ga", "/Task/ta"):
+        assert world.status(B, path) == 404, path
+    labels = world.setup.get("/Goal/ga", headers=as_(A)).json()["meta"]["security"]
+    assert {label["code"] for label in labels} >= {"R", "ETH", "42CFRPart2"}
+
+
+# -- hole 1: a self-made referral and consent --------------------------------------------
+def test_a_self_made_referral_and_consent_release_nothing_of_another_agencys_client(
+    world: World,
+) -> None:
+    http = world.attack
+    request = post(
+        http,
+        B,
+        {
+            "resourceType": "ServiceRequest",
+            "status": "active",
+            "intent": "order",
+            "subject": {"reference": "Patient/pa"},
+            "supportingInfo": [{"reference": "Observation/oa"}, {"reference": "Condition/ca"}],
+        },
+    )
+    assert request.status_code == 201, request.text
+    task = post(
+        http,
+        B,
+        referral_task(f"ServiceRequest/{request.json()['id']}", "Patient/pa", B, B),
+        Prefer="return=OperationOutcome",
+    )
+    assert task.status_code == 201, task.text
+    # The write says what it does not share, worded alike for hidden and missing records.
+    warnings = [i for i in task.json()["issue"] if i["severity"] == "warning"]
+    assert len(warnings) == 1
+    for key in ("Patient/pa", "Observation/oa", "Condition/ca"):
+        assert key in warnings[0]["diagnostics"]
+    assert post(http, B, consent("Patient/pa", B)).status_code == 201
+    for path in ("/Observation/oa", "/Patient/pa", "/Condition/ca"):
+        assert world.status(B, path) == 404, path
+    found = http.get("/Observation?subject=Patient/pa", headers=as_(B)).json()
+    assert found.get("entry") is None
+    everything = http.get("/Patient/pa/$everything", headers=as_(B))
+    assert everything.status_code == 404
+
+
+def test_a_consent_releases_only_the_records_of_the_agency_that_recorded_it(
+    world: World,
+) -> None:
+    # C receives A's referral. C records a consent of A's client naming itself for
+    # treatment: it grants nothing of A's records; A's own consent still does.
+    http = world.attack
+    assert world.status(C, "/Goal/ga") == 200
+    world.setup.put(
+        "/Consent/consa",
+        json={**consent("Patient/pa", C, status="inactive"), "id": "consa"},
+        headers=as_(A),
+    ).raise_for_status()
+    assert world.status(C, "/Goal/ga") == 404
+    assert post(http, C, consent("Patient/pa", C)).status_code == 201
+    assert world.status(C, "/Goal/ga") == 404
+
+
+def test_a_referral_through_a_transaction_shares_nothing_it_does_not_own(world: World) -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:sr",
+                "resource": {
+                    "resourceType": "ServiceRequest",
+                    "status": "active",
+                    "intent": "order",
+                    "subject": {"reference": "Patient/pa"},
+                    "supportingInfo": [{"reference": "Observation/oa"}],
+                },
+                "request": {"method": "POST", "url": "ServiceRequest"},
+            },
+            {
+                "resource": referral_task("urn:uuid:sr", "Patient/pa", B, C),
+                "request": {"method": "POST", "url": "Task"},
+            },
+            {
+                "resource": consent("Patient/pa", C),
+                "request": {"method": "POST", "url": "Consent"},
+            },
+        ],
+    }
+    assert world.attack.post("", json=bundle, headers=as_(B)).status_code == 200
+    # C already has A's client through A's own referral, never A's Observation.
+    for agency, path in ((B, "/Observation/oa"), (B, "/Patient/pa"), (C, "/Observation/oa")):
+        assert world.status(agency, path) == 404, (agency, path)
+
+
+def test_records_a_transaction_creates_after_its_referral_are_shared_with_it(
+    world: World,
+) -> None:
+    # The Task comes first and names records entries after it create: the shares are made
+    # again before the transaction commits, so the receiving agency gets them.
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": referral_task("urn:uuid:sr", "urn:uuid:p", B, C),
+                "request": {"method": "POST", "url": "Task"},
+            },
+            {
+                "fullUrl": "urn:uuid:p",
+                "resource": factories.patient(),
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {
+                "fullUrl": "urn:uuid:g",
+                "resource": {**factories.minimal("Goal"), "subject": {"reference": "urn:uuid:p"}},
+                "request": {"method": "POST", "url": "Goal"},
+            },
+            {
+                "fullUrl": "urn:uuid:sr",
+                "resource": {
+                    "resourceType": "ServiceRequest",
+                    "status": "active",
+                    "intent": "order",
+                    "subject": {"reference": "urn:uuid:p"},
+                    "supportingInfo": [{"reference": "urn:uuid:g"}],
+                },
+                "request": {"method": "POST", "url": "ServiceRequest"},
+            },
+            {
+                "resource": consent("urn:uuid:p", C),
+                "request": {"method": "POST", "url": "Consent"},
+            },
+        ],
+    }
+    response = world.attack.post("", json=bundle, headers=as_(B))
+    assert response.status_code == 200, response.text
+    made = [e["response"]["location"].split("/_history")[0] for e in response.json()["entry"]]
+    for path in made[1:3]:
+        assert world.status(C, f"/{path}") == 200, path
+
+
+# -- hole 2: Task.output --------------------------------------------------------------------
+def test_task_output_shares_only_what_the_receiving_agency_owns(world: World) -> None:
+    http = world.attack
+    request = post(
+        http,
+        B,
+        {
+            "resourceType": "ServiceRequest",
+            "status": "active",
+            "intent": "order",
+            "subject": {"reference": "Patient/pc"},
+        },
+    ).json()
+    output = [
+        {"type": {"text": "result"}, "valueReference": {"reference": "Observation/oc"}},
+        {"type": {"text": "client"}, "valueReference": {"reference": "Patient/pc"}},
+    ]
+    task = referral_task(f"ServiceRequest/{request['id']}", "Patient/pc", B, B, output=output)
+    assert post(http, B, task).status_code == 201
+    assert world.status(B, "/Observation/oc") == 404
+    assert world.status(B, "/Patient/pc") == 404
+    # Naming another agency as the receiver does not let the requester report for it.
+    task = referral_task(f"ServiceRequest/{request['id']}", "Patient/pc", B, C, output=output)
+    refused = post(http, B, task)
+    assert refused.status_code == 409, refused.text
+    assert "Task.output" in refused.json()["issue"][0]["expression"]
+    assert world.status(B, "/Observation/oc") == 404
+
+
+def test_the_receiver_reports_its_own_records_in_output_and_the_referrer_sees_them(
+    world: World,
+) -> None:
+    put(world.setup, C, observation("oc-result", "Patient/pa"))
+    put(world.setup, B, observation("ob", "Patient/pa"))
+    task = world.setup.get("/Task/ta", headers=as_(C))
+    assert task.status_code == 200
+    body = task.json()
+    body["status"] = "accepted"
+    body["output"] = [
+        {"type": {"text": "result"}, "valueReference": {"reference": "Observation/oc-result"}},
+        # Not C's: named, but not shared by the referral.
+        {"type": {"text": "other"}, "valueReference": {"reference": "Observation/ob"}},
+    ]
+    response = world.setup.put(
+        "/Task/ta", json=body, headers=as_(C, **{"If-Match": task.headers["etag"]})
+    )
+    assert response.status_code == 200, response.text
+    assert world.status(A, "/Observation/oc-result") == 200
+    assert world.status(A, "/Observation/ob") == 404
+
+
+# -- hole 3: PATCH ------------------------------------------------------------------------
+PATCHES = [
+    pytest.param([{"op": "copy", "from": "/name/0/family", "path": "/gender"}], id="copy"),
+    pytest.param([{"op": "test", "path": "/name/0/family", "value": "Rivera"}], id="test-true"),
+    pytest.param([{"op": "test", "path": "/name/0/family", "value": "Nobody"}], id="test-false"),
+    pytest.param([{"op": "remove", "path": "/identifier"}], id="remove"),
+]
+
+
+def assert_same_answer(
+    hidden: httpx.Response, missing: httpx.Response, hidden_id: str, missing_id: str
+) -> None:
+    """Byte-identical answers once the id asked for is swapped."""
+    assert hidden.status_code == missing.status_code, (hidden.text, missing.text)
+    assert hidden.content.replace(hidden_id.encode(), missing_id.encode()) == missing.content
+    for name in COMPARED_HEADERS:
+        value = hidden.headers.get(name)
+        value = value.replace(hidden_id, missing_id) if value is not None else None
+        assert value == missing.headers.get(name), name
+
+
+def _patch(http: httpx.Client, agency: str, path: str, ops: list[Any]) -> httpx.Response:
+    headers = {**as_(agency), "Content-Type": "application/json-patch+json"}
+    return http.patch(path, content=orjson.dumps(ops), headers=headers)
+
+
+@pytest.mark.parametrize("ops", PATCHES)
+def test_patch_of_a_hidden_record_answers_as_for_a_missing_one(
+    world: World, ops: list[Any]
+) -> None:
+    http = world.attack
+    hidden = _patch(http, B, "/Patient/pa", ops)
+    missing = _patch(http, B, "/Patient/px", ops)
+    assert hidden.status_code == 404
+    assert_same_answer(hidden, missing, "pa", "px")
+    assert "Rivera" not in hidden.text
+    assert world.setup.get("/Patient/pa", headers=as_(A)).json()["meta"]["versionId"] == "1"
+
+
+@pytest.mark.parametrize("kind", ["transaction", "batch"])
+@pytest.mark.parametrize("ops", PATCHES)
+def test_patch_entries_of_a_hidden_record_answer_as_for_a_missing_one(
+    world: World, ops: list[Any], kind: str
+) -> None:
+    def bundle(rid: str) -> dict[str, Any]:
+        data = base64.b64encode(orjson.dumps(ops)).decode()
+        return {
+            "resourceType": "Bundle",
+            "type": kind,
+            "entry": [
+                {
+                    "resource": {
+                        "resourceType": "Binary",
+                        "contentType": "application/json-patch+json",
+                        "data": data,
+                    },
+                    "request": {"method": "PATCH", "url": f"Patient/{rid}"},
+                }
+            ],
+        }
+
+    hidden = world.attack.post("", json=bundle("pa"), headers=as_(B))
+    missing = world.attack.post("", json=bundle("px"), headers=as_(B))
+    assert_same_answer(hidden, missing, "pa", "px")
+    assert "Rivera" not in hidden.text
+
+
+def test_patch_of_a_deleted_hidden_record_answers_as_for_a_missing_one(world: World) -> None:
+    assert world.setup.delete("/Observation/oa", headers=as_(A)).status_code == 204
+    ops = [{"op": "replace", "path": "/status", "value": "amended"}]
+    hidden = _patch(world.attack, B, "/Observation/oa", ops)
+    missing = _patch(world.attack, B, "/Observation/ox", ops)
+    assert hidden.status_code == 404
+    assert_same_answer(hidden, missing, "oa", "ox")
+    # The owner still sees it as deleted.
+    assert _patch(world.setup, A, "/Observation/oa", ops).status_code == 410
+
+
+# -- hole 4: conditional criteria evaluate in the caller's scope -----------------------------
+def test_conditional_delete_criteria_do_not_reach_through_hidden_records(world: World) -> None:
+    has = "_has:Patient:organization:identifier"
+    known = world.attack.delete(f"/Organization?_id=aoda&{has}={MRN}|A-789", headers=as_(B))
+    unknown = world.attack.delete(f"/Organization?_id=aoda&{has}={MRN}|A-000", headers=as_(B))
+    assert known.status_code == unknown.status_code == 204
+    assert known.headers.get("etag") is None and unknown.headers.get("etag") is None
+    assert world.setup.get("/Organization/aoda").status_code == 200
+    # The same criteria reach A's own client when A asks.
+    search = f"/Organization?_id=aoda&{has}={MRN}|A-789"
+    assert len(world.attack.get(search, headers=as_(A)).json().get("entry", [])) == 1
+    assert world.attack.get(search, headers=as_(B)).json().get("entry") is None
+
+
+def test_conditional_create_criteria_do_not_reach_through_hidden_records(world: World) -> None:
+    statuses = []
+    for name in ("Rivera", "Nobody"):
+        response = post(
+            world.attack,
+            B,
+            {**observation("x", "Patient/pa"), "subject": {"reference": "Patient/pb"}},
+            **{"If-None-Exist": f"_id=oa&subject:Patient.name={name}"},
+        )
+        statuses.append(response.status_code)
+    assert statuses == [201, 201]
+
+
+def test_conditional_references_do_not_resolve_to_hidden_records(world: World) -> None:
+    def bundle(value: str) -> dict[str, Any]:
+        return {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "resource": observation("x", f"Patient?identifier={MRN}|{value}"),
+                    "request": {"method": "POST", "url": "Observation"},
+                }
+            ],
+        }
+
+    known = world.attack.post("", json=bundle("A-789"), headers=as_(B))
+    unknown = world.attack.post("", json=bundle("A-000"), headers=as_(B))
+    assert known.status_code == 412
+    assert_same_answer(known, unknown, "A-789", "A-000")
+
+
+def test_conditional_update_with_a_hidden_body_id_answers_as_with_a_missing_one(
+    world: World,
+) -> None:
+    def attempt(rid: str) -> httpx.Response:
+        body = factories.patient(id=rid, identifier=[{"system": MRN, "value": "B-1"}])
+        return world.attack.put(f"/Patient?identifier={MRN}|B-1", json=body, headers=as_(B))
+
+    hidden, missing = attempt("pa"), attempt("px")
+    assert hidden.status_code == 400
+    assert_same_answer(hidden, missing, "pa", "px")
+
+
+# -- hole 5: every write answers a hidden record as a missing one ----------------------------
+def _writes(rid: str) -> list[tuple[str, dict[str, Any]]]:
+    """(name, request) of every write an agency can aim at one id."""
+    body = factories.patient(id=rid)
+    patch = orjson.dumps([{"op": "replace", "path": "/gender", "value": "male"}])
+    return [
+        ("put", {"method": "PUT", "url": f"/Patient/{rid}", "json": body}),
+        (
+            "put-if-match",
+            {"method": "PUT", "url": f"/Patient/{rid}", "json": body, "if_match": 'W/"99"'},
+        ),
+        (
+            "put-if-match-1",
+            {"method": "PUT", "url": f"/Patient/{rid}", "json": body, "if_match": 'W/"1"'},
+        ),
+        ("delete", {"method": "DELETE", "url": f"/Patient/{rid}"}),
+        ("delete-if-match", {"method": "DELETE", "url": f"/Patient/{rid}", "if_match": 'W/"1"'}),
+        ("patch", {"method": "PATCH", "url": f"/Patient/{rid}", "patch": patch}),
+        (
+            "patch-if-match",
+            {"method": "PATCH", "url": f"/Patient/{rid}", "patch": patch, "if_match": 'W/"1"'},
+        ),
+        ("cond-update", {"method": "PUT", "url": f"/Patient?_id={rid}", "json": body}),
+        ("cond-delete", {"method": "DELETE", "url": f"/Patient?_id={rid}"}),
+        ("read", {"method": "GET", "url": f"/Patient/{rid}"}),
+        ("vread", {"method": "GET", "url": f"/Patient/{rid}/_history/1"}),
+        ("history", {"method": "GET", "url": f"/Patient/{rid}/_history"}),
+        ("everything", {"method": "GET", "url": f"/Patient/{rid}/$everything"}),
+        ("disclosures", {"method": "GET", "url": f"/Patient/{rid}/$disclosures"}),
+    ]
+
+
+def _send(http: httpx.Client, agency: str, request: dict[str, Any]) -> httpx.Response:
+    headers = as_(agency)
+    if "if_match" in request:
+        headers["If-Match"] = request["if_match"]
+    if "patch" in request:
+        headers["Content-Type"] = "application/json-patch+json"
+        return http.request(
+            request["method"], request["url"], content=request["patch"], headers=headers
+        )
+    return http.request(
+        request["method"], request["url"], json=request.get("json"), headers=headers
+    )
+
+
+def test_every_interaction_answers_a_hidden_record_as_a_missing_one(world: World) -> None:
+    http = world.attack
+    for (name, hidden_request), (_, missing_request) in zip(
+        _writes("pa"), _writes("px"), strict=True
+    ):
+        hidden = _send(http, B, hidden_request)
+        missing = _send(http, B, missing_request)
+        assert hidden.status_code not in (200, 201), name
+        assert_same_answer(hidden, missing, "pa", "px")
+    pa = world.setup.get("/Patient/pa", headers=as_(A)).json()
+    assert pa["meta"]["versionId"] == "1" and pa["gender"] == "other"
+
+
+def _audit_of(http: httpx.Client, agency: str, count: int) -> list[dict[str, Any]]:
+    """The agency's own AuditEvents once count of them are written (the flush is batched)."""
+    deadline = time.monotonic() + 10
+    while True:
+        bundle = http.get("/AuditEvent?_count=500", headers=as_(agency)).json()
+        events = [e["resource"] for e in bundle.get("entry", [])]
+        mine = [e for e in events if e.get("subtype", [{}])[0].get("code") != "search-type"]
+        if len(mine) >= count or time.monotonic() > deadline:
+            return mine
+        time.sleep(0.2)
+
+
+def _comparable(event: dict[str, Any]) -> bytes:
+    """An AuditEvent without what differs between any two events (its id and time), its
+    queries decoded (they hold the path asked for)."""
+    event = {k: v for k, v in event.items() if k not in ("id", "recorded", "period", "meta")}
+    for entity in event.get("entity", []):
+        if "query" in entity:
+            entity["query"] = base64.b64decode(entity["query"]).decode()
+    return orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
+
+
+def test_the_attackers_audit_trail_names_no_hidden_version(world: World) -> None:
+    # B's own AuditEvents of its attempts on A's record are those of attempts on a missing
+    # one: they name what B asked for, never a version or value of the hidden record.
+    # An agency of its own: events of earlier tests' requests may still be flushing.
+    prober = "Organization/prober"
+    http = world.attack
+    for _, request in _writes("pa"):
+        _send(http, prober, request)
+    hidden = _audit_of(http, prober, len(_writes("pa")))
+    for _, request in _writes("px"):
+        _send(http, prober, request)
+    both = _audit_of(http, prober, 2 * len(_writes("pa")))
+    missing = [e for e in both if orjson.dumps(e) not in {orjson.dumps(h) for h in hidden}]
+    assert len(hidden) == len(missing) == len(_writes("pa"))
+    swapped = sorted(_comparable(e).replace(b"/pa", b"/px").replace(b"=pa", b"=px") for e in hidden)
+    assert swapped == sorted(_comparable(e) for e in missing)
+    assert b"Rivera" not in b"".join(swapped)
+
+
+# -- hole 6: labels are sticky, and access ends with the consent -----------------------------
+def test_a_receivers_write_never_lowers_labels(world: World) -> None:
+    goal = world.setup.get("/Goal/ga", headers=as_(C))
+    body = {**goal.json(), "meta": {}, "lifecycleStatus": "completed"}
+    response = world.setup.put(
+        "/Goal/ga", json=body, headers=as_(C, **{"If-Match": goal.headers["etag"]})
+    )
+    assert response.status_code == 200, response.text
+    codes = {label["code"] for label in response.json()["meta"].get("security", [])}
+    assert {"R", "ETH", "42CFRPart2"} <= codes
+
+
+def test_revoking_consent_ends_access_to_every_version(world: World) -> None:
+    setup = world.setup
+    goal = setup.get("/Goal/ga", headers=as_(C))
+    setup.put(
+        "/Goal/ga",
+        json={**goal.json(), "meta": {}},
+        headers=as_(C, **{"If-Match": goal.headers["etag"]}),
+    ).raise_for_status()
+    task = setup.get("/Task/ta", headers=as_(C))
+    body = task.json()
+    body["status"] = "accepted"
+    body["output"] = [{"type": {"text": "goal"}, "valueReference": {"reference": "Goal/ga"}}]
+    setup.put(
+        "/Task/ta", json=body, headers=as_(C, **{"If-Match": task.headers["etag"]})
+    ).raise_for_status()
+    setup.put(
+        "/Consent/consa",
+        json={**consent("Patient/pa", C, status="inactive"), "id": "consa"},
+        headers=as_(A),
+    ).raise_for_status()
+    for path in ("/Goal/ga", "/Goal/ga/_history/1", "/Goal/ga/_history/2", "/Goal/ga/_history"):
+        assert world.status(C, path) == 404, path
+
+
+def test_a_receiver_changes_only_the_status_of_a_shared_request(world: World) -> None:
+    request = world.setup.get("/ServiceRequest/sra", headers=as_(C))
+    assert request.status_code == 200
+    body = request.json()
+    body["supportingInfo"] = [{"reference": "Goal/ga"}, {"reference": "Observation/oa"}]
+    response = world.setup.put("/ServiceRequest/sra", json=body, headers=as_(C))
+    assert response.status_code == 403
+    assert "supportingInfo" in response.json()["issue"][0]["diagnostics"]
+    assert world.status(C, "/Observation/oa") == 404
+
+
+def test_an_agency_may_not_change_the_directory_the_operator_keeps(world: World) -> None:
+    org = world.setup.get("/Organization/aoda").json()
+    org["type"] = []
+    org.pop("type")
+    assert world.setup.put("/Organization/aoda", json=org, headers=as_(B)).status_code == 403
+    # Its own Organization it keeps up to date.
+    own = world.setup.get("/Organization/attacker").json()
+    own["name"] = "Attacker services"
+    assert world.setup.put("/Organization/attacker", json=own, headers=as_(B)).status_code == 200
