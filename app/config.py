@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     max_bundle_entries: int = Field(
         default=5000, ge=1, description="Most entries in one batch or transaction Bundle."
     )
+    max_bundle_searches: int = Field(
+        default=100,
+        ge=1,
+        description="Most search entries (GET of a type or with criteria) in one batch or "
+        "transaction: a search costs far more than a write, and one request may not "
+        "occupy the server for seconds.",
+    )
     max_json_depth: int = Field(default=64, ge=8, le=512)
     default_page_size: int = Field(default=50, ge=1)
     max_page_size: int = Field(default=1000, ge=1)
@@ -173,6 +180,12 @@ class Settings(BaseSettings):
         "processes' commits (its own process's commits wake it at once).",
     )
     notify_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one POST.")
+    notify_allow_private_endpoints: bool = Field(
+        default=False,
+        description="Deliver notifications to endpoints on loopback, private, link-local "
+        "and other non-public addresses (off: such endpoints are refused when a "
+        "Subscription is written and before each delivery; app/security/targets.py).",
+    )
     notify_retry_base_s: float = Field(
         default=1.0, gt=0, description="First retry delay; doubles per failed attempt."
     )

@@ -81,6 +81,9 @@ class Backend:
             # production default (off) is what the attacker matrix runs on
             # (tests/test_write_access.py), with its own server.
             "agency_update_create": True,
+            # Webhook receivers in tests listen on 127.0.0.1; tests/test_write_access.py
+            # checks the default that refuses such endpoints.
+            "notify_allow_private_endpoints": True,
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]

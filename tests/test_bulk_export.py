@@ -20,6 +20,7 @@ from app.security.caller import OPERATOR
 from app.services.bulk import load_ndjson
 from app.services.disclosure import DisclosureLog
 from app.services.export import ExportService, parse_request
+from app.services.params import Cursors
 from tests import factories
 from tests.conftest import Backend, server_with
 from tests.support.clock import EPOCH, fixed_clock
@@ -432,7 +433,12 @@ def _paused(backend: Backend, data_dir: Path) -> _Paused:
         clock=fixed_clock(EPOCH + timedelta(days=1)),
         settings=backend.settings(data_dir=data_dir),
         page_size=1,
-        disclosures=DisclosureLog(engine=backend.engine, clock=fixed_clock(EPOCH)),
+        disclosures=DisclosureLog(
+            engine=backend.engine,
+            clock=fixed_clock(EPOCH),
+            # Export pages no _cursor tokens: a key that is never asked for.
+            cursors=Cursors(lambda: b"unused"),
+        ),
     )
 
 

@@ -43,6 +43,8 @@ FAST: dict[str, object] = {
     "notify_max_attempts": 1000,
     "notify_lease_s": 10,
     "notify_timeout_s": 2,
+    # The receivers listen on 127.0.0.1 (the default refuses such endpoints).
+    "notify_allow_private_endpoints": True,
 }
 
 
@@ -590,6 +592,7 @@ def test_separate_worker_process_delivers(notify_db: NotifyDb, receiver: Receive
         "CASEBRIDGE_BASE_URL": f"http://127.0.0.1:{port}/fhir",
         # PostgreSQL: LISTEN/NOTIFY wakes the worker, so a long poll must not delay it.
         "CASEBRIDGE_NOTIFY_POLL_INTERVAL_S": "30" if notify_db.name == "postgresql" else "0.05",
+        "CASEBRIDGE_NOTIFY_ALLOW_PRIVATE_ENDPOINTS": "true",
     }
     worker = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "worker"],

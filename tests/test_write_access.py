@@ -12,6 +12,7 @@ run with auth off and the X-Casebridge-Agency header naming the acting agency.
 from __future__ import annotations
 
 import base64
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import httpx
 import orjson
 import pytest
 
+from app.security.targets import TargetRefused, check_resolved, check_written
 from tests import factories
 from tests.conftest import Backend, server_with
 from tests.support.server import LiveServer
@@ -116,7 +118,8 @@ class World:
 
 @pytest.fixture(scope="module")
 def guarded(backend: Backend) -> Iterator[LiveServer]:
-    server = server_with(backend, agency_update_create=False)
+    # The production defaults: agencies do not choose ids; no private webhook endpoints.
+    server = server_with(backend, agency_update_create=False, notify_allow_private_endpoints=False)
     yield server
     server.stop()
 
@@ -662,3 +665,105 @@ def test_an_agency_may_not_change_the_directory_the_operator_keeps(world: World)
     own = world.setup.get("/Organization/attacker").json()
     own["name"] = "Attacker services"
     assert world.setup.put("/Organization/attacker", json=own, headers=as_(B)).status_code == 200
+
+
+# -- the weaker items ------------------------------------------------------------------------
+INTERNAL_ENDPOINTS = [
+    "http://127.1:9/hook",
+    "http://[::ffff:127.0.0.1]:9/hook",
+    "http://localhost.:9/hook",
+    "http://app.localhost/hook",
+    "http://0x7f.1/hook",
+    "http://2130706433/hook",
+    "http://10.0.0.7/hook",
+    "http://169.254.169.254/latest/meta-data",
+    "http://[fe80::1]/hook",
+    "http://0/hook",
+]
+
+
+def _subscription(endpoint: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "Referrals sent to us",
+        "criteria": f"Task?owner={B}",
+        "channel": {"type": "rest-hook", "endpoint": endpoint, "payload": "application/fhir+json"},
+    }
+
+
+@pytest.mark.parametrize("endpoint", INTERNAL_ENDPOINTS)
+def test_subscriptions_may_not_point_into_the_operators_network(
+    world: World, endpoint: str
+) -> None:
+    response = post(world.attack, B, _subscription(endpoint))
+    assert response.status_code == 422, response.text
+    assert response.json()["issue"][0]["expression"] == ["Subscription.channel.endpoint"]
+    found = world.attack.get("/Subscription", headers=as_(B)).json()
+    assert found.get("entry") is None
+
+
+def test_a_public_endpoint_is_accepted(world: World) -> None:
+    response = post(world.attack, B, _subscription("https://hooks.example.org/casebridge"))
+    assert response.status_code == 201, response.text
+
+
+def test_delivery_resolves_the_name_and_refuses_internal_addresses() -> None:
+    # This host's own name resolves to one of its addresses, none of them public here; a
+    # literal public address needs no lookup.
+    with pytest.raises(TargetRefused):
+        check_resolved(f"http://{socket.gethostname()}:8080/hook")
+    with pytest.raises(TargetRefused):
+        check_resolved("http://localhost/hook")
+    check_resolved("http://93.184.216.34/hook")
+    check_written(f"http://{socket.gethostname()}/hook")  # a name: judged when delivered
+
+
+def _two_pages(world: World) -> str:
+    for family in ("Rivera", "Rivers"):
+        assert (
+            post(world.attack, B, factories.patient(name=[{"family": family}])).status_code == 201
+        )
+    page = world.attack.get("/Patient?_sort=family&_count=1", headers=as_(B)).json()
+    links = {link["relation"]: link["url"] for link in page["link"]}
+    return links["next"]
+
+
+def test_paging_tokens_are_opaque(world: World) -> None:
+    token = httpx.URL(_two_pages(world)).params["_cursor"]
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    assert b"Riv" not in raw and b"Patient" not in raw
+    follow = world.attack.get(
+        "/Patient", params={"_sort": "family", "_count": "1", "_cursor": token}, headers=as_(B)
+    )
+    assert follow.status_code == 200
+    assert follow.json()["entry"][0]["resource"]["name"][0]["family"] == "Rivers"
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        base64.urlsafe_b64encode(b'[["Riv\\u0000"],["x"]]').decode(),
+        base64.urlsafe_b64encode(b"\x00" * 40).decode(),
+        "not-a-token",
+    ],
+)
+def test_a_forged_or_altered_paging_token_is_a_clear_400(world: World, forged: str) -> None:
+    token = httpx.URL(_two_pages(world)).params["_cursor"]
+    altered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    for value in (forged, altered):
+        response = world.attack.get(
+            "/Patient", params={"_sort": "family", "_cursor": value}, headers=as_(B)
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["issue"][0]["expression"] == ["_cursor"]
+
+
+def test_one_bundle_runs_a_bounded_number_of_searches(world: World) -> None:
+    entries = [{"request": {"method": "GET", "url": "Patient?name=R"}} for _ in range(101)]
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": entries}
+    response = world.attack.post("", json=bundle, headers=as_(B))
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["code"] == "too-costly"
+    bundle["entry"] = entries[:100]
+    assert world.attack.post("", json=bundle, headers=as_(B)).status_code == 200

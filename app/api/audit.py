@@ -19,7 +19,14 @@ import anyio
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.deps import CallerDep, SearchForm, ServicesDep, check_format, negotiate
+from app.api.deps import (
+    CallerDep,
+    SearchForm,
+    ServicesDep,
+    check_format,
+    get_caller,
+    negotiate,
+)
 from app.api.render import fhir_response, page_links, query_pairs
 from app.fhir.bundles import searchset_bundle
 from app.fhir.errors import MethodNotAllowed
@@ -58,12 +65,15 @@ def read_audit_event(event_id: str, services: ServicesDep, caller: CallerDep) ->
     return fhir_response(version.body)
 
 
-@router.post("/AuditEvent")
-@router.put("/AuditEvent")
-@router.delete("/AuditEvent")
-@router.put("/AuditEvent/{event_id}")
-@router.patch("/AuditEvent/{event_id}")
-@router.delete("/AuditEvent/{event_id}")
+_CALLER = [Depends(get_caller)]
+
+
+@router.post("/AuditEvent", dependencies=_CALLER)
+@router.put("/AuditEvent", dependencies=_CALLER)
+@router.delete("/AuditEvent", dependencies=_CALLER)
+@router.put("/AuditEvent/{event_id}", dependencies=_CALLER)
+@router.patch("/AuditEvent/{event_id}", dependencies=_CALLER)
+@router.delete("/AuditEvent/{event_id}", dependencies=_CALLER)
 def write_audit_event(request: Request) -> Response:
     """The audit log cannot be written through the API (IHE BALP: tamper-evident log)."""
     raise MethodNotAllowed(

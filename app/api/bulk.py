@@ -20,10 +20,10 @@ import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
-from app.api.deps import CallerDep, ServicesDep, get_caller, negotiate
+from app.api.deps import CallerDep, ServicesDep, get_caller, negotiate, require_named
 from app.api.render import json_response, query_pairs
 from app.fhir.errors import FHIRError, InvalidRequest, Issue, MethodNotAllowed, operation_outcome
-from app.security.scopes import named_types, require_types
+from app.security.scopes import named_types
 from app.services.export import Level, parse_request
 
 router = APIRouter(prefix="/fhir")
@@ -67,7 +67,7 @@ def _kick_off(
     params = query_pairs(request)
     export = parse_request(level, params, lenient="handling=lenient" in preferences)
     # Bulk Data Access IG: exporting a type needs system/[type].read, i.e. r and s.
-    require_types(caller, export.types if named_types(params) else None, "rs")
+    require_named(caller, request, export.types if named_types(params) else None)
     base = services.settings.base_url
     query = request.url.query
     accepted = services.exports.kick_off(
@@ -94,8 +94,8 @@ def patient_export(request: Request, services: ServicesDep, caller: CallerDep) -
     return _kick_off(request, services, caller, "patient", "/Patient/$export")
 
 
-@router.post("/$export")
-@router.post("/Patient/$export")
+@router.post("/$export", dependencies=[Depends(get_caller)])
+@router.post("/Patient/$export", dependencies=[Depends(get_caller)])
 def export_by_post(request: Request) -> Response:
     """Kick-off by POST with a Parameters resource is optional in the IG and not offered."""
     raise MethodNotAllowed(

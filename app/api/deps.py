@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 from urllib.parse import parse_qsl
 
 from fastapi import Depends, Request
 
 from app.fhir.errors import (
+    Forbidden,
     InvalidRequest,
     NotAcceptable,
     PayloadTooLarge,
     UnsupportedMediaType,
 )
 from app.security.caller import OPERATOR, Caller, parse_agency
+from app.security.routes import NAMED, PATH_TYPE, route_needs
+from app.security.scopes import require, require_types
 from app.services.auth import bearer_token
 from app.services.container import Services
 
@@ -37,11 +41,40 @@ AGENCY_HEADER = "x-casebridge-agency"
 
 
 async def get_caller(request: Request) -> Caller:
-    """The party this request acts for (see app/security/caller.py); also kept on
+    """The party this request acts for (see app/security/caller.py), once its token's
+    scopes cover what the route touches (app/security/routes.py); also kept on
     request.state.caller for the audit of the request."""
     caller = await _resolve_caller(request)
     request.state.caller = caller
+    check_route(caller, request)
     return caller
+
+
+def check_route(caller: Caller, request: Request) -> None:
+    """Forbidden unless the caller's scopes cover its route's entry in the route table; a
+    route without an entry is refused (it was never declared, so never reviewed)."""
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    entry = route_needs(request.method, path) if isinstance(path, str) else None
+    if entry is None or entry.public:
+        if entry is None:
+            raise Forbidden(f"{request.method} {path} declares no access rule")
+        return
+    for resource_type, letters in entry.touches:
+        if resource_type == NAMED:
+            continue  # the handler checks the types once it has read them
+        if resource_type == PATH_TYPE:
+            resource_type = str(request.path_params.get("resource_type", ""))
+        require(caller, resource_type, letters)
+
+
+def require_named(caller: Caller, request: Request, types: Sequence[str] | None) -> None:
+    """The route table's NAMED entry for the types a request names (None: every type)."""
+    route = request.scope.get("route")
+    entry = route_needs(request.method, getattr(route, "path", ""))
+    for resource_type, letters in entry.touches if entry is not None else ():
+        if resource_type == NAMED:
+            require_types(caller, types, letters)
 
 
 async def _resolve_caller(request: Request) -> Caller:

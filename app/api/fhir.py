@@ -18,6 +18,7 @@ from app.api.deps import (
     ServicesDep,
     check_format,
     negotiate,
+    require_named,
 )
 from app.api.render import (
     fhir_response,
@@ -39,7 +40,7 @@ from app.fhir.capability import capability_statement, smart_security
 from app.fhir.errors import InvalidRequest, Issue, operation_outcome
 from app.fhir.resource import etag
 from app.security.caller import Caller
-from app.security.scopes import allows, named_types, require, require_types
+from app.security.scopes import allows, named_types, require
 from app.services.bundle import response_entry
 from app.services.history import HistoryPage
 from app.services.search import SearchPage
@@ -93,7 +94,6 @@ _CAPABILITIES: dict[tuple[str, datetime], dict[str, Any]] = {}
 @router.get("/_history")
 def system_history(request: Request, services: ServicesDep, caller: CallerDep) -> Response:
     """history-system (spec http.html#history)."""
-    require_types(caller, None, "s")
     page = services.history.history(
         caller=caller, resource_type=None, resource_id=None, params=query_pairs(request)
     )
@@ -107,7 +107,6 @@ def _search_response(
     pairs: list[tuple[str, str]],
     strict: bool,
 ) -> Response:
-    require(caller, resource_type, "s")
     page = services.search.search(
         caller=caller, resource_type=resource_type, params=pairs, strict=strict
     )
@@ -121,7 +120,7 @@ def _search_response(
 def search_system(request: Request, services: ServicesDep, caller: CallerDep) -> Response:
     """search-system (spec http.html#search): GET [base]?_type=...&..."""
     pairs = query_pairs(request)
-    require_types(caller, named_types(pairs), "s")
+    require_named(caller, request, named_types(pairs))
     page = services.search.search_system(caller=caller, params=pairs, strict=prefer_strict(request))
     return fhir_response(
         _searchset(services, caller, None, page), headers=notice_headers(page.release)
@@ -134,7 +133,7 @@ def search_system_post(
 ) -> Response:
     """search-system by POST with a form body (spec http.html#search)."""
     pairs = _form_pairs(request, form)
-    require_types(caller, named_types(pairs), "s")
+    require_named(caller, request, named_types(pairs))
     page = services.search.search_system(caller=caller, params=pairs, strict=prefer_strict(request))
     return fhir_response(
         _searchset(services, caller, None, page), headers=notice_headers(page.release)
@@ -241,7 +240,8 @@ def create(
 ) -> Response:
     """create and conditional create (spec http.html#create, #ccreate)."""
     criteria = request.headers.get("if-none-exist")
-    require(caller, resource_type, "c" if criteria is None else "cs")
+    if criteria is not None:
+        require(caller, resource_type, "s")  # a conditional create searches too
     result = services.resources.create(
         caller=caller,
         resource_type=resource_type,
@@ -271,7 +271,6 @@ def conditional_update(
     caller: CallerDep,
 ) -> Response:
     """Conditional update (spec http.html#cond-update)."""
-    require(caller, resource_type, "us")
     result = services.resources.conditional_update(
         caller=caller,
         resource_type=resource_type,
@@ -294,7 +293,6 @@ def conditional_delete(
     request: Request, resource_type: str, services: ServicesDep, caller: CallerDep
 ) -> Response:
     """Conditional delete (spec http.html#cdelete)."""
-    require(caller, resource_type, "ds")
     deleted = services.resources.conditional_delete(
         caller=caller, resource_type=resource_type, criteria=query_pairs(request)
     )
@@ -307,7 +305,6 @@ def type_history(
     request: Request, resource_type: str, services: ServicesDep, caller: CallerDep
 ) -> Response:
     """history-type (spec http.html#history)."""
-    require(caller, resource_type, "s")
     page = services.history.history(
         caller=caller, resource_type=resource_type, resource_id=None, params=query_pairs(request)
     )
@@ -321,7 +318,6 @@ async def read(
     request: Request, resource_type: str, resource_id: str, services: ServicesDep, caller: CallerDep
 ) -> Response:
     """read and conditional read (spec http.html#read, #cread)."""
-    require(caller, resource_type, "r")
     released = services.resources.read(
         caller=caller, resource_type=resource_type, resource_id=resource_id
     )
@@ -344,7 +340,6 @@ def update(
     caller: CallerDep,
 ) -> Response:
     """update and update-as-create (spec http.html#update)."""
-    require(caller, resource_type, "u")
     result = services.resources.update(
         caller=caller,
         resource_type=resource_type,
@@ -372,7 +367,6 @@ def patch(
     caller: CallerDep,
 ) -> Response:
     """patch with JSON Patch (spec http.html#patch)."""
-    require(caller, resource_type, "u")
     result = services.resources.patch(
         caller=caller,
         resource_type=resource_type,
@@ -395,7 +389,6 @@ def delete(
     request: Request, resource_type: str, resource_id: str, services: ServicesDep, caller: CallerDep
 ) -> Response:
     """delete (spec http.html#delete)."""
-    require(caller, resource_type, "d")
     deleted = services.resources.delete(
         caller=caller,
         resource_type=resource_type,
@@ -411,7 +404,6 @@ def instance_history(
     request: Request, resource_type: str, resource_id: str, services: ServicesDep, caller: CallerDep
 ) -> Response:
     """history-instance (spec http.html#history)."""
-    require(caller, resource_type, "r")
     page = services.history.history(
         caller=caller,
         resource_type=resource_type,
@@ -426,7 +418,6 @@ async def vread(
     resource_type: str, resource_id: str, version_id: str, services: ServicesDep, caller: CallerDep
 ) -> Response:
     """vread (spec http.html#vread)."""
-    require(caller, resource_type, "r")
     released = services.resources.vread(
         caller=caller, resource_type=resource_type, resource_id=resource_id, version_id=version_id
     )

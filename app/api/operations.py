@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from app.api.deps import CallerDep, ServicesDep, negotiate
+from app.api.deps import CallerDep, ServicesDep, negotiate, require_named
 from app.api.render import (
     fhir_response,
     notice_headers,
@@ -26,8 +26,7 @@ from app.api.render import (
 from app.fhir.bundles import searchset_bundle
 from app.fhir.disclosures import disclosures_bundle
 from app.fhir.errors import Issue, operation_outcome
-from app.security.caller import Caller
-from app.security.scopes import named_types, require, require_types
+from app.security.scopes import named_types
 from app.services.everything import EverythingPage
 
 router = APIRouter(prefix="/fhir", dependencies=[Depends(negotiate)])
@@ -39,7 +38,7 @@ def patient_everything(
 ) -> Response:
     """Patient $everything (spec patient-operation-everything.html)."""
     params = query_pairs(request)
-    _require_everything(caller, "Patient", params)
+    require_named(caller, request, named_types(params))
     page = services.everything.patient(caller=caller, patient_id=patient_id, params=params)
     return _render(services, f"/Patient/{patient_id}/$everything", page)
 
@@ -50,7 +49,7 @@ def care_plan_everything(
 ) -> Response:
     """CarePlan $everything: the care plan package (app/services/everything.py)."""
     params = query_pairs(request)
-    _require_everything(caller, "CarePlan", params)
+    require_named(caller, request, named_types(params))
     page = services.everything.care_plan(caller=caller, care_plan_id=care_plan_id, params=params)
     return _render(services, f"/CarePlan/{care_plan_id}/$everything", page)
 
@@ -61,18 +60,11 @@ def patient_disclosures(
 ) -> Response:
     """Patient $disclosures (this server's operation): every release of the client's
     records to an agency other than their owner, with the consent in force, as AuditEvents
-    (docs/threat-model.md). Needs read access to Patient."""
-    require(caller, "Patient", "r")
+    (docs/threat-model.md)."""
     page = services.disclosures.report(caller, patient_id, query_pairs(request))
     base = services.settings.base_url
     links = page_links(f"{base}/Patient/{patient_id}/$disclosures", page.applied, page.next_cursor)
     return fhir_response(disclosures_bundle(page.rows, base_url=base, links=links))
-
-
-def _require_everything(caller: Caller, focus: str, params: list[tuple[str, str]]) -> None:
-    """r on the focal type, s on every type served (see the module docstring)."""
-    require(caller, focus, "r")
-    require_types(caller, named_types(params), "s")
 
 
 def _render(services: ServicesDep, path: str, page: EverythingPage) -> Response:

@@ -29,6 +29,8 @@ from app.fhir.referral import (
     reference_of,
 )
 from app.fhir.resource import etag
+from app.security.caller import Caller
+from app.security.scopes import allows
 from app.services.container import Services
 from app.services.referrals import Packet, ReferralPage, ReferralView, StatusChange
 
@@ -132,10 +134,10 @@ def packet(task_id: str, services: ServicesDep, caller: CallerDep) -> Response:
     first, then the ServiceRequest, the client, supporting information, plans and goals."""
     found = services.referrals.read(caller=caller, task_id=task_id)
     headers = version_headers(found.view.version, services.settings.base_url)
-    return fhir_response(orjson.dumps(_packet_bundle(found, services)), headers=headers)
+    return fhir_response(orjson.dumps(_packet_bundle(found, services, caller)), headers=headers)
 
 
-def _packet_bundle(found: Packet, services: Services) -> dict[str, Any]:
+def _packet_bundle(found: Packet, services: Services, caller: Caller) -> dict[str, Any]:
     base = services.settings.base_url
     task = dict(found.view.task)
     if found.view.overdue:
@@ -149,7 +151,8 @@ def _packet_bundle(found: Packet, services: Services) -> dict[str, Any]:
             "resource": orjson.Fragment(v.body),
         }
         for v in found.resources
-        if v.body is not None
+        # Only the types the token may read (as for _include).
+        if v.body is not None and allows(caller, v.resource_type, "r")
     ]
     return {
         "resourceType": "Bundle",

@@ -38,6 +38,7 @@ from sqlalchemy.engine import Connection
 from app import __version__
 from app.fhir.subscriptions import Event, StatusView, notification_bundle
 from app.security.caller import Caller
+from app.security.targets import TargetRefused, check_resolved
 from app.services.audit import Access
 from app.services.container import Services
 from app.services.subscriptions import NOTIFIER
@@ -312,6 +313,13 @@ class DeliveryWorker:
         for line in orjson.loads(state.headers):
             name, _, value = line.partition(":")
             headers[name.strip()] = value.strip()
+        if not self._settings.notify_allow_private_endpoints:
+            try:
+                # Resolved now, not when the Subscription was written: the name may have
+                # been pointed at the operator's network since.
+                check_resolved(state.endpoint)
+            except TargetRefused as exc:
+                return f"the endpoint is refused: {exc}"[:500]
         try:
             response = self._http.post(state.endpoint, content=content, headers=headers)
         except httpx.HTTPError as exc:

@@ -57,16 +57,21 @@ class AccessHook:
         agency = event.caller.agency
         amended = False
         current = event.current
+        owns = True
         if agency is not None and current is not None and current.body is not None:
             owner = repo.owner(event.resource_type, event.resource_id)
-            if owner is not None and owner[0] != agency:
+            owns = owner is None or owner[0] == agency
+            if not owns:
                 old = loads_stored(current.body)
                 if event.resource_type == "ServiceRequest":
                     self._check_request_change(event, old, resource)
                 amended = keep_labels(old, resource)
         if not labelable(event.resource_type):
             return amended
-        if labels_requested(resource) or self.is_aod(repo, agency):
+        # An AOD service labels its own records; working on another agency's record (a
+        # referral's Task) does not make that record its own (what it reports is: its
+        # Task.output records), nor hide it from the agency working it.
+        if labels_requested(resource) or (owns and self.is_aod(repo, agency)):
             amended = add_aod_labels(resource) or amended
         return amended
 

@@ -48,7 +48,7 @@ from app.search.extract import extract_index
 from app.search.registry import compiled, param
 from app.security.caller import Caller
 from app.services.everything import compartment
-from app.services.params import decode_token, encode_token, page_size
+from app.services.params import Cursors, page_size
 from app.services.resources import WriteEvent
 from app.services.uow import transaction
 from app.storage.audit import AuditFilter, AuditRow, AuditStore
@@ -507,8 +507,15 @@ class AuditService:
     """
 
     def __init__(
-        self, *, engine: Engine, clock: Clock, settings: Settings, recorder: AuditRecorder
+        self,
+        *,
+        engine: Engine,
+        clock: Clock,
+        settings: Settings,
+        recorder: AuditRecorder,
+        cursors: Cursors,
     ) -> None:
+        self._cursors = cursors
         self._engine = engine
         self._clock = clock
         self._settings = settings
@@ -561,14 +568,14 @@ class AuditService:
         cursors = [v for k, v in params if k == "_cursor"]
         if len(cursors) > 1:
             raise InvalidRequest("_cursor may be given once", expression=("_cursor",))
-        after = _load_cursor(cursors[0]) if cursors else None
+        after = _load_cursor(self._cursors, cursors[0]) if cursors else None
         with transaction(self._engine, write=False, single_read=True) as repo:
             rows = AuditStore(repo.connection).find(where, after=after, limit=count + 1)
         page = rows[:count]
         next_cursor = None
         if len(rows) > count and page:
             last_id, last_recorded, _ = page[-1]
-            next_cursor = encode_token(orjson.dumps([last_recorded.isoformat(), last_id]))
+            next_cursor = self._cursors.seal(orjson.dumps([last_recorded.isoformat(), last_id]))
         events = [
             StoredVersion("AuditEvent", event_id, 1, recorded, False, body)
             for event_id, recorded, body in page
@@ -674,9 +681,9 @@ def _bad_cursor() -> InvalidRequest:
     return InvalidRequest("The _cursor paging token is not valid", expression=("_cursor",))
 
 
-def _load_cursor(token: str) -> tuple[datetime, str]:
+def _load_cursor(cursors: Cursors, token: str) -> tuple[datetime, str]:
     try:
-        value = orjson.loads(decode_token(token))
+        value = orjson.loads(cursors.open(token))
         moment = datetime.fromisoformat(value[0])
         last_id = value[1]
     except (orjson.JSONDecodeError, ValueError, TypeError, IndexError, KeyError) as exc:

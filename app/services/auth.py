@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
@@ -77,6 +78,13 @@ def single_values(form: Sequence[tuple[str, str]]) -> dict[str, str]:
             raise OAuthInvalidRequest(f"The parameter {name[:40]!r} is repeated")
         out[name] = value
     return out
+
+
+def signing_secret(key: ECKey) -> bytes:
+    """The private scalar of a signing key: secret material from which other keys of the
+    server are derived (the paging-token key, app/services/params.py)."""
+    d = key.as_dict(private=True)["d"]
+    return base64.urlsafe_b64decode(str(d) + "=" * (-len(str(d)) % 4))
 
 
 class SigningKeys:

@@ -27,6 +27,7 @@ from app.fhir.errors import (
     PayloadTooLarge,
     PreconditionFailed,
     StructureError,
+    TooCostly,
 )
 from app.fhir.jsonio import parse_json
 from app.fhir.registry import is_resource_type, is_valid_id
@@ -122,9 +123,28 @@ class BundleService:
                 f"The Bundle has {len(raw_entries)} entries; at most {limit} are accepted "
                 "in one request (CASEBRIDGE_MAX_BUNDLE_ENTRIES)"
             )
+        self._check_searches(raw_entries)
         if kind == "batch":
             return "batch-response", self._batch(raw_entries, caller)
         return "transaction-response", self._transaction(raw_entries, caller)
+
+    def _check_searches(self, raw_entries: list[Any]) -> None:
+        """Bound the searches one Bundle may run (CASEBRIDGE_MAX_BUNDLE_SEARCHES)."""
+        searches = 0
+        for raw in raw_entries:
+            request = raw.get("request") if isinstance(raw, dict) else None
+            if not isinstance(request, dict) or request.get("method") not in ("GET", "HEAD"):
+                continue
+            url = request.get("url")
+            path = url.partition("?")[0].strip("/") if isinstance(url, str) else ""
+            if "?" in str(url) or "/" not in path:
+                searches += 1
+        limit = self._settings.max_bundle_searches
+        if searches > limit:
+            raise TooCostly(
+                f"The Bundle holds {searches} searches; at most {limit} run in one request "
+                "(CASEBRIDGE_MAX_BUNDLE_SEARCHES): send them in several Bundles"
+            )
 
     # -- batch --------------------------------------------------------------------------
     def _batch(self, raw_entries: list[Any], caller: Caller) -> list[Outcome]:

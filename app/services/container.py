@@ -12,7 +12,7 @@ from app.config import Settings
 from app.services.access import AccessHook
 from app.services.assessments import AssessmentScoring
 from app.services.audit import AuditRecorder, AuditService
-from app.services.auth import AuthService
+from app.services.auth import AuthService, signing_secret
 from app.services.bundle import BundleService
 from app.services.cases import CaseService
 from app.services.clients import ClientRegistry
@@ -23,6 +23,7 @@ from app.services.export import ExportService
 from app.services.health import HealthService
 from app.services.history import HistoryService
 from app.services.jwks import JwksFetcher
+from app.services.params import Cursors
 from app.services.referral_rules import ReferralRules
 from app.services.referrals import ReferralService, plain_referral_bundle
 from app.services.reports import ReportService
@@ -60,9 +61,24 @@ class Services:
 
 def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Services:
     """Wire the services together."""
+    clients = ClientRegistry(engine=engine, clock=clock)
+    auth = AuthService(
+        engine=engine,
+        clock=clock,
+        settings=settings,
+        clients=clients,
+        jwks=JwksFetcher(
+            timeout_s=settings.auth_jwks_timeout_s,
+            cache_s=settings.auth_jwks_cache_s,
+            refetch_s=settings.auth_jwks_refetch_s,
+        ),
+    )
+    # The signing key of access tokens also seals paging tokens (app/services/params.py).
+    cursors = Cursors(lambda: signing_secret(auth.keys.signer()))
     disclosures = DisclosureLog(
         engine=engine,
         clock=clock,
+        cursors=cursors,
         default_count=settings.default_page_size,
         max_count=settings.max_page_size,
     )
@@ -79,6 +95,7 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         default_count=settings.default_page_size,
         max_count=settings.max_page_size,
         disclosures=disclosures,
+        cursors=cursors,
     )
     health = HealthService(engine=engine)
     search = SearchService(
@@ -88,6 +105,7 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         default_count=settings.default_page_size,
         max_count=settings.max_page_size,
         disclosures=disclosures,
+        cursors=cursors,
     )
     bundles = BundleService(
         resources=resources, search=search, settings=settings, disclosures=disclosures
@@ -99,18 +117,7 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         default_count=settings.default_page_size,
         max_count=settings.max_page_size,
         disclosures=disclosures,
-    )
-    clients = ClientRegistry(engine=engine, clock=clock)
-    auth = AuthService(
-        engine=engine,
-        clock=clock,
-        settings=settings,
-        clients=clients,
-        jwks=JwksFetcher(
-            timeout_s=settings.auth_jwks_timeout_s,
-            cache_s=settings.auth_jwks_cache_s,
-            refetch_s=settings.auth_jwks_refetch_s,
-        ),
+        cursors=cursors,
     )
     # Case management: assessment scoring on the one write path.
     resources.add_hook(AssessmentScoring(resources))
@@ -135,7 +142,7 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         ConformanceService(resources),
         ReportService(search=search, clock=clock, engine=engine),
         # Last: its write hook records what the other hooks let through.
-        _audit(resources, engine=engine, clock=clock, settings=settings),
+        _audit(resources, engine=engine, clock=clock, settings=settings, cursors=cursors),
         SubscriptionService(engine=engine),
     )
 
@@ -160,11 +167,18 @@ def _referrals(
 
 
 def _audit(
-    resources: ResourceService, *, engine: Engine, clock: Clock, settings: Settings
+    resources: ResourceService,
+    *,
+    engine: Engine,
+    clock: Clock,
+    settings: Settings,
+    cursors: Cursors,
 ) -> AuditService:
     """The audit log; its write hook goes last, so it records what the other hooks let
     through, as it was stored."""
     recorder = AuditRecorder(engine=engine, settings=settings)
-    audit = AuditService(engine=engine, clock=clock, settings=settings, recorder=recorder)
+    audit = AuditService(
+        engine=engine, clock=clock, settings=settings, recorder=recorder, cursors=cursors
+    )
     resources.add_hook(audit.hook)
     return audit

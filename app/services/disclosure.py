@@ -15,7 +15,7 @@ from app.fhir.numbers import ascii_int
 from app.fhir.validation import check_type_and_id
 from app.security.caller import Caller
 from app.security.policy import scope_for
-from app.services.params import decode_token, encode_token, page_size, single
+from app.services.params import Cursors, page_size, single
 from app.services.uow import transaction
 from app.storage.access import AccessScope
 from app.storage.repository import Repository, StoredVersion
@@ -37,8 +37,15 @@ class DisclosureLog:
     with the consent in force, in its own short transaction after the read."""
 
     def __init__(
-        self, *, engine: Engine, clock: Clock, default_count: int = 50, max_count: int = 1000
+        self,
+        *,
+        engine: Engine,
+        clock: Clock,
+        cursors: Cursors,
+        default_count: int = 50,
+        max_count: int = 1000,
     ) -> None:
+        self._cursors = cursors
         self._engine = engine
         self._clock = clock
         self._default_count = default_count
@@ -95,7 +102,7 @@ class DisclosureLog:
         after = None
         if raw_cursor is not None:
             try:
-                after = ascii_int(decode_token(raw_cursor).decode("ascii"), minimum=0)
+                after = ascii_int(self._cursors.open(raw_cursor).decode("ascii"), minimum=0)
             except (ValueError, UnicodeDecodeError) as exc:
                 raise InvalidRequest("_cursor is not one this server issued") from exc
         scope = scope_for(caller.agency, self._clock.now())
@@ -108,7 +115,7 @@ class DisclosureLog:
             rows = repo.disclosures(patient_id, agency=caller.agency, after=after, limit=count + 1)
         page = rows[:count]
         more = len(rows) > count and bool(page)
-        next_cursor = encode_token(str(page[-1]["row_id"]).encode()) if more else None
+        next_cursor = self._cursors.seal(str(page[-1]["row_id"]).encode()) if more else None
         applied = [(k, v) for k, v in params if k == "_count"]
         return DisclosurePage(page, next_cursor, applied)
 

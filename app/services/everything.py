@@ -58,7 +58,7 @@ from app.search.query import Context, parse_filters
 from app.security.caller import Caller
 from app.security.policy import scope_for
 from app.services.disclosure import NOTHING, DisclosureLog, Release
-from app.services.params import decode_token, encode_token, page_size, single
+from app.services.params import Cursors, page_size, single
 from app.services.uow import transaction
 from app.storage.access import AccessScope
 from app.storage.repository import Repository, StoredVersion
@@ -154,7 +154,9 @@ class EverythingService:
         default_count: int,
         max_count: int,
         disclosures: DisclosureLog,
+        cursors: Cursors,
     ) -> None:
+        self._cursors = cursors
         self._engine = engine
         self._clock = clock
         self._disclosures = disclosures
@@ -201,7 +203,7 @@ class EverythingService:
                 types=wanted,
                 since=listing.since,
             )
-        return self._released(caller, _page(listing, rows, total))
+        return self._released(caller, _page(self._cursors, listing, rows, total))
 
     def _scope(self, caller: Caller) -> AccessScope | None:
         return scope_for(caller.agency, self._clock.now())
@@ -264,7 +266,7 @@ class EverythingService:
             after = listing.after
             chosen = [v for v in chosen if (v.resource_type, v.id) > after]
         rows = [(v, wanted[(v.resource_type, v.id)]) for v in chosen[: listing.count + 1]]
-        return self._released(caller, _page(listing, rows, total))
+        return self._released(caller, _page(self._cursors, listing, rows, total))
 
     def _plan_package(self, repo: Repository, plan: StoredVersion) -> dict[tuple[str, str], bool]:
         """(type, id) of everything the package holds, True for members, False for context."""
@@ -324,7 +326,7 @@ class EverythingService:
             count=count,
             types=_types(params),
             since=since,
-            after=_load_cursor(raw_cursor) if raw_cursor else None,
+            after=_load_cursor(self._cursors, raw_cursor) if raw_cursor else None,
             applied=[(k, v) for k, v in params if k not in ("start", "end")],
             notes=notes,
         )
@@ -418,14 +420,14 @@ def _types(params: Sequence[tuple[str, str]]) -> frozenset[str] | None:
     return frozenset(names)
 
 
-def _dump_cursor(version: StoredVersion) -> str:
-    return encode_token(orjson.dumps([version.resource_type, version.id]))
+def _dump_cursor(cursors: Cursors, version: StoredVersion) -> str:
+    return cursors.seal(orjson.dumps([version.resource_type, version.id]))
 
 
-def _load_cursor(token: str) -> tuple[str, str]:
+def _load_cursor(cursors: Cursors, token: str) -> tuple[str, str]:
     """The (type, id) a _cursor token names; checked before it reaches SQL."""
     try:
-        value = orjson.loads(decode_token(token))
+        value = orjson.loads(cursors.open(token))
     except orjson.JSONDecodeError:
         value = None
     if (
@@ -441,7 +443,10 @@ def _load_cursor(token: str) -> tuple[str, str]:
 
 
 def _page(
-    listing: _Listing, rows: Sequence[tuple[StoredVersion, bool]], total: int | None
+    cursors: Cursors,
+    listing: _Listing,
+    rows: Sequence[tuple[StoredVersion, bool]],
+    total: int | None,
 ) -> EverythingPage:
     """Split a listing's first count+1 rows into a page and the next cursor."""
     page = list(rows[: listing.count])
@@ -449,7 +454,7 @@ def _page(
     return EverythingPage(
         matches=[v for v, member in page if member],
         included=[v for v, member in page if not member],
-        next_cursor=_dump_cursor(page[-1][0]) if more else None,
+        next_cursor=_dump_cursor(cursors, page[-1][0]) if more else None,
         total=total,
         applied=listing.applied,
         notes=listing.notes,

@@ -18,7 +18,7 @@ from app.search.dates import parse_date_range
 from app.security.caller import Caller
 from app.security.policy import scope_for
 from app.services.disclosure import NOTHING, DisclosureLog, Release
-from app.services.params import decode_token, encode_token, page_size, single
+from app.services.params import Cursors, page_size, single
 from app.services.uow import transaction
 from app.storage.repository import HistoryCursor, StoredVersion
 
@@ -34,15 +34,15 @@ class HistoryPage:
     release: Release = NOTHING
 
 
-def _encode_cursor(v: StoredVersion) -> str:
-    return encode_token(
+def _encode_cursor(cursors: Cursors, v: StoredVersion) -> str:
+    return cursors.seal(
         orjson.dumps([v.last_updated.isoformat(), v.resource_type, v.id, v.version_id])
     )
 
 
-def _decode_cursor(token: str) -> HistoryCursor:
+def _decode_cursor(cursors: Cursors, token: str) -> HistoryCursor:
     try:
-        ts, rtype, rid, vid = orjson.loads(decode_token(token))
+        ts, rtype, rid, vid = orjson.loads(cursors.open(token))
         moment = datetime.fromisoformat(ts)
         # The token comes back from the client: every field is checked before it reaches SQL.
         if (
@@ -71,7 +71,9 @@ class HistoryService:
         default_count: int,
         max_count: int,
         disclosures: DisclosureLog,
+        cursors: Cursors,
     ) -> None:
+        self._cursors = cursors
         self._engine = engine
         self._clock = clock
         self._disclosures = disclosures
@@ -104,7 +106,7 @@ class HistoryService:
             except ValueError as exc:
                 raise InvalidRequest(str(exc), expression=("_since",)) from exc
         raw_cursor = single(params, "_cursor")
-        cursor = _decode_cursor(raw_cursor) if raw_cursor else None
+        cursor = _decode_cursor(self._cursors, raw_cursor) if raw_cursor else None
 
         # One snapshot, so the page and its total agree.
         scope = scope_for(caller.agency, self._clock.now())
@@ -135,4 +137,6 @@ class HistoryService:
         page = rows[:count]
         more = len(rows) > count and bool(page)
         release = self._disclosures.record(caller, [v for v in page if not v.deleted], "history")
-        return HistoryPage(page, _encode_cursor(page[-1]) if more else None, total, release)
+        return HistoryPage(
+            page, _encode_cursor(self._cursors, page[-1]) if more else None, total, release
+        )

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from app.fhir.errors import InvalidRequest
 from app.fhir.numbers import ascii_int
@@ -31,16 +37,39 @@ def page_size(params: Sequence[tuple[str, str]], *, default: int, maximum: int) 
         ) from exc
 
 
-def encode_token(raw: bytes) -> str:
-    """An opaque, URL-safe paging token (_cursor) for raw bytes."""
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+class Cursors:
+    """Paging tokens (_cursor): the sort values a page ended on, sealed (AES-GCM) with a key
+    derived from the server's signing key, so every process reads every other's tokens.
+    Clients can neither read them (names and dates would end up in URLs and access logs)
+    nor forge them (what a token holds reaches SQL only as the server wrote it).
+    The key is loaded on first use (it may be generated then; app/services/auth.py)."""
 
+    _INFO = b"casebridge paging cursor v1"
 
-def decode_token(token: str) -> bytes:
-    """The bytes of a paging token; InvalidRequest when it is not one of ours."""
-    try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidRequest(
-            "The _cursor paging token is not valid", expression=("_cursor",)
-        ) from exc
+    def __init__(self, secret: Callable[[], bytes]) -> None:
+        self._secret = secret
+        self._aead: AESGCM | None = None
+
+    def _cipher(self) -> AESGCM:
+        if self._aead is None:
+            key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=self._INFO)
+            self._aead = AESGCM(key.derive(self._secret()))
+        return self._aead
+
+    def seal(self, raw: bytes) -> str:
+        """An opaque, URL-safe token for raw bytes."""
+        nonce = os.urandom(12)
+        sealed = nonce + self._cipher().encrypt(nonce, raw, None)
+        return base64.urlsafe_b64encode(sealed).decode().rstrip("=")
+
+    def open(self, token: str) -> bytes:
+        """The bytes of a token this server sealed; InvalidRequest for anything else."""
+        try:
+            sealed = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            if len(sealed) < 12 + 16:
+                raise ValueError("too short")
+            return self._cipher().decrypt(sealed[:12], sealed[12:], None)
+        except (binascii.Error, ValueError, InvalidTag) as exc:
+            raise InvalidRequest(
+                "The _cursor paging token is not valid", expression=("_cursor",)
+            ) from exc

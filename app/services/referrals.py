@@ -51,6 +51,7 @@ from app.fhir.referral import (
 )
 from app.fhir.validation import check_resource, check_type_and_id
 from app.security.caller import Caller
+from app.security.scopes import require
 from app.services.bundle import BundleService
 from app.services.params import single
 from app.services.referral_rules import body_of, parties_of
@@ -384,12 +385,14 @@ class ReferralService:
                 raise type(exc)(
                     f"outcome.resources[{i}]: {exc.diagnostics}", (f"outcome.resources[{i}]",)
                 ) from exc
+            require(caller, kind, "c")  # the outcome records are the caller's creations
             repo.lock_type(kind, exclusive=False)  # create_in expects its type lock held
             written = self._resources.create_in(repo, caller, kind, resource)
             made.append(f"{kind}/{written.version.id}")
         for ref in given.references:
             kind, _, rid = ref.partition("/")
-            if body_of(repo.current(kind, rid)) is None:
+            # Visible to the caller: a hidden record answers as a missing one.
+            if body_of(repo.visible_current(kind, rid)) is None:
                 raise ResourceInvalid(
                     f"outcome.references names {ref}, which is not known",
                     expression=("outcome.references",),
@@ -405,6 +408,8 @@ class ReferralService:
         request = body_of(repo.current("ServiceRequest", focus.partition("/")[2])) or {}
         plans = _care_plans(repo, focus, request)
         goals = _goal_refs(request, plans)
+        if given.goals:
+            require(caller, "Goal", "u")
         for goal_ref, code in given.goals:
             if goal_ref not in goals:
                 raise ResourceInvalid(
@@ -413,7 +418,7 @@ class ReferralService:
                     expression=("outcome.goals",),
                 )
             goal_id = goal_ref.partition("/")[2]
-            goal = body_of(repo.current("Goal", goal_id))
+            goal = body_of(repo.visible_current("Goal", goal_id))
             if goal is None:
                 raise ResourceInvalid(f"{goal_ref} is not known", expression=("outcome.goals",))
             goal["achievementStatus"] = {

@@ -36,7 +36,7 @@ from app.search.query import RESULT_PARAMETERS, Context, Match, of_types, parse_
 from app.security.caller import Caller
 from app.security.policy import scope_for
 from app.services.disclosure import NOTHING, DisclosureLog, Release
-from app.services.params import decode_token, encode_token, page_size, single
+from app.services.params import Cursors, page_size, single
 from app.services.uow import transaction
 from app.storage.repository import Repository, StoredVersion
 
@@ -79,8 +79,10 @@ class SearchService:
         default_count: int,
         max_count: int,
         disclosures: DisclosureLog,
+        cursors: Cursors,
     ) -> None:
         self._disclosures = disclosures
+        self._cursors = cursors
         self._engine = engine
         self._clock = clock
         self._own_base = own_base
@@ -257,7 +259,7 @@ class SearchService:
         if summary == "count":  # the total alone (spec search.html#summary)
             count, total_mode = 0, "accurate"
         raw_cursor = single(params, "_cursor")
-        cursor = load_cursor(keys, decode_token(raw_cursor)) if raw_cursor else None
+        cursor = load_cursor(keys, self._cursors.open(raw_cursor)) if raw_cursor else None
         includes = parse_includes(params)
         backwards = cursor.backwards if cursor else False
         conditions = list(filters)
@@ -326,9 +328,11 @@ class SearchService:
         if page:
             first_values, last_values = page[0][1], page[-1][1]
             if more or backwards:
-                next_cursor = encode_token(dump_cursor(keys, last_values, backwards=False))
+                next_cursor = self._cursors.seal(dump_cursor(keys, last_values, backwards=False))
             if cursor is not None and (more or not backwards):
-                previous_cursor = encode_token(dump_cursor(keys, first_values, backwards=True))
+                previous_cursor = self._cursors.seal(
+                    dump_cursor(keys, first_values, backwards=True)
+                )
         skipped = set(ignored)
         return SearchPage(
             matches,

@@ -37,6 +37,7 @@ from app.fhir.subscriptions import (
 from app.search.query import Context, Criteria, parse_filters
 from app.security.caller import Caller
 from app.security.policy import scope_for
+from app.security.targets import TargetRefused, check_written
 from app.services.resources import WriteEvent
 from app.services.uow import transaction
 from app.storage.access import AccessScope
@@ -76,6 +77,15 @@ class SubscriptionHook:
     def check(self, resource: dict[str, Any]) -> SubscriptionSpec:
         """Check a Subscription body: channel (422) and criteria in strict search (400)."""
         spec = read_subscription(resource, own_base=self._settings.base_url)
+        if not self._settings.notify_allow_private_endpoints:
+            try:
+                check_written(spec.endpoint)
+            except TargetRefused as exc:
+                raise ResourceInvalid(
+                    f"channel.endpoint is refused: {exc}; notifications go to public hosts "
+                    "(the operator may allow others: CASEBRIDGE_NOTIFY_ALLOW_PRIVATE_ENDPOINTS)",
+                    expression=("Subscription.channel.endpoint",),
+                ) from exc
         if not is_resource_type(spec.resource_type) or spec.resource_type in _NOT_SUBSCRIBABLE:
             raise ResourceInvalid(
                 f"Subscriptions cannot select {spec.resource_type!r}",
