@@ -82,6 +82,8 @@ def sent_statements(loaded: Loaded, path: str, caller: Caller = OPERATOR) -> lis
         clock=Clock(),
     )
     resource_type, _, query = path.removeprefix("/fhir/").partition("?")
+    # The key that seals paging tokens is read once per process, not per search.
+    services.auth.keys.signer()
     event.listen(engine, "before_cursor_execute", capture)
     try:
         page = services.search.search(

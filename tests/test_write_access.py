@@ -386,12 +386,24 @@ def assert_same_answer(
     hidden: httpx.Response, missing: httpx.Response, hidden_id: str, missing_id: str
 ) -> None:
     """Byte-identical answers once the id asked for is swapped."""
+    assert_same_answers(hidden, missing, {hidden_id: missing_id})
+
+
+def assert_same_answers(
+    hidden: httpx.Response, missing: httpx.Response, swaps: dict[str, str]
+) -> None:
+    """Byte-identical answers once the ids asked for are swapped (longest first)."""
     assert hidden.status_code == missing.status_code, (hidden.text, missing.text)
-    assert hidden.content.replace(hidden_id.encode(), missing_id.encode()) == missing.content
+
+    def swapped(text: str) -> str:
+        for old in sorted(swaps, key=len, reverse=True):
+            text = text.replace(old, swaps[old])
+        return text
+
+    assert swapped(hidden.text) == missing.text
     for name in COMPARED_HEADERS:
         value = hidden.headers.get(name)
-        value = value.replace(hidden_id, missing_id) if value is not None else None
-        assert value == missing.headers.get(name), name
+        assert (swapped(value) if value is not None else None) == missing.headers.get(name), name
 
 
 def _patch(http: httpx.Client, agency: str, path: str, ops: list[Any]) -> httpx.Response:
@@ -607,6 +619,136 @@ def test_the_attackers_audit_trail_names_no_hidden_version(world: World) -> None
     swapped = sorted(_comparable(e).replace(b"/pa", b"/px").replace(b"=pa", b"=px") for e in hidden)
     assert swapped == sorted(_comparable(e) for e in missing)
     assert b"Rivera" not in b"".join(swapped)
+
+
+# -- every route of the table: a hidden record answers as a missing one ---------------------
+def _root(http: httpx.Client) -> str:
+    """The server's root URL (the client's base is its FHIR endpoint)."""
+    return str(http.base_url).rstrip("/").removesuffix("/fhir")
+
+
+def _hidden_ids(world: World) -> dict[str, str]:
+    """Distinctive ids of A's records (or A's own jobs and events), one per path parameter."""
+    setup = world.setup
+    put(setup, A, factories.patient(id="hidden-patient-1"))
+    put(setup, A, factories.care_plan(id="hidden-plan-1", subject={"reference": "Patient/pa"}))
+    put(
+        setup, A, {**referral_task("ServiceRequest/sra", "Patient/pa", A, C), "id": "hidden-task-1"}
+    )
+    case = httpx.post(
+        _root(setup) + "/cases",
+        json={"client": {"given_names": ["Kim"]}},
+        headers={"X-Casebridge-Agency": A},
+    )
+    assert case.status_code == 201, case.text
+    subscription = post(
+        setup, A, {**_subscription("http://127.0.0.1:9/hook"), "criteria": "Task?status=requested"}
+    )
+    assert subscription.status_code == 201, subscription.text
+    export = setup.get(
+        "/$export", headers={**as_(A), "Prefer": "respond-async", "Accept": "application/fhir+json"}
+    )
+    assert export.status_code == 202, export.text
+    events = setup.get("/AuditEvent?_count=1", headers=as_(A)).json()
+    return {
+        "resource_type": "Patient",
+        "resource_id": "hidden-patient-1",
+        "patient_id": "hidden-patient-1",
+        "version_id": "1",
+        "case_id": case.json()["id"],
+        "task_id": "hidden-task-1",
+        "care_plan_id": "hidden-plan-1",
+        "plan_id": "hidden-plan-1",
+        "subscription_id": subscription.json()["id"],
+        "event_id": events["entry"][0]["resource"]["id"],
+        "job_id": export.headers["content-location"].rsplit("/", 1)[1],
+        "name": "Patient.ndjson",
+        "action": "accept",
+        "topic_id": "referral-task-status",
+    }
+
+
+# Parameters whose value names something of A's (the others say what is asked).
+_NAMING = (
+    "resource_id",
+    "patient_id",
+    "case_id",
+    "task_id",
+    "care_plan_id",
+    "plan_id",
+    "subscription_id",
+    "event_id",
+    "job_id",
+)
+_PLAIN_BODIES: dict[str, Any] = {
+    "/cases/{case_id}": {"status": "active", "stage": "assessment"},
+    "/cases/{case_id}/supports": {"name": "Jo", "relationship": "SIS", "connection": "strong"},
+    "/cases/{case_id}/consents": {
+        "client_id": "pa",
+        "recipient": B,
+        "purpose": "Referral",
+        "start": "2026-01-05",
+    },
+    "/cases/{case_id}/notes": {"date": "2026-02-01", "author": "Practitioner/cm-7", "text": "Met."},
+    "/cases/{case_id}/assessments": {
+        "instrument": "k10",
+        "date": "2026-01-10",
+        "answers": {"1": 2},
+    },
+    "/cases/{case_id}/careplans": {"title": "Plan", "start": "2026-01-05"},
+    "/cases/{case_id}/careplans/{plan_id}": {"title": "Plan", "start": "2026-01-05"},
+    "/referrals/{task_id}/{action}": {},
+    "/fhir/Task/{task_id}/${action}": {"resourceType": "Parameters"},
+}
+
+
+def _route_request(method: str, path: str, ids: dict[str, str]) -> dict[str, Any]:
+    url = path
+    for name, value in ids.items():
+        url = url.replace("{" + name + "}", value)
+    headers = {**as_(B), "If-Match": 'W/"1"', "Prefer": "respond-async"}
+    content = b""
+    if method == "PATCH":
+        headers["Content-Type"] = "application/json-patch+json"
+        content = orjson.dumps([{"op": "replace", "path": "/gender", "value": "male"}])
+    elif method in ("PUT", "POST"):
+        body = _PLAIN_BODIES.get(path, factories.patient(id=ids["resource_id"]))
+        content = orjson.dumps(body)
+    if path.startswith("/fhir"):
+        url = url.removeprefix("/fhir")
+    return {
+        "method": method,
+        "url": url,
+        "headers": headers,
+        "content": content,
+        "root": not path.startswith("/fhir"),
+    }
+
+
+def test_every_route_answers_a_hidden_record_as_a_missing_one(world: World) -> None:
+    from app.security.routes import ROUTES
+
+    hidden_ids = _hidden_ids(world)
+    missing_ids = {k: (v + "z" if k in _NAMING else v) for k, v in hidden_ids.items()}
+    checked = 0
+    for (method, path), entry in sorted(ROUTES.items()):
+        named = [n for n in _NAMING if "{" + n + "}" in path]
+        if entry.public or not named:
+            continue
+        answers = []
+        for ids in (hidden_ids, missing_ids):
+            request = _route_request(method, path, ids)
+            if request.pop("root"):
+                request["url"] = _root(world.attack) + request["url"]
+                answers.append(httpx.request(**request))
+            else:
+                answers.append(world.attack.request(**request))
+        hidden, missing = answers
+        # Each request reaches the access check: no refusal of the body or the headers.
+        assert hidden.status_code in (404, 405, 412), (method, path, hidden.text)
+        assert_same_answers(hidden, missing, {hidden_ids[n]: missing_ids[n] for n in named})
+        checked += 1
+    assert checked >= 35
 
 
 # -- hole 6: labels are sticky, and access ends with the consent -----------------------------

@@ -82,6 +82,8 @@ def _capabilities(services: ServicesDep) -> dict[str, Any]:
             started=key[1],
             search=services.search.capabilities,
             security=security,
+            # What an agency's client may do; the local operator always may.
+            update_create=services.settings.agency_update_create,
         )
         _CAPABILITIES.clear()
         _CAPABILITIES[key] = statement

@@ -74,11 +74,13 @@ def capability_statement(
     started: datetime,
     search: Callable[[str], Mapping[str, Any]],
     security: Mapping[str, Any] | None = None,
+    update_create: bool = True,
 ) -> dict[str, Any]:
     """What this server does, for GET [base]/metadata (spec http.html#capabilities).
 
     ``search(type)`` gives the searchParam, searchInclude and searchRevInclude lists of a
     type (the search engine's registry). ``security`` is rest.security (smart_security()).
+    ``update_create``: whether clients (agencies) may create with ids they choose.
     """
     resources = []
     for name in sorted(resource_types()):
@@ -89,7 +91,7 @@ def capability_statement(
                 "interaction": [{"code": code} for code in TYPE_INTERACTIONS],
                 "versioning": "versioned-update",
                 "readHistory": True,
-                "updateCreate": True,
+                "updateCreate": update_create,
                 "conditionalCreate": True,
                 "conditionalRead": "full-support",
                 "conditionalUpdate": True,
