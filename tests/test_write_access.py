@@ -621,6 +621,50 @@ def test_the_attackers_audit_trail_names_no_hidden_version(world: World) -> None
     assert b"Rivera" not in b"".join(swapped)
 
 
+def test_a_referral_focused_on_a_hidden_request_works_as_one_focused_on_a_missing_one(
+    world: World,
+) -> None:
+    answers = []
+    for focus in ("ServiceRequest/sra", "ServiceRequest/srx"):
+        task = post(world.attack, B, referral_task(focus, "Patient/pb", B, B)).json()
+        # Cancelling revokes the request the Task focuses (SERVICE_REQUEST_STATUS).
+        task["status"] = "cancelled"
+        task["statusReason"] = {"text": "client moved away"}
+        response = world.attack.put(
+            f"/Task/{task['id']}",
+            json=task,
+            headers=as_(B, **{"If-Match": 'W/"1"'}),
+        )
+        answers.append(response.status_code)
+    assert answers == [200, 200]
+    # A's request did not follow B's Task.
+    request = world.setup.get("/ServiceRequest/sra", headers=as_(A)).json()
+    assert (request["status"], request["meta"]["versionId"]) == ("active", "1")
+
+
+@pytest.mark.parametrize("kind", ["transaction", "batch"])
+def test_bundle_entries_answer_a_hidden_record_as_a_missing_one(world: World, kind: str) -> None:
+    def bundle(rid: str) -> dict[str, Any]:
+        return {
+            "resourceType": "Bundle",
+            "type": kind,
+            "entry": [
+                {
+                    "resource": factories.patient(id=rid),
+                    "request": {"method": "PUT", "url": f"Patient/{rid}", "ifMatch": 'W/"1"'},
+                },
+                {"request": {"method": "DELETE", "url": f"Patient/{rid}"}},
+                {"request": {"method": "GET", "url": f"Patient/{rid}"}},
+                {"request": {"method": "GET", "url": f"Patient/{rid}/_history/1"}},
+            ][: 1 if kind == "transaction" else None],
+        }
+
+    hidden = world.attack.post("", json=bundle("pa"), headers=as_(B))
+    missing = world.attack.post("", json=bundle("px"), headers=as_(B))
+    assert_same_answer(hidden, missing, "pa", "px")
+    assert world.setup.get("/Patient/pa", headers=as_(A)).json()["meta"]["versionId"] == "1"
+
+
 # -- every route of the table: a hidden record answers as a missing one ---------------------
 def _root(http: httpx.Client) -> str:
     """The server's root URL (the client's base is its FHIR endpoint)."""

@@ -145,7 +145,9 @@ class ReferralRules:
         if target is None or focus is None:
             return
         sr_id = focus.partition("/")[2]
-        request = body_of(repo.current("ServiceRequest", sr_id))
+        # As the caller sees it: a request it may not see is one that is gone (a Task whose
+        # focus is another agency's request must not learn that the request exists).
+        request = body_of(repo.visible_current("ServiceRequest", sr_id))
         if request is None:
             log.info("referral Task/%s: its ServiceRequest/%s is gone", event.resource_id, sr_id)
             return

@@ -405,7 +405,7 @@ class ReferralService:
         task["output"] = outputs
         focus = focus_service_request(task)
         assert focus is not None
-        request = body_of(repo.current("ServiceRequest", focus.partition("/")[2])) or {}
+        request = body_of(repo.visible_current("ServiceRequest", focus.partition("/")[2])) or {}
         plans = _care_plans(repo, focus, request)
         goals = _goal_refs(request, plans)
         if given.goals:
@@ -511,7 +511,9 @@ def _packet(repo: Repository, task: dict[str, Any], base_url: str) -> list[Store
         if isinstance(item, dict):
             wanted += _refs(item.get("valueReference"))
     focus = focus_service_request(task)
-    request = body_of(repo.current("ServiceRequest", focus.partition("/")[2])) if focus else None
+    request = (
+        body_of(repo.visible_current("ServiceRequest", focus.partition("/")[2])) if focus else None
+    )
     plans: dict[str, dict[str, Any]] = {}
     if request is not None and focus is not None:
         for name in ("subject", "supportingInfo", "reasonReference", "basedOn", "requester"):
