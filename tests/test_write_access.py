@@ -80,6 +80,20 @@ def referral_task(
     }
 
 
+def service_request(patient: str, *carried: str, **more: Any) -> dict[str, Any]:
+    """A ServiceRequest about patient, carrying the records named as supportingInfo."""
+    body: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": patient},
+        **more,
+    }
+    if carried:
+        body["supportingInfo"] = [{"reference": key} for key in carried]
+    return body
+
+
 def consent(patient: str, actor: str, purpose: str = "TREAT", status: str = "active") -> dict:
     return {
         "resourceType": "Consent",
@@ -158,18 +172,7 @@ def world(client: httpx.Client, guarded: LiveServer) -> Iterator[World]:
     put(
         client, A, {**factories.minimal("Goal"), "id": "ga", "subject": {"reference": "Patient/pa"}}
     )
-    put(
-        client,
-        A,
-        {
-            "resourceType": "ServiceRequest",
-            "id": "sra",
-            "status": "active",
-            "intent": "order",
-            "subject": {"reference": "Patient/pa"},
-            "supportingInfo": [{"reference": "Goal/ga"}],
-        },
-    )
+    put(client, A, service_request("Patient/pa", "Goal/ga", id="sra"))
     put(client, A, {**referral_task("ServiceRequest/sra", "Patient/pa", A, C), "id": "ta"})
     put(client, A, {**consent("Patient/pa", C), "id": "consa"})
     # C's own client.
@@ -193,17 +196,7 @@ def test_a_self_made_referral_and_consent_release_nothing_of_another_agencys_cli
     world: World,
 ) -> None:
     http = world.attack
-    request = post(
-        http,
-        B,
-        {
-            "resourceType": "ServiceRequest",
-            "status": "active",
-            "intent": "order",
-            "subject": {"reference": "Patient/pa"},
-            "supportingInfo": [{"reference": "Observation/oa"}, {"reference": "Condition/ca"}],
-        },
-    )
+    request = post(http, B, service_request("Patient/pa", "Observation/oa", "Condition/ca"))
     assert request.status_code == 201, request.text
     task = post(
         http,
@@ -250,13 +243,7 @@ def test_a_referral_through_a_transaction_shares_nothing_it_does_not_own(world: 
         "entry": [
             {
                 "fullUrl": "urn:uuid:sr",
-                "resource": {
-                    "resourceType": "ServiceRequest",
-                    "status": "active",
-                    "intent": "order",
-                    "subject": {"reference": "Patient/pa"},
-                    "supportingInfo": [{"reference": "Observation/oa"}],
-                },
+                "resource": service_request("Patient/pa", "Observation/oa"),
                 "request": {"method": "POST", "url": "ServiceRequest"},
             },
             {
@@ -300,13 +287,7 @@ def test_records_a_transaction_creates_after_its_referral_are_shared_with_it(
             },
             {
                 "fullUrl": "urn:uuid:sr",
-                "resource": {
-                    "resourceType": "ServiceRequest",
-                    "status": "active",
-                    "intent": "order",
-                    "subject": {"reference": "urn:uuid:p"},
-                    "supportingInfo": [{"reference": "urn:uuid:g"}],
-                },
+                "resource": service_request("urn:uuid:p", "urn:uuid:g"),
                 "request": {"method": "POST", "url": "ServiceRequest"},
             },
             {
@@ -325,16 +306,7 @@ def test_records_a_transaction_creates_after_its_referral_are_shared_with_it(
 # -- hole 2: Task.output --------------------------------------------------------------------
 def test_task_output_shares_only_what_the_receiving_agency_owns(world: World) -> None:
     http = world.attack
-    request = post(
-        http,
-        B,
-        {
-            "resourceType": "ServiceRequest",
-            "status": "active",
-            "intent": "order",
-            "subject": {"reference": "Patient/pc"},
-        },
-    ).json()
+    request = post(http, B, service_request("Patient/pc")).json()
     output = [
         {"type": {"text": "result"}, "valueReference": {"reference": "Observation/oc"}},
         {"type": {"text": "client"}, "valueReference": {"reference": "Patient/pc"}},
