@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # SQLite's own WAL auto-checkpoint runs inside whichever commit crosses the threshold
     # and makes that request's latency spike; a background thread checkpoints instead.
     sqlite_checkpoint_interval_s: float = Field(default=1.0, gt=0)
+    # Past this the checkpointer empties the WAL between two writers (TRUNCATE), however
+    # busy the readers are; PASSIVE checkpoints alone let it grow without bound.
+    sqlite_wal_max_mb: int = Field(default=64, ge=1)
     # Reads through a memory map instead of read() calls into a small per-connection cache:
     # at a million resources the search probes spent more time in system calls than in
     # SQLite (sqlite.org/mmap.html). 0 turns it off; SQLite caps it at about 2 GiB.

@@ -72,7 +72,12 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         sys.setswitchinterval(settings.gil_switch_interval_s)
         checkpointer = None
         if engine.dialect.name == "sqlite":
-            checkpointer = SqliteCheckpointer(engine, settings.sqlite_checkpoint_interval_s)
+            checkpointer = SqliteCheckpointer(
+                engine,
+                settings.sqlite_checkpoint_interval_s,
+                max_wal_bytes=settings.sqlite_wal_max_mb * 1024 * 1024,
+                busy_timeout_ms=settings.db_busy_timeout_ms,
+            )
             checkpointer.start()
         services.exports.start()
         # The project's CodeSystems, ValueSets and Questionnaires (idempotent). A database

@@ -6,6 +6,7 @@ import argparse
 import os
 import shutil
 import signal
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -87,6 +88,50 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+class StorageWatch:
+    """The SQLite files' sizes while a phase runs: the WAL's peak (sampled every 20 ms) and,
+    at the end, database and WAL bytes per resource written (nothing for PostgreSQL)."""
+
+    def __init__(self, database_url: str) -> None:
+        path = database_url.removeprefix("sqlite:///")
+        self.database = Path(path) if database_url.startswith("sqlite:///") else None
+        self.wal = Path(f"{path}-wal")
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _size(self, path: Path) -> int:
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self._size(self.wal))
+
+    def __enter__(self) -> StorageWatch:
+        if self.database is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self.database is not None:
+            self._thread.join()
+
+    def report(self, resources: int) -> str:
+        """One line: what the writes cost on disk."""
+        assert self.database is not None
+        per = max(resources, 1)
+        db, wal = self._size(self.database), self._size(self.wal)
+        return (
+            f"  storage after {resources:,} CarePlans: database {db / per / 1024:,.1f} KB per "
+            f"resource; WAL peak {self.peak / 2**20:,.1f} MiB ({self.peak / per / 1024:,.1f} KB "
+            f"per resource), {wal / 2**20:,.1f} MiB now"
+        )
+
+
 class Runner:
     """Runs the phases of one backend against one started server."""
 
@@ -143,7 +188,10 @@ class Runner:
             client.sanity_check(server.root_url)
             parts, slots = body_template(with_id=False)
             create = Phase("create", "POST", "/fhir/CarePlan", parts=parts, slots=slots)
-            figures.phases["create"] = self.phase(server, create, name)
+            with StorageWatch(database_url) as storage:
+                figures.phases["create"] = self.phase(server, create, name)
+            if storage.database is not None:
+                self.console.print(storage.report(client.count(server.root_url, "CarePlan")))
             self.console.print(f"  seeding {args.ids:,} CarePlans for read and update")
             ids = client.seed(server.root_url, args.ids, args.connections)
             read = Phase("read", "GET", "/fhir/CarePlan", ids=ids, offset=len(ids) // 2)

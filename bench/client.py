@@ -49,3 +49,13 @@ async def _seed(root_url: str, count: int, concurrency: int) -> list[str]:
 def seed(root_url: str, count: int, concurrency: int) -> list[str]:
     """Create `count` CarePlans (not timed) and return their server-assigned ids."""
     return asyncio.run(_seed(root_url, count, concurrency))
+
+
+def count(root_url: str, resource_type: str) -> int:
+    """How many resources of a type the server holds (an accurate total)."""
+    with httpx.Client(base_url=root_url, timeout=120.0, headers=_HEADERS) as client:
+        response = client.get(
+            f"/fhir/{resource_type}", params={"_summary": "count", "_total": "accurate"}
+        )
+        response.raise_for_status()
+        return int(response.json()["total"])

@@ -28,6 +28,15 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK = 0x63617365627269  # an arbitrary constant key: "casebri"
 
 
+# The size a WAL file is cut back to when it starts over (SQLite's journal_size_limit).
+_JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
 def _identity(value: Any) -> Any:
     return value
 
@@ -90,6 +99,9 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int, mmap_mb: int) -> Non
         cursor.execute("PRAGMA foreign_keys=ON")
         # Checkpoints run on a background thread (SqliteCheckpointer), not inside a commit.
         cursor.execute("PRAGMA wal_autocheckpoint=0")
+        # Whenever the WAL starts over, its file is cut back to this size (not left at its
+        # high-water mark).
+        cursor.execute(f"PRAGMA journal_size_limit={_JOURNAL_SIZE_LIMIT}")
         cursor.execute(f"PRAGMA mmap_size={int(mmap_mb) * 1024 * 1024}")
         cursor.close()
 
@@ -155,13 +167,39 @@ def write_gate(engine: Engine) -> SqliteWriteGate | None:
 
 
 class SqliteCheckpointer:
-    """Runs WAL checkpoints off the request path, so no request pays for one."""
+    """Runs WAL checkpoints off the request path, so no request pays for one, and keeps
+    the WAL file under a bound.
 
-    def __init__(self, engine: Engine, interval_s: float) -> None:
+    A PASSIVE checkpoint each tick copies what it can into the database without waiting for
+    anyone. It never lets the WAL start over while writers and readers keep coming (each
+    new reader pins the WAL's end), so under sustained writes the file grew without bound
+    (7 GB in 150 s, and it stayed that size). When the file passes max_wal_bytes, the
+    checkpointer takes the write gate - writers of every process queue behind it as behind
+    any writer - and runs a TRUNCATE checkpoint, which waits (busy_timeout) for the
+    readers of old WAL frames to finish, then empties the file. Readers are not blocked.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        interval_s: float,
+        max_wal_bytes: int,
+        *,
+        busy_timeout_ms: int = 5000,
+        reader_wait_ms: int = 250,
+    ) -> None:
         self._engine = engine
+        self._busy_timeout_ms = busy_timeout_ms
+        # How long the TRUNCATE checkpoint waits for readers while it holds the write gate:
+        # short, so writers never queue long behind it (a busy try is retried next tick).
+        self._reader_wait_ms = reader_wait_ms
         self._interval = interval_s
+        self._max_wal = max_wal_bytes
+        database = engine.url.database or ""
+        self._wal = Path(f"{database}-wal") if database and database != ":memory:" else None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self.truncations = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -173,10 +211,34 @@ class SqliteCheckpointer:
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             try:
-                with self._engine.connect() as conn:
-                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                self.checkpoint()
             except Exception:  # a missed checkpoint is retried next tick
                 log.warning("WAL checkpoint failed", exc_info=True)
+
+    def wal_bytes(self) -> int:
+        """The WAL file's size now (0 when there is none)."""
+        try:
+            return self._wal.stat().st_size if self._wal is not None else 0
+        except FileNotFoundError:
+            return 0
+
+    def checkpoint(self) -> None:
+        """One tick: a PASSIVE checkpoint; a TRUNCATE one when the WAL is over its bound."""
+        with self._engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        if self.wal_bytes() <= self._max_wal:
+            return
+        gate = write_gate(self._engine)
+        with gate.held() if gate is not None else _nothing(), self._engine.connect() as conn:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={int(self._reader_wait_ms)}")
+            try:
+                busy, _, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+            finally:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+        if busy:
+            log.info("WAL over %d bytes: readers kept it busy; retrying", self._max_wal)
+        else:
+            self.truncations += 1
 
 
 def alembic_config(url: str) -> Config:
