@@ -43,7 +43,7 @@ $(R4B)/package/package.json:
 fhir-package: $(R4B)/package/package.json
 
 test: lint fhir-package
-	CASEBRIDGE_R4B_PACKAGE=$(CURDIR)/$(R4B)/package $(BIN)/pytest -q
+	CASEBRIDGE_R4B_PACKAGE=$(CURDIR)/$(R4B)/package $(BIN)/pytest -q -n auto
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
