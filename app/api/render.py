@@ -13,9 +13,9 @@ from fastapi import Request, Response
 
 from app.fhir.errors import InvalidRequest, Issue, operation_outcome
 from app.fhir.resource import etag, none_match, parse_etag
+from app.records import StoredVersion
 from app.security.policy import REDISCLOSURE_NOTICE, RELEASE_LABELS
 from app.services.disclosure import Release
-from app.storage.repository import StoredVersion
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 _PREFER_RETURN = {

@@ -12,7 +12,7 @@ import orjson
 
 from app.clock import format_instant
 from app.fhir.resource import etag
-from app.storage.repository import StoredVersion
+from app.records import StoredVersion
 
 _STATUS_BY_METHOD = {
     "POST": "201 Created",

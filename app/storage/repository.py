@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache, lru_cache
 from typing import Any
@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from app.records import StoredVersion
 from app.storage.access import AccessScope, visible_clause
 from app.storage.db import write_gate
 from app.storage.errors import StorageUnavailable
@@ -54,24 +55,6 @@ from app.storage.types import JSONBody
 
 R = resource_table.c
 V = version_table.c
-
-
-@dataclass(frozen=True, slots=True)
-class StoredVersion:
-    """One version of a resource as stored (body None for a deletion)."""
-
-    resource_type: str
-    id: str
-    version_id: int
-    last_updated: datetime
-    deleted: bool
-    body: bytes | None
-    method: str = ""
-    # The owner row read with the version, when the read joined it (a search page for an
-    # agency): (agency, sensitive), or None for a record with no owner row. The
-    # disclosure log then needs no lookup of its own.
-    owner: tuple[str | None, bool] | None = field(default=None, compare=False)
-    owner_read: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
