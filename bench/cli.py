@@ -29,6 +29,9 @@ from bench.server import (
 from bench.validation import measure_validation
 
 BACKENDS = ("sqlite", "postgresql")
+# The agency the requests act for in the "as an agency" runs (auth off: the server's
+# CASEBRIDGE_DEFAULT_AGENCY), so access checks, owner rows and audit run as in production.
+BENCH_AGENCY = "Organization/bench-agency"
 PHASES = ("create", "read", "update")
 
 
@@ -70,6 +73,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--check", action="store_true", help="exit 2 when a SQLite target is missed"
     )
+    parser.add_argument(
+        "--as",
+        dest="acting",
+        default=f"operator,{BENCH_AGENCY}",
+        help="comma-separated: operator (unconfined) and/or an agency Organization/{id}; each "
+        "runs on a fresh database beside the other, so the access rules' cost shows",
+    )
     args = parser.parse_args(argv)
     names = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = sorted(set(names) - set(BACKENDS))
@@ -78,6 +88,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     if args.duration < 1 or args.connections < 1 or args.workers < 1 or args.ids < 1:
         parser.error("--duration, --connections, --workers and --ids must be at least 1")
     args.backends = names
+    args.acting = [a.strip() for a in args.acting.split(",") if a.strip()]
+    if not args.acting or any(
+        a != "operator" and not a.startswith("Organization/") for a in args.acting
+    ):
+        parser.error("--as: operator or Organization/{id}, comma-separated")
     args.profile = {p.strip() for p in args.profile.split(",") if p.strip()}
     if args.profile - set(PHASES):
         parser.error(f"--profile: phases are {', '.join(PHASES)}")
@@ -177,13 +192,16 @@ class Runner:
         )
         return PhaseFigures(result, cpu, host)
 
-    def backend(self, name: str, database_url: str) -> BackendFigures:
+    def backend(self, name: str, database_url: str, acting: str) -> BackendFigures:
         """Start a server on database_url and run create, read and update."""
         args = self.args
-        figures = BackendFigures(name)
-        server = Server(database_url, args.workers, self.workdir)
+        figures = BackendFigures(name, acting=acting)
+        env = {} if acting == "operator" else {"CASEBRIDGE_DEFAULT_AGENCY": acting}
+        server = Server(database_url, args.workers, self.workdir, env=env)
         try:
-            self.console.print(f"[bold]{name}[/]: starting the server ({args.workers} workers)")
+            self.console.print(
+                f"[bold]{figures.label}[/]: starting the server ({args.workers} workers)"
+            )
             server.start()
             client.sanity_check(server.root_url)
             parts, slots = body_template(with_id=False)
@@ -234,14 +252,15 @@ def _run(args: argparse.Namespace, console: Console) -> int:
                 console.print(f"[yellow]{note}")
                 backends.append(BackendFigures(name, note=note))
                 continue
-        workdir = scratch_dir()
-        try:
-            runner = Runner(args, generator, console, workdir)
-            with fresh_database(name, workdir) as url:
-                backends.append(runner.backend(name, url))
-            profiles += runner.profiles
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+        for acting in args.acting:
+            workdir = scratch_dir()
+            try:
+                runner = Runner(args, generator, console, workdir)
+                with fresh_database(name, workdir) as url:
+                    backends.append(runner.backend(name, url, acting))
+                profiles += runner.profiles
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
     title = (
         f"casebridge CarePlan benchmark — load generator: {generator.label}; "
         f"{args.connections} connections, {args.workers} server workers, "
@@ -257,9 +276,11 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         f"them; {background:.0%} busy before the run). Targets bind on SQLite; PostgreSQL is "
         "shown against the same bars for information."
     )
+    for line in _agency_ratios(backends):
+        console.print(line)
     for backend in backends:
         if backend.note:
-            console.print(f"[yellow]{backend.name}: {backend.note}")
+            console.print(f"[yellow]{backend.label}: {backend.note}")
     for report in profiles:
         console.print()
         console.print(report)
@@ -268,6 +289,29 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     if failed:
         return 1
     return 2 if args.check and missed else 0
+
+
+def _agency_ratios(backends: list[BackendFigures]) -> list[str]:
+    """Per backend measured both ways: the agency's rate over the operator's, per phase."""
+    lines = []
+    by_name: dict[str, dict[str, BackendFigures]] = {}
+    for backend in backends:
+        by_name.setdefault(backend.name, {})[backend.acting] = backend
+    for name, runs in by_name.items():
+        operator = runs.get("operator")
+        agencies = [b for a, b in runs.items() if a != "operator"]
+        if operator is None or not agencies:
+            continue
+        for agency in agencies:
+            rates = {
+                phase: (agency.phases[phase].result.rate, operator.phases[phase].result.rate)
+                for phase in PHASES
+                if phase in agency.phases and phase in operator.phases
+            }
+            parts = [f"{phase} {a / o:.2f}" for phase, (a, o) in rates.items() if o > 0]
+            if parts:
+                lines.append(f"{name}: as {agency.acting} ÷ as the operator: {', '.join(parts)}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

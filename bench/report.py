@@ -35,6 +35,13 @@ class BackendFigures:
     name: str
     phases: dict[str, PhaseFigures] = field(default_factory=dict)
     note: str | None = None
+    # Who the requests act for: "operator", or the agency ("Organization/...").
+    acting: str = "operator"
+
+    @property
+    def label(self) -> str:
+        """The backend, and the agency when the requests acted for one."""
+        return self.name if self.acting == "operator" else f"{self.name} as agency"
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,7 @@ def misses(backends: list[BackendFigures], validation: ValidationResult) -> list
     """The binding (SQLite) targets that were missed."""
     out: list[str] = []
     for backend in backends:
-        if backend.name != "sqlite":
+        if backend.name != "sqlite" or backend.acting != "operator":
             continue
         for phase, fig in backend.phases.items():
             checks = _verdicts(phase, fig, validation)
@@ -122,17 +129,17 @@ def build_table(title: str, backends: list[BackendFigures], validation: Validati
     )
     for backend in backends:
         table.add_section()
-        binding = backend.name == "sqlite"
+        binding = backend.name == "sqlite" and backend.acting == "operator"
         if backend.note:
             status = backend.note.split(":", 1)[0]
-            table.add_row(backend.name, f"[yellow]{status} (see below)", *[""] * 11)
+            table.add_row(backend.label, f"[yellow]{status} (see below)", *[""] * 11)
         for phase, fig in backend.phases.items():
             res = fig.result
             verdicts = _verdicts(phase, fig, validation)
             per_req = fig.server_cpu_s / res.requests * 1000 if res.requests else 0.0
             errors = f"[red]{res.errors:,}" if res.errors else "0"
             table.add_row(
-                backend.name,
+                backend.label,
                 phase,
                 f"{res.rate:,.0f}/s",
                 f"{res.p50_us / 1000:.1f} ms",
@@ -150,7 +157,7 @@ def build_table(title: str, backends: list[BackendFigures], validation: Validati
         if create is not None:
             verdicts = _verdicts("ratio", create, validation)
             table.add_row(
-                backend.name,
+                backend.label,
                 "creates/s ÷ validation/s",
                 f"{create.result.rate / validation.per_second:.2f}",
                 *[""] * 8,
