@@ -170,3 +170,47 @@ def test_the_narrow_token_still_reads_what_it_holds(narrow: tuple[LiveServer, st
         f"{server.fhir}/Organization", headers={"Authorization": f"Bearer {token}"}, timeout=30
     )
     assert response.status_code == 200, response.text
+
+
+@pytest.fixture(scope="module")
+def clinical(backend: Backend) -> Iterator[tuple[LiveServer, dict[str, str]]]:
+    """Tokens of a case worker's app: each holds a few types only."""
+    server = smart_server(backend, MovableClock())
+    key = rsa_key("k2")
+    registry = ClientRegistry(engine=backend.engine, clock=Clock())
+    grants = {
+        "observations": "system/Observation.rs",
+        "patients": "system/Patient.rs",
+        "plans": "system/EpisodeOfCare.rs system/Patient.rs system/CarePlan.rs system/Goal.rs",
+    }
+    tokens = {}
+    for name, grant in grants.items():
+        client_id = registry.register(
+            agency=ORG, name=name, scopes_text=grant, jwks=public_jwks(key)
+        ).client_id
+        tokens[name] = get_token(server, key, client_id, grant)
+    yield server, tokens
+    server.stop()
+
+
+@pytest.mark.parametrize(
+    ("token", "path", "needed"),
+    [
+        ("observations", "/fhir/Observation?subject:Patient.name=Rivera", "Patient"),
+        # Unqualified, the chain may pass through any target type of subject.
+        ("observations", "/fhir/Observation?subject.name=Rivera", ""),
+        ("patients", "/fhir/Patient?_has:Condition:subject:code:text=Alcohol", "Condition"),
+        ("plans", "/cases/c1/careplans", "Condition"),
+        ("plans", "/cases/c1/careplans/cp1", "Condition"),
+    ],
+)
+def test_chains_has_and_plain_views_need_the_scopes_of_what_they_read(
+    clinical: tuple[LiveServer, dict[str, str]], token: str, path: str, needed: str
+) -> None:
+    # A filter on a type searches it; a plan view shows its needs (Conditions).
+    server, tokens = clinical
+    response = httpx.get(
+        f"{server.root}{path}", headers={"Authorization": f"Bearer {tokens[token]}"}, timeout=30
+    )
+    assert response.status_code == 403, response.text
+    assert f"system/{needed}" in response.text

@@ -637,6 +637,184 @@ def test_bundle_entries_answer_a_hidden_record_as_a_missing_one(world: World, ki
     assert world.setup.get("/Patient/pa", headers=as_(A)).json()["meta"]["versionId"] == "1"
 
 
+# -- found in review: other ways to make Task.output share --------------------------------
+def _output(*keys: str) -> list[dict[str, Any]]:
+    return [{"type": {"text": "outcome"}, "valueReference": {"reference": k}} for k in keys]
+
+
+@pytest.mark.parametrize("spelling", ["history", "absolute"])
+def test_a_focus_the_referral_rules_do_not_read_shares_nothing(world: World, spelling: str) -> None:
+    # A focus written another way than ServiceRequest/{id} is no referral for the rules
+    # (no state machine, no check of who writes output), so it shares nothing either.
+    request = post(world.attack, B, service_request("Patient/pc")).json()["id"]
+    focus = (
+        f"ServiceRequest/{request}/_history/1"
+        if spelling == "history"
+        else f"{world.attack.base_url}ServiceRequest/{request}".replace("//Service", "/Service")
+    )
+    task = referral_task(focus, "Patient/pc", B, C, output=_output("Observation/oc"))
+    task["status"] = "completed"
+    assert post(world.attack, B, task).status_code == 201
+    assert world.status(B, "/Observation/oc") == 404
+
+
+def test_a_draft_with_output_is_not_handed_to_another_receiver(world: World) -> None:
+    request = post(world.attack, B, service_request("Patient/pc")).json()["id"]
+    draft = referral_task(
+        f"ServiceRequest/{request}", "Patient/pc", B, B, output=_output("Observation/oc")
+    )
+    draft["status"] = "draft"
+    made = post(world.attack, B, draft).json()
+    made["owner"] = {"reference": C}
+    moved = world.attack.put(
+        f"/Task/{made['id']}", json=made, headers=as_(B, **{"If-Match": 'W/"1"'})
+    )
+    assert moved.status_code == 409, moved.text
+    assert moved.json()["issue"][0]["expression"] == ["Task.owner"]
+    assert world.status(B, "/Observation/oc") == 404
+
+
+def test_a_role_an_agency_writes_naming_another_organization_stands_for_nobody(
+    world: World,
+) -> None:
+    role = post(
+        world.attack, B, {"resourceType": "PractitionerRole", "organization": {"reference": B}}
+    ).json()
+    request = post(world.attack, B, service_request("Patient/pc")).json()["id"]
+    task = referral_task(
+        f"ServiceRequest/{request}",
+        "Patient/pc",
+        B,
+        f"PractitionerRole/{role['id']}",
+        output=_output("Observation/oc", "Patient/pc"),
+    )
+    assert post(world.attack, B, task).status_code == 201
+    role["organization"] = {"reference": C}
+    assert (
+        world.attack.put(f"/PractitionerRole/{role['id']}", json=role, headers=as_(B)).status_code
+        == 200
+    )
+    # Writing the request again recomputes the shares, with the role now naming C.
+    again = world.attack.get(f"/ServiceRequest/{request}", headers=as_(B)).json()
+    assert (
+        world.attack.put(f"/ServiceRequest/{request}", json=again, headers=as_(B)).status_code
+        == 200
+    )
+    assert world.status(B, "/Observation/oc") == 404
+    assert world.status(B, "/Patient/pc") == 404
+
+
+def test_the_receiver_of_the_operators_referral_shares_only_its_own_output(
+    world: World,
+) -> None:
+    put(world.setup, None, service_request("Patient/pc", id="sr-intake"))
+    put(
+        world.setup,
+        None,
+        {**referral_task("ServiceRequest/sr-intake", "Patient/pc", C, B), "id": "t-intake"},
+    )
+    task = world.attack.get("/Task/t-intake", headers=as_(B)).json()
+    task["status"] = "accepted"
+    task["output"] = _output("Observation/oc")
+    response = world.attack.put(
+        "/Task/t-intake", json=task, headers=as_(B, **{"If-Match": 'W/"1"'})
+    )
+    assert response.status_code == 200, response.text
+    assert world.status(B, "/Observation/oc") == 404
+
+
+def test_a_referral_to_a_hidden_request_says_nothing_of_what_it_holds(world: World) -> None:
+    def warning(focus: str) -> str:
+        response = post(
+            world.attack,
+            B,
+            referral_task(focus, "Patient/pb", B, B),
+            Prefer="return=OperationOutcome",
+        )
+        return str(response.json()["issue"][1]["diagnostics"])
+
+    hidden, missing = warning("ServiceRequest/sra"), warning("ServiceRequest/srx")
+    assert hidden.replace("/sra", "/srx") == missing
+    assert "Goal/ga" not in hidden and "Patient/pa" not in hidden
+
+
+def test_a_receiver_does_not_rewrite_the_referrers_narrative_or_tags(world: World) -> None:
+    for path in ("/ServiceRequest/sra", "/Task/ta"):
+        current = world.setup.get(path, headers=as_(C))
+        body = current.json()
+        body["text"] = {
+            "status": "generated",
+            "div": '<div xmlns="http://www.w3.org/1999/xhtml">Client declined; discharge.</div>',
+        }
+        response = world.setup.put(
+            path, json=body, headers=as_(C, **{"If-Match": current.headers["etag"]})
+        )
+        assert response.status_code == 403, response.text
+        assert "text" in response.json()["issue"][0]["diagnostics"]
+        assert "text" not in world.setup.get(path, headers=as_(A)).json()
+
+
+def test_everything_follows_references_only_from_what_the_caller_sees(world: World) -> None:
+    setup = world.setup
+    put(setup, None, {"resourceType": "Location", "id": "loc-detox", "name": "Detox ward"})
+    put(setup, None, {"resourceType": "Practitioner", "id": "doc-a", "name": [{"family": "Lee"}]})
+    put(
+        setup,
+        A,
+        {
+            "resourceType": "Encounter",
+            "id": "enc-a",
+            "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+            "subject": {"reference": "Patient/pa"},
+            "location": [{"location": {"reference": "Location/loc-detox"}}],
+        },
+    )
+    put(
+        setup,
+        A,
+        {
+            "resourceType": "CareTeam",
+            "id": "ct-a",
+            "participant": [{"member": {"reference": "Practitioner/doc-a"}}],
+        },
+    )
+    # C sees A's client through A's referral, not the Encounter: nor what it refers to.
+    found = world.attack.get("/Patient/pa/$everything", headers=as_(C)).json()
+    ids = {f"{e['resource']['resourceType']}/{e['resource'].get('id')}" for e in found["entry"]}
+    assert "Patient/pa" in ids
+    assert "Location/loc-detox" not in ids and "Encounter/enc-a" not in ids
+    # B's own plan naming A's hidden care team lists none of its members.
+    answers = []
+    for team in ("ct-a", "ct-x"):
+        plan = post(
+            world.attack,
+            B,
+            {**factories.minimal("CarePlan"), "careTeam": [{"reference": f"CareTeam/{team}"}]},
+        ).json()
+        bundle = world.attack.get(f"/CarePlan/{plan['id']}/$everything", headers=as_(B)).json()
+        answers.append(sorted(e["resource"]["resourceType"] for e in bundle.get("entry", [])))
+    assert answers[0] == answers[1] == ["CarePlan"]
+
+
+def test_a_patient_export_tells_nothing_of_hidden_patients(world: World) -> None:
+    for patient in ("Patient/pa", "Patient/px"):
+        assert post(world.attack, B, observation("x", patient)).status_code == 201
+    kick = world.attack.get(
+        "/Patient/$export?_type=Observation",
+        headers={**as_(B), "Prefer": "respond-async", "Accept": "application/fhir+json"},
+    )
+    assert kick.status_code == 202, kick.text
+    status_url = kick.headers["content-location"]
+    for _ in range(100):
+        done = world.attack.get(status_url, headers=as_(B))
+        if done.status_code == 200:
+            break
+        time.sleep(0.1)
+    assert done.status_code == 200
+    assert done.json()["output"] == []
+
+
 # -- every route of the table: a hidden record answers as a missing one ---------------------
 def _root(http: httpx.Client) -> str:
     """The server's root URL (the client's base is its FHIR endpoint)."""

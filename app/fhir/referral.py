@@ -295,6 +295,13 @@ def check_output(
     with the requester): nobody else writes it, not even the requester of a draft or of a
     new referral. 409 otherwise."""
     before = old.get("output") if old is not None else None
+    if before and old is not None and new.get("owner") != old.get("owner"):
+        # What was reported was the receiving agency's: handing the referral to another
+        # agency would make that report look like the new receiver's (and share it as such).
+        raise Conflict(
+            "A referral with output keeps its receiving agency (Task.owner)",
+            expression=("Task.owner",),
+        )
     if new.get("output") == before or parties & {Party.OWNER, Party.OPERATOR}:
         return
     raise Conflict(

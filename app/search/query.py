@@ -139,6 +139,9 @@ class Context:
     # The agency access rule: a chain or _has may only pass through resources the caller
     # may see, or it would tell of records a read would deny (None: unconfined).
     scope: AccessScope | None = None
+    # Called with each type a chain or _has passes through; raises when the caller may not
+    # search that type (its token's scopes: a filter on a type is a search of it).
+    through: Callable[[str], None] | None = None
 
 
 class Unsupported(Exception):
@@ -647,6 +650,7 @@ class QueryBuilder:
         c = reference_table.c
         branches = []
         for target_type in types:
+            self._through(target_type)
             inner = self.match(target_type, tail, value, depth + 1)
             target_ids = _live_ids(target_type, inner)
             branches.append(
@@ -671,6 +675,7 @@ class QueryBuilder:
             raise bad_value(name, f"_has: {source_type}.{code} is not a reference parameter")
         if link.targets and resource_type not in link.targets:
             raise bad_value(name, f"_has: {source_type}.{code} cannot refer to a {resource_type}")
+        self._through(source_type)
         inner = self.match(source_type, tail, value, depth + 1)
         c = reference_table.c
         ids = select(c.target_id).where(
@@ -681,6 +686,10 @@ class QueryBuilder:
             *self._visible(c.resource_type, c.resource_id),
         )
         return Match(ids, rank=3)
+
+    def _through(self, resource_type: str) -> None:
+        if self._context.through is not None:
+            self._context.through(resource_type)
 
     def _visible(self, type_col: Any, id_col: Any) -> tuple[ColumnElement[bool], ...]:
         scope = self._context.scope

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from app.fhir.referral import is_referral
 from app.search.dates import parse_date_range
 from app.storage.access import AccessScope
 
@@ -209,9 +210,9 @@ def keep_labels(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
 
 
 def changes_beyond(old: dict[str, Any], new: dict[str, Any], allowed: frozenset[str]) -> set[str]:
-    """Top-level elements that differ between two versions, other than id, meta, text and
-    the allowed ones."""
-    ignored = allowed | {"id", "meta", "text"}
+    """Top-level elements that differ between two versions, other than id, meta (the
+    server's and the labels) and the allowed ones."""
+    ignored = allowed | {"id", "meta"}
     return {k for k in (set(old) | set(new)) - ignored if old.get(k) != new.get(k)}
 
 
@@ -244,16 +245,12 @@ def local_reference(value: Any, own_base: str) -> tuple[str, str] | None:
     return parts[0], parts[1]
 
 
-def is_referral_task(task: dict[str, Any], own_base: str) -> bool:
-    """A referral: Task.code task-code#fulfill with focus a ServiceRequest (SDOH CC IG)."""
-    code = task.get("code") or {}
-    fulfil = any(
-        c.get("system") == TASK_CODE and c.get("code") == "fulfill"
-        for c in code.get("coding") or ()
-        if isinstance(c, dict)
-    )
-    focus = local_reference(task.get("focus"), own_base)
-    return fulfil and focus is not None and focus[0] == "ServiceRequest"
+def is_referral_task(task: dict[str, Any]) -> bool:
+    """A referral: Task.code task-code#fulfill with focus a ServiceRequest (SDOH CC IG).
+    The referral rules' own definition (app/fhir/referral.py), so that a Task shares only
+    when the state machine and its rules (who writes Task.output) apply to it: a focus
+    written another way (an absolute URL, a version) is no referral for either."""
+    return is_referral({"resourceType": "Task", **task})
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,7 +312,7 @@ def referral_of(
     referrer sees on the referral alone unless it is labelled. organization_of maps a
     requester/owner reference to its agency ("Organization/x").
     """
-    if not is_referral_task(task, own_base):
+    if not is_referral_task(task):
         return None
     agencies = frozenset(
         agency
@@ -374,17 +371,20 @@ def referral_shares(
     referrer = owner_of(("Task", referral.task_id)) or ""
     shared: dict[tuple[str, str], tuple[str, str]] = {}
 
-    def share(key: tuple[str, str], basis: str, sharer: str | None) -> None:
+    def share(key: tuple[str, str], basis: str, sharer: str | None, trusted: bool) -> None:
         owner = owner_of(key)
-        if owner is None or (referrer and owner != sharer):
+        if owner is None or (not trusted and owner != sharer):
             return
         if key not in shared or basis == "referral":
             shared[key] = (basis, owner)
 
+    # The operator's referral carries what the operator put in it; what any referral's
+    # receiver reports is shared only if the receiver owns it (it wrote Task.output, even
+    # in a Task the operator made).
     for key, basis in referral.carried:
-        share(key, basis, referrer)
+        share(key, basis, referrer, trusted=not referrer)
     for key in referral.reported:
-        share(key, "referral", referral.performer)
+        share(key, "referral", referral.performer, trusted=False)
     return [
         Grant(agency, resource_type, resource_id, basis, referral.patient_id, grantor)
         for agency in sorted(referral.agencies)

@@ -49,6 +49,10 @@ def needs(*pairs: str, refined_by: str = "") -> Needs:
 
 
 _CASE = ("EpisodeOfCare.r", "Patient.r")
+# A plain care plan holds its goals, the needs they address (Condition) and the strengths
+# it builds on (Observation).
+_PLAN = ("CarePlan.r", "Goal.r", "Condition.r", "Observation.r")
+_PLANS = ("CarePlan.s", "Goal.s", "Condition.s", "Observation.s")
 # Routes that answer 405 to whoever asks (a caller is still needed).
 _REFUSED = needs(refined_by="refused to every caller (405)")
 _FHIR = "/fhir"
@@ -139,11 +143,13 @@ ROUTES: Final[Mapping[tuple[str, str], Needs]] = {
     ("GET", "/cases/{case_id}/supports"): needs(*_CASE, "RelatedPerson.s"),
     ("POST", "/cases/{case_id}/consents"): needs(*_CASE, "Consent.c"),
     ("GET", "/cases/{case_id}/consents"): needs(*_CASE, "Consent.s"),
-    ("POST", "/cases/{case_id}/careplans"): needs(*_CASE, "CarePlan.c", refined_by="entries"),
-    ("GET", "/cases/{case_id}/careplans"): needs(*_CASE, "CarePlan.s", "Goal.s"),
-    ("GET", "/cases/{case_id}/careplans/{plan_id}"): needs(*_CASE, "CarePlan.r", "Goal.r"),
+    ("POST", "/cases/{case_id}/careplans"): needs(
+        *_CASE, *_PLAN, "CarePlan.c", refined_by="bundle entries"
+    ),
+    ("GET", "/cases/{case_id}/careplans"): needs(*_CASE, *_PLANS),
+    ("GET", "/cases/{case_id}/careplans/{plan_id}"): needs(*_CASE, *_PLAN),
     ("PUT", "/cases/{case_id}/careplans/{plan_id}"): needs(
-        *_CASE, "CarePlan.ru", refined_by="bundle entries"
+        *_CASE, *_PLAN, "CarePlan.u", refined_by="bundle entries"
     ),
     ("POST", "/cases/{case_id}/notes"): needs(*_CASE, "DocumentReference.c"),
     ("GET", "/cases/{case_id}/notes"): needs(*_CASE, "DocumentReference.s"),
@@ -153,9 +159,7 @@ ROUTES: Final[Mapping[tuple[str, str], Needs]] = {
     ("GET", "/cases/{case_id}/assessments"): needs(
         *_CASE, "QuestionnaireResponse.s", "Observation.s"
     ),
-    ("GET", "/cases/{case_id}/check"): needs(
-        *_CASE, "CarePlan.s", "Goal.s", "ServiceRequest.s", "Consent.s"
-    ),
+    ("GET", "/cases/{case_id}/check"): needs(*_CASE, *_PLANS, "ServiceRequest.s", "Consent.s"),
     ("GET", "/cases/{case_id}/outcomes"): needs(*_CASE, "Observation.s"),
     ("GET", "/cases/{case_id}/outcomes.svg"): needs(*_CASE, "Observation.s"),
     ("GET", "/cases/{case_id}/ecomap.svg"): needs(

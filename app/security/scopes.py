@@ -22,7 +22,7 @@ granted it may introspect any token (RFC 7662), not only its own.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final, Literal
@@ -193,6 +193,18 @@ def require_types(caller: Caller, resource_types: Iterable[str] | None, interact
         require(caller, resource_type, interactions)
 
 
+def searched_through(caller: Caller | None) -> Callable[[str], None] | None:
+    """What checks each type a chain or _has passes through: a filter on a type searches
+    it, so it needs s on that type too (None when scopes are not enforced)."""
+    if caller is None or caller.scopes is None:
+        return None
+
+    def check(resource_type: str) -> None:
+        require(caller, resource_type, "s")
+
+    return check
+
+
 def named_types(params: Iterable[tuple[str, str]]) -> list[str] | None:
     """The types a request names in _type (comma-separated, may repeat), or None for none:
     what a system search, $everything or $export will serve, for require_types()."""
@@ -227,4 +239,5 @@ __all__ = [
     "parse",
     "require",
     "require_types",
+    "searched_through",
 ]

@@ -9,6 +9,7 @@ resources, in the same transaction as each write, and records what is released.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -63,6 +64,7 @@ class AccessHook:
             owns = owner is None or owner[0] == agency
             if not owns:
                 old = loads_stored(current.body)
+                self._check_owners_parts(event, old, resource)
                 if event.resource_type == "ServiceRequest":
                     self._check_request_change(event, old, resource)
                 amended = keep_labels(old, resource)
@@ -74,6 +76,27 @@ class AccessHook:
         if labels_requested(resource) or (owns and self.is_aod(repo, agency)):
             amended = add_aod_labels(resource) or amended
         return amended
+
+    @staticmethod
+    def _check_owners_parts(event: WriteEvent, old: dict[str, Any], new: dict[str, Any]) -> None:
+        """What a record says of itself stays its owner's: the narrative (a receiving agency
+        could put words in the referrer's record), its tags and profiles."""
+        changed = [
+            name
+            for name, before, after in (
+                ("text", old.get("text"), new.get("text")),
+                ("meta.tag", _meta(old, "tag"), _meta(new, "tag")),
+                ("meta.profile", _meta(old, "profile"), _meta(new, "profile")),
+            )
+            if before != after
+        ]
+        if changed:
+            label = f"{event.resource_type}/{event.resource_id}"
+            raise Forbidden(
+                f"{label} belongs to another agency; {event.caller.agency} may not change "
+                f"its {', '.join(changed)}",
+                expression=tuple(f"{event.resource_type}.{name}" for name in changed),
+            )
 
     @staticmethod
     def _check_request_change(event: WriteEvent, old: dict[str, Any], new: dict[str, Any]) -> None:
@@ -159,30 +182,34 @@ class AccessHook:
         referrals = [
             (task_id, task)
             for task_id, task in tasks
-            if task is not None and is_referral_task(task, self._own_base)
+            if task is not None and is_referral_task(task)
         ]
         focus_ids = [task["focus"]["reference"].rsplit("/", 1)[-1] for _, task in referrals]
         requests = repo.current_many("ServiceRequest", focus_ids)
-        roles: dict[tuple[str, str], str | None] = {}
+        # Who wrote each referral and owns each request: a request's content (its subject
+        # and supporting information) counts only for its owner's own referrals, so a
+        # Task focused on another agency's request learns and shares nothing of it.
+        makers = repo.owners(
+            [("Task", task_id) for task_id, _ in referrals]
+            + [("ServiceRequest", focus) for focus in focus_ids]
+        )
 
-        def organization_of(ref: tuple[str, str]) -> str | None:
-            if ref[0] == "Organization":
-                return f"Organization/{ref[1]}"
-            holder = BELONGS_TO.get(ref[0])
-            if holder is None:
-                return None
-            if ref not in roles:
-                role = repo.current(*ref)
-                body = loads_stored(role.body) if role is not None and role.body else {}
-                org = (body.get(holder) or {}).get("reference")
-                found = isinstance(org, str) and org.startswith("Organization/")
-                roles[ref] = org if found else None
-            return roles[ref]
+        def made_by(key: tuple[str, str]) -> str | None:
+            row = makers.get(key)
+            return None if row is None else (row[0] or "")
 
+        organization_of = partial(agency_standing_for, repo)
         named: dict[str, Referral] = {}
         for (task_id, task), focus in zip(referrals, focus_ids, strict=True):
             current = requests.get(focus)
-            request = loads_stored(current.body) if current is not None and current.body else None
+            referrer = made_by(("Task", task_id)) or ""
+            request = None
+            if (
+                current is not None
+                and current.body
+                and (not referrer or made_by(("ServiceRequest", focus)) == referrer)
+            ):
+                request = loads_stored(current.body)
             referral = referral_of(
                 task_id, task, request, own_base=self._own_base, organization_of=organization_of
             )
@@ -225,6 +252,33 @@ class AccessHook:
         owner = repo.owner("Consent", consent_id)
         grantor = (owner[0] or "") if owner is not None else ""
         return consent_grants(consent, own_base=own_base, grantor=grantor)
+
+
+def _meta(resource: dict[str, Any], element: str) -> Any:
+    meta = resource.get("meta")
+    return meta.get(element) if isinstance(meta, dict) else None
+
+
+def agency_standing_for(repo: Repository, ref: tuple[str, str]) -> str | None:
+    """The agency ("Organization/x") a referral's requester or owner stands for: an
+    Organization itself, or the organization of a PractitionerRole (providedBy of a
+    HealthcareService) that the organization itself (or the operator) keeps. A role an
+    agency writes naming another organization stands for nobody: else it could make a
+    referral name any agency it likes as the one that reports the outcome."""
+    if ref[0] == "Organization":
+        return f"Organization/{ref[1]}"
+    holder = BELONGS_TO.get(ref[0])
+    if holder is None:
+        return None
+    role = repo.current(*ref)
+    body = loads_stored(role.body) if role is not None and role.body and not role.deleted else {}
+    org = (body.get(holder) or {}).get("reference")
+    if not isinstance(org, str) or not org.startswith("Organization/") or org.count("/") != 1:
+        return None
+    owner = repo.owner(*ref)
+    if owner is not None and owner[0] is not None and owner[0] != org:
+        return None
+    return org
 
 
 def not_shared(agency: str | None, keys: Sequence[tuple[str, str]]) -> Issue:

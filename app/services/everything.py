@@ -276,6 +276,13 @@ class EverythingService:
         package.add(parts, member=True)
         assert plan.body is not None
         package.add(_body_references(loads_stored(plan.body), self._own_base), member=True)
+        # Only what the caller may see leads further: the members of a hidden CareTeam, or
+        # the Tasks of a hidden request, would tell of records a read denies.
+        parts = [
+            (t, v.id)
+            for t in sorted({t for t, _ in parts})
+            for v in repo.live(t, [i for pt, i in parts if pt == t])
+        ]
         requests = [i for t, i in parts if t == "ServiceRequest"]
         for target_type, ids in (("CarePlan", [plan.id]), ("ServiceRequest", requests)):
             if ids:

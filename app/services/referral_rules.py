@@ -29,7 +29,7 @@ from app.fhir.referral import (
     stamp_referral,
 )
 from app.security.caller import Caller
-from app.security.policy import BELONGS_TO
+from app.services.access import agency_standing_for
 from app.services.resources import ResourceService, WriteEvent
 from app.storage.repository import Repository, StoredVersion
 
@@ -53,17 +53,10 @@ def agency_of(repo: Repository, element: Any, base_url: str) -> str | None:
     if ref.startswith(base_url + "/"):
         ref = ref[len(base_url) + 1 :]
     kind, _, rid = ref.partition("/")
-    if kind == "Organization" and rid and "/" not in rid:
-        return ref
-    holder = BELONGS_TO.get(kind)
-    if holder is None or not rid or "/" in rid:
-        return None
-    body = body_of(repo.current(kind, rid))
-    if body is None:
+    if not rid or "/" in rid:
         return None
     # One step only: an Organization is an agency; a role's organization is not a role.
-    owner = reference_of(body.get(holder))
-    return owner if owner is not None and owner.startswith("Organization/") else None
+    return agency_standing_for(repo, (kind, rid))
 
 
 def parties_of(

@@ -37,6 +37,7 @@ from app.search.extract import extract_index
 from app.search.query import Context, Criteria
 from app.security.caller import Caller
 from app.security.policy import may_change, scope_for
+from app.security.scopes import searched_through
 from app.services.disclosure import DisclosureLog, Release
 from app.services.uow import transaction
 from app.storage.access import AccessScope
@@ -158,7 +159,10 @@ class ResourceService:
         caller may see (a hidden record answers a conditional write as a missing one)."""
         now = self._clock.now()
         return Context(
-            own_base=self._settings.base_url, now=now, scope=scope_for(caller.agency, now)
+            own_base=self._settings.base_url,
+            now=now,
+            scope=scope_for(caller.agency, now),
+            through=searched_through(caller),
         )
 
     def _index(self, resource_type: str, resource: dict[str, Any]) -> IndexRows:
@@ -219,15 +223,18 @@ class ResourceService:
         the caller may not see is None, exactly like one that never existed, so every later
         step (If-Match, patches, validation, update-as-create) answers as for a missing one
         (docs/threat-model.md, "No existence leak")."""
-        stored = repo.current(resource_type, resource_id)
-        if stored is None or caller.agency is None:
+        if caller.agency is None:
+            stored = repo.current(resource_type, resource_id)
             return stored, stored
         scope = repo.scope
-        if scope is None or scope.agency != caller.agency:
-            scope = self.scope(caller)
-        if repo.is_visible(resource_type, resource_id, scope=scope):
-            return stored, stored
-        return stored, None
+        if scope is not None and scope.agency == caller.agency:
+            stored, visible = repo.current_checked(resource_type, resource_id)
+        else:
+            stored = repo.current(resource_type, resource_id)
+            visible = stored is not None and repo.is_visible(
+                resource_type, resource_id, scope=self.scope(caller)
+            )
+        return stored, stored if visible else None
 
     def _check_may_change(
         self, repo: Repository, caller: Caller, current: StoredVersion, *, deleting: bool
@@ -369,8 +376,8 @@ class ResourceService:
     @staticmethod
     def read_in(repo: Repository, resource_type: str, resource_id: str) -> StoredVersion:
         """read inside an open transaction (a GET entry of a transaction Bundle)."""
-        current = repo.current(resource_type, resource_id)
-        if current is None or not repo.is_visible(resource_type, resource_id):
+        current, visible = repo.current_checked(resource_type, resource_id)
+        if current is None or not visible:
             raise NotFound(f"{resource_type}/{resource_id} is not known")
         if current.deleted:
             raise Gone(

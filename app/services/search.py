@@ -35,6 +35,7 @@ from app.search.order import (
 from app.search.query import RESULT_PARAMETERS, Context, Match, of_types, parse_filters
 from app.security.caller import Caller
 from app.security.policy import scope_for
+from app.security.scopes import searched_through
 from app.services.disclosure import NOTHING, DisclosureLog, Release
 from app.services.params import Cursors, page_size, single
 from app.services.uow import transaction
@@ -94,7 +95,9 @@ class SearchService:
         caller's access scope (chains and _has pass only through what it may see)."""
         now = self._clock.now()
         scope = None if caller is None else scope_for(caller.agency, now)
-        return Context(own_base=self._own_base, now=now, scope=scope)
+        return Context(
+            own_base=self._own_base, now=now, scope=scope, through=searched_through(caller)
+        )
 
     @staticmethod
     def capabilities(resource_type: str) -> Mapping[str, Any]:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -228,6 +229,27 @@ class Repository:
         """The transaction's connection, for the stores of other tables that must work in
         the same transaction (app/storage/auth.py, audit.py, outbox.py)."""
         return self._conn
+
+    def current_checked(
+        self, resource_type: str, resource_id: str
+    ) -> tuple[StoredVersion | None, bool]:
+        """current() and whether this repository's agency may see it, in one statement;
+        the version carries its owner row (the disclosure log then looks nothing up)."""
+        if self.scope is None:
+            return self.current(resource_type, resource_id), True
+        values = {
+            **self._access,
+            "q_type": resource_type,
+            "q_id": resource_id,
+            "v_type": resource_type,
+            "v_id": resource_id,
+        }
+        row = self._conn.execute(_current_checked(self.scope.shared_types), values).first()
+        if row is None:
+            return None, False
+        agency, sensitive, visible = row[6], row[7], row[8]
+        owner = (agency, bool(sensitive)) if sensitive is not None else None
+        return _current_version(row, owner=owner, owner_read=True), bool(visible)
 
     def visible_current(self, resource_type: str, resource_id: str) -> StoredVersion | None:
         """The live current version when the scope's agency may see it, else None."""
@@ -817,6 +839,7 @@ class Repository:
             typed=types is not None,
             since=since is not None,
             after=after is not None,
+            shared_types=self.scope.shared_types if self.scope is not None else None,
         )
         values: dict[str, Any] = {
             "c_owner_type": owner_type,
@@ -901,6 +924,9 @@ class Repository:
                     ref.param.in_(sorted(patient_params)),
                     ref.target_type == "Patient",
                     patient.c.deleted.is_(False),
+                    # A patient the caller may not see does not make a resource a patient's:
+                    # else the export would tell which patients exist.
+                    *self._visible(patient.c.resource_type, patient.c.id),
                 )
             )
             query = query.where(linked.exists())
@@ -984,6 +1010,23 @@ _SELECT_OWNERS = select(_OWN.resource_id, _OWN.agency, _OWN.sensitive).where(
 
 
 @lru_cache(maxsize=8)
+def _current_checked(shared_types: tuple[str, ...]) -> Select[Any]:
+    """The current row of (q_type, q_id) with its owner row's agency and label and whether
+    (v_type, v_id), the same resource, passes the access rule: a point read in one
+    round trip."""
+    key = (_OWN.resource_type == R.resource_type, _OWN.resource_id == R.id)
+    agency = select(_OWN.agency).where(*key).limit(1).scalar_subquery()
+    sensitive = select(_OWN.sensitive).where(*key).limit(1).scalar_subquery()
+    rule = visible_clause(
+        bindparam("v_type", type_=String()), bindparam("v_id", type_=String()), shared_types
+    )
+    visible = case((rule, literal_column("1")), else_=literal_column("0"))
+    return select(*_CURRENT_COLS, agency, sensitive, visible).where(
+        R.resource_type == bindparam("q_type"), R.id == bindparam("q_id")
+    )
+
+
+@lru_cache(maxsize=8)
 def _visible_one(shared_types: tuple[str, ...]) -> Select[Any]:
     """SELECT 1 when the resource (v_type, v_id) passes the access rule."""
     return select(literal_column("1")).where(
@@ -1032,8 +1075,17 @@ def _listing_filters(*, typed: bool, since: bool) -> list[ColumnElement[bool]]:
 
 @lru_cache(maxsize=64)
 def _listing_statement(
-    links: LinksKey, *, referenced: bool, typed: bool, since: bool, after: bool
+    links: LinksKey,
+    *,
+    referenced: bool,
+    typed: bool,
+    since: bool,
+    after: bool,
+    shared_types: tuple[str, ...] | None = None,
 ) -> Select[Any]:
+    """The compartment listing; with shared_types (an agency's scope), references are
+    followed only from members the agency may see: what a hidden member refers to would
+    tell of it."""
     members = _compartment_members(links)
     listed: list[Select[Any]] = [
         select(members.c.resource_type, members.c.resource_id, literal_column("0").label("kind"))
@@ -1053,6 +1105,11 @@ def _listing_statement(
             .where(
                 ref.c.target_type.in_(bindparam("c_referenced", expanding=True)),
                 ref.c.target_id.is_not(None),
+                *(
+                    (visible_clause(members.c.resource_type, members.c.resource_id, shared_types),)
+                    if shared_types is not None
+                    else ()
+                ),
             )
         )
     both = union_all(*listed).subquery("listed")
