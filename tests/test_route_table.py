@@ -182,6 +182,7 @@ def clinical(backend: Backend) -> Iterator[tuple[LiveServer, dict[str, str]]]:
         "observations": "system/Observation.rs",
         "patients": "system/Patient.rs",
         "plans": "system/EpisodeOfCare.rs system/Patient.rs system/CarePlan.rs system/Goal.rs",
+        "subscriptions": "system/Subscription.cruds system/Observation.rs",
     }
     tokens = {}
     for name, grant in grants.items():
@@ -211,6 +212,39 @@ def test_chains_has_and_plain_views_need_the_scopes_of_what_they_read(
     server, tokens = clinical
     response = httpx.get(
         f"{server.root}{path}", headers={"Authorization": f"Bearer {tokens[token]}"}, timeout=30
+    )
+    assert response.status_code == 403, response.text
+    assert f"system/{needed}" in response.text
+
+
+@pytest.mark.parametrize(
+    ("criteria", "needed"),
+    [
+        ("Patient?_lastUpdated=gt2000-01-01", "Patient"),
+        ("Observation?subject:Patient.name=Rivera", "Patient"),
+    ],
+)
+def test_a_subscription_needs_the_scopes_of_what_it_selects(
+    clinical: tuple[LiveServer, dict[str, str]], criteria: str, needed: str
+) -> None:
+    # A subscription is a standing search whose results are sent to the subscriber.
+    server, tokens = clinical
+    body = {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "changes",
+        "criteria": criteria,
+        "channel": {
+            "type": "rest-hook",
+            "endpoint": "https://hooks.example.org/x",
+            "payload": "application/fhir+json",
+        },
+    }
+    response = httpx.post(
+        f"{server.fhir}/Subscription",
+        json=body,
+        headers={"Authorization": f"Bearer {tokens['subscriptions']}"},
+        timeout=30,
     )
     assert response.status_code == 403, response.text
     assert f"system/{needed}" in response.text

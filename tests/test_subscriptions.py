@@ -432,6 +432,71 @@ def test_a_subscriber_is_told_only_of_what_it_may_read(
         own.stop()
 
 
+def test_a_notification_is_withheld_when_the_subscriber_may_no_longer_see_the_record(
+    http: httpx.Client, receiver: Receiver
+) -> None:
+    """Agency c refers its client to b under the client's consent; b subscribes to the
+    client. c changes the client and revokes the consent in one transaction: matched while
+    b could still see it, the event is not sent, and the accounting of disclosures lists
+    only what b was sent."""
+    c = {**FHIR_JSON, "X-Casebridge-Agency": "Organization/c"}
+    client = http.post("/Patient", json={"resourceType": "Patient", "gender": "female"}, headers=c)
+    pid = client.json()["id"]
+    consent = {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {"text": "treatment"},
+        "category": [{"text": "referral"}],
+        "patient": {"reference": f"Patient/{pid}"},
+        "provision": {
+            "type": "permit",
+            "actor": [{"role": {"text": "recipient"}, "reference": {"reference": AGENCY}}],
+        },
+    }
+    cid = http.post("/Consent", json=consent, headers=c).json()["id"]
+    request = http.post(
+        "/ServiceRequest",
+        json={
+            "resourceType": "ServiceRequest",
+            "status": "active",
+            "intent": "order",
+            "subject": {"reference": f"Patient/{pid}"},
+        },
+        headers=c,
+    ).json()
+    referral = {
+        **task(AGENCY),
+        "focus": {"reference": f"ServiceRequest/{request['id']}"},
+        "for": {"reference": f"Patient/{pid}"},
+        "requester": {"reference": "Organization/c"},
+    }
+    assert http.post("/Task", json=referral, headers=c).status_code == 201
+    assert http.get(f"/Patient/{pid}", headers={"X-Casebridge-Agency": AGENCY}).status_code == 200
+    subscribe(http, criteria_subscription(receiver.url, f"Patient?_id={pid}"))
+    changed = {"resourceType": "Patient", "id": pid, "gender": "female", "birthDate": "1990"}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": changed, "request": {"method": "PUT", "url": f"Patient/{pid}"}},
+            {
+                "resource": {**consent, "id": cid, "status": "inactive"},
+                "request": {"method": "PUT", "url": f"Consent/{cid}"},
+            },
+        ],
+    }
+    assert http.post("", json=bundle, headers=c).status_code == 200
+    assert http.get(f"/Patient/{pid}", headers={"X-Casebridge-Agency": AGENCY}).status_code == 404
+    time.sleep(1.5)
+    assert receiver.of_kind("event-notification") == []
+    # Consent given again: the next change reaches b, with the record.
+    http.put(f"/Consent/{cid}", json={**consent, "id": cid}, headers=c).raise_for_status()
+    http.put(f"/Patient/{pid}", json={**changed, "birthDate": "1991"}, headers=c).raise_for_status()
+    receiver.wait_for(lambda r: len(r.of_kind("event-notification")) == 1)
+    sent = receiver.of_kind("event-notification")[0].bundle["entry"][1]["resource"]
+    assert sent["birthDate"] == "1991"
+
+
 @pytest.mark.parametrize("content", ["empty", "id-only", "full-resource"])
 def test_topic_subscription_payload_content(
     content: str, http: httpx.Client, receiver: Receiver

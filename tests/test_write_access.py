@@ -815,6 +815,104 @@ def test_a_patient_export_tells_nothing_of_hidden_patients(world: World) -> None
     assert done.json()["output"] == []
 
 
+# -- found in the second review -----------------------------------------------------------
+def test_a_receiver_may_not_turn_the_referrers_other_task_into_a_referral(world: World) -> None:
+    # A's screening Task travels with A's referral to C (supportingInfo), so C reads it.
+    screening = {
+        "resourceType": "Task",
+        "id": "screen-a",
+        "status": "completed",
+        "intent": "order",
+        "for": {"reference": "Patient/pa"},
+    }
+    put(world.setup, A, screening)
+    request = world.setup.get("/ServiceRequest/sra", headers=as_(A)).json()
+    request["supportingInfo"].append({"reference": "Task/screen-a"})
+    put(world.setup, A, request)
+    current = world.setup.get("/Task/screen-a", headers=as_(C))
+    assert current.status_code == 200
+    turned = {
+        **current.json(),
+        **referral_task("ServiceRequest/sra", "Patient/pa", C, C),
+        "input": [{"type": {"text": "x"}, "valueReference": {"reference": "Observation/oa"}}],
+    }
+    response = world.setup.put(
+        "/Task/screen-a", json=turned, headers=as_(C, **{"If-Match": current.headers["etag"]})
+    )
+    assert response.status_code == 403, response.text
+    assert world.status(C, "/Observation/oa") == 404
+
+
+def test_a_conditional_create_answered_with_a_shared_record_is_a_disclosure(
+    world: World,
+) -> None:
+    def disclosed() -> int:
+        found = world.setup.get("/Patient/pa/$disclosures", headers=as_(A)).json()
+        return len(found.get("entry", []))
+
+    before = disclosed()
+    response = post(world.attack, C, factories.patient(), **{"If-None-Exist": "_id=pa"})
+    assert response.status_code == 200
+    assert response.headers.get("x-casebridge-redisclosure")
+    assert disclosed() == before + 1
+
+
+def test_plain_case_views_of_another_agencys_records_are_disclosures(world: World) -> None:
+    root = str(world.setup.base_url).rstrip("/").removesuffix("/fhir")
+    case = httpx.post(
+        f"{root}/cases",
+        json={"client_id": "pa", "status": "active"},
+        headers={"X-Casebridge-Agency": A},
+    )
+    assert case.status_code == 201, case.text
+    # A shares the case with C on its referral.
+    request = world.setup.get("/ServiceRequest/sra", headers=as_(A)).json()
+    request["supportingInfo"].append({"reference": f"EpisodeOfCare/{case.json()['id']}"})
+    put(world.setup, A, request)
+    before = len(
+        world.setup.get("/Patient/pa/$disclosures", headers=as_(A)).json().get("entry", [])
+    )
+    view = httpx.get(
+        f"{root}/cases/{case.json()['id']}?format=fhir", headers={"X-Casebridge-Agency": C}
+    )
+    assert view.status_code == 200, view.text
+    assert view.headers.get("x-casebridge-redisclosure")
+    after = world.setup.get("/Patient/pa/$disclosures", headers=as_(A)).json().get("entry", [])
+    assert len(after) >= before + 2  # the case and the client
+
+
+def test_an_agency_asking_for_another_agencys_export_job_hears_of_no_job(world: World) -> None:
+    kick = world.setup.get(
+        "/$export", headers={**as_(A), "Prefer": "respond-async", "Accept": "application/fhir+json"}
+    )
+    assert kick.status_code == 202
+    job = kick.headers["content-location"].rsplit("/", 1)[1]
+    other = "0" * 32
+    for path in ("/$export-status/{}", "/$export-file/{}/Patient.ndjson"):
+        hidden = world.attack.get(path.format(job), headers=as_(B))
+        missing = world.attack.get(path.format(other), headers=as_(B))
+        assert_same_answer(hidden, missing, job, other)
+
+
+def test_everything_counts_only_tasks_the_caller_sees(world: World) -> None:
+    plan = post(world.attack, B, factories.minimal("CarePlan")).json()["id"]
+    # A's Task (hidden from B) based on B's plan neither shows nor counts.
+    put(
+        world.setup,
+        A,
+        {
+            "resourceType": "Task",
+            "id": "a-on-b-plan",
+            "status": "requested",
+            "intent": "order",
+            "basedOn": [{"reference": f"CarePlan/{plan}"}],
+        },
+    )
+    found = world.attack.get(f"/CarePlan/{plan}/$everything", headers=as_(B)).json()
+    assert found["total"] == 1
+    assert [e["resource"]["resourceType"] for e in found["entry"]] == ["CarePlan"]
+
+
 # -- every route of the table: a hidden record answers as a missing one ---------------------
 def _root(http: httpx.Client) -> str:
     """The server's root URL (the client's base is its FHIR endpoint)."""

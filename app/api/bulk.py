@@ -21,9 +21,10 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
 from app.api.deps import CallerDep, ServicesDep, get_caller, negotiate, require_named
-from app.api.render import json_response, query_pairs
+from app.api.render import json_response, notice_headers, query_pairs
 from app.fhir.errors import FHIRError, InvalidRequest, Issue, MethodNotAllowed, operation_outcome
 from app.security.scopes import named_types
+from app.services.disclosure import Release
 from app.services.export import Level, parse_request
 
 router = APIRouter(prefix="/fhir")
@@ -149,8 +150,8 @@ async def _stream(handle: BinaryIO) -> AsyncIterator[bytes]:
 @router.get("/$export-file/{job_id}/{name}")
 def export_file(job_id: str, name: str, services: ServicesDep, caller: CallerDep) -> Response:
     """An output file (export.html#file-request): NDJSON, one resource a line."""
-    handle = services.exports.open_file(job_id, name, caller=caller)
+    handle, labelled = services.exports.open_file(job_id, name, caller=caller)
     size = os.fstat(handle.fileno()).st_size
-    return StreamingResponse(
-        _stream(handle), media_type=NDJSON, headers={"Content-Length": str(size)}
-    )
+    headers = {"Content-Length": str(size)}
+    headers.update(notice_headers(Release(sensitive=labelled)))
+    return StreamingResponse(_stream(handle), media_type=NDJSON, headers=headers)

@@ -11,11 +11,12 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from app.api.deps import CallerDep, ResourceBody, ServicesDep
-from app.api.render import if_match, json_response
+from app.api.render import if_match, json_response, notice_headers
 from app.fhir.careplan_checks import outcome
 from app.fhir.errors import InvalidRequest, NotFound, invalid_plain
 from app.fhir.jsonio import parse_json
 from app.fhir.resource import etag
+from app.security.caller import Caller
 from app.services import pictures
 from app.services.cases import Stored
 from app.services.reports import caseload_csv
@@ -52,8 +53,12 @@ def render(
     status: int = 200,
     location: str | None = None,
 ) -> Response:
-    """Plain JSON, or the FHIR resources with ?format=fhir."""
-    headers = {}
+    """Plain JSON, or the FHIR resources with ?format=fhir; what it releases of another
+    agency's records is logged and carries the redisclosure notice, as a FHIR read does."""
+    caller: Caller | None = getattr(request.state, "caller", None)
+    headers: dict[str, str] = {}
+    if caller is not None and caller.agency is not None and stored.resources:
+        headers.update(notice_headers(services.cases.released(caller=caller, stored=stored)))
     if stored.version_id is not None:
         headers["ETag"] = etag(stored.version_id)
     if location:

@@ -261,6 +261,7 @@ def create(
         base_url=services.settings.base_url,
         message=message,
         issues=result.issues,
+        extra_headers=notice_headers(result.release),
     )
 
 

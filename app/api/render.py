@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
@@ -75,12 +75,14 @@ def write_response(
     base_url: str,
     message: str,
     issues: Sequence[Issue] = (),
+    extra_headers: Mapping[str, str] | None = None,
 ) -> Response:
     """The answer to a write, honouring Prefer: return= (warnings go in the
     OperationOutcome of return=OperationOutcome)."""
     headers = version_headers(version, base_url)
     # Location tells where the written version lives (spec http.html#create, #update).
     headers["Location"] = headers["Content-Location"]
+    headers.update(extra_headers or {})
     choice = prefer_return(request)
     if choice == "minimal" or version.body is None:
         return Response(status_code=status, headers=headers)

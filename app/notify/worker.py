@@ -37,13 +37,16 @@ from sqlalchemy.engine import Connection
 
 from app import __version__
 from app.fhir.subscriptions import Event, StatusView, notification_bundle
+from app.records import StoredVersion
 from app.security.caller import Caller
+from app.security.policy import scope_for
 from app.security.targets import TargetRefused, check_resolved
 from app.services.audit import Access
 from app.services.container import Services
 from app.services.subscriptions import NOTIFIER
 from app.services.uow import transaction
 from app.storage.outbox import NOTIFY_CHANNEL, WROTE_OUTBOX, Claimed, NotifyStore, State
+from app.storage.repository import Repository
 
 log = logging.getLogger(__name__)
 _HEARTBEAT_CHECK_S = 1.0
@@ -198,7 +201,7 @@ class DeliveryWorker:
                 due = NotifyStore(repo.connection).any_due(now)
             if due:
                 with transaction(self._engine, write=True) as repo:
-                    jobs = self._claim(NotifyStore(repo.connection), now, limit=free)
+                    jobs = self._claim(repo, now, limit=free)
             for job in jobs:
                 with self._inflight_lock:
                     self._inflight += 1
@@ -209,9 +212,10 @@ class DeliveryWorker:
             self._heartbeats()
 
     def _claim(
-        self, store: NotifyStore, now: datetime, *, limit: int, subscription_id: str | None = None
+        self, repo: Repository, now: datetime, *, limit: int, subscription_id: str | None = None
     ) -> list[_Job]:
         """Lease rows and read what sending them needs, in the caller's transaction."""
+        store = NotifyStore(repo.connection)
         until = now + timedelta(seconds=self._settings.notify_lease_s)
         jobs = []
         for row in store.claim(
@@ -220,11 +224,40 @@ class DeliveryWorker:
             state = store.state(row.subscription_id)
             if state is None:
                 continue  # deleted meanwhile: its rows were dropped
+            if not self._still_visible(repo, row, state, now):
+                # Matched when written, but the subscriber may no longer see the record (a
+                # consent revoked since, or in the same transaction): nothing is sent.
+                store.delivered(row.id, now)
+                log.info("Subscription/%s: event %s withheld", state.id, row.event_number)
+                continue
             body = None
             if row.kind == "event" and state.payload == "full-resource":
                 body = store.focus_body(row.focus_type, row.focus_id, row.focus_version)
+                self._account(repo, row, state, body, now)
             jobs.append(_Job(row, state, body))
         return jobs
+
+    def _account(
+        self, repo: Repository, row: Claimed, state: State, body: bytes | None, now: datetime
+    ) -> None:
+        """A full-resource notification releases the record: the accounting of disclosures
+        lists it like any other release to an agency that does not own it."""
+        if body is None or row.focus_type is None or row.focus_id is None:
+            return
+        version = StoredVersion(
+            row.focus_type, row.focus_id, row.focus_version or 1, now, False, body
+        )
+        self._services.disclosures.record(
+            Caller(agency=state.agency), [version], "notification", repo=repo, writing=True
+        )
+
+    @staticmethod
+    def _still_visible(repo: Repository, row: Claimed, state: State, now: datetime) -> bool:
+        """Whether the subscribing agency may see the event's record now."""
+        if row.kind != "event" or row.focus_type is None or row.focus_id is None:
+            return True
+        scope = scope_for(state.agency, now)
+        return scope is None or repo.is_visible(row.focus_type, row.focus_id, scope=scope)
 
     def _send_claimed(self, job: _Job) -> None:
         try:
@@ -360,7 +393,7 @@ class DeliveryWorker:
                 return None
             if self._stop.is_set():
                 return None
-            jobs = self._claim(store, now, limit=1, subscription_id=row.subscription_id)
+            jobs = self._claim(repo, now, limit=1, subscription_id=row.subscription_id)
         return jobs[0] if jobs else None
 
     def _give_up(self, row: Claimed, state: State, error: str) -> None:

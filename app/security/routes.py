@@ -53,6 +53,14 @@ _CASE = ("EpisodeOfCare.r", "Patient.r")
 # it builds on (Observation).
 _PLAN = ("CarePlan.r", "Goal.r", "Condition.r", "Observation.r")
 _PLANS = ("CarePlan.s", "Goal.s", "Condition.s", "Observation.s")
+# The client's network (ecomap, genogram): supports, family, services and the care team.
+_NETWORK = (
+    "RelatedPerson.s",
+    "FamilyMemberHistory.s",
+    "ServiceRequest.s",
+    "Task.s",
+    "CareTeam.r",
+)
 # Routes that answer 405 to whoever asks (a caller is still needed).
 _REFUSED = needs(refined_by="refused to every caller (405)")
 _FHIR = "/fhir"
@@ -160,14 +168,12 @@ ROUTES: Final[Mapping[tuple[str, str], Needs]] = {
         *_CASE, "QuestionnaireResponse.s", "Observation.s"
     ),
     ("GET", "/cases/{case_id}/check"): needs(*_CASE, *_PLANS, "ServiceRequest.s", "Consent.s"),
-    ("GET", "/cases/{case_id}/outcomes"): needs(*_CASE, "Observation.s"),
-    ("GET", "/cases/{case_id}/outcomes.svg"): needs(*_CASE, "Observation.s"),
-    ("GET", "/cases/{case_id}/ecomap.svg"): needs(
-        *_CASE, "RelatedPerson.s", "FamilyMemberHistory.s", "ServiceRequest.s", "Task.s"
+    ("GET", "/cases/{case_id}/outcomes"): needs(*_CASE, "Observation.s", "QuestionnaireResponse.s"),
+    ("GET", "/cases/{case_id}/outcomes.svg"): needs(
+        *_CASE, "Observation.s", "QuestionnaireResponse.s"
     ),
-    ("GET", "/cases/{case_id}/genogram.svg"): needs(
-        *_CASE, "RelatedPerson.s", "FamilyMemberHistory.s", "ServiceRequest.s", "Task.s"
-    ),
+    ("GET", "/cases/{case_id}/ecomap.svg"): needs(*_CASE, *_NETWORK),
+    ("GET", "/cases/{case_id}/genogram.svg"): needs(*_CASE, *_NETWORK),
     ("GET", "/reports/caseload"): needs("EpisodeOfCare.s", "Task.s", "Goal.s"),
 }
 

@@ -67,6 +67,14 @@ class AccessHook:
                 self._check_owners_parts(event, old, resource)
                 if event.resource_type == "ServiceRequest":
                     self._check_request_change(event, old, resource)
+                elif event.resource_type == "Task" and not is_referral_task(old):
+                    # A receiving agency works another agency's referral (under its rules);
+                    # any other Task of that agency is not its to change: turned into a
+                    # referral it would share what its owner never shared.
+                    raise Forbidden(
+                        f"Task/{event.resource_id} belongs to another agency and is not a "
+                        f"referral; {event.caller.agency} may read it but not change it"
+                    )
                 amended = keep_labels(old, resource)
         if not labelable(event.resource_type):
             return amended

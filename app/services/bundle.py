@@ -327,6 +327,8 @@ class BundleService:
             if entry.skip_write:
                 existing = repo.current(entry.resource_type, entry.target_id)
                 assert existing is not None
+                # Answered with the match's body: a release like a read.
+                self._disclosures.record(caller, [existing], "read", repo=repo, writing=True)
                 return WriteResult(existing, created=False)
             return resources.create_in(
                 repo, caller, entry.resource_type, entry.resource, resource_id=entry.target_id

@@ -24,6 +24,7 @@ from app.fhir.instruments import score_observation_id
 from app.fhir.jsonio import loads_stored
 from app.security.caller import Caller
 from app.services.bundle import BundleService
+from app.services.disclosure import Release
 from app.services.resources import ResourceService
 from app.services.search import SearchService
 from app.services.uow import transaction
@@ -205,6 +206,25 @@ class CaseService:
         return [
             r for r in self._find(repo, caller, resource_type, params) if m.case_of(r) == case_id
         ]
+
+    def released(self, *, caller: Caller, stored: Stored) -> Release:
+        """What a plain answer releases to an agency that does not own the records behind
+        it, logged in the accounting of disclosures like a FHIR read of those records."""
+        versions = []
+        for resource in stored.resources:
+            meta = resource.get("meta") or {}
+            number = str(meta.get("versionId") or "1")
+            versions.append(
+                StoredVersion(
+                    str(resource.get("resourceType")),
+                    str(resource.get("id")),
+                    int(number) if number.isdigit() else 1,
+                    self._clock.now(),
+                    False,
+                    None,
+                )
+            )
+        return self._resources.disclosures.record(caller, versions, "read")
 
     # -- cases -------------------------------------------------------------------------------
     def create_case(self, *, caller: Caller, case: plain.NewCase) -> Stored:
@@ -537,8 +557,9 @@ class CaseService:
     def _assessment(
         self, repo: Repository, response: dict[str, Any], version: StoredVersion | None = None
     ) -> Stored:
-        score_version = repo.current("Observation", score_observation_id(response["id"]))
-        score = _body(score_version) if score_version and not score_version.deleted else None
+        # As the caller may see it: a score another agency did not share stays out.
+        score_version = repo.visible_current("Observation", score_observation_id(response["id"]))
+        score = _body(score_version) if score_version is not None else None
         resources = [response] + ([score] if score else [])
         return Stored(
             m.response_to_assessment(response, score),

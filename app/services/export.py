@@ -51,6 +51,7 @@ from app.search.dates import parse_date_range
 from app.search.registry import params_for
 from app.security.caller import Caller
 from app.security.policy import scope_for
+from app.security.scopes import require
 from app.services.disclosure import DisclosureLog
 from app.services.everything import patient_record
 from app.services.params import single
@@ -72,6 +73,8 @@ _PARAMETERS: Final = frozenset({"_outputFormat", "_type", "_since"})
 _INSTANT_RE: Final = re.compile(
     r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$", re.ASCII
 )
+# The manifest extension naming the files that hold labelled records of other agencies.
+LABELLED_FILES: Final = "https://casebridge.org/fhir/export-labelled-files"
 JOB_ID_RE: Final = re.compile(r"^[0-9a-f]{32}$", re.ASCII)
 FILE_RE: Final = re.compile(r"^[A-Za-z]{1,64}\.ndjson$", re.ASCII)
 _PENDING: Final = ("queued", "running")
@@ -386,15 +389,22 @@ class ExportService:
         if not deleted:
             raise NotFound(f"No export job {job_id!r}")
 
-    def open_file(self, job_id: str, name: str, *, caller: Caller) -> BinaryIO:
-        """An output file of a completed, unexpired job, opened for reading; NotFound
-        otherwise. The handle stays readable if the file is removed meanwhile."""
+    def open_file(self, job_id: str, name: str, *, caller: Caller) -> tuple[BinaryIO, bool]:
+        """An output file of a completed, unexpired job, opened for reading, and whether it
+        holds labelled records of other agencies; NotFound otherwise. The handle stays
+        readable if the file is removed meanwhile."""
         row = self._live_row(job_id, caller)
-        listed = {item["file"] for item in orjson.loads(row["manifest"] or "{}").get("output", [])}
+        if FILE_RE.match(name):
+            # The file holds one type: the token that fetches it must read that type (another
+            # client of the same agency may have started the export).
+            require(caller, name.removesuffix(".ndjson"), "rs")
+        manifest = orjson.loads(row["manifest"] or "{}")
+        listed = {item["file"] for item in manifest.get("output", [])}
+        labelled = name in (manifest.get("extension") or {}).get(LABELLED_FILES, ())
         if row["status"] != "completed" or not FILE_RE.match(name) or name not in listed:
             raise NotFound(f"Export job {job_id} has no file {name!r}")
         try:
-            return (self._root / job_id / name).open("rb")
+            return (self._root / job_id / name).open("rb"), labelled
         except FileNotFoundError as exc:
             # Another process wrote it and data_dir is not shared, or it was just removed.
             log.warning("export file %s/%s is listed but not on disk", job_id, name)
@@ -402,15 +412,16 @@ class ExportService:
 
     def _live_row(self, job_id: str, caller: Caller) -> dict[str, Any]:
         """The job's row; an agency sees only its own jobs (another's answer 404)."""
+        unknown = NotFound(f"No export job {job_id!r} (it may have been cancelled or expired)")
         if not JOB_ID_RE.match(job_id):
-            raise NotFound(f"No export job {job_id!r}")
+            raise unknown
         with transaction(self._engine, write=False, single_read=True) as repo:
             row = repo.export_job(job_id)
         if row is not None and caller.agency is not None and row["requester"] != caller.agency:
-            raise NotFound(f"No export job {job_id!r}")
+            raise unknown  # another agency's job answers as one that does not exist
         if row is None:
             self._remove_files(job_id)  # left behind if another process removed the row
-            raise NotFound(f"No export job {job_id!r} (it may have been cancelled or expired)")
+            raise unknown
         expires = row["expires_at"]
         if expires is not None and expires <= self._wall():
             with transaction(self._engine, write=True) as repo:
@@ -457,6 +468,9 @@ class ExportService:
         directory = self._root / job_id
         directory.mkdir(parents=True, exist_ok=True)
         outputs: list[dict[str, Any]] = []
+        # Files holding labelled records of agencies other than the requester: served with
+        # the redisclosure notice (42 CFR 2.32).
+        labelled: list[str] = []
         written = 0
         last_progress = time.monotonic()
         for resource_type in request.types:
@@ -476,7 +490,8 @@ class ExportService:
                     handle.writelines(
                         line for _, body, _ in page for line in (_one_line(body), b"\n")
                     )
-                    self._disclosed(row["requester"], resource_type, page, until)
+                    if self._disclosed(row["requester"], resource_type, page, until):
+                        labelled.append(path.name)
                     count += len(page)
                     written += len(page)
                     if time.monotonic() - last_progress >= _PROGRESS_EVERY_S:
@@ -496,6 +511,8 @@ class ExportService:
             "output": outputs,
             "error": [],
         }
+        if labelled:
+            manifest["extension"] = {LABELLED_FILES: sorted(set(labelled))}
         now = self._wall()
         with transaction(self._engine, write=True) as repo:
             done = repo.update_export_job(
@@ -522,14 +539,15 @@ class ExportService:
         resource_type: str,
         page: Sequence[tuple[str, bytes, int]],
         until: datetime,
-    ) -> None:
+    ) -> bool:
+        """Log the page's releases; True when it released labelled records."""
         if requester is None:
-            return
+            return False
         versions = [
             StoredVersion(resource_type, resource_id, version_id, until, False, None)
             for resource_id, _, version_id in page
         ]
-        self._disclosures.record(Caller(agency=requester), versions, "export")
+        return self._disclosures.record(Caller(agency=requester), versions, "export").sensitive
 
     def _pages(
         self,

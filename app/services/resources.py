@@ -38,7 +38,7 @@ from app.search.query import Context, Criteria
 from app.security.caller import Caller
 from app.security.policy import may_change, scope_for
 from app.security.scopes import searched_through
-from app.services.disclosure import DisclosureLog, Release
+from app.services.disclosure import NOTHING, DisclosureLog, Release
 from app.services.uow import transaction
 from app.storage.access import AccessScope
 from app.storage.index import IndexRows
@@ -64,6 +64,9 @@ class WriteResult:
     created: bool
     # Warnings about what was written (OperationOutcome issues).
     issues: tuple[Issue, ...] = ()
+    # What answering with the version releases to an agency that does not own it (a
+    # conditional create answered with the record it matched).
+    release: Release = NOTHING
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,7 +337,11 @@ class ResourceService:
         if criteria is not None:
             existing = self.find_one(repo, resource_type, criteria, "If-None-Exist")
             if existing is not None:
-                return WriteResult(existing, created=False)
+                # The match is answered with its body: a release like a read.
+                release = self._disclosures.record(
+                    caller, [existing], "read", repo=repo, writing=True
+                )
+                return WriteResult(existing, created=False, release=release)
         issues: list[Issue] = []
         version = self._write(
             repo,

@@ -37,6 +37,7 @@ from app.fhir.subscriptions import (
 from app.search.query import Context, Criteria, parse_filters
 from app.security.caller import Caller
 from app.security.policy import scope_for
+from app.security.scopes import require, searched_through
 from app.security.targets import TargetRefused, check_written
 from app.services.resources import WriteEvent
 from app.services.uow import transaction
@@ -74,8 +75,11 @@ class SubscriptionHook:
     def _context(self) -> Context:
         return Context(own_base=self._settings.base_url, now=self._clock.now())
 
-    def check(self, resource: dict[str, Any]) -> SubscriptionSpec:
-        """Check a Subscription body: channel (422) and criteria in strict search (400)."""
+    def check(self, resource: dict[str, Any], caller: Caller | None = None) -> SubscriptionSpec:
+        """Check a Subscription body: channel (422) and criteria in strict search (400).
+        With a caller, its token must let it search what the criteria select and pass
+        through (and read it, for a full-resource payload): a subscription is a standing
+        search whose results are sent to it."""
         spec = read_subscription(resource, own_base=self._settings.base_url)
         if not self._settings.notify_allow_private_endpoints:
             try:
@@ -91,9 +95,13 @@ class SubscriptionHook:
                 f"Subscriptions cannot select {spec.resource_type!r}",
                 expression=("Subscription.criteria",),
             )
+        context = self._context()
+        if caller is not None:
+            require(caller, spec.resource_type, "rs" if spec.payload == "full-resource" else "s")
+            context = replace(context, through=searched_through(caller))
         # Strict: a parameter the search engine cannot evaluate is refused, never ignored
         # (ignoring it would widen what the subscriber is sent).
-        parse_filters(spec.resource_type, spec.params, self._context(), strict=True)
+        parse_filters(spec.resource_type, spec.params, context, strict=True)
         return spec
 
     # -- WriteHook -----------------------------------------------------------------------
@@ -107,9 +115,10 @@ class SubscriptionHook:
         if event.resource_type != "Subscription" or event.resource is None:
             return False
         resource = event.resource
-        spec = self.check(resource)
         if event.caller is NOTIFIER:
+            self.check(resource)
             return False
+        spec = self.check(resource, event.caller)
         previous = _body(event.current)
         keep_active = (
             spec.status == "active"

@@ -436,18 +436,20 @@ class Repository:
         limit: int,
     ) -> list[tuple[str, str]]:
         """(type, id) of local resources the sources refer to through the parameters
-        (all reference parameters when params is None): _include."""
+        (all reference parameters when params is None): _include. Under a scope, only
+        targets its agency may see (they fill the limit instead of hidden ones)."""
         c = reference_table.c
         query = select(c.target_type, c.target_id).where(
             c.resource_type == source_type,
             c.resource_id.in_(sorted(set(source_ids))),
             c.target_id.is_not(None),
+            *self._visible(c.target_type, c.target_id),
         )
         if params is not None:
             query = query.where(c.param.in_(params))
         if target_type is not None:
             query = query.where(c.target_type == target_type)
-        rows = self._conn.execute(query.distinct().limit(limit))
+        rows = self._conn.execute(query.distinct().limit(limit), self._access)
         return [(row[0], row[1]) for row in rows]
 
     def referencing(
@@ -458,16 +460,20 @@ class Repository:
         target_ids: Sequence[str],
         limit: int,
     ) -> list[str]:
-        """Ids of resources of source_type that refer to any of the targets: _revinclude."""
+        """Ids of resources of source_type that refer to any of the targets: _revinclude.
+        Under a scope, only sources its agency may see: a hidden one would count against
+        the limit and tell that it exists."""
         c = reference_table.c
         query = select(c.resource_id).where(
             c.resource_type == source_type,
             c.target_type == target_type,
             c.target_id.in_(sorted(set(target_ids))),
+            *self._visible(c.resource_type, c.resource_id),
         )
         if params is not None:
             query = query.where(c.param.in_(params))
-        return [row[0] for row in self._conn.execute(query.distinct().limit(limit))]
+        rows = self._conn.execute(query.distinct().limit(limit), self._access)
+        return [row[0] for row in rows]
 
     def count(
         self,
