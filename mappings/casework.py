@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any, Final
 
 from schemas import casework as plain
@@ -261,8 +262,31 @@ def case_to_care_team(case: plain.Case, *, client_id: str) -> dict[str, Any] | N
     return team
 
 
-def episode_to_case(episode: dict[str, Any], care_team: dict[str, Any] | None = None) -> plain.Case:
-    """An EpisodeOfCare (and its CareTeam) as a case."""
+def flag_to_alert(flag: dict[str, Any]) -> plain.Alert:
+    """An active Flag on the client as an alert."""
+    coding = ((flag.get("code") or {}).get("coding") or [{}])[0]
+    detail = next(
+        (
+            e.get("valueReference")
+            for e in flag.get("extension", [])
+            if e.get("url") == "http://hl7.org/fhir/StructureDefinition/flag-detail"
+        ),
+        None,
+    )
+    return plain.Alert(
+        code=str(coding.get("code") or "flag"),
+        text=str((flag.get("code") or {}).get("text") or coding.get("display") or "Flag"),
+        since=_date((flag.get("period") or {}).get("start")),
+        assessment=_id_of(detail, "QuestionnaireResponse"),
+    )
+
+
+def episode_to_case(
+    episode: dict[str, Any],
+    care_team: dict[str, Any] | None = None,
+    flags: Sequence[dict[str, Any]] = (),
+) -> plain.Case:
+    """An EpisodeOfCare (and its CareTeam, and the client's active Flags) as a case."""
     stage = _ext(episode, "stage")
     period = episode.get("period", {})
     referral = (episode.get("referralRequest") or [{}])[0].get("reference")
@@ -277,6 +301,7 @@ def episode_to_case(episode: dict[str, Any], care_team: dict[str, Any] | None = 
     ]
     return plain.Case(
         id=episode.get("id"),
+        alerts=[flag_to_alert(f) for f in flags if f.get("status") == "active"],
         client_id=_id_of(episode.get("patient"), "Patient"),
         status=episode["status"],
         stage=stage["valueCoding"]["code"] if stage else "engagement",
@@ -606,10 +631,12 @@ def assessment_to_response(
 
 
 def response_to_assessment(
-    response: dict[str, Any], score: dict[str, Any] | None = None
+    response: dict[str, Any],
+    score: dict[str, Any] | None = None,
+    flags: Sequence[str] = (),
 ) -> plain.Assessment:
     """A QuestionnaireResponse to one of the project's instruments (and the Observation of
-    its score, when given) as an assessment."""
+    its score and the risks its answers raise, when given) as an assessment."""
     instrument = next(
         k for k, url in QUESTIONNAIRE_URLS.items() if url == response["questionnaire"]
     )
@@ -630,6 +657,7 @@ def response_to_assessment(
         answers=answers,
         total=score.get("valueInteger") if score is not None else None,
         zone=zone,
+        flags=list(flags),
     )
 
 

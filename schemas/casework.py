@@ -131,10 +131,22 @@ class TeamMember(Plain):
     role: Text
 
 
+class Alert(Plain):
+    """A risk on the client a worker must see first (an active FHIR Flag): what, since
+    when, and the assessment that raised it."""
+
+    code: str
+    text: str
+    since: dt.date | None = None
+    assessment: FhirId | None = None
+
+
 class Case(Plain):
     """A case (FHIR EpisodeOfCare): the client, who manages it and where it stands."""
 
     id: FhirId | None = None
+    # Read only, first: the client's active risk flags (e.g. self-harm-risk).
+    alerts: list[Alert] = Field(default_factory=list)
     client_id: FhirId | None = None
     status: CaseStatus = "active"
     stage: Stage = "engagement"
@@ -267,6 +279,9 @@ class Assessment(Plain):
     # Filled in by the server from the Observation it derives.
     total: int | None = None
     zone: str | None = None
+    # Risks the answers raise whatever the total (PHQ-9 item 9 above 0: self-harm-risk);
+    # each is also an active FHIR Flag on the client.
+    flags: list[str] = Field(default_factory=list)
 
 
 class Referral(Plain):

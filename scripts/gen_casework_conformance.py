@@ -125,6 +125,12 @@ OBSERVATIONS = [
     ("strength", "Client strength", "A capability or resource of the client."),
     ("k10-total", "K10 total score", "Kessler Psychological Distress Scale (K10) total, 10-50."),
     ("risk-zone", "Assessment risk zone", "The zone a total score falls in."),
+    (
+        "self-harm-risk",
+        "Risk of self-harm",
+        "PHQ-9 item 9 (thoughts that you would be better off dead, or of hurting yourself) "
+        "answered above 0: a risk to follow up the same day, whatever the total.",
+    ),
 ]
 
 # instrument, zone code, display, low, high (inclusive)

@@ -221,3 +221,64 @@ def test_plain_assessments_report_total_and_zone(
         assert "k10-2" in missing.json()["issue"][0]["diagnostics"]
         listed = root.get(f"/cases/{case['id']}/assessments").json()
         assert [a["total"] for a in listed] == [31]
+
+
+@pytest.mark.parametrize("item9", [1, 2, 3])
+def test_phq9_item_9_raises_a_self_harm_flag_whatever_the_total(
+    live: Any, backend: Any, client: httpx.Client, item9: int
+) -> None:
+    # Item 9 (thoughts of being better off dead, or of hurting oneself) above 0 is a risk to
+    # follow up the same day, even when the total is "minimal".
+    answers = dict.fromkeys(range(1, 10), 0)
+    answers[9] = item9
+    with httpx.Client(base_url=live.root, timeout=30) as root:
+        case = root.post("/cases", json={"client": {"given_names": ["Kim"]}}).json()
+        made = root.post(
+            f"/cases/{case['id']}/assessments",
+            json={"instrument": "phq9", "date": "2026-01-10", "answers": answers},
+        )
+        assert made.status_code == 201, made.text
+        result = made.json()
+        assert result["total"] == item9
+        assert result["zone"] == "phq9-minimal"
+        assert result["flags"] == ["self-harm-risk"]
+        # R4B Flag has no status search parameter.
+        found = client.get(f"/Flag?patient=Patient/{case['client_id']}").json()["entry"]
+        flags = [e for e in found if e["search"]["mode"] == "match"]
+        assert len(flags) == 1
+        flag = flags[0]["resource"]
+        assert flag["code"]["coding"][0]["code"] == "self-harm-risk"
+        assert flag["period"]["start"].startswith("2026-01-10")
+        # The case shows it first.
+        shown = root.get(f"/cases/{case['id']}").json()
+        assert next(iter(shown)) == "id" and list(shown)[1] == "alerts"
+        assert [a["code"] for a in shown["alerts"]] == ["self-harm-risk"]
+        assert shown["alerts"][0]["assessment"] == result["id"]
+        # Amended with item 9 at 0: the flag becomes inactive, and stays in the record.
+        fixed = client.get(f"/QuestionnaireResponse/{result['id']}").json()
+        for item in fixed["item"]:
+            if item["linkId"] == "phq9-9":
+                item["answer"][0]["valueCoding"]["code"] = "0"
+        fixed["status"] = "amended"
+        assert (
+            client.put(
+                f"/QuestionnaireResponse/{result['id']}", json=fixed, headers=FHIR
+            ).status_code
+            == 200
+        )
+        assert root.get(f"/cases/{case['id']}").json()["alerts"] == []
+        kept = client.get(f"/Flag/{flag['id']}").json()
+        assert kept["status"] == "inactive"
+
+
+def test_phq9_without_item_9_raises_no_flag(live: Any, client: httpx.Client) -> None:
+    answers = dict.fromkeys(range(1, 9), 3)
+    answers[9] = 0
+    with httpx.Client(base_url=live.root, timeout=30) as root:
+        case = root.post("/cases", json={"client": {"given_names": ["Kim"]}}).json()
+        made = root.post(
+            f"/cases/{case['id']}/assessments",
+            json={"instrument": "phq9", "date": "2026-01-10", "answers": answers},
+        ).json()
+        assert made["zone"] == "phq9-severe" and made["flags"] == []
+        assert client.get("/Flag").json().get("total", 0) == 0

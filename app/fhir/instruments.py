@@ -6,6 +6,11 @@ answerOptions (by code) and, once the response is completed or amended, every re
 must be answered once. The total is the sum of the options' ordinalValue extensions; the risk
 zone is the concept of the CodeSystem assessment-zone whose low..high holds the total.
 Responses in progress (or stopped) are checked but not scored.
+
+Some answers are risks whatever the total: PHQ-9 item 9 (thoughts of being better off dead
+or of self-harm) answered above 0 raises the flag self-harm-risk (Kroenke et al. 2001; every
+PHQ-9 guide asks for same-day follow-up). A flagged response gets a FHIR Flag on the client
+(spec flag.html), which the case views list first.
 """
 
 from __future__ import annotations
@@ -21,16 +26,29 @@ from schemas.conformance import code_system, questionnaires, system
 ORDINAL: Final = "http://hl7.org/fhir/StructureDefinition/ordinalValue"
 _SCORED_STATUSES: Final = frozenset({"completed", "amended"})
 _INSTRUMENTS: Final = {url: name for name, url in QUESTIONNAIRE_URLS.items()}
+SELF_HARM: Final = "self-harm-risk"
+# instrument -> (item linkId, flag): an answer above 0 to the item raises the flag.
+RISK_ITEMS: Final = {"phq9": ("phq9-9", SELF_HARM)}
+FLAG_DETAIL: Final = "http://hl7.org/fhir/StructureDefinition/flag-detail"
 
 
 @dataclass(frozen=True, slots=True)
 class Score:
-    """The total of one response and the zone it falls in."""
+    """The total of one response, the zone it falls in, and the risks its answers raise."""
 
     instrument: str
     total: int
     zone: str
     zone_display: str
+    flags: tuple[str, ...] = ()
+
+
+def risk_flags(instrument: str, answers: dict[str, int]) -> tuple[str, ...]:
+    """The flags the answers (linkId -> score) raise, whatever the total."""
+    risk = RISK_ITEMS.get(instrument)
+    if risk is None or answers.get(risk[0], 0) <= 0:
+        return ()
+    return (risk[1],)
 
 
 def instrument_of(response: dict[str, Any]) -> str | None:
@@ -123,7 +141,7 @@ def score_response(response: dict[str, Any]) -> Score | None:
         return None
     total = sum(scores.values())
     zone, zone_display = zone_for(instrument, total)
-    return Score(instrument, total, zone, zone_display)
+    return Score(instrument, total, zone, zone_display, risk_flags(instrument, scores))
 
 
 def _named(issues: list[Issue], link: str) -> bool:
@@ -179,9 +197,76 @@ def score_observation(response: dict[str, Any], response_id: str, score: Score) 
     return observation
 
 
+def response_flags(response: dict[str, Any]) -> tuple[str, ...]:
+    """The flags a stored response's answers raise (it was checked when written)."""
+    instrument = instrument_of(response)
+    if instrument is None:
+        return ()
+    answers: dict[str, int] = {}
+    for item in response.get("item") or ():
+        for answer in item.get("answer") or ():
+            code = (answer.get("valueCoding") or {}).get("code")
+            if isinstance(code, str) and code.isdigit():
+                answers[str(item.get("linkId"))] = int(code)
+    return risk_flags(instrument, answers)
+
+
+def flag_id(response_id: str) -> str:
+    """The id of the Flag a response raises: derived, like its score's."""
+    return "flag-" + hashlib.sha256(response_id.encode()).hexdigest()[:40]
+
+
+def risk_flag(response: dict[str, Any], response_id: str, score: Score) -> dict[str, Any]:
+    """The Flag (spec flag.html) of a response whose answers raise a risk: active, on the
+    client, from when the response was authored, pointing at the response."""
+    concepts = {c["code"]: c for c in code_system("observation")["concept"]}
+    flag: dict[str, Any] = {
+        "resourceType": "Flag",
+        "extension": [
+            {
+                "url": FLAG_DETAIL,
+                "valueReference": {"reference": f"QuestionnaireResponse/{response_id}"},
+            }
+        ],
+        "status": "active",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/flag-category",
+                        "code": "clinical",
+                    }
+                ]
+            }
+        ],
+        "code": {
+            "coding": [
+                {
+                    "system": system("observation"),
+                    "code": code,
+                    "display": concepts[code]["display"],
+                }
+                for code in score.flags
+            ],
+            "text": "; ".join(concepts[code]["definition"] for code in score.flags),
+        },
+    }
+    if isinstance(response.get("subject"), dict):
+        flag["subject"] = response["subject"]
+    if isinstance(response.get("authored"), str):
+        flag["period"] = {"start": response["authored"]}
+    return flag
+
+
 __all__ = [
+    "RISK_ITEMS",
+    "SELF_HARM",
     "Score",
+    "flag_id",
     "instrument_of",
+    "response_flags",
+    "risk_flag",
+    "risk_flags",
     "score_observation",
     "score_observation_id",
     "score_response",

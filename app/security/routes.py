@@ -145,7 +145,7 @@ ROUTES: Final[Mapping[tuple[str, str], Needs]] = {
     ),
     # -- plain case management (issue 7); writes are transaction entries, checked each -----
     ("POST", "/cases"): needs("EpisodeOfCare.c", "Patient.c", refined_by="bundle entries"),
-    ("GET", "/cases/{case_id}"): needs(*_CASE, "CareTeam.r"),
+    ("GET", "/cases/{case_id}"): needs(*_CASE, "CareTeam.r", "Flag.s"),
     ("PUT", "/cases/{case_id}"): needs(*_CASE, "EpisodeOfCare.u", refined_by="bundle entries"),
     ("POST", "/cases/{case_id}/supports"): needs(*_CASE, "RelatedPerson.c"),
     ("GET", "/cases/{case_id}/supports"): needs(*_CASE, "RelatedPerson.s"),
@@ -162,7 +162,7 @@ ROUTES: Final[Mapping[tuple[str, str], Needs]] = {
     ("POST", "/cases/{case_id}/notes"): needs(*_CASE, "DocumentReference.c"),
     ("GET", "/cases/{case_id}/notes"): needs(*_CASE, "DocumentReference.s"),
     ("POST", "/cases/{case_id}/assessments"): needs(
-        *_CASE, "QuestionnaireResponse.c", refined_by="bundle entries"
+        *_CASE, "QuestionnaireResponse.c", "Observation.r", refined_by="bundle entries"
     ),
     ("GET", "/cases/{case_id}/assessments"): needs(
         *_CASE, "QuestionnaireResponse.s", "Observation.s"

@@ -20,7 +20,7 @@ import orjson
 from app.clock import Clock
 from app.fhir.careplan_checks import PlanContext, check_plan, model_of
 from app.fhir.errors import FHIRError, Issue, NotFound, ResourceInvalid
-from app.fhir.instruments import score_observation_id
+from app.fhir.instruments import response_flags, score_observation_id
 from app.fhir.jsonio import loads_stored
 from app.security.caller import Caller
 from app.services.bundle import BundleService
@@ -271,9 +271,16 @@ class CaseService:
         with self._snapshot(caller) as repo:
             episode, version = self._episode(repo, case_id)
             team = self._team(repo, episode)
+            client = f"Patient/{self._client_id(episode)}"
             patient = _body(self._read(repo, "Patient", self._client_id(episode)))
-        resources = [episode, patient] + ([team] if team else [])
-        return Stored(m.episode_to_case(episode, team), resources, version.version_id)
+            # R4B Flag has no status search parameter.
+            flags = [
+                f
+                for f in self._find(repo, caller, "Flag", [("patient", client)])
+                if f.get("status") == "active"
+            ]
+        resources = [episode, patient] + ([team] if team else []) + flags
+        return Stored(m.episode_to_case(episode, team, flags), resources, version.version_id)
 
     def update_case(
         self, *, caller: Caller, case_id: str, case: plain.Case, if_match: int | None
@@ -562,7 +569,7 @@ class CaseService:
         score = _body(score_version) if score_version is not None else None
         resources = [response] + ([score] if score else [])
         return Stored(
-            m.response_to_assessment(response, score),
+            m.response_to_assessment(response, score, response_flags(response)),
             resources,
             version.version_id if version else None,
         )
