@@ -20,7 +20,14 @@ from app.security import scopes
 from app.security.caller import Caller
 from app.services.clients import ClientRegistry
 from tests.conftest import Backend
-from tests.support.auth import MovableClock, get_token, public_jwks, rsa_key, smart_server
+from tests.support.auth import (
+    MovableClock,
+    get_token,
+    public_jwks,
+    register_tokens,
+    rsa_key,
+    smart_server,
+)
 from tests.support.server import LiveServer
 
 # -- the rules, pure ---------------------------------------------------------------------------
@@ -131,14 +138,7 @@ GRANTS = {
 @pytest.fixture(scope="module")
 def smart(backend: Backend) -> Iterator[Tokens]:
     server = smart_server(backend, MovableClock())
-    key = rsa_key("k1")
-    registry = ClientRegistry(engine=backend.engine, clock=Clock())
-    tokens = {}
-    for name, grant in GRANTS.items():
-        client_id = registry.register(
-            agency=ORG, name=name, scopes_text=grant, jwks=public_jwks(key)
-        ).client_id
-        tokens[name] = get_token(server, key, client_id, grant)
+    tokens = register_tokens(server, backend.engine, agency=ORG, grants=GRANTS, key=rsa_key("k1"))
     yield Tokens(server, tokens)
     server.stop()
 

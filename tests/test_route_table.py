@@ -14,13 +14,11 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from app.api.deps import get_caller
-from app.clock import Clock
 from app.config import Settings
 from app.main import create_app
 from app.security.routes import NAMED, PATH_TYPE, ROUTES
-from app.services.clients import ClientRegistry
 from tests.conftest import Backend
-from tests.support.auth import MovableClock, get_token, public_jwks, rsa_key, smart_server
+from tests.support.auth import MovableClock, register_tokens, rsa_key, smart_server
 from tests.support.server import LiveServer
 
 # Values for the path parameters of every route.
@@ -109,13 +107,14 @@ ORG = "Organization/routes"
 @pytest.fixture(scope="module")
 def narrow(backend: Backend) -> Iterator[tuple[LiveServer, str]]:
     server = smart_server(backend, MovableClock())
-    key = rsa_key("k1")
-    registry = ClientRegistry(engine=backend.engine, clock=Clock())
-    grant = "system/Organization.rs"
-    client_id = registry.register(
-        agency=ORG, name="directory reader", scopes_text=grant, jwks=public_jwks(key)
-    ).client_id
-    yield server, get_token(server, key, client_id, grant)
+    tokens = register_tokens(
+        server,
+        backend.engine,
+        agency=ORG,
+        grants={"directory reader": "system/Organization.rs"},
+        key=rsa_key("k1"),
+    )
+    yield server, tokens["directory reader"]
     server.stop()
 
 
@@ -176,21 +175,16 @@ def test_the_narrow_token_still_reads_what_it_holds(narrow: tuple[LiveServer, st
 def clinical(backend: Backend) -> Iterator[tuple[LiveServer, dict[str, str]]]:
     """Tokens of a case worker's app: each holds a few types only."""
     server = smart_server(backend, MovableClock())
-    key = rsa_key("k2")
-    registry = ClientRegistry(engine=backend.engine, clock=Clock())
     grants = {
         "observations": "system/Observation.rs",
         "patients": "system/Patient.rs",
         "plans": "system/EpisodeOfCare.rs system/Patient.rs system/CarePlan.rs system/Goal.rs",
         "subscriptions": "system/Subscription.cruds system/Observation.rs",
     }
-    tokens = {}
-    for name, grant in grants.items():
-        client_id = registry.register(
-            agency=ORG, name=name, scopes_text=grant, jwks=public_jwks(key)
-        ).client_id
-        tokens[name] = get_token(server, key, client_id, grant)
-    yield server, tokens
+    yield (
+        server,
+        register_tokens(server, backend.engine, agency=ORG, grants=grants, key=rsa_key("k2")),
+    )
     server.stop()
 
 

@@ -158,3 +158,19 @@ def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.05)
     return bool(predicate())
+
+
+def register_tokens(
+    server: LiveServer, engine: Any, *, agency: str, grants: dict[str, str], key: Key
+) -> dict[str, str]:
+    """One registered client per grant (name -> scopes) of one agency, and a token for each."""
+    from app.services.clients import ClientRegistry
+
+    registry = ClientRegistry(engine=engine, clock=Clock())
+    tokens = {}
+    for name, grant in grants.items():
+        client_id = registry.register(
+            agency=agency, name=name, scopes_text=grant, jwks=public_jwks(key)
+        ).client_id
+        tokens[name] = get_token(server, key, client_id, grant)
+    return tokens
