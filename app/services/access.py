@@ -35,8 +35,8 @@ from app.security.policy import (
     referral_of,
     referral_shares,
 )
-from app.services.resources import WriteEvent
 from app.services.uow import transaction
+from app.services.writes import FollowUp, WriteEvent
 from app.storage.repository import Repository, StoredVersion
 
 
@@ -60,7 +60,11 @@ class AccessHook:
         current = event.current
         owns = True
         if agency is not None and current is not None and current.body is not None:
-            owner = repo.owner(event.resource_type, event.resource_id)
+            owner = (
+                current.owner
+                if current.owner_read
+                else repo.owner(event.resource_type, event.resource_id)
+            )
             owns = owner is None or owner[0] == agency
             if not owns:
                 old = loads_stored(current.body)
@@ -133,25 +137,36 @@ class AccessHook:
         self,
         repo: Repository,
         event: WriteEvent,
-        version: StoredVersion,  # noqa: ARG002 (the WriteHook signature)
-    ) -> None:
+        version: StoredVersion,  # noqa: ARG002 (the WriteRule signature)
+    ) -> Sequence[FollowUp]:
         """Keep the owner row, the referral shares and the consent grants in step."""
         resource = event.resource
         sensitive = is_sensitive(resource)
-        owner = repo.owner(event.resource_type, event.resource_id)
+        current = event.current
+        # A resource written for the first time has no owner row yet; the access step
+        # read the row of an existing one with its version when it could.
+        if current is None:
+            owner = None
+        elif current.owner_read:
+            owner = current.owner
+        else:
+            owner = repo.owner(event.resource_type, event.resource_id)
         if owner is None:
             agency = event.caller.agency
             if resource is not None and owned(
                 event.resource_type, agency=agency, sensitive=sensitive
             ):
+                owner = (agency, sensitive)
                 repo.set_owner(
-                    event.resource_type, event.resource_id, event.caller.agency, sensitive
+                    event.resource_type, event.resource_id, agency, sensitive, new=current is None
                 )
         elif sensitive and not owner[1]:
             # Once labelled, always released as labelled: its labelled versions stay in
             # its history (vread, history), and a later unlabelled version does not
             # release them.
+            owner = (owner[0], sensitive)
             repo.set_owner(event.resource_type, event.resource_id, owner[0], sensitive)
+        event.owner = owner
         if event.resource_type == "Task":
             unshared = self.share_task(repo, event.resource_id, resource)
             if unshared:
@@ -167,6 +182,7 @@ class AccessHook:
                 event.resource_id,
                 self.consent_rows(repo, event.resource_id, resource, self._own_base),
             )
+        return ()
 
     def share_task(
         self, repo: Repository, task_id: str, task: dict[str, Any] | None

@@ -1,8 +1,8 @@
 """Accountability: an AuditEvent for every access and a Provenance for every write.
 
-- Writes: AuditWriteHook.after_write (on the one write path, app/services/resources.py)
-  appends the write's AuditEvent and stores its Provenance in the write's own transaction,
-  so both roll back with it.
+- Writes: WriteRecorder.record (the last step of the write pipeline, app/services/writes.py)
+  queues the write's AuditEvent row and its Provenance on the write's own transaction; they
+  are inserted at commit, one statement per table per transaction, and roll back with it.
 - Everything else (reads, searches, history, operations, refusals, failed writes): the API
   layer hands an Access to AuditRecorder.record, which only queues it; a background thread
   builds the AuditEvents and appends them in batches (every flush interval or batch size,
@@ -49,10 +49,11 @@ from app.search.registry import compiled, param
 from app.security.caller import Caller
 from app.services.everything import compartment
 from app.services.params import Cursors, page_size
-from app.services.resources import WriteEvent
 from app.services.uow import transaction
+from app.services.writes import FollowUp, WriteEvent
 from app.storage.audit import AuditFilter, AuditRow, AuditStore
 from app.storage.repository import Repository, StoredVersion
+from app.storage.rows import new_rows
 
 log = logging.getLogger(__name__)
 
@@ -385,9 +386,10 @@ def _diagnostics(body: bytes) -> str | None:
 # --- writes: the same transaction --------------------------------------------------------
 
 
-class AuditWriteHook:
-    """WriteHook: AuditEvent and Provenance for every write, in the write's transaction;
-    refuses writes of AuditEvents (405) and changes to server-written Provenance (403)."""
+class WriteRecorder:
+    """The write pipeline's record (AuditEvent and Provenance of every write, in the
+    write's transaction) and its rule that refuses writes of AuditEvents (405) and changes
+    to server-written Provenance (403)."""
 
     def __init__(self, *, settings: Settings) -> None:
         self._server = settings.base_url
@@ -418,8 +420,17 @@ class AuditWriteHook:
                 )
         return False
 
-    def after_write(self, repo: Repository, event: WriteEvent, version: StoredVersion) -> None:
-        """Append the write's AuditEvent and store its Provenance."""
+    def after_write(
+        self,
+        repo: Repository,  # noqa: ARG002 (the WriteRule signature)
+        event: WriteEvent,  # noqa: ARG002
+        version: StoredVersion,  # noqa: ARG002
+    ) -> Sequence[FollowUp]:
+        """Nothing: the record of a write is the pipeline's last step (record)."""
+        return ()
+
+    def record(self, repo: Repository, event: WriteEvent, version: StoredVersion) -> None:
+        """Queue the write's AuditEvent row and its Provenance on the transaction."""
         created = event.current is None or event.current.deleted
         interaction = _WRITE_INTERACTIONS.get(event.method, "update")
         body = event.resource
@@ -441,13 +452,13 @@ class AuditWriteHook:
             patients=patients,
         )
         row = _row(facts, _record_id(), self._server, (event.resource_type, event.resource_id))
-        AuditStore(repo.connection).append([row])
+        repo.append_audit_later([row])
         if state is not None:
             state.writes += 1
         if self._provenance:
-            self._write_provenance(repo, event, version, target, created)
+            self._queue_provenance(repo, event, version, target, created)
 
-    def _write_provenance(
+    def _queue_provenance(
         self,
         repo: Repository,
         event: WriteEvent,
@@ -455,7 +466,8 @@ class AuditWriteHook:
         target: str,
         created: bool,
     ) -> None:
-        # Written through the repository, not the service: the hooks must not run again.
+        # A record of the write, not a write of its own: no rule applies to it, nothing in
+        # the transaction reads it back, and it is queued with the audit row.
         interaction = "delete" if version.deleted else ("create" if created else "update")
         resource = provenance(
             target=target,
@@ -468,16 +480,12 @@ class AuditWriteHook:
         body = stamp(
             resource, resource_id=resource_id, version_id=1, last_updated=version.last_updated
         )
-        stored = StoredVersion(
-            "Provenance", resource_id, 1, version.last_updated, False, body, "POST"
-        )
         index = extract_index("Provenance", resource, own_base=self._server)
-        repo.write_version(version=stored, exists=False, index=index)
+        rows = new_rows("Provenance", resource_id, 1, version.last_updated, "POST", body, index)
         # The Provenance belongs to whoever owns its target and is as sensitive (the agency
-        # access rules: docs/threat-model.md); the access hook ran first and set that owner.
-        owner = repo.owner(event.resource_type, event.resource_id)
-        agency, sensitive = owner if owner is not None else (event.caller.agency, False)
-        repo.set_owner("Provenance", resource_id, agency, sensitive)
+        # access rules: docs/threat-model.md), as the access rule left it.
+        owner = event.owner if event.owner is not None else (event.caller.agency, False)
+        repo.append_new_later(rows, owner)
 
 
 # --- reading the log ---------------------------------------------------------------------
@@ -520,7 +528,7 @@ class AuditService:
         self._clock = clock
         self._settings = settings
         self.recorder = recorder
-        self.hook = AuditWriteHook(settings=settings)
+        self.recorder_of_writes = WriteRecorder(settings=settings)
 
     @property
     def reads_audited(self) -> bool:
@@ -698,7 +706,7 @@ __all__ = [
     "AuditPage",
     "AuditRecorder",
     "AuditService",
-    "AuditWriteHook",
+    "WriteRecorder",
     "auditing_request",
     "note_interaction",
     "patients_in_query",

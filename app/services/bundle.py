@@ -39,9 +39,10 @@ from app.security.caller import Caller
 from app.security.scopes import require
 from app.services.audit import note_interaction
 from app.services.disclosure import DisclosureLog
-from app.services.resources import JsonPatchDocument, ResourceService, WriteResult
+from app.services.resources import ResourceService, WriteResult
 from app.services.search import SearchPage, SearchService
 from app.services.uow import transaction
+from app.services.writes import JsonPatchDocument
 from app.storage.repository import Repository, StoredVersion
 
 _T = TypeVar("_T")
@@ -297,7 +298,6 @@ class BundleService:
                     entry.resource_type,
                     entry.target_id,
                     entry.if_match,
-                    type_locked=True,
                 )
             return _deleted(deleted)
         return _written(self._write_one(repo, caller, entry, context, standalone=False))
@@ -343,7 +343,6 @@ class BundleService:
                 entry.target_id,
                 entry.resource,
                 entry.if_match,
-                type_locked=True,
             )
         assert entry.patch is not None and entry.target_id is not None
         return resources.patch_in(
@@ -353,13 +352,15 @@ class BundleService:
             entry.target_id,
             entry.patch,
             entry.if_match,
-            type_locked=True,
         )
 
     def _read(
         self, entry: Entry, caller: Caller, repo: Repository | None = None, writing: bool = False
     ) -> Outcome:
         """GET entries: read, vread or search; inside the transaction when repo is given."""
+        if repo is not None:
+            # A read after the transaction's writes sees their AuditEvents and Provenance.
+            repo.flush_appends()
         if entry.query is not None or entry.resource_id is None:
             page = self._search.search(
                 caller=caller,

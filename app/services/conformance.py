@@ -39,8 +39,7 @@ class ConformanceService:
             for original in conformance_resources():
                 resource = copy.deepcopy(original)
                 resource_type, resource_id = resource["resourceType"], resource["id"]
-                repo.lock_type(resource_type, exclusive=False)
-                repo.lock(f"{resource_type}/{resource_id}")
+                repo.lock_for_write(resource_type, resource_id)
                 current = repo.current(resource_type, resource_id)
                 if (
                     current is not None
@@ -51,8 +50,6 @@ class ConformanceService:
                 checked = check_resource(
                     resource, resource_type=resource_type, resource_id=resource_id
                 )
-                self._resources.update_in(
-                    repo, OPERATOR, resource_type, resource_id, checked, None, type_locked=True
-                )
+                self._resources.update_in(repo, OPERATOR, resource_type, resource_id, checked, None)
                 written.append(f"{resource_type}/{resource_id}")
         return written

@@ -30,6 +30,7 @@ from app.services.reports import ReportService
 from app.services.resources import ResourceService
 from app.services.search import SearchService
 from app.services.subscriptions import SubscriptionHook, SubscriptionService
+from app.services.writes import WritePipeline
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +83,35 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         default_count=settings.default_page_size,
         max_count=settings.max_page_size,
     )
-    resources = ResourceService(
-        engine=engine, clock=clock, settings=settings, disclosures=disclosures
+    audit = AuditService(
+        engine=engine,
+        clock=clock,
+        settings=settings,
+        recorder=AuditRecorder(engine=engine, settings=settings),
+        cursors=cursors,
     )
-    # First: the other hooks see only writes the caller may make, with labels applied.
-    resources.add_hook(AccessHook(clock=clock, own_base=settings.base_url))
-    # Then the outbox: a change that any later hook refuses rolls back with its rows.
-    resources.add_hook(SubscriptionHook(settings=settings, clock=clock))
+    # The one write pipeline (app/services/writes.py) and its rules, in the order they run.
+    pipeline = WritePipeline(
+        clock=clock,
+        settings=settings,
+        rules=(
+            # First: the other rules see only writes the caller may make, labels applied.
+            AccessHook(clock=clock, own_base=settings.base_url),
+            # Subscriptions: checked on write; the outbox rows of every write.
+            SubscriptionHook(settings=settings, clock=clock),
+            # Case management: answers checked, scores and risk Flags as follow-ups.
+            AssessmentScoring(),
+            # The referral state machine (issue 5); the ServiceRequest follows its Task.
+            ReferralRules(clock=clock, base_url=settings.base_url),
+            # AuditEvents are the server's; server-written Provenance is not changed.
+            audit.recorder_of_writes,
+        ),
+        # Last, once the rules let the write through: its AuditEvent and Provenance.
+        records=audit.recorder_of_writes,
+    )
+    resources = ResourceService(
+        engine=engine, clock=clock, settings=settings, disclosures=disclosures, pipeline=pipeline
+    )
     history = HistoryService(
         engine=engine,
         clock=clock,
@@ -119,8 +142,6 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         disclosures=disclosures,
         cursors=cursors,
     )
-    # Case management: assessment scoring on the one write path.
-    resources.add_hook(AssessmentScoring(resources))
     cases = CaseService(resources=resources, bundles=bundles, search=search, clock=clock)
     return Services(
         settings,
@@ -137,48 +158,17 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         disclosures,
         clients,
         auth,
-        _referrals(resources, bundles, search, clock, settings),
+        ReferralService(
+            resources=resources,
+            bundles=bundles,
+            search=search,
+            clock=clock,
+            settings=settings,
+            from_plain=plain_referral_bundle,
+        ),
         cases,
         ConformanceService(resources),
         ReportService(search=search, clock=clock, engine=engine),
-        # Last: its write hook records what the other hooks let through.
-        _audit(resources, engine=engine, clock=clock, settings=settings, cursors=cursors),
+        audit,
         SubscriptionService(engine=engine),
     )
-
-
-def _referrals(
-    resources: ResourceService,
-    bundles: BundleService,
-    search: SearchService,
-    clock: Clock,
-    settings: Settings,
-) -> ReferralService:
-    """The referral rules on every write path, and the referral use cases (issue 5)."""
-    resources.add_hook(ReferralRules(resources=resources, clock=clock, base_url=settings.base_url))
-    return ReferralService(
-        resources=resources,
-        bundles=bundles,
-        search=search,
-        clock=clock,
-        settings=settings,
-        from_plain=plain_referral_bundle,
-    )
-
-
-def _audit(
-    resources: ResourceService,
-    *,
-    engine: Engine,
-    clock: Clock,
-    settings: Settings,
-    cursors: Cursors,
-) -> AuditService:
-    """The audit log; its write hook goes last, so it records what the other hooks let
-    through, as it was stored."""
-    recorder = AuditRecorder(engine=engine, settings=settings)
-    audit = AuditService(
-        engine=engine, clock=clock, settings=settings, recorder=recorder, cursors=cursors
-    )
-    resources.add_hook(audit.hook)
-    return audit

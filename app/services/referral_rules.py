@@ -1,14 +1,15 @@
-"""The referral Task rules on every write path: a WriteHook on ResourceService._write.
+"""The referral Task rules on every write path: a WriteRule of the write pipeline.
 
 PUT, PATCH, conditional update, DELETE, transaction and batch entries, the /referrals
-endpoints and the Task operations all write through ResourceService._write, so they all
-meet the same rules (app/fhir/referral.py) and the same side effects, in the writing
-transaction: the ServiceRequest follows its Task.
+endpoints and the Task operations all write through the pipeline (app/services/writes.py),
+so they all meet the same rules (app/fhir/referral.py) and the same side effects, in the
+writing transaction: the ServiceRequest follows its Task.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from app.clock import Clock, format_instant
@@ -30,7 +31,7 @@ from app.fhir.referral import (
 )
 from app.security.caller import Caller
 from app.services.access import agency_standing_for
-from app.services.resources import ResourceService, WriteEvent
+from app.services.writes import FollowUp, WriteEvent
 from app.storage.repository import Repository, StoredVersion
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,7 @@ def parties_of(
 class ReferralRules:
     """WriteHook enforcing the referral Task state machine (issue 5, SDOH CC IG)."""
 
-    def __init__(self, *, resources: ResourceService, clock: Clock, base_url: str) -> None:
-        self._resources = resources
+    def __init__(self, *, clock: Clock, base_url: str) -> None:
         self._clock = clock
         self._base_url = base_url
 
@@ -121,33 +121,38 @@ class ReferralRules:
         )
         return True
 
-    def after_write(self, repo: Repository, event: WriteEvent, version: StoredVersion) -> None:  # noqa: ARG002
-        """The ServiceRequest follows a referral Task's status (same transaction).
+    def after_write(
+        self,
+        repo: Repository,
+        event: WriteEvent,
+        version: StoredVersion,  # noqa: ARG002 (the WriteRule signature)
+    ) -> Sequence[FollowUp]:
+        """The ServiceRequest follows a referral Task's status (a follow-up write).
 
         Only on status changes of an existing referral: a new referral arrives with its
         ServiceRequest (POST /referrals checks it is active), and a transaction writes
         the Task before entries later in it may have created the ServiceRequest.
         """
         if event.resource_type != "Task" or event.resource is None or event.current is None:
-            return
+            return ()
         new, old = event.resource, body_of(event.current)
         if not is_referral(new) or old is None or old.get("status") == new.get("status"):
-            return
+            return ()
         target = SERVICE_REQUEST_STATUS.get(str(new.get("status")))
         focus = focus_service_request(new)
         if target is None or focus is None:
-            return
+            return ()
         sr_id = focus.partition("/")[2]
         # As the caller sees it: a request it may not see is one that is gone (a Task whose
         # focus is another agency's request must not learn that the request exists).
         request = body_of(repo.visible_current("ServiceRequest", sr_id))
         if request is None:
             log.info("referral Task/%s: its ServiceRequest/%s is gone", event.resource_id, sr_id)
-            return
+            return ()
         if request.get("status") == target:
-            return
+            return ()
         request["status"] = target
-        self._resources.update_in(repo, event.caller, "ServiceRequest", sr_id, request, None)
+        return (FollowUp("ServiceRequest", sr_id, request),)
 
 
 __all__ = ["ReferralRules", "agency_of", "body_of", "parties_of"]

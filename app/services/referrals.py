@@ -341,8 +341,7 @@ class ReferralService:
             )
         scope = self._resources.scope(caller)
         with transaction(self._resources.engine, write=True, scope=scope) as repo:
-            repo.lock_type("Task", exclusive=False)
-            repo.lock(f"Task/{task_id}")
+            repo.lock_for_write("Task", task_id)
             current = self._resources.read_in(repo, "Task", task_id)
             if current.version_id != if_match:
                 raise PreconditionFailed(
@@ -366,9 +365,7 @@ class ReferralService:
                 new.pop("statusReason", None)
             if chosen.name == "complete":
                 self._close_loop(repo, caller, new, given)
-            result = self._resources.update_in(
-                repo, caller, "Task", task_id, new, if_match, "PUT", type_locked=True
-            )
+            result = self._resources.update_in(repo, caller, "Task", task_id, new, if_match, "PUT")
             return self._view(result.version, caller, repo, self._cutoffs())
 
     def _close_loop(
@@ -386,7 +383,6 @@ class ReferralService:
                     f"outcome.resources[{i}]: {exc.diagnostics}", (f"outcome.resources[{i}]",)
                 ) from exc
             require(caller, kind, "c")  # the outcome records are the caller's creations
-            repo.lock_type(kind, exclusive=False)  # create_in expects its type lock held
             written = self._resources.create_in(repo, caller, kind, resource)
             made.append(f"{kind}/{written.version.id}")
         for ref in given.references:

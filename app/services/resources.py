@@ -1,16 +1,16 @@
 """Use cases for the FHIR RESTful interactions on single resources (spec http.html).
 
 Validation runs before the write transaction opens, so the database write lock is held only
-for the few statements of the write itself.
+for the few statements of the write itself. Every write runs through the one pipeline of
+app/services/writes.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import jsonpatch
 from sqlalchemy.engine import Engine
@@ -19,40 +19,30 @@ from app.clock import Clock
 from app.config import Settings
 from app.fhir.errors import (
     Conflict,
-    Forbidden,
     Gone,
     InvalidRequest,
     Issue,
     NotFound,
     PreconditionFailed,
-    ResourceInvalid,
     StructureError,
 )
-from app.fhir.jsonio import loads_stored, parse_json
+from app.fhir.jsonio import parse_json
 from app.fhir.numbers import ascii_int
-from app.fhir.resource import etag, stamp
+from app.fhir.resource import etag
 from app.fhir.validation import check_resource, check_type_and_id
 from app.search.criteria import parse_criteria
-from app.search.extract import extract_index
 from app.search.query import Context, Criteria
 from app.security.caller import Caller
-from app.security.policy import may_change, scope_for
+from app.security.policy import scope_for
 from app.security.scopes import searched_through
 from app.services.disclosure import NOTHING, DisclosureLog, Release
 from app.services.uow import transaction
+from app.services.writes import Change, JsonPatchDocument, WritePipeline, Written
 from app.storage.access import AccessScope
 from app.storage.index import IndexRows
 from app.storage.repository import Repository, StoredVersion
 
 _NO_ROWS = IndexRows()
-
-
-@dataclass(frozen=True, slots=True)
-class JsonPatchDocument:
-    """A parsed JSON Patch and its operations (kept to name them in errors)."""
-
-    patch: jsonpatch.JsonPatch
-    operations: list[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,52 +67,23 @@ class Released:
     release: Release
 
 
-@dataclass(slots=True)
-class WriteEvent:
-    """One resource write about to happen (or just done) inside a write transaction."""
-
-    caller: Caller
-    resource_type: str
-    resource_id: str
-    # The version current before this write (None: the resource is new).
-    current: StoredVersion | None
-    # The content to store (None: a deletion). before_write hooks may amend it in place.
-    resource: dict[str, Any] | None
-    method: str
-    # The version the client named in If-Match (None: it named none).
-    if_match: int | None = None
-    # Warnings the hooks have for the client (a referral naming what it does not share).
-    issues: list[Issue] = field(default_factory=list)
-
-
-class WriteHook(Protocol):
-    """Rules and side effects other features attach to every write path (REST, PATCH,
-    transaction and batch entries, referral endpoints): all writes pass through _write."""
-
-    def before_write(self, repo: Repository, event: WriteEvent) -> bool:
-        """Refuse (raise a FHIRError) or amend event.resource; True when it was amended."""
-        ...
-
-    def after_write(self, repo: Repository, event: WriteEvent, version: StoredVersion) -> None:
-        """Side effects in the same transaction (other writes, outbox rows, audit rows)."""
-        ...
-
-
 class ResourceService:
     """Create, read, update, patch, delete and conditional variants for any resource type."""
 
     def __init__(
-        self, *, engine: Engine, clock: Clock, settings: Settings, disclosures: DisclosureLog
+        self,
+        *,
+        engine: Engine,
+        clock: Clock,
+        settings: Settings,
+        disclosures: DisclosureLog,
+        pipeline: WritePipeline,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._settings = settings
         self._disclosures = disclosures
-        self._hooks: list[WriteHook] = []
-
-    def add_hook(self, hook: WriteHook) -> None:
-        """Attach a WriteHook; hooks run in the order added."""
-        self._hooks.append(hook)
+        self._pipeline = pipeline
 
     # -- plumbing ----------------------------------------------------------------------
     @property
@@ -169,132 +130,16 @@ class ResourceService:
         )
 
     def _index(self, resource_type: str, resource: dict[str, Any]) -> IndexRows:
-        return extract_index(resource_type, resource, own_base=self._settings.base_url)
-
-    def _now_after(self, previous: StoredVersion | None) -> datetime:
-        now = self._clock.now()
-        # lastUpdated never goes backwards within a resource's history, even across hosts.
-        if previous is not None and now <= previous.last_updated:
-            now = previous.last_updated + timedelta(microseconds=1)
-        return now
-
-    def _write(
-        self,
-        repo: Repository,
-        *,
-        caller: Caller,
-        resource_type: str,
-        resource_id: str,
-        resource: dict[str, Any] | None,
-        current: StoredVersion | None,
-        method: str,
-        index: IndexRows = _NO_ROWS,
-        if_match: int | None = None,
-        issues: list[Issue] | None = None,
-    ) -> StoredVersion:
-        """Write the next version; index rows were extracted before the transaction
-        (and are extracted again if a hook amends the resource)."""
-        event = WriteEvent(caller, resource_type, resource_id, current, resource, method, if_match)
-        amended = False
-        for hook in self._hooks:
-            amended = hook.before_write(repo, event) or amended
-        resource = event.resource
-        if amended and resource is not None:
-            index = self._index(resource_type, resource)
-        version_id = current.version_id + 1 if current else 1
-        now = self._now_after(current)
-        body = (
-            stamp(resource, resource_id=resource_id, version_id=version_id, last_updated=now)
-            if resource is not None
-            else None
-        )
-        version = StoredVersion(
-            resource_type, resource_id, version_id, now, resource is None, body, method
-        )
-        repo.write_version(version=version, exists=current is not None, index=index)
-        for hook in self._hooks:
-            hook.after_write(repo, event, version)
-        if issues is not None:
-            issues.extend(event.issues)
-        return version
-
-    # -- access: the first step of a write to an existing id --------------------------
-    def _seen(
-        self, repo: Repository, caller: Caller, resource_type: str, resource_id: str
-    ) -> tuple[StoredVersion | None, StoredVersion | None]:
-        """(stored, seen): the current row, and what the caller may know of it. A record
-        the caller may not see is None, exactly like one that never existed, so every later
-        step (If-Match, patches, validation, update-as-create) answers as for a missing one
-        (docs/threat-model.md, "No existence leak")."""
-        if caller.agency is None:
-            stored = repo.current(resource_type, resource_id)
-            return stored, stored
-        scope = repo.scope
-        if scope is not None and scope.agency == caller.agency:
-            stored, visible = repo.current_checked(resource_type, resource_id)
-        else:
-            stored = repo.current(resource_type, resource_id)
-            visible = stored is not None and repo.is_visible(
-                resource_type, resource_id, scope=self.scope(caller)
-            )
-        return stored, stored if visible else None
-
-    def _check_may_change(
-        self, repo: Repository, caller: Caller, current: StoredVersion, *, deleting: bool
-    ) -> None:
-        """403 unless the caller may change (or delete) a record it can see: its own, or a
-        referral's shared Task, ServiceRequest, Goal or CarePlan (app/security/policy.py)."""
-        agency = caller.agency
-        if agency is None:
-            return
-        key = (current.resource_type, current.id)
-        owner = repo.owner(*key)
-        if may_change(
-            *key,
-            agency=agency,
-            owner=owner,
-            deleting=deleting,
-            shared=lambda: bool(repo.shared_with(agency, *key)),
-        ):
-            return
-        label = f"{key[0]}/{key[1]}"
-        verb = "delete" if deleting else "change"
-        if owner is None:
-            raise Forbidden(f"{label} is kept by the server's operator; {agency} may not {verb} it")
-        raise Forbidden(
-            f"{label} belongs to another agency; {agency} may read it through a referral "
-            f"but not {verb} it"
-        )
+        return self._pipeline.index(resource_type, resource)
 
     def may_choose_ids(self, caller: Caller) -> bool:
-        """Whether the caller may create a record with an id it chose (update-as-create,
-        spec http.html#update). Agencies may not unless the operator allows it
-        (CASEBRIDGE_AGENCY_UPDATE_CREATE): otherwise a PUT to an id taken by a record the
-        agency cannot see could not answer as a PUT to a free id does."""
-        return caller.agency is None or self._settings.agency_update_create
-
-    def _unknown(self, caller: Caller, resource_type: str, resource_id: str) -> NotFound:
-        """The answer to a write naming an id the caller cannot see (missing or hidden)."""
-        hint = (
-            ""
-            if self.may_choose_ids(caller)
-            else "; an agency creates records with POST (the server assigns their ids)"
-        )
-        return NotFound(f"{resource_type}/{resource_id} is not known{hint}")
+        """Whether the caller may create a record with an id it chose (WritePipeline)."""
+        return self._pipeline.may_choose_ids(caller)
 
     @staticmethod
-    def _check_if_match(current: StoredVersion | None, if_match: int | None) -> None:
-        if if_match is None:
-            return
-        if current is None or current.deleted:
-            raise PreconditionFailed(
-                f"If-Match names version {if_match} but the resource does not exist"
-            )
-        if current.version_id != if_match:
-            raise PreconditionFailed(
-                f"Version conflict: If-Match names version {if_match}, "
-                f"the current version is {current.version_id}"
-            )
+    def _result(written: Written) -> WriteResult:
+        assert written.version is not None
+        return WriteResult(written.version, created=written.created, issues=written.issues)
 
     # -- create ------------------------------------------------------------------------
     def create(
@@ -315,7 +160,8 @@ class ResourceService:
             else None
         )
         with self._uow(caller, write=True) as repo:
-            repo.lock_type(resource_type, exclusive=parsed is not None)
+            if parsed is not None:
+                repo.lock_type(resource_type, exclusive=True)
             return self.create_in(
                 repo, caller, resource_type, resource, index=index, criteria=parsed
             )
@@ -331,9 +177,8 @@ class ResourceService:
         criteria: Criteria | None = None,
         resource_id: str | None = None,
     ) -> WriteResult:
-        """Create inside an open write transaction whose caller holds the type lock
-        (exclusively when criteria are given). A conditional create that finds its match
-        returns it unwritten."""
+        """Create inside an open write transaction; with criteria the caller holds the type
+        lock exclusively. A conditional create that finds its match returns it unwritten."""
         if criteria is not None:
             existing = self.find_one(repo, resource_type, criteria, "If-None-Exist")
             if existing is not None:
@@ -342,19 +187,15 @@ class ResourceService:
                     caller, [existing], "read", repo=repo, writing=True
                 )
                 return WriteResult(existing, created=False, release=release)
-        issues: list[Issue] = []
-        version = self._write(
-            repo,
-            caller=caller,
-            resource_type=resource_type,
-            resource_id=resource_id or self._clock.new_id(),
+        change = Change(
+            caller,
+            "create",
+            resource_type,
+            resource_id or self._clock.new_id(),
             resource=resource,
-            current=None,
-            method="POST",
-            index=index if index is not None else self._index(resource_type, resource),
-            issues=issues,
+            index=index,
         )
-        return WriteResult(version, created=True, issues=tuple(issues))
+        return self._result(self._pipeline.run(repo, change))
 
     @staticmethod
     def find_one(
@@ -456,37 +297,19 @@ class ResourceService:
         method: str = "PUT",
         *,
         index: IndexRows | None = None,
-        type_locked: bool = False,
     ) -> WriteResult:
         """Update (or create with this id) inside an open write transaction."""
-        if index is None:
-            index = self._index(resource_type, resource)
-        if not type_locked:
-            repo.lock_type(resource_type, exclusive=False)
-        repo.lock(f"{resource_type}/{resource_id}")
-        stored, current = self._seen(repo, caller, resource_type, resource_id)
-        self._check_if_match(current, if_match)
-        if current is None:
-            if stored is not None or not self.may_choose_ids(caller):
-                raise self._unknown(caller, resource_type, resource_id)
-        else:
-            self._check_may_change(repo, caller, current, deleting=False)
-        issues: list[Issue] = []
-        version = self._write(
-            repo,
-            caller=caller,
-            resource_type=resource_type,
-            resource_id=resource_id,
+        change = Change(
+            caller,
+            "update",
+            resource_type,
+            resource_id,
             resource=resource,
-            current=current,
-            method=method,
-            index=index,
             if_match=if_match,
-            issues=issues,
+            index=index,
+            method=method,
         )
-        return WriteResult(
-            version, created=current is None or current.deleted, issues=tuple(issues)
-        )
+        return self._result(self._pipeline.run(repo, change))
 
     def conditional_update(
         self,
@@ -516,15 +339,7 @@ class ResourceService:
             target = self.conditional_target(repo, caller, resource_type, parsed, body_id)
             resource["id"] = target
             return self.update_in(
-                repo,
-                caller,
-                resource_type,
-                target,
-                resource,
-                if_match,
-                "PUT",
-                index=index,
-                type_locked=True,
+                repo, caller, resource_type, target, resource, if_match, "PUT", index=index
             )
 
     def conditional_target(
@@ -549,7 +364,7 @@ class ResourceService:
             return match.id
         if body_id is None:
             return self._clock.new_id()
-        stored, existing = self._seen(repo, caller, resource_type, body_id)
+        stored, existing = self._pipeline.seen(repo, caller, resource_type, body_id)
         if existing is not None and not existing.deleted:
             # No match yet the id exists: updating it would overwrite a record the criteria
             # did not select (spec http.html#cond-update: 409).
@@ -610,38 +425,13 @@ class ResourceService:
         resource_id: str,
         patch: JsonPatchDocument,
         if_match: int | None,
-        *,
-        type_locked: bool = False,
     ) -> WriteResult:
-        """Apply a patch inside an open write transaction."""
-        if not type_locked:
-            repo.lock_type(resource_type, exclusive=False)
-        repo.lock(f"{resource_type}/{resource_id}")
-        # Access before anything reads the record: a patch applied to a hidden record would
-        # answer with what its test operations or binding errors reveal.
-        _, current = self._seen(repo, caller, resource_type, resource_id)
-        if current is None:
-            raise NotFound(f"{resource_type}/{resource_id} is not known")
-        if current.deleted or current.body is None:
-            raise Gone(f"{resource_type}/{resource_id} was deleted")
-        self._check_if_match(current, if_match)
-        self._check_may_change(repo, caller, current, deleting=False)
-        patched = _apply_patch(patch.patch, patch.operations, loads_stored(current.body))
-        resource = check_resource(patched, resource_type=resource_type, resource_id=resource_id)
-        issues: list[Issue] = []
-        version = self._write(
-            repo,
-            caller=caller,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            resource=resource,
-            current=current,
-            method="PATCH",
-            index=self._index(resource_type, resource),
-            if_match=if_match,
-            issues=issues,
-        )
-        return WriteResult(version, created=False, issues=tuple(issues))
+        """Apply a patch inside an open write transaction: to the version current under
+        the lock, so concurrent patches serialise instead of failing. Access comes before
+        anything reads the record: a patch applied to a hidden record would answer with
+        what its test operations or binding errors reveal."""
+        change = Change(caller, "patch", resource_type, resource_id, patch=patch, if_match=if_match)
+        return self._result(self._pipeline.run(repo, change))
 
     # -- delete ------------------------------------------------------------------------
     def delete(
@@ -664,28 +454,10 @@ class ResourceService:
         resource_type: str,
         resource_id: str,
         if_match: int | None,
-        *,
-        type_locked: bool = False,
     ) -> StoredVersion | None:
         """Delete inside an open write transaction (None: it never existed)."""
-        if not type_locked:
-            repo.lock_type(resource_type, exclusive=False)
-        repo.lock(f"{resource_type}/{resource_id}")
-        _, current = self._seen(repo, caller, resource_type, resource_id)
-        self._check_if_match(current, if_match)
-        if current is None or current.deleted:
-            return current
-        self._check_may_change(repo, caller, current, deleting=True)
-        return self._write(
-            repo,
-            caller=caller,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            resource=None,
-            current=current,
-            method="DELETE",
-            if_match=if_match,
-        )
+        change = Change(caller, "delete", resource_type, resource_id, if_match=if_match)
+        return self._pipeline.run(repo, change).version
 
     def conditional_delete(
         self, *, caller: Caller, resource_type: str, criteria: Sequence[tuple[str, str]]
@@ -698,27 +470,4 @@ class ResourceService:
             match = self.find_one(repo, resource_type, parsed, "Conditional delete")
             if match is None:
                 return None
-            return self.delete_in(repo, caller, resource_type, match.id, None, type_locked=True)
-
-
-def _apply_patch(patch: jsonpatch.JsonPatch, operations: list[Any], target: Any) -> Any:
-    """Apply a JSON Patch; failures name the operation, never echo the record (it holds PHI)."""
-    try:
-        return patch.apply(target)
-    except (
-        jsonpatch.JsonPatchException,
-        jsonpatch.JsonPointerException,
-        TypeError,
-        KeyError,
-        IndexError,
-        ValueError,
-    ) as exc:
-        kind = (
-            "a test operation failed"
-            if isinstance(exc, jsonpatch.JsonPatchTestFailed)
-            else ("a path does not exist or conflicts with the resource")
-        )
-        paths = ", ".join(
-            f"{op.get('op')} {op.get('path')}" for op in operations if isinstance(op, dict)
-        )
-        raise ResourceInvalid(f"The patch cannot be applied: {kind} ({paths})"[:500]) from exc
+            return self.delete_in(repo, caller, resource_type, match.id, None)

@@ -14,6 +14,7 @@ Nothing is sent here: app/notify delivers committed outbox rows.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -39,8 +40,8 @@ from app.security.caller import Caller
 from app.security.policy import scope_for
 from app.security.scopes import require, searched_through
 from app.security.targets import TargetRefused, check_written
-from app.services.resources import WriteEvent
 from app.services.uow import transaction
+from app.services.writes import FollowUp, WriteEvent
 from app.storage.access import AccessScope
 from app.storage.outbox import Candidate, NotifyStore
 from app.storage.repository import Repository, StoredVersion
@@ -63,7 +64,7 @@ def _wall_now() -> datetime:
 
 
 class SubscriptionHook:
-    """The WriteHook of Subscriptions: validation on write, and the outbox of every write."""
+    """The WriteRule of Subscriptions: validation on write, and the outbox of every write."""
 
     def __init__(self, *, settings: Settings, clock: Clock) -> None:
         self._settings = settings
@@ -104,7 +105,7 @@ class SubscriptionHook:
         parse_filters(spec.resource_type, spec.params, context, strict=True)
         return spec
 
-    # -- WriteHook -----------------------------------------------------------------------
+    # -- WriteRule -----------------------------------------------------------------------
     def before_write(self, repo: Repository, event: WriteEvent) -> bool:  # noqa: ARG002
         """Refuse bad Subscriptions and writes of the shipped topics; set the status."""
         if event.resource_type == "SubscriptionTopic":
@@ -135,14 +136,16 @@ class SubscriptionHook:
         resource.pop("error", None)
         return True
 
-    def after_write(self, repo: Repository, event: WriteEvent, version: StoredVersion) -> None:
+    def after_write(
+        self, repo: Repository, event: WriteEvent, version: StoredVersion
+    ) -> Sequence[FollowUp]:
         """Keep the subscription state in step; queue the events this write causes."""
         store = NotifyStore(repo.connection)
         if event.resource_type == "Subscription":
             self._subscription_written(store, event, version)
-            return
+            return ()
         if version.deleted:
-            return  # deletions match no criteria: the resource has no index rows left
+            return ()  # deletions match no criteria: the resource has no index rows left
         rows = []
         for candidate in store.candidates(event.resource_type):
             # A subscriber is told only of what it could have read or searched for: its
@@ -173,6 +176,7 @@ class SubscriptionHook:
                 }
             )
         store.add(rows)
+        return ()
 
     def _parsed(
         self, candidate: Candidate, resource_type: str, scope: AccessScope | None

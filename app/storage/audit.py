@@ -135,6 +135,15 @@ _COMPARE: dict[str, Any] = {
 }
 
 
+def audit_row(row: AuditRow) -> tuple[Any, ...]:
+    """An AuditRow positional, in the table's column order (Repository.insert_rows)."""
+    return tuple(getattr(row, name) for name in _COLUMNS)
+
+
+_COLUMNS = tuple(column.name for column in audit_event_table.columns)
+assert set(_COLUMNS) == set(AuditRow.__slots__), _COLUMNS
+
+
 def _parameters(row: AuditRow) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -151,4 +160,4 @@ def _parameters(row: AuditRow) -> dict[str, Any]:
     }
 
 
-__all__ = ["AuditFilter", "AuditRow", "AuditStore"]
+__all__ = ["AuditFilter", "AuditRow", "AuditStore", "audit_row"]

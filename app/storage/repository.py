@@ -38,12 +38,21 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.records import StoredVersion
 from app.storage.access import AccessScope, visible_clause
+from app.storage.audit import AuditRow, audit_row
 from app.storage.db import write_gate
 from app.storage.errors import StorageUnavailable
 from app.storage.index import IndexRows
-from app.storage.rows import NEW_TABLES, NewRows, Row, index_row_lists, row_columns
+from app.storage.rows import (
+    NEW_TABLES,
+    NewRows,
+    Row,
+    index_row_lists,
+    new_rows,
+    row_columns,
+)
 from app.storage.tables import (
     access_grant_table,
+    audit_event_table,
     consent_grant_table,
     disclosure_table,
     index_tables,
@@ -89,7 +98,6 @@ _SELECT_VERSION = select(
     V.version_id == bindparam("q_version"),
 )
 _INSERT_RESOURCE = insert(resource_table)
-_INSERT_VERSION = insert(version_table)
 _UPDATE_RESOURCE = (
     update(resource_table)
     .where(R.resource_type == bindparam("q_type"), R.id == bindparam("q_id"))
@@ -133,6 +141,12 @@ class _RowInsert:
     statement: str
     # (position, conversion) for the columns the driver does not take as they are.
     conversions: tuple[tuple[int, Any], ...]
+    # PostgreSQL: a plain INSERT for a few rows (statement is a COPY there).
+    insert: str = ""
+
+
+# Up to this many rows, PostgreSQL gets INSERTs rather than a COPY.
+_FEW_ROWS = 16
 
 
 @cache
@@ -149,10 +163,16 @@ def _row_insert(table: Table, dialect: Any) -> _RowInsert:
                 for position, name in enumerate(columns)
                 if isinstance(table.c[name].type, JSONBody)
             ),
+            f"INSERT INTO {quote(table.name)} ({names}) "
+            f"VALUES ({', '.join('%s' for _ in columns)})",
         )
     # The same conversions SQLAlchemy's own INSERT applies (UTC instants as text of one
     # shape, bodies as text), so bulk-loaded rows compare like any others.
-    processors = [table.c[name].type.bind_processor(dialect) for name in columns]
+    # The dialect's implementation of each type: a plain DateTime binds through SQLite's
+    # own processor (microseconds always written), as SQLAlchemy's INSERT does.
+    processors = [
+        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
+    ]
     marks = ", ".join("?" for _ in columns)
     return _RowInsert(
         f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})",
@@ -181,6 +201,11 @@ class Repository:
         self._access = scope.parameters() if scope is not None else {}
         # Work to do once, just before commit, on everything registered under its key.
         self._deferred: dict[str, tuple[Callable[[Repository, set[Any]], None], set[Any]]] = {}
+        # Rows no statement of this transaction reads back (the server's audit and
+        # Provenance records), inserted just before commit, one statement per table.
+        self._appends: dict[Table, list[Row]] = {}
+        # Locks this transaction holds: name -> exclusive (PostgreSQL advisory locks).
+        self._locks: dict[str, bool] = {}
 
     def defer(self, key: str, action: Callable[[Repository, set[Any]], None], item: Any) -> None:
         """Run action(repo, items) once just before this transaction commits, with every
@@ -206,7 +231,35 @@ class Repository:
             return self
         other = Repository(self._conn, scope)
         other._deferred = self._deferred
+        other._appends = self._appends
+        other._locks = self._locks
         return other
+
+    # -- appends: rows written once, never read back in the transaction ---------------
+    # Queued rows are inserted just before commit, one statement per table for the whole
+    # transaction however many writes it holds. Only for rows nothing in the transaction
+    # reads back (flush_appends runs first where something might: conditional matching,
+    # a transaction Bundle's reads).
+    def append_new_later(self, rows: NewRows, owner: tuple[str | None, bool]) -> None:
+        """Queue a new resource's rows (app/storage/rows.py new_rows) and its owner row."""
+        for table, table_rows in zip(NEW_TABLES, rows, strict=True):
+            self._append(table, table_rows)
+        resource_type, resource_id = rows[0][0][0], rows[0][0][1]
+        self._append(resource_owner_table, [(resource_type, resource_id, *owner)])
+
+    def append_audit_later(self, rows: Sequence[AuditRow]) -> None:
+        """Queue audit_event rows."""
+        self._append(audit_event_table, [audit_row(row) for row in rows])
+
+    def _append(self, table: Table, rows: Sequence[Row]) -> None:
+        if rows:
+            self._appends.setdefault(table, []).extend(rows)
+
+    def flush_appends(self) -> None:
+        """Insert the queued rows now, tables in the order they were first queued."""
+        while self._appends:
+            table = next(iter(self._appends))
+            self.insert_rows(table, self._appends.pop(table))
 
     def _visible(self, type_col: Any, id_col: Any) -> tuple[ColumnElement[bool], ...]:
         if self.scope is None:
@@ -264,8 +317,7 @@ class Repository:
 
         SQLite writers already hold the database write lock (BEGIN IMMEDIATE).
         """
-        if self._pg:
-            self._conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(name)})
+        self._take([(name, True)])
 
     def lock_type(self, resource_type: str, *, exclusive: bool) -> None:
         """Writers of a type share a lock; conditional writers take it alone (PostgreSQL).
@@ -274,11 +326,35 @@ class Repository:
         does means no other write of that type can slip in between, whatever spelling the
         criteria use. SQLite writers are already serialised by BEGIN IMMEDIATE.
         """
-        if self._pg:
+        self._take([(f"type:{resource_type}", exclusive)])
+
+    def lock_for_write(
+        self, resource_type: str, resource_id: str | None, *, exclusive: bool = False
+    ) -> None:
+        """The locks one resource write takes, in one round trip: its type (shared, or
+        exclusive for a conditional write) then, for an existing id, the resource."""
+        wanted = [(f"type:{resource_type}", exclusive)]
+        if resource_id is not None:
+            wanted.append((f"{resource_type}/{resource_id}", True))
+        self._take(wanted)
+
+    def _take(self, wanted: Sequence[tuple[str, bool]]) -> None:
+        # A lock already held (as strongly) in this transaction is not asked for again;
+        # PostgreSQL grants a session what it holds, so the order across calls is safe.
+        if not self._pg:
+            return
+        calls: list[str] = []
+        values: dict[str, int] = {}
+        for name, exclusive in wanted:
+            held = self._locks.get(name)
+            if held is not None and (held or not exclusive):
+                continue
+            self._locks[name] = exclusive
             function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-            self._conn.execute(
-                text(f"SELECT {function}(:k)"), {"k": _lock_key(f"type:{resource_type}")}
-            )
+            calls.append(f"{function}(:k{len(calls)})")
+            values[f"k{len(values)}"] = _lock_key(name)
+        if calls:
+            self._conn.execute(text(f"SELECT {', '.join(calls)}"), values)
 
     # -- reads -------------------------------------------------------------------------
     def current(self, resource_type: str, resource_id: str) -> StoredVersion | None:
@@ -312,6 +388,7 @@ class Repository:
         self, resource_type: str, conditions: Sequence[ColumnElement[bool]], limit: int
     ) -> list[str]:
         """Ids of live resources of a type matching all conditions (for conditional writes)."""
+        self.flush_appends()
         query = (
             select(R.id)
             .where(
@@ -573,6 +650,21 @@ class Repository:
 
         A deletion passes empty index rows: only live resources have index rows.
         """
+        if not exists and version.body is not None:
+            # The rows of a new resource go to the driver positional, as the bulk loader's
+            # do: no statement is compiled or parameter dict built per write.
+            self.insert_new_rows(
+                new_rows(
+                    version.resource_type,
+                    version.id,
+                    version.version_id,
+                    version.last_updated,
+                    version.method,
+                    version.body,
+                    index,
+                )
+            )
+            return
         key = {"q_type": version.resource_type, "q_id": version.id}
         if exists:
             self._conn.execute(
@@ -589,8 +681,11 @@ class Repository:
                 self._conn.execute(statement, key)
         else:
             self._conn.execute(_INSERT_RESOURCE, _resource_parameters(version))
-        self._conn.execute(_INSERT_VERSION, _version_parameters(version))
-        self._insert_index([(version, index)])
+        self.insert_rows(version_table, [_version_row(version)])
+        for table, rows in zip(
+            index_tables, index_row_lists(version.resource_type, version.id, index), strict=True
+        ):
+            self.insert_rows(table, rows)
 
     def insert_new_rows(self, rows: NewRows) -> None:
         """Insert new resources given as positional rows (app/storage/rows.py), the rows of
@@ -618,6 +713,10 @@ class Repository:
             rows = converted
         if not self._pg:
             self._conn.exec_driver_sql(how.statement, list(rows))
+            return
+        if len(rows) <= _FEW_ROWS:
+            # COPY costs a round trip more than an INSERT: worth it for many rows only.
+            self._conn.exec_driver_sql(how.insert, list(rows))
             return
         import psycopg  # only the PostgreSQL engine reaches this
 
@@ -651,12 +750,6 @@ class Repository:
         rows = self._conn.execute(query.order_by(R.id).limit(limit))
         return [(row[0], row[1]) for row in rows]
 
-    def _insert_index(self, items: Sequence[tuple[StoredVersion, IndexRows]]) -> None:
-        into: dict[str, list[dict[str, Any]]] = {table.name: [] for table in index_tables}
-        for version, index in items:
-            index_parameters(version.resource_type, version.id, index, into)
-        self._execute_index(into)
-
     def _execute_index(self, into: dict[str, list[dict[str, Any]]]) -> None:
         for name, parameters in into.items():
             if parameters:
@@ -665,11 +758,8 @@ class Repository:
     # -- access (owners, referral shares, consents, disclosures) -------------------------
     def owner(self, resource_type: str, resource_id: str) -> tuple[str | None, bool] | None:
         """(agency, sensitive) of a resource's owner row, or None when it has none."""
-        o = resource_owner_table.c
         row = self._conn.execute(
-            select(o.agency, o.sensitive).where(
-                o.resource_type == resource_type, o.resource_id == resource_id
-            )
+            _SELECT_OWNER, {"o_type": resource_type, "o_id": resource_id}
         ).first()
         return None if row is None else (row[0], bool(row[1]))
 
@@ -690,23 +780,21 @@ class Repository:
         return found
 
     def set_owner(
-        self, resource_type: str, resource_id: str, agency: str | None, sensitive: bool
+        self,
+        resource_type: str,
+        resource_id: str,
+        agency: str | None,
+        sensitive: bool,
+        *,
+        new: bool = False,
     ) -> None:
-        """Create or replace a resource's owner row."""
-        o = resource_owner_table.c
-        key = (o.resource_type == resource_type, o.resource_id == resource_id)
-        done = self._conn.execute(
-            update(resource_owner_table).where(*key).values(agency=agency, sensitive=sensitive)
-        )
-        if done.rowcount == 0:
-            self._conn.execute(
-                insert(resource_owner_table).values(
-                    resource_type=resource_type,
-                    resource_id=resource_id,
-                    agency=agency,
-                    sensitive=sensitive,
-                )
-            )
+        """Create or replace a resource's owner row (new: the caller knows it has none)."""
+        values = {"o_type": resource_type, "o_id": resource_id, "agency": agency}
+        if not new:
+            done = self._conn.execute(_UPDATE_OWNER, {**values, "sensitive": sensitive})
+            if done.rowcount:
+                return
+        self.insert_rows(resource_owner_table, [(resource_type, resource_id, agency, sensitive)])
 
     def shared_with(self, agency: str, resource_type: str, resource_id: str) -> set[str]:
         """The bases ("referral", "client") on which referrals share a resource with agency."""
@@ -1009,6 +1097,14 @@ LinksKey = tuple[tuple[str, tuple[str, ...]], ...]
 
 
 _OWN = resource_owner_table.c
+_SELECT_OWNER = select(_OWN.agency, _OWN.sensitive).where(
+    _OWN.resource_type == bindparam("o_type"), _OWN.resource_id == bindparam("o_id")
+)
+_UPDATE_OWNER = (
+    update(resource_owner_table)
+    .where(_OWN.resource_type == bindparam("o_type"), _OWN.resource_id == bindparam("o_id"))
+    .values(agency=bindparam("agency"), sensitive=bindparam("sensitive"))
+)
 _SELECT_OWNERS = select(_OWN.resource_id, _OWN.agency, _OWN.sensitive).where(
     _OWN.resource_type == bindparam("o_type", type_=String()),
     _OWN.resource_id.in_(bindparam("o_ids", expanding=True)),
@@ -1167,15 +1263,15 @@ def _resource_parameters(version: StoredVersion) -> dict[str, Any]:
     }
 
 
-def _version_parameters(version: StoredVersion) -> dict[str, Any]:
-    return {
-        "resource_type": version.resource_type,
-        "id": version.id,
-        "version_id": version.version_id,
-        "last_updated": version.last_updated,
-        "method": version.method,
-        "body": version.body,
-    }
+def _version_row(version: StoredVersion) -> Row:
+    return (
+        version.resource_type,
+        version.id,
+        version.version_id,
+        version.last_updated,
+        version.method,
+        version.body,
+    )
 
 
 def _of_type(resource_type: str | None) -> tuple[ColumnElement[bool], ...]:
@@ -1240,6 +1336,7 @@ def unit_of_work(
                 repo = Repository(conn, scope)
                 yield repo
                 repo.run_deferred()
+                repo.flush_appends()
     except DBAPIError as exc:
         if _is_transient(exc):
             raise StorageUnavailable(str(exc.orig) if exc.orig else str(exc)) from exc
