@@ -71,3 +71,23 @@ def test_import_files_and_directories_then_again(
     assert "3 already present (skipped)" in again.stdout
     history = client.get("/_history").json()
     assert history["total"] == 3  # one version each: nothing was written twice
+
+
+def test_imported_dates_search_like_written_ones(
+    client: httpx.Client, backend: Backend, tmp_path: Path
+) -> None:
+    # Imported rows go to the driver positional; their instants must be stored in the
+    # shape SQLAlchemy writes (whole seconds included), or ranges compare them wrongly.
+    path = tmp_path / "Patient.ndjson"
+    _write_ndjson(path, _patient("im-born", birthDate="2025-03-01"))
+    done = _run(["import", str(path), "--workers", "0"], backend)
+    assert done.returncode == 0, done.stderr
+    client.put("/Patient/pw-born", json=_patient("pw-born", birthDate="2025-03-01"))
+    for query, expected in (
+        ("birthdate=2025-03-01", {"im-born", "pw-born"}),
+        ("birthdate=ge2025-03-01", {"im-born", "pw-born"}),
+        ("birthdate=lt2025-03-01", set()),
+        ("birthdate=sa2025-02-28", {"im-born", "pw-born"}),
+    ):
+        found = client.get(f"/Patient?{query}").json()
+        assert {e["resource"]["id"] for e in found.get("entry", [])} == expected, query
