@@ -41,7 +41,7 @@ from app.storage.repository import Repository, StoredVersion
 
 
 class AccessHook:
-    """WriteHook: who may change what, AOD labels, owners, referral shares, consents."""
+    """WriteRule: who may change what, AOD labels, owners, referral shares, consents."""
 
     def __init__(self, *, clock: Clock, own_base: str) -> None:
         self._clock = clock

@@ -75,7 +75,7 @@ def parties_of(
 
 
 class ReferralRules:
-    """WriteHook enforcing the referral Task state machine (issue 5, SDOH CC IG)."""
+    """WriteRule enforcing the referral Task state machine (issue 5, SDOH CC IG)."""
 
     def __init__(self, *, clock: Clock, base_url: str) -> None:
         self._clock = clock
