@@ -20,6 +20,7 @@ from bench.payload import body_template, care_plan_bytes
 from bench.report import BackendFigures, PhaseFigures, build_table, misses
 from bench.server import (
     PG_ROOT_URL,
+    FloorServer,
     Server,
     fresh_database,
     host_busy_share,
@@ -33,6 +34,11 @@ BACKENDS = ("sqlite", "postgresql")
 # CASEBRIDGE_DEFAULT_AGENCY), so access checks, owner rows and audit run as in production.
 BENCH_AGENCY = "Organization/bench-agency"
 PHASES = ("create", "read", "update")
+# The floor app's figures in the table (bench/floor.py).
+FLOOR = "floor"
+# What casebridge should reach of the floor, with audit, Provenance, access rules and
+# subscriptions on (issue 17): creates and reads of the floor's, updates of its creates.
+FLOOR_TARGETS = {"create": 0.5, "read": 0.6, "update": 0.4}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -72,6 +78,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--check", action="store_true", help="exit 2 when a SQLite target is missed"
+    )
+    parser.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="do not run the floor app (bench/floor.py) beside the server",
     )
     parser.add_argument(
         "--as",
@@ -194,10 +206,19 @@ class Runner:
 
     def backend(self, name: str, database_url: str, acting: str) -> BackendFigures:
         """Start a server on database_url and run create, read and update."""
-        args = self.args
-        figures = BackendFigures(name, acting=acting)
         env = {} if acting == "operator" else {"CASEBRIDGE_DEFAULT_AGENCY": acting}
-        server = Server(database_url, args.workers, self.workdir, env=env)
+        server = Server(database_url, self.args.workers, self.workdir, env=env)
+        return self.serve(BackendFigures(name, acting=acting), server, database_url)
+
+    def floor(self) -> BackendFigures:
+        """The same phases against the floor app (bench/floor.py)."""
+        server = FloorServer(self.args.workers, self.workdir)
+        return self.serve(BackendFigures(FLOOR), server, server.database_url)
+
+    def serve(self, figures: BackendFigures, server: Server, database_url: str) -> BackendFigures:
+        """Start server and run create, read and update against it."""
+        args = self.args
+        name = figures.name
         try:
             self.console.print(
                 f"[bold]{figures.label}[/]: starting the server ({args.workers} workers)"
@@ -244,6 +265,12 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     validation = measure_validation(args.validation_seconds)
     backends: list[BackendFigures] = []
     profiles: list[str] = []
+    if args.floor:
+        workdir = scratch_dir()
+        try:
+            backends.append(Runner(args, generator, console, workdir).floor())
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
     for name in args.backends:
         if name == "postgresql":
             problem = pg_problem()
@@ -276,7 +303,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         f"them; {background:.0%} busy before the run). Targets bind on SQLite; PostgreSQL is "
         "shown against the same bars for information."
     )
-    for line in _agency_ratios(backends):
+    for line in _agency_ratios(backends) + _floor_ratios(backends):
         console.print(line)
     for backend in backends:
         if backend.note:
@@ -311,6 +338,31 @@ def _agency_ratios(backends: list[BackendFigures]) -> list[str]:
             parts = [f"{phase} {a / o:.2f}" for phase, (a, o) in rates.items() if o > 0]
             if parts:
                 lines.append(f"{name}: as {agency.acting} ÷ as the operator: {', '.join(parts)}")
+    return lines
+
+
+def _floor_ratios(backends: list[BackendFigures]) -> list[str]:
+    """Each server run's rates over the floor's, beside the targets: create and read over
+    the floor's create and read, update over the floor's create."""
+    floor = next((b for b in backends if b.name == FLOOR and b.phases), None)
+    if floor is None:
+        return []
+    lines = []
+    for backend in backends:
+        if backend.name == FLOOR:
+            continue
+        parts = []
+        for phase, target in FLOOR_TARGETS.items():
+            against = floor.phases.get("create" if phase == "update" else phase)
+            mine = backend.phases.get(phase)
+            if against is None or mine is None or against.result.rate <= 0:
+                continue
+            ratio = mine.result.rate / against.result.rate
+            mark = "ok" if ratio >= target else "below"
+            of = "floor create" if phase == "update" else "floor"
+            parts.append(f"{phase} {ratio:.2f} of {of} (target ≥{target}: {mark})")
+        if parts:
+            lines.append(f"{backend.label} ÷ floor: {'; '.join(parts)}")
     return lines
 
 

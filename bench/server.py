@@ -164,20 +164,10 @@ class Server:
         """http://127.0.0.1:PORT"""
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 90.0) -> None:
-        """Start the server and wait until /readyz answers 200."""
-        casebridge = _casebridge_command()
-        env = {
-            **os.environ,
-            "CASEBRIDGE_DATABASE_URL": self.database_url,
-            "CASEBRIDGE_BASE_URL": f"{self.root_url}/fhir",
-            "CASEBRIDGE_DATA_DIR": str(self.workdir),
-            "CASEBRIDGE_ACCESS_LOG": "0",
-            "CASEBRIDGE_AUTH": "off",
-            **self.env,
-        }
-        command = [
-            casebridge,
+    def command(self) -> list[str]:
+        """The command line that serves the app."""
+        return [
+            _casebridge_command(),
             "serve",
             "--migrate",
             "--host",
@@ -189,6 +179,19 @@ class Server:
             "--log-level",
             "warning",
         ]
+
+    def start(self, timeout_s: float = 90.0) -> None:
+        """Start the server and wait until /readyz answers 200."""
+        env = {
+            **os.environ,
+            "CASEBRIDGE_DATABASE_URL": self.database_url,
+            "CASEBRIDGE_BASE_URL": f"{self.root_url}/fhir",
+            "CASEBRIDGE_DATA_DIR": str(self.workdir),
+            "CASEBRIDGE_ACCESS_LOG": "0",
+            "CASEBRIDGE_AUTH": "off",
+            **self.env,
+        }
+        command = self.command()
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 command,
@@ -254,6 +257,41 @@ def _is_python(pid: int) -> bool:
     except OSError:
         return False
     return b"multiprocessing.resource_tracker" not in cmdline
+
+
+class FloorServer(Server):
+    """The floor app (bench/floor.py) under uvicorn with casebridge's serving options (uvloop,
+    httptools, the same number of workers), on a SQLite file of its own."""
+
+    def __init__(self, workers: int, workdir: Path) -> None:
+        database = workdir / "floor.db"
+        # The checkout's bench package, wherever the benchmark was started from.
+        root = str(Path(__file__).resolve().parents[1])
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        env = {"CASEBRIDGE_FLOOR_DB": str(database), "PYTHONPATH": path}
+        super().__init__(f"sqlite:///{database}", workers, workdir, env=env)
+
+    def command(self) -> list[str]:
+        """uvicorn serving bench.floor:app."""
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.floor:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
 
 
 def _casebridge_command() -> str:

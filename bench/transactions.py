@@ -226,7 +226,8 @@ def _backend(
     workdir = scratch_dir()
     try:
         with failure_noted(run, name, console), fresh_database(name, workdir) as url:
-            server = Server(url, args.workers, workdir)
+            env = {} if args.acting == "operator" else {"CASEBRIDGE_DEFAULT_AGENCY": args.acting}
+            server = Server(url, args.workers, workdir, env=env)
             try:
                 console.print(f"[bold]{name}[/]: starting the server ({args.workers} workers)")
                 server.start()
@@ -294,6 +295,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="untimed Bundles first")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     parser.add_argument("--seed", type=int, default=2026, help="data seed")
+    parser.add_argument(
+        "--as",
+        dest="acting",
+        default="operator",
+        help="operator (unconfined), or the agency Organization/{id} the Bundles act for "
+        "(its access rules, owner rows, audit and Provenance on every entry)",
+    )
     parser.add_argument("--check", action="store_true", help="exit 2 when SQLite misses the target")
     args = parser.parse_args(argv)
     names = [b.strip() for b in args.backends.split(",") if b.strip()]

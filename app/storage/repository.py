@@ -6,11 +6,11 @@ Hot paths use SQLAlchemy Core statements (the ORM costs 6-14x more per row here)
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -28,8 +28,6 @@ from sqlalchemy import (
     or_,
     select,
     text,
-    union,
-    union_all,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -38,9 +36,13 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.records import StoredVersion
 from app.storage.access import AccessScope, visible_clause
+from app.storage.access_rows import AccessRows
 from app.storage.audit import AuditRow, audit_row
+from app.storage.base import CURRENT_COLS, current_version
+from app.storage.compartment_rows import CompartmentRows
 from app.storage.db import write_gate
 from app.storage.errors import StorageUnavailable
+from app.storage.export_rows import ExportRows
 from app.storage.index import IndexRows
 from app.storage.rows import (
     NEW_TABLES,
@@ -51,17 +53,13 @@ from app.storage.rows import (
     row_columns,
 )
 from app.storage.tables import (
-    access_grant_table,
     audit_event_table,
-    consent_grant_table,
-    disclosure_table,
     index_tables,
     reference_table,
     resource_owner_table,
     resource_table,
     version_table,
 )
-from app.storage.types import JSONBody
 
 R = resource_table.c
 V = version_table.c
@@ -77,17 +75,9 @@ class HistoryCursor:
     version_id: int
 
 
-_CURRENT_COLS = (R.resource_type, R.id, R.version_id, R.last_updated, R.deleted, R.body)
-
-
-def _current_version(row: Sequence[Any], **owner: Any) -> StoredVersion:
-    """A StoredVersion from a row that starts with _CURRENT_COLS."""
-    return StoredVersion(row[0], row[1], row[2], row[3], row[4], row[5], **owner)
-
-
 # Statements are built once: building and cache-keying a statement per call cost more
 # than executing it on SQLite.
-_SELECT_CURRENT = select(*_CURRENT_COLS).where(
+_SELECT_CURRENT = select(*CURRENT_COLS).where(
     R.resource_type == bindparam("q_type"), R.id == bindparam("q_id")
 )
 _SELECT_VERSION = select(
@@ -118,9 +108,6 @@ _INSERT_INDEX = {table.name: insert(table) for table in index_tables}
 
 
 _INDEX_COLUMNS = {table.name: row_columns(table) for table in index_tables}
-_GRANT_COLUMNS = row_columns(access_grant_table)
-# The longest IN list a lookup sends; longer ones are paged or become one scan.
-_IN_LIST_MAX = 500
 
 
 def index_parameters(
@@ -134,52 +121,6 @@ def index_parameters(
             into[table.name].extend(dict(zip(columns, row, strict=True)) for row in lists)
 
 
-@dataclass(frozen=True, slots=True)
-class _RowInsert:
-    """How positional rows of one table reach one engine's driver (Repository.insert_rows)."""
-
-    statement: str
-    # (position, conversion) for the columns the driver does not take as they are.
-    conversions: tuple[tuple[int, Any], ...]
-    # PostgreSQL: a plain INSERT for a few rows (statement is a COPY there).
-    insert: str = ""
-
-
-# Up to this many rows, PostgreSQL gets INSERTs rather than a COPY.
-_FEW_ROWS = 16
-
-
-@cache
-def _row_insert(table: Table, dialect: Any) -> _RowInsert:
-    columns = row_columns(table)
-    quote = dialect.identifier_preparer.quote
-    names = ", ".join(quote(name) for name in columns)
-    if dialect.name == "postgresql":
-        # COPY's text format would write bytes as bytea: a JSON body goes as text.
-        return _RowInsert(
-            f"COPY {quote(table.name)} ({names}) FROM STDIN",
-            tuple(
-                (position, bytes.decode)
-                for position, name in enumerate(columns)
-                if isinstance(table.c[name].type, JSONBody)
-            ),
-            f"INSERT INTO {quote(table.name)} ({names}) "
-            f"VALUES ({', '.join('%s' for _ in columns)})",
-        )
-    # The same conversions SQLAlchemy's own INSERT applies (UTC instants as text of one
-    # shape, bodies as text), so bulk-loaded rows compare like any others.
-    # The dialect's implementation of each type: a plain DateTime binds through SQLite's
-    # own processor (microseconds always written), as SQLAlchemy's INSERT does.
-    processors = [
-        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
-    ]
-    marks = ", ".join("?" for _ in columns)
-    return _RowInsert(
-        f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})",
-        tuple((position, convert) for position, convert in enumerate(processors) if convert),
-    )
-
-
 def _lock_key(name: str) -> int:
     # pg_advisory_xact_lock takes a signed 64-bit key.
     return int.from_bytes(
@@ -187,18 +128,14 @@ def _lock_key(name: str) -> int:
     )
 
 
-class Repository:
-    """Reads and writes resources on one connection inside one transaction."""
+class Repository(AccessRows, CompartmentRows, ExportRows):
+    """Reads and writes resources on one connection inside one transaction: resources,
+    history, locks and the transaction's queued rows here; owners, grants, consents and
+    disclosures (AccessRows), compartments (CompartmentRows) and export jobs (ExportRows)
+    in their own modules, on the same connection (app/storage/base.py)."""
 
     def __init__(self, conn: Connection, scope: AccessScope | None = None) -> None:
-        self._conn = conn
-        self._pg = conn.dialect.name == "postgresql"
-        # The agency access rule applied to every listing (None: the unconfined operator).
-        # Point reads by key (current, version) stay unscoped: writes need the true state;
-        # services check is_visible before they release what such a read returns.
-        self.scope = scope
-        # The values of the access rule's parameters, added to every statement it joins.
-        self._access = scope.parameters() if scope is not None else {}
+        super().__init__(conn, scope)
         # Work to do once, just before commit, on everything registered under its key.
         self._deferred: dict[str, tuple[Callable[[Repository, set[Any]], None], set[Any]]] = {}
         # Rows no statement of this transaction reads back (the server's audit and
@@ -261,11 +198,6 @@ class Repository:
             table = next(iter(self._appends))
             self.insert_rows(table, self._appends.pop(table))
 
-    def _visible(self, type_col: Any, id_col: Any) -> tuple[ColumnElement[bool], ...]:
-        if self.scope is None:
-            return ()
-        return (self.scope.visible(type_col, id_col),)
-
     def is_visible(
         self, resource_type: str, resource_id: str, *, scope: AccessScope | None = None
     ) -> bool:
@@ -276,12 +208,6 @@ class Repository:
             return True
         values = {**scope.parameters(), "v_type": resource_type, "v_id": resource_id}
         return self._conn.execute(_visible_one(scope.shared_types), values).first() is not None
-
-    @property
-    def connection(self) -> Connection:
-        """The transaction's connection, for the stores of other tables that must work in
-        the same transaction (app/storage/auth.py, audit.py, outbox.py)."""
-        return self._conn
 
     def current_checked(
         self, resource_type: str, resource_id: str
@@ -302,7 +228,7 @@ class Repository:
             return None, False
         agency, sensitive, visible = row[6], row[7], row[8]
         owner = (agency, bool(sensitive)) if sensitive is not None else None
-        return _current_version(row, owner=owner, owner_read=True), bool(visible)
+        return current_version(row, owner=owner, owner_read=True), bool(visible)
 
     def visible_current(self, resource_type: str, resource_id: str) -> StoredVersion | None:
         """The live current version when the scope's agency may see it, else None."""
@@ -364,16 +290,16 @@ class Repository:
         ).first()
         if row is None:
             return None
-        return _current_version(row)
+        return current_version(row)
 
     def current_many(self, resource_type: str, ids: Sequence[str]) -> dict[str, StoredVersion]:
         """current() of many resources of one type at once, by id (absent ones left out)."""
         if not ids:
             return {}
-        query = select(*_CURRENT_COLS).where(
+        query = select(*CURRENT_COLS).where(
             R.resource_type == resource_type, R.id.in_(sorted(set(ids)))
         )
-        return {r[1]: _current_version(r) for r in self._conn.execute(query)}
+        return {r[1]: current_version(r) for r in self._conn.execute(query)}
 
     def version(
         self, resource_type: str, resource_id: str, version_id: int
@@ -415,7 +341,7 @@ class Repository:
         each with the values of ``keys`` (a paging cursor is made of them). A None type
         searches every type (the conditions say which)."""
         query = (
-            select(*_CURRENT_COLS, *keys)
+            select(*CURRENT_COLS, *keys)
             .where(
                 *_of_type(resource_type),
                 R.deleted.is_(False),
@@ -425,7 +351,7 @@ class Repository:
             .order_by(*order_by)
             .limit(limit)
         )
-        return [(_current_version(r), list(r[6:])) for r in self._conn.execute(query, self._access)]
+        return [(current_version(r), list(r[6:])) for r in self._conn.execute(query, self._access)]
 
     def search_driven(
         self,
@@ -470,7 +396,7 @@ class Repository:
             resource_table, and_(R.resource_type == resource_type, R.id == page_id)
         )
         order = page_id.desc() if descending else page_id.asc()
-        columns: list[Any] = list(_CURRENT_COLS)
+        columns: list[Any] = list(CURRENT_COLS)
         if self.scope is not None:
             # An agency's page: the owner rows come along for the disclosure log.
             columns += [_OWN.resource_id, _OWN.agency, _OWN.sensitive]
@@ -481,10 +407,10 @@ class Repository:
         query = select(*columns).select_from(rows_from).where(R.deleted.is_(False))
         result = self._conn.execute(query.order_by(order), self._access)
         if self.scope is None:
-            return [(_current_version(r), [r[1]]) for r in result]
+            return [(current_version(r), [r[1]]) for r in result]
         return [
             (
-                _current_version(
+                current_version(
                     r, owner=(r[7], bool(r[8])) if r[6] is not None else None, owner_read=True
                 ),
                 [r[1]],
@@ -496,13 +422,13 @@ class Repository:
         """The current versions of those of ids that are live resources of the type."""
         if not ids:
             return []
-        query = select(*_CURRENT_COLS).where(
+        query = select(*CURRENT_COLS).where(
             R.resource_type == resource_type,
             R.deleted.is_(False),
             R.id.in_(sorted(set(ids))),
             *self._visible(R.resource_type, R.id),
         )
-        return [_current_version(r) for r in self._conn.execute(query, self._access)]
+        return [current_version(r) for r in self._conn.execute(query, self._access)]
 
     def referenced(
         self,
@@ -711,44 +637,6 @@ class Repository:
         for table, table_rows in zip(NEW_TABLES, rows, strict=True):
             self.insert_rows(table, table_rows)
 
-    def insert_rows(self, table: Table, rows: Sequence[Row]) -> None:
-        """Insert rows positional in row_columns(table) order, handed to the driver as they
-        are: one COPY on PostgreSQL (psycopg's executemany sends one INSERT per row, about
-        30 us each), one executemany of a fixed statement on SQLite. SQLAlchemy's own
-        executemany builds and converts a parameter dict per row, which cost the bulk
-        loader more than the database's work."""
-        if not rows:
-            return
-        how = _row_insert(table, self._conn.dialect)
-        if how.conversions:
-            converted: list[Row] = []
-            for row in rows:
-                values = list(row)
-                for position, convert in how.conversions:
-                    if values[position] is not None:
-                        values[position] = convert(values[position])
-                converted.append(tuple(values))
-            rows = converted
-        if not self._pg:
-            self._conn.exec_driver_sql(how.statement, list(rows))
-            return
-        if len(rows) <= _FEW_ROWS:
-            # COPY costs a round trip more than an INSERT: worth it for many rows only.
-            self._conn.exec_driver_sql(how.insert, list(rows))
-            return
-        import psycopg  # only the PostgreSQL engine reaches this
-
-        driver = self._conn.connection.driver_connection
-        assert driver is not None
-        try:
-            with driver.cursor() as cursor, cursor.copy(how.statement) as copy:
-                for row in rows:
-                    copy.write_row(row)
-        except psycopg.Error as exc:
-            # The driver was called directly: raise what SQLAlchemy would have (an
-            # IntegrityError for a duplicate key), so callers handle it the same way.
-            raise DBAPIError.instance(how.statement, None, exc, psycopg.Error) from exc
-
     def replace_index(self, resource_type: str, resource_id: str, index: IndexRows) -> None:
         """Replace the index rows of a resource (reindexing after a registry change)."""
         key = {"q_type": resource_type, "q_id": resource_id}
@@ -773,360 +661,8 @@ class Repository:
             if parameters:
                 self._conn.execute(_INSERT_INDEX[name], parameters)
 
-    # -- access (owners, referral shares, consents, disclosures) -------------------------
-    def owner(self, resource_type: str, resource_id: str) -> tuple[str | None, bool] | None:
-        """(agency, sensitive) of a resource's owner row, or None when it has none."""
-        row = self._conn.execute(
-            _SELECT_OWNER, {"o_type": resource_type, "o_id": resource_id}
-        ).first()
-        return None if row is None else (row[0], bool(row[1]))
-
-    def owners(
-        self, keys: Sequence[tuple[str, str]]
-    ) -> dict[tuple[str, str], tuple[str | None, bool]]:
-        """Owner rows of many resources at once: (type, id) -> (agency, sensitive)."""
-        found: dict[tuple[str, str], tuple[str | None, bool]] = {}
-        by_type: dict[str, set[str]] = {}
-        for resource_type, resource_id in keys:
-            by_type.setdefault(resource_type, set()).add(resource_id)
-        for resource_type, ids in by_type.items():
-            rows = self._conn.execute(
-                _SELECT_OWNERS, {"o_type": resource_type, "o_ids": sorted(ids)}
-            )
-            for row in rows:
-                found[(resource_type, row[0])] = (row[1], bool(row[2]))
-        return found
-
-    def set_owner(
-        self,
-        resource_type: str,
-        resource_id: str,
-        agency: str | None,
-        sensitive: bool,
-        *,
-        new: bool = False,
-    ) -> None:
-        """Create or replace a resource's owner row (new: the caller knows it has none)."""
-        values = {"o_type": resource_type, "o_id": resource_id, "agency": agency}
-        if not new:
-            done = self._conn.execute(_UPDATE_OWNER, {**values, "sensitive": sensitive})
-            if done.rowcount:
-                return
-        self.insert_rows(resource_owner_table, [(resource_type, resource_id, agency, sensitive)])
-
-    def shared_with(self, agency: str, resource_type: str, resource_id: str) -> set[str]:
-        """The bases ("referral", "client") on which referrals share a resource with agency."""
-        g = access_grant_table.c
-        rows = self._conn.execute(
-            select(g.basis)
-            .where(
-                g.resource_type == resource_type,
-                g.resource_id == resource_id,
-                g.agency == agency,
-            )
-            .distinct()
-        )
-        return {row[0] for row in rows}
-
-    def grant_patients(
-        self, agency: str, keys: Sequence[tuple[str, str]]
-    ) -> dict[tuple[str, str], str]:
-        """The client a referral shares each of these resources with agency for, where
-        one does: (type, id) -> patient id, one query per type."""
-        g = access_grant_table.c
-        by_type: dict[str, set[str]] = {}
-        for resource_type, resource_id in keys:
-            by_type.setdefault(resource_type, set()).add(resource_id)
-        found: dict[tuple[str, str], str] = {}
-        for resource_type, ids in by_type.items():
-            rows = self._conn.execute(
-                select(g.resource_id, g.patient_id).where(
-                    g.resource_type == resource_type,
-                    g.resource_id.in_(sorted(ids)),
-                    g.agency == agency,
-                    g.patient_id.is_not(None),
-                )
-            )
-            for row in rows:
-                found.setdefault((resource_type, row[0]), str(row[1]))
-        return found
-
-    def replace_task_grants(self, grants: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
-        """Replace what referral Tasks share: task id -> rows (agency, resource_type,
-        resource_id, basis, patient_id); a Task mapped to no rows shares nothing. One
-        DELETE and one INSERT for them all."""
-        if not grants:
-            return
-        g = access_grant_table.c
-        self._conn.execute(delete(access_grant_table).where(g.task_id.in_(sorted(grants))))
-        self.insert_rows(
-            access_grant_table,
-            [
-                tuple({**row, "task_id": task_id}[name] for name in _GRANT_COLUMNS)
-                for task_id, rows in grants.items()
-                for row in rows
-            ],
-        )
-
-    def referring_any(
-        self, source_type: str, param: str, target_type: str, target_ids: Collection[str]
-    ) -> set[str]:
-        """Ids of live resources of source_type whose param refers to any of target_ids."""
-        if not target_ids:
-            return set()
-        c = reference_table.c
-        query = select(c.resource_id, c.target_id).where(
-            c.resource_type == source_type, c.param == param, c.target_type == target_type
-        )
-        if len(target_ids) <= _IN_LIST_MAX:
-            query = query.where(c.target_id.in_(sorted(target_ids)))
-            return {row[0] for row in self._conn.execute(query)}
-        # Many targets (after a bulk load): one pass over all such references. Pages of
-        # IN lists each scanned them all when the planner had no statistics yet for the
-        # freshly loaded rows (quadratic in the load's size).
-        wanted = set(target_ids)
-        return {row[0] for row in self._conn.execute(query) if row[1] in wanted}
-
-    def replace_consent_grants(self, consent_id: str, grants: Sequence[Mapping[str, Any]]) -> None:
-        """Replace what one Consent permits (rows: patient_id, agency, starts, ends,
-        sensitive_ok)."""
-        c = consent_grant_table.c
-        self._conn.execute(delete(consent_grant_table).where(c.consent_id == consent_id))
-        if grants:
-            self._conn.execute(
-                insert(consent_grant_table), [{**row, "consent_id": consent_id} for row in grants]
-            )
-
-    def consents_in_force(self, patient_id: str, *, scope: AccessScope | None = None) -> list[str]:
-        """Ids of the client's consents in force for the scope's agency at its instant."""
-        scope = scope or self.scope
-        if scope is None:
-            return []
-        return sorted({row[0] for row in self._conn.execute(scope.consent_for(patient_id))})
-
-    def insert_disclosures(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Record releases of records to agencies other than their owners."""
-        if rows:
-            self._conn.execute(insert(disclosure_table), list(rows))
-
-    def disclosures(
-        self, patient_id: str, *, agency: str | None, after: int | None, limit: int
-    ) -> list[dict[str, Any]]:
-        """A client's disclosures, oldest first, keyset-paged on the row id; with agency,
-        only those it made (as owner) or received."""
-        d = disclosure_table.c
-        query = select(disclosure_table).where(d.patient_id == patient_id)
-        if agency is not None:
-            query = query.where(or_(d.agency == agency, d.owner_agency == agency))
-        if after is not None:
-            query = query.where(d.row_id > after)
-        rows = self._conn.execute(query.order_by(d.row_id).limit(limit))
-        return [dict(row._mapping) for row in rows]
-
-    # -- compartments ($everything) ------------------------------------------------------
-    def compartment_listing(
-        self,
-        *,
-        owner_type: str,
-        owner_id: str,
-        links: Mapping[str, Sequence[str]],
-        referenced_types: Sequence[str],
-        types: Sequence[str] | None,
-        since: datetime | None,
-        after: tuple[str, str] | None,
-        limit: int,
-    ) -> list[tuple[StoredVersion, bool]]:
-        """The live members of a compartment (spec compartmentdefinition.html) and the
-        resources of ``referenced_types`` that members refer to, in (type, id) order, strictly
-        after ``after``; each with True for a member, False for a referenced resource.
-
-        ``links`` maps a resource type to the reference parameters that put it in the
-        compartment; the owner itself is a member. Everything is read from the reference
-        index (only live current versions have rows), never from bodies. ``types`` and
-        ``since`` (last_updated >= since) filter members and referenced resources alike.
-        """
-        statement = _listing_statement(
-            _links_key(links),
-            referenced=bool(referenced_types),
-            typed=types is not None,
-            since=since is not None,
-            after=after is not None,
-            shared_types=self.scope.shared_types if self.scope is not None else None,
-        )
-        values: dict[str, Any] = {
-            "c_owner_type": owner_type,
-            "c_owner_id": owner_id,
-            "c_limit": limit,
-        }
-        if referenced_types:
-            values["c_referenced"] = sorted(referenced_types)
-        if types is not None:
-            values["c_types"] = sorted(types)
-        if since is not None:
-            values["c_since"] = since
-        if after is not None:
-            values["c_after_type"], values["c_after_id"] = after
-        if self.scope is not None:
-            statement = statement.where(*self._visible(R.resource_type, R.id))
-        rows = self._conn.execute(statement, {**values, **self._access})
-        return [(_current_version(r), r[6] == 0) for r in rows]
-
-    def count_compartment(
-        self,
-        *,
-        owner_type: str,
-        owner_id: str,
-        links: Mapping[str, Sequence[str]],
-        types: Sequence[str] | None,
-        since: datetime | None,
-    ) -> int:
-        """How many live members compartment_listing lists (referenced resources not counted)."""
-        statement = _count_statement(
-            _links_key(links), typed=types is not None, since=since is not None
-        )
-        values: dict[str, Any] = {"c_owner_type": owner_type, "c_owner_id": owner_id}
-        if types is not None:
-            values["c_types"] = sorted(types)
-        if since is not None:
-            values["c_since"] = since
-        if self.scope is not None:
-            statement = statement.where(*self._visible(R.resource_type, R.id))
-        return int(self._conn.execute(statement, {**values, **self._access}).scalar_one())
-
-    # -- bulk data export ($export) ------------------------------------------------------
-    def export_page(
-        self,
-        resource_type: str,
-        *,
-        after_id: str | None,
-        since: datetime | None,
-        until: datetime,
-        patient_params: Sequence[str] | None,
-        limit: int,
-    ) -> list[tuple[str, bytes, int]]:
-        """(id, body, version id) of live current versions of a type in id order, after
-        after_id, last updated in [since, until]: one page of an export.
-
-        With patient_params, only resources whose reference index rows of those parameters
-        point at a live Patient (members of some patient's compartment).
-        """
-        query = select(R.id, R.body, R.version_id).where(
-            R.resource_type == resource_type,
-            R.deleted.is_(False),
-            R.last_updated <= until,
-            *self._visible(R.resource_type, R.id),
-        )
-        if after_id is not None:
-            query = query.where(R.id > after_id)
-        if since is not None:
-            query = query.where(R.last_updated >= since)
-        if patient_params is not None:
-            ref = reference_table.c
-            patient = resource_table.alias("patient")
-            linked = (
-                select(ref.row_id)
-                .join_from(
-                    reference_table,
-                    patient,
-                    and_(patient.c.resource_type == "Patient", patient.c.id == ref.target_id),
-                )
-                .where(
-                    ref.resource_type == resource_type,
-                    ref.resource_id == R.id,
-                    ref.param.in_(sorted(patient_params)),
-                    ref.target_type == "Patient",
-                    patient.c.deleted.is_(False),
-                    # A patient the caller may not see does not make a resource a patient's:
-                    # else the export would tell which patients exist.
-                    *self._visible(patient.c.resource_type, patient.c.id),
-                )
-            )
-            query = query.where(linked.exists())
-        rows = self._conn.execute(query.order_by(R.id).limit(limit), self._access)
-        return [(row[0], row[1], row[2]) for row in rows]
-
-    @staticmethod
-    def _export_jobs() -> Any:
-        from app.storage.tables import export_job_table
-
-        return export_job_table
-
-    def insert_export_job(self, values: Mapping[str, Any]) -> None:
-        """Record a new export job."""
-        self._conn.execute(insert(self._export_jobs()), dict(values))
-
-    def export_job(self, job_id: str) -> dict[str, Any] | None:
-        """An export job's row as a mapping of column name to value, or None."""
-        jobs = self._export_jobs()
-        row = self._conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
-        return None if row is None else dict(row._mapping)
-
-    def update_export_job(
-        self, job_id: str, *, statuses: Sequence[str], values: Mapping[str, Any]
-    ) -> bool:
-        """Change a job that is in one of statuses; False when it is not (gone, or moved on)."""
-        jobs = self._export_jobs()
-        result = self._conn.execute(
-            update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.status.in_(list(statuses)))
-            .values(**values)
-        )
-        return bool(result.rowcount)
-
-    def touch_export_jobs(
-        self, job_ids: Sequence[str], *, statuses: Sequence[str], at: datetime
-    ) -> None:
-        """Set updated_at of those jobs still in one of statuses (a liveness heartbeat)."""
-        if not job_ids:
-            return
-        jobs = self._export_jobs()
-        self._conn.execute(
-            update(jobs)
-            .where(jobs.c.id.in_(sorted(job_ids)), jobs.c.status.in_(list(statuses)))
-            .values(updated_at=at)
-        )
-
-    def delete_export_jobs(self, job_ids: Sequence[str]) -> int:
-        """Remove jobs; how many there were."""
-        if not job_ids:
-            return 0
-        jobs = self._export_jobs()
-        result = self._conn.execute(delete(jobs).where(jobs.c.id.in_(sorted(job_ids))))
-        return int(result.rowcount)
-
-    def expired_export_jobs(self, now: datetime, limit: int) -> list[str]:
-        """Ids of jobs whose files expired at or before now."""
-        jobs = self._export_jobs()
-        query = select(jobs.c.id).where(jobs.c.expires_at <= now).order_by(jobs.c.id).limit(limit)
-        return [row[0] for row in self._conn.execute(query)]
-
-    def stale_export_jobs(self, *, statuses: Sequence[str], before: datetime) -> list[str]:
-        """Ids of jobs in one of statuses that nothing has touched since before."""
-        jobs = self._export_jobs()
-        query = select(jobs.c.id).where(
-            jobs.c.status.in_(list(statuses)), jobs.c.updated_at < before
-        )
-        return [row[0] for row in self._conn.execute(query.order_by(jobs.c.id))]
-
-
-# Compartment statements are built once per shape, values bound at execution: building the
-# many-branch OR of the patient compartment cost ten times more than running it.
-LinksKey = tuple[tuple[str, tuple[str, ...]], ...]
-
 
 _OWN = resource_owner_table.c
-_SELECT_OWNER = select(_OWN.agency, _OWN.sensitive).where(
-    _OWN.resource_type == bindparam("o_type"), _OWN.resource_id == bindparam("o_id")
-)
-_UPDATE_OWNER = (
-    update(resource_owner_table)
-    .where(_OWN.resource_type == bindparam("o_type"), _OWN.resource_id == bindparam("o_id"))
-    .values(agency=bindparam("agency"), sensitive=bindparam("sensitive"))
-)
-_SELECT_OWNERS = select(_OWN.resource_id, _OWN.agency, _OWN.sensitive).where(
-    _OWN.resource_type == bindparam("o_type", type_=String()),
-    _OWN.resource_id.in_(bindparam("o_ids", expanding=True)),
-)
 
 
 @lru_cache(maxsize=8)
@@ -1141,7 +677,7 @@ def _current_checked(shared_types: tuple[str, ...]) -> Select[Any]:
         bindparam("v_type", type_=String()), bindparam("v_id", type_=String()), shared_types
     )
     visible = case((rule, literal_column("1")), else_=literal_column("0"))
-    return select(*_CURRENT_COLS, agency, sensitive, visible).where(
+    return select(*CURRENT_COLS, agency, sensitive, visible).where(
         R.resource_type == bindparam("q_type"), R.id == bindparam("q_id")
     )
 
@@ -1153,120 +689,6 @@ def _visible_one(shared_types: tuple[str, ...]) -> Select[Any]:
         visible_clause(
             bindparam("v_type", type_=String()), bindparam("v_id", type_=String()), shared_types
         )
-    )
-
-
-def _links_key(links: Mapping[str, Sequence[str]]) -> LinksKey:
-    return tuple(sorted((t, tuple(sorted(set(p)))) for t, p in links.items() if p))
-
-
-def _compartment_members(links: LinksKey) -> Any:
-    """(resource_type, resource_id) of the owner and of every resource whose link parameters
-    refer to it: one lookup on the reference index's target index per linked type."""
-    c = reference_table.c
-    owner_type = bindparam("c_owner_type", type_=String())
-    owner_id = bindparam("c_owner_id", type_=String())
-    owner = select(R.resource_type, R.id.label("resource_id")).where(
-        R.resource_type == owner_type, R.id == owner_id
-    )
-    if not links:
-        return owner.cte("members")
-    branches = [
-        and_(
-            c.resource_type == resource_type,
-            c.param.in_(params),
-            c.target_id == owner_id,
-            c.target_type == owner_type,
-        )
-        for resource_type, params in links
-    ]
-    linked = select(c.resource_type, c.resource_id).where(or_(*branches))
-    return union(owner, linked).cte("members")
-
-
-def _listing_filters(*, typed: bool, since: bool) -> list[ColumnElement[bool]]:
-    filters: list[ColumnElement[bool]] = [R.deleted.is_(False)]
-    if typed:
-        filters.append(R.resource_type.in_(bindparam("c_types", expanding=True)))
-    if since:
-        filters.append(R.last_updated >= bindparam("c_since"))
-    return filters
-
-
-@lru_cache(maxsize=64)
-def _listing_statement(
-    links: LinksKey,
-    *,
-    referenced: bool,
-    typed: bool,
-    since: bool,
-    after: bool,
-    shared_types: tuple[str, ...] | None = None,
-) -> Select[Any]:
-    """The compartment listing; with shared_types (an agency's scope), references are
-    followed only from members the agency may see: what a hidden member refers to would
-    tell of it."""
-    members = _compartment_members(links)
-    listed: list[Select[Any]] = [
-        select(members.c.resource_type, members.c.resource_id, literal_column("0").label("kind"))
-    ]
-    if referenced:
-        ref = reference_table.alias("ref")
-        listed.append(
-            select(ref.c.target_type, ref.c.target_id, literal_column("1"))
-            .join_from(
-                members,
-                ref,
-                and_(
-                    ref.c.resource_type == members.c.resource_type,
-                    ref.c.resource_id == members.c.resource_id,
-                ),
-            )
-            .where(
-                ref.c.target_type.in_(bindparam("c_referenced", expanding=True)),
-                ref.c.target_id.is_not(None),
-                *(
-                    (visible_clause(members.c.resource_type, members.c.resource_id, shared_types),)
-                    if shared_types is not None
-                    else ()
-                ),
-            )
-        )
-    both = union_all(*listed).subquery("listed")
-    kinds = (
-        select(both.c.resource_type, both.c.resource_id, func.min(both.c.kind).label("kind"))
-        .group_by(both.c.resource_type, both.c.resource_id)
-        .subquery("everything")
-    )
-    query = (
-        select(*_CURRENT_COLS, kinds.c.kind)
-        .join_from(
-            kinds,
-            resource_table,
-            and_(R.resource_type == kinds.c.resource_type, R.id == kinds.c.resource_id),
-        )
-        .where(*_listing_filters(typed=typed, since=since))
-    )
-    if after:
-        after_type = bindparam("c_after_type", type_=String())
-        after_id = bindparam("c_after_id", type_=String())
-        query = query.where(
-            or_(R.resource_type > after_type, and_(R.resource_type == after_type, R.id > after_id))
-        )
-    return query.order_by(R.resource_type, R.id).limit(bindparam("c_limit"))
-
-
-@lru_cache(maxsize=64)
-def _count_statement(links: LinksKey, *, typed: bool, since: bool) -> Select[Any]:
-    members = _compartment_members(links)
-    return (
-        select(func.count())
-        .select_from(members)
-        .join(
-            resource_table,
-            and_(R.resource_type == members.c.resource_type, R.id == members.c.resource_id),
-        )
-        .where(*_listing_filters(typed=typed, since=since))
     )
 
 
