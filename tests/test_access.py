@@ -442,6 +442,35 @@ def test_aod_records_are_labelled_and_released_only_under_a_consent_for_that_pur
     assert _get(http, B, "/Observation/obs-d").status_code == 404
 
 
+def test_the_referral_endpoints_carry_the_notice_of_what_they_release(
+    http: httpx.Client, live: LiveServer
+) -> None:
+    # Issue 19, defect 5: /fhir/Task carried the redisclosure notice, the plain referral
+    # endpoints (packet, boxes, history, actions) did not.
+    _record(http, D, "d", owner=B)
+    _consent(http, D, "consent-d", "p-d", B, purpose="TREAT")
+    with httpx.Client(base_url=live.root, timeout=30) as plain:
+        packet = plain.get("/referrals/task-d", headers=_as(B))
+        assert packet.status_code == 200, packet.text
+        assert "prohibits unauthorized disclosure" in packet.headers[REDISCLOSURE_HEADER]
+        assert {"42CFRPart2", "NORDSCLCD"} <= _labels(packet.json())
+        inbox = plain.get("/referrals?box=inbox", headers=_as(B))
+        assert "task-d" in {r["id"] for r in inbox.json()["referrals"]}
+        assert REDISCLOSURE_HEADER in inbox.headers
+        assert REDISCLOSURE_HEADER in plain.get("/referrals/task-d/history", headers=_as(B)).headers
+        accepted = plain.post(
+            "/referrals/task-d/accept", headers={**_as(B), "If-Match": packet.headers["ETag"]}
+        )
+        assert accepted.status_code == 200, accepted.text
+        assert REDISCLOSURE_HEADER in accepted.headers
+        # The referrer reading its own referral is told nothing.
+        own = plain.get("/referrals/task-d", headers=_as(D))
+        assert REDISCLOSURE_HEADER not in own.headers
+        assert "meta" not in own.json()
+        # Nor is the receiver of an unlabelled referral.
+        assert REDISCLOSURE_HEADER not in plain.get("/referrals/task-a", headers=_as(B)).headers
+
+
 def test_a_writer_may_ask_for_labels_with_a_tag(http: httpx.Client) -> None:
     tagged = {
         **factories.patient(),
@@ -511,7 +540,7 @@ def _ndjson(path: Path, resources: list[dict[str, Any]]) -> None:
 def test_imported_records_belong_to_the_agency_named_and_referrals_share_them(
     http: httpx.Client, backend: Backend, tmp_path: Path
 ) -> None:
-    export = [
+    export: list[dict[str, Any]] = [
         {"resourceType": "Patient", "id": "imp-p", "name": [{"family": "Loaded"}]},
         {
             "resourceType": "ServiceRequest",

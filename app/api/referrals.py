@@ -13,7 +13,14 @@ import orjson
 from fastapi import APIRouter, Depends, Request, Response
 
 from app.api.deps import BundleBody, CallerDep, ResourceBody, ServicesDep, negotiate
-from app.api.render import fhir_response, if_match, query_pairs, version_headers
+from app.api.render import (
+    fhir_response,
+    if_match,
+    notice_headers,
+    query_pairs,
+    release_labels,
+    version_headers,
+)
 from app.clock import format_instant
 from app.fhir.errors import NotFound
 from app.fhir.jsonio import parse_json
@@ -98,6 +105,7 @@ def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) 
 
 def _one(view: ReferralView, services: Services, status: int = 200) -> Response:
     headers = version_headers(view.version, services.settings.base_url)
+    headers.update(notice_headers(view.release))
     if status == 201:
         headers["Location"] = f"{_root(services)}/referrals/{view.version.id}"
     return _json(_view(view, services), status, headers)
@@ -117,7 +125,7 @@ def boxes(request: Request, services: ServicesDep, caller: CallerDep) -> Respons
     """The caller's referrals: box=inbox (owner) | outbox (requester), status, overdue,
     _count; paged by next links."""
     page = services.referrals.listing(caller=caller, params=query_pairs(request))
-    return _json(_page(page, services))
+    return _json(_page(page, services), headers=notice_headers(page.release))
 
 
 def _page(page: ReferralPage, services: Services) -> dict[str, Any]:
@@ -134,6 +142,7 @@ def packet(task_id: str, services: ServicesDep, caller: CallerDep) -> Response:
     first, then the ServiceRequest, the client, supporting information, plans and goals."""
     found = services.referrals.read(caller=caller, task_id=task_id)
     headers = version_headers(found.view.version, services.settings.base_url)
+    headers.update(notice_headers(found.release))
     return fhir_response(orjson.dumps(_packet_bundle(found, services, caller)), headers=headers)
 
 
@@ -154,12 +163,14 @@ def _packet_bundle(found: Packet, services: Services, caller: Caller) -> dict[st
         # Only the types the token may read (as for _include).
         if v.body is not None and allows(caller, v.resource_type, "r")
     ]
-    return {
-        "resourceType": "Bundle",
-        "type": "collection",
-        "timestamp": format_instant(services.clock.now()),
-        "entry": entries,
-    }
+    bundle: dict[str, Any] = {"resourceType": "Bundle"}
+    labels = release_labels(found.release)
+    if labels:
+        # The labels of what the packet releases, as on a search Bundle (and the notice in
+        # the response's header).
+        bundle["meta"] = {"security": list(labels)}
+    bundle.update(type="collection", timestamp=format_instant(services.clock.now()), entry=entries)
+    return bundle
 
 
 @router.get("/referrals/{task_id}/history")
@@ -171,7 +182,8 @@ def history(task_id: str, services: ServicesDep, caller: CallerDep) -> Response:
             "id": task_id,
             "status": view.task.get("status"),
             "history": [_change(c) for c in changes],
-        }
+        },
+        headers=notice_headers(view.release),
     )
 
 
@@ -231,9 +243,9 @@ def task_operation(
         caller=caller, task_id=task_id, action=action, if_match=if_match(request), given=given
     )
     assert view.version.body is not None
-    return fhir_response(
-        view.version.body, headers=version_headers(view.version, services.settings.base_url)
-    )
+    headers = version_headers(view.version, services.settings.base_url)
+    headers.update(notice_headers(view.release))
+    return fhir_response(view.version.body, headers=headers)
 
 
 __all__ = ["router"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -53,6 +53,7 @@ from app.fhir.validation import check_resource, check_type_and_id
 from app.security.caller import Caller
 from app.security.scopes import require
 from app.services.bundle import BundleService
+from app.services.disclosure import NOTHING, Release
 from app.services.params import single
 from app.services.referral_rules import body_of, parties_of
 from app.services.resources import ResourceService
@@ -86,6 +87,9 @@ class ReferralView:
     task: dict[str, Any]
     overdue: str | None
     parties: frozenset[Party]
+    # What answering with the Task (and its history) releases to an agency that does not
+    # own it: the redisclosure notice goes with a labelled one (docs/threat-model.md).
+    release: Release = NOTHING
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,7 @@ class ReferralPage:
     views: list[ReferralView]
     next_cursor: str | None
     applied: list[tuple[str, str]]
+    release: Release = NOTHING
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +108,7 @@ class Packet:
 
     view: ReferralView
     resources: list[StoredVersion]
+    release: Release = NOTHING
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +239,7 @@ class ReferralService:
         with transaction(self._resources.engine, write=False) as repo:
             views = [self._view(v, caller, repo, cutoffs) for v in page.matches]
         applied = [(k, v) for k, v in params if k != "_cursor"]
-        return ReferralPage(views, page.next_cursor, applied)
+        return ReferralPage(views, page.next_cursor, applied, page.release)
 
     @staticmethod
     def _sides(caller: Caller, box: str | None) -> list[list[tuple[str, str]]]:
@@ -271,9 +277,9 @@ class ReferralService:
         with transaction(self._resources.engine, write=False, snapshot=True, scope=scope) as repo:
             version = self._referral(repo, caller, task_id)
             view = self._view(version, caller, repo, self._cutoffs())
-            packet = Packet(view, _packet(repo, view.task, self.base_url))
-        self._resources.disclosures.record(caller, [version, *packet.resources], "referral")
-        return packet
+            resources = _packet(repo, view.task, self.base_url)
+        release = self._resources.disclosures.record(caller, [version, *resources], "referral")
+        return Packet(view, resources, release)
 
     def history(self, *, caller: Caller, task_id: str) -> tuple[ReferralView, list[StatusChange]]:
         """GET /referrals/{id}/history: every status change, from the Task versions
@@ -315,7 +321,9 @@ class ReferralService:
                 )
             )
             previous = status
-        return view, changes
+        # Every version's status and reason is the Task's content, released like a read.
+        release = self._resources.disclosures.record(caller, [version], "referral")
+        return replace(view, release=release), changes
 
     # -- actions -------------------------------------------------------------------------
     def act(
@@ -366,7 +374,10 @@ class ReferralService:
             if chosen.name == "complete":
                 self._close_loop(repo, caller, new, given)
             result = self._resources.update_in(repo, caller, "Task", task_id, new, if_match, "PUT")
-            return self._view(result.version, caller, repo, self._cutoffs())
+            view = self._view(result.version, caller, repo, self._cutoffs())
+        # The answer holds the Task as written: the other agency's referral, for a receiver.
+        release = self._resources.disclosures.record(caller, [result.version], "referral")
+        return replace(view, release=release)
 
     def _close_loop(
         self, repo: Repository, caller: Caller, task: dict[str, Any], given: ActionInput
