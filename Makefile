@@ -27,7 +27,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check app schemas mappings scripts tests bench
 	$(BIN)/ruff format --check app schemas mappings scripts tests bench
-	$(BIN)/mypy app schemas mappings scripts bench
+	$(BIN)/mypy app schemas mappings scripts bench tests
 
 # The official R4B package (npm, CC0) for the checks that the committed tables under
 # schemas/fhir are what scripts/gen_*.py make of it. Without npm those checks are skipped

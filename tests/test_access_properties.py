@@ -273,8 +273,8 @@ def test_an_agency_reads_only_what_the_rule_releases(
             world.owner[f"Consent/{made.id}"] = made.writer
             world.consents.append(made)
         # Receivers report, after the consents that may let them see the referral.
-        for made, (_, output) in zip(world.referrals, referrals, strict=True):
-            _report(http, made, output)
+        for sent, (_, output) in zip(world.referrals, referrals, strict=True):
+            _report(http, sent, output)
         _check(http, world)
         # Revoked: nothing released by a consent remains, in any version.
         for made in world.consents:

@@ -7,6 +7,7 @@ METeOR 634146); PHQ-9 4|5, 9|10, 14|15, 19|20 (Kroenke 2001)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -39,7 +40,9 @@ def answers_for(instrument: str, total: int) -> list[int]:
     return chosen
 
 
-def response(instrument: str, scores: list[int | str], status: str = "completed") -> dict[str, Any]:
+def response(
+    instrument: str, scores: Sequence[int | str], status: str = "completed"
+) -> dict[str, Any]:
     return {
         "resourceType": "QuestionnaireResponse",
         "questionnaire": f"{BASE}/Questionnaire/{instrument}",
@@ -162,7 +165,7 @@ def test_in_progress_is_kept_unscored_then_scored_when_completed(client: httpx.C
 
 
 def test_scored_in_the_same_transaction(client: httpx.Client) -> None:
-    bundle = {
+    bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -12,10 +13,12 @@ from tests.conftest import Backend, server_with
 from tests.factories import FHIR_JSON, care_plan, minimal
 
 
-def _assert_outcome(response: httpx.Response, status: int, code: str | None = None) -> dict:
+def _assert_outcome(
+    response: httpx.Response, status: int, code: str | None = None
+) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/fhir+json")
-    outcome = response.json()
+    outcome: dict[str, Any] = response.json()
     assert outcome["resourceType"] == "OperationOutcome"
     issue = outcome["issue"][0]
     assert issue["severity"] in ("error", "fatal")
@@ -176,7 +179,9 @@ def test_wrong_method_is_405(client: httpx.Client) -> None:
         pytest.param({}, {"Accept": "text/html"}, id="accept-html"),
     ],
 )
-def test_xml_and_other_formats_are_406(client: httpx.Client, params: dict, headers: dict) -> None:
+def test_xml_and_other_formats_are_406(
+    client: httpx.Client, params: dict[str, str], headers: dict[str, str]
+) -> None:
     _assert_outcome(client.get("/metadata", params=params, headers=headers), 406, "not-supported")
 
 
@@ -189,7 +194,9 @@ def test_xml_and_other_formats_are_406(client: httpx.Client, params: dict, heade
         pytest.param({}, {"Accept": "application/fhir+xml;q=0.9, */*;q=0.1"}, id="accept-any"),
     ],
 )
-def test_json_formats_are_served(client: httpx.Client, params: dict, headers: dict) -> None:
+def test_json_formats_are_served(
+    client: httpx.Client, params: dict[str, str], headers: dict[str, str]
+) -> None:
     response = client.get("/metadata", params=params, headers=headers)
     assert response.status_code == 200
     assert response.json()["resourceType"] == "CapabilityStatement"
@@ -282,7 +289,7 @@ def test_errors_are_never_500_for_odd_requests(client: httpx.Client) -> None:
     ],
 )
 def test_fhir_json_representation_is_enforced(
-    client: httpx.Client, resource: dict, expression: str
+    client: httpx.Client, resource: dict[str, Any], expression: str
 ) -> None:
     outcome = _assert_outcome(client.post(f"/{resource['resourceType']}", json=resource), 400)
     assert outcome["issue"][0]["expression"] == [expression], outcome

@@ -124,7 +124,7 @@ def _split(files: dict[str, list[bytes]]) -> tuple[dict[str, list[bytes]], list[
     """The records, and the targets of the Provenance the server stored with each write
     (every write has one; they are exported like any resource)."""
     records = {t: lines for t, lines in files.items() if t != "Provenance"}
-    targets = []
+    targets: list[str] = []
     for line in files.get("Provenance", []):
         provenance = orjson.loads(line)
         assert provenance["meta"]["tag"][0]["code"] == "server"

@@ -64,7 +64,7 @@ def context(
     goals = [good_goal()] if goals is None else goals
     plan = plain.CarePlan(
         title="Plan",
-        model=model,  # type: ignore[arg-type]
+        model=model,
         start=changes.pop("start", "2026-01-01"),
         end=changes.pop("end", "2026-06-01"),
         phases=changes.pop("phases", []),

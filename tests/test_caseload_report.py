@@ -160,14 +160,14 @@ def test_caseload_report(root: httpx.Client) -> None:
         t = entry["resource"]
         history = root.get(f"/fhir/Task/{t['id']}/_history").json()["entry"]
         versions = [e["resource"] for e in reversed(history)]
-        agency = expected.setdefault(t["owner"]["reference"], {"accept": [], "complete": []})
+        times = expected.setdefault(t["owner"]["reference"], {"accept": [], "complete": []})
         start = versions[0]["authoredOn"]
         accepted = [v for v in versions if v["status"] in ("accepted", "in-progress", "completed")]
         completed = [v for v in versions if v["status"] == "completed"]
         if accepted:
-            agency["accept"].append(days(start, accepted[0]["lastModified"]))
+            times["accept"].append(days(start, accepted[0]["lastModified"]))
         if completed:
-            agency["complete"].append(days(start, completed[0]["lastModified"]))
+            times["complete"].append(days(start, completed[0]["lastModified"]))
     rows = {r["agency"]: r for r in report["referral_turnaround"]}
     for agency, values in expected.items():
         row = rows[agency]

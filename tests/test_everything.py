@@ -24,6 +24,7 @@ from app.search.registry import params_for
 from app.services import everything
 from app.services.everything import COMPARTMENTS_PATH, compartment, patient_record
 from tests.conftest import Backend
+from tests.support.search_cases import QueryPairs
 from tests.support.server import LiveServer
 
 Key = tuple[str, str]
@@ -338,7 +339,7 @@ def test_patient_everything_of_another_patient(http: httpx.Client, record: dict[
 
 
 def test_patient_everything_type_filter(http: httpx.Client, record: dict[str, str]) -> None:
-    cases: list[tuple[dict[str, str] | list[tuple[str, str]], set[Key]]] = [
+    cases: list[tuple[dict[str, str] | QueryPairs, set[Key]]] = [
         (
             {"_type": "Observation"},
             keys("Observation/obs-1", "Observation/obs-3", "Observation/obs-abs"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ from tests.factories import FHIR_JSON
 EXAMPLES = sorted((Path(__file__).parent / "fixtures" / "examples").glob("*.json"))
 
 
-def _without_server_meta(resource: dict) -> dict:
+def _without_server_meta(resource: dict[str, Any]) -> dict[str, Any]:
     resource = dict(resource)
     resource.pop("id", None)
     meta = dict(resource.pop("meta", {}))

@@ -17,11 +17,11 @@ def _run(args: list[str], backend: Backend) -> subprocess.CompletedProcess[str]:
     return run_cli(args, {"CASEBRIDGE_DATABASE_URL": backend.url, "COLUMNS": "200"})
 
 
-def _write_ndjson(path: Path, *resources: dict) -> None:
+def _write_ndjson(path: Path, *resources: dict[str, object]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in resources))
 
 
-def _patient(pid: str, **more: object) -> dict:
+def _patient(pid: str, **more: object) -> dict[str, object]:
     return {"resourceType": "Patient", "id": pid, "name": [{"family": "Imported"}], **more}
 
 

@@ -18,6 +18,12 @@ from app.search.index_rows import (
     MIN_DATE,
     NEG_INF,
     POS_INF,
+    exact_string,
+    index_rows,
+    normalize_string,
+    precision_range,
+)
+from app.storage.index import (
     DateIndex,
     IndexRows,
     NumberIndex,
@@ -27,10 +33,6 @@ from app.search.index_rows import (
     StringIndex,
     TokenIndex,
     UriIndex,
-    exact_string,
-    index_rows,
-    normalize_string,
-    precision_range,
 )
 
 OWN = "https://fhir.example.org/r4b"

@@ -13,7 +13,7 @@ from app.fhir.errors import StructureError
 from app.fhir.jsonio import dumps, parse_json
 
 # Text FHIR can store: any Unicode scalar value but NUL and surrogates.
-texts = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
+texts = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"))
 decimal_texts = st.from_regex(
     r"-?(0|[1-9][0-9]{0,12})\.[0-9]{1,12}([eE][+-]?[0-9]{1,2})?", fullmatch=True
 )

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
 
 from tests.factories import patient
+from tests.support.search_cases import QueryPairs
 
 SYS = "https://agency.example.org/clients"
 
 
-def _ids(bundle: dict) -> list[str]:
+def _ids(bundle: dict[str, Any]) -> list[str]:
     return [e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == "match"]
 
 
@@ -28,7 +30,9 @@ def clients(client: httpx.Client) -> dict[str, str]:
     return made
 
 
-def test_search_by_identifier_returns_a_searchset(client: httpx.Client, clients: dict) -> None:
+def test_search_by_identifier_returns_a_searchset(
+    client: httpx.Client, clients: dict[str, str]
+) -> None:
     response = client.get("/Patient", params={"identifier": f"{SYS}|A-2"})
     assert response.status_code == 200
     bundle = response.json()
@@ -52,14 +56,14 @@ def test_search_by_identifier_returns_a_searchset(client: httpx.Client, clients:
     ],
 )
 def test_search_semantics(
-    client: httpx.Client, clients: dict, params: dict, expected: list[str]
+    client: httpx.Client, clients: dict[str, str], params: dict[str, str], expected: list[str]
 ) -> None:
     bundle = client.get("/Patient", params=params).json()
     assert sorted(_ids(bundle)) == sorted(clients[v] for v in expected)
     assert bundle["total"] == len(expected)
 
 
-def test_and_of_repeated_parameters(client: httpx.Client, clients: dict) -> None:
+def test_and_of_repeated_parameters(client: httpx.Client, clients: dict[str, str]) -> None:
     response = client.get(
         "/Patient",
         params=[("identifier", "A-1,A-2"), ("_id", f"{clients['A-2']},{clients['B-1']}")],
@@ -67,7 +71,9 @@ def test_and_of_repeated_parameters(client: httpx.Client, clients: dict) -> None
     assert _ids(response.json()) == [clients["A-2"]]
 
 
-def test_deleted_and_superseded_versions_do_not_match(client: httpx.Client, clients: dict) -> None:
+def test_deleted_and_superseded_versions_do_not_match(
+    client: httpx.Client, clients: dict[str, str]
+) -> None:
     client.delete(f"/Patient/{clients['A-1']}")
     moved = client.get(f"/Patient/{clients['A-2']}").json()
     moved["identifier"] = [{"system": SYS, "value": "Z-9"}]
@@ -91,7 +97,9 @@ def test_paging_is_stable_while_resources_arrive(client: httpx.Client) -> None:
     assert first_ids <= set(seen)
 
 
-def test_unknown_parameters_are_reported_or_refused(client: httpx.Client, clients: dict) -> None:
+def test_unknown_parameters_are_reported_or_refused(
+    client: httpx.Client, clients: dict[str, str]
+) -> None:
     lenient = client.get("/Patient", params={"nickname": "Rivera", "identifier": "A-1"}).json()
     assert _ids(lenient) == [clients["A-1"]]
     outcome = lenient["entry"][-1]
@@ -104,7 +112,7 @@ def test_unknown_parameters_are_reported_or_refused(client: httpx.Client, client
     assert strict.json()["resourceType"] == "OperationOutcome"
 
 
-def test_post_search_with_a_form_body(client: httpx.Client, clients: dict) -> None:
+def test_post_search_with_a_form_body(client: httpx.Client, clients: dict[str, str]) -> None:
     response = client.post("/Patient/_search", data={"identifier": "B-1"})
     assert response.status_code == 200
     assert _ids(response.json()) == [clients["B-1"]]
@@ -123,14 +131,16 @@ def test_post_search_with_a_form_body(client: httpx.Client, clients: dict) -> No
         pytest.param({"_id": "x'; DROP TABLE resource; --"}, id="injection-attempt"),
     ],
 )
-def test_malformed_search_values(client: httpx.Client, clients: dict, params: dict) -> None:
+def test_malformed_search_values(
+    client: httpx.Client, clients: dict[str, str], params: dict[str, str]
+) -> None:
     response = client.get("/Patient", params=params)
     assert response.status_code == 400, response.text
     assert response.json()["resourceType"] == "OperationOutcome"
     assert client.get("/Patient").json()["total"] == 3
 
 
-def test_total_none_and_count_zero(client: httpx.Client, clients: dict) -> None:
+def test_total_none_and_count_zero(client: httpx.Client, clients: dict[str, str]) -> None:
     none = client.get("/Patient", params={"_total": "none"}).json()
     assert "total" not in none
     zero = client.get("/Patient", params={"_count": 0}).json()
@@ -192,7 +202,9 @@ def test_prefer_handling_strict_forms(client: httpx.Client, prefer: list[str]) -
     assert response.status_code == 400
 
 
-def test_self_link_shows_only_applied_parameters(client: httpx.Client, clients: dict) -> None:
+def test_self_link_shows_only_applied_parameters(
+    client: httpx.Client, clients: dict[str, str]
+) -> None:
     bundle = client.get("/Patient", params={"identifier": "A-1", "nickname": "Rivera"}).json()
     self_link = next(link["url"] for link in bundle["link"] if link["relation"] == "self")
     assert "identifier=A-1" in self_link
@@ -200,7 +212,7 @@ def test_self_link_shows_only_applied_parameters(client: httpx.Client, clients: 
 
 
 def test_ignored_parameters_are_reported_up_to_a_limit(client: httpx.Client) -> None:
-    params = [(f"p{i}", "x") for i in range(30)]
+    params: QueryPairs = [(f"p{i}", "x") for i in range(30)]
     outcome = client.get("/Patient", params=params).json()["entry"][-1]["resource"]
     assert len(outcome["issue"]) == 21
     assert "10 more" in outcome["issue"][-1]["diagnostics"]
@@ -220,7 +232,9 @@ def test_total_values_across_parameters_are_bounded(client: httpx.Client) -> Non
     assert response.json()["issue"][0]["code"] == "too-costly"
 
 
-def test_empty_alternatives_and_trailing_ampersands(client: httpx.Client, clients: dict) -> None:
+def test_empty_alternatives_and_trailing_ampersands(
+    client: httpx.Client, clients: dict[str, str]
+) -> None:
     assert client.get("/Patient", params={"identifier": "A-1,"}).status_code == 400
     form = client.post(
         "/Patient/_search",

@@ -9,8 +9,10 @@ import pytest
 from app.search.dates import parse_date_range
 
 
-def _dt(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def _dt(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, us: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, us, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
 from tests.factories import care_plan, patient
 
 
-def _post(client: httpx.Client, resource: dict) -> str:
+def _post(client: httpx.Client, resource: dict[str, Any]) -> str:
     response = client.post(f"/{resource['resourceType']}", json=resource)
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
 
 
-def _matches(bundle: dict) -> list[tuple[str, str]]:
+def _matches(bundle: dict[str, Any]) -> list[tuple[str, str]]:
     return [
         (e["resource"]["resourceType"], e["resource"]["id"])
         for e in bundle.get("entry", [])

@@ -94,7 +94,9 @@ def service_request(patient: str, *carried: str, **more: Any) -> dict[str, Any]:
     return body
 
 
-def consent(patient: str, actor: str, purpose: str = "TREAT", status: str = "active") -> dict:
+def consent(
+    patient: str, actor: str, purpose: str = "TREAT", status: str = "active"
+) -> dict[str, Any]:
     return {
         "resourceType": "Consent",
         "status": status,
@@ -1159,7 +1161,7 @@ def _two_pages(world: World) -> str:
             post(world.attack, B, factories.patient(name=[{"family": family}])).status_code == 201
         )
     page = world.attack.get("/Patient?_sort=family&_count=1", headers=as_(B)).json()
-    links = {link["relation"]: link["url"] for link in page["link"]}
+    links: dict[str, str] = {link["relation"]: link["url"] for link in page["link"]}
     return links["next"]
 
 

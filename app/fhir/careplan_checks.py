@@ -5,18 +5,24 @@ the project serves (docs of issue 7, /work/shared/docs/DOMAIN.md):
 - the plan is a contract: each action (CarePlan.activity.detail) states what (code), how
   (description) and where (location), the timeframe (scheduled[x]) and who is involved with
   what responsibility (performer, each with the project's responsibility extension);
-- goals are SMART: Specific (a description of at least four words), Measurable
-  (target.measure and a target.detail[x]), Achievable (agreed with the client, expressedBy,
-  or a recorded reason it can be reached), Relevant (addresses a need or condition),
-  Time-bound (target.dueDate or dueDuration);
+- a plan has goals and actions: an empty one is a plan in name only;
+- goals are SMART: Specific (a description of at least four words, two of them naming
+  what will change rather than vague aims like "be a better person overall"), Measurable
+  (target.measure naming something that can be counted or observed, not "feelings", and
+  a target value), Achievable (agreed with
+  the client, expressedBy, or a recorded reason it can be reached), Relevant (addresses a
+  need or condition), Time-bound (target.dueDate or dueDuration); a goal still being
+  worked on whose due date has passed is overdue for review;
+- an action's timeframe does not end before it starts;
 - models of practice (CarePlan.category or the case's EpisodeOfCare.type, CodeSystem
   case-management-model): brokerage plans at most two sessions; strengths-based goals are
   expressed by the client and strengths (and informal supports) are recorded and referenced;
   clinical plans include therapy or counselling (an action of a counselling, telephone
   counselling or rehabilitation service type);
-  ACT and wraparound need a care team of two or more disciplines; ICM, ACT and wraparound
-  case managers hold no more open cases than the model's max-caseload; CTI plans have a
-  period with both ends and phases;
+  ACT and wraparound need a care team of two or more disciplines; case managers hold no
+  more open cases than the model's max-caseload (one definition of
+  a caseload, `caseload_limit`, for the checks and the caseload report); CTI plans have a
+  period with both ends and phases that lie within it;
 - a referral carrying security-labelled data needs an active Consent naming the receiving
   agency.
 """
@@ -34,7 +40,61 @@ from schemas.conformance import concept_property, system
 
 _MODEL_SYSTEM: Final = system("case-management-model")
 _SPECIFIC_WORDS: Final = 4
-_RATIO_MODELS: Final = frozenset({"intensive", "act", "wraparound"})
+# Words that say nothing about what will change: a description made only of these (and
+# small words) is not specific, however long.
+_VAGUE_WORDS: Final = frozenset(
+    (
+        "a",
+        "an",
+        "the",
+        "be",
+        "to",
+        "of",
+        "and",
+        "or",
+        "for",
+        "in",
+        "on",
+        "at",
+        "with",
+        "more",
+        "less",
+        "better",
+        "best",
+        "good",
+        "well",
+        "overall",
+        "generally",
+        "general",
+        "person",
+        "people",
+        "life",
+        "things",
+        "stuff",
+        "feel",
+        "feeling",
+        "feelings",
+        "happier",
+        "happy",
+        "improve",
+        "improved",
+        "improvement",
+        "get",
+        "become",
+        "make",
+        "do",
+        "my",
+        "their",
+        "his",
+        "her",
+        "them",
+        "they",
+        "it",
+    )
+)
+_CONTENT_WORDS: Final = 2
+# Goals still being worked on (Goal.lifecycleStatus).
+_OPEN_GOALS: Final = frozenset({"proposed", "planned", "accepted", "active", "on-hold"})
 _TEAM_MODELS: Final = frozenset({"act", "wraparound"})
 _THERAPY: Final = frozenset({"counselling", "telephone-counselling", "rehabilitation"})
 
@@ -89,6 +149,11 @@ def check_actions(plan: dict[str, Any]) -> list[Issue]:
             issues.append(_warn(f"Action {what!r} does not say where it takes place", where))
         if not any(k in detail for k in ("scheduledPeriod", "scheduledTiming", "scheduledString")):
             issues.append(_warn(f"Action {what!r} has no timeframe", where))
+        period = detail.get("scheduledPeriod") or {}
+        if _ends_before_start(period):
+            issues.append(
+                _warn(f"Action {what!r} ends before it starts", f"{where}.scheduledPeriod")
+            )
         performers = detail.get("performer", [])
         if not performers:
             issues.append(_warn(f"Action {what!r} names nobody responsible", where))
@@ -114,14 +179,26 @@ def smart_failures(goal: dict[str, Any]) -> dict[str, str]:
     """The SMART letters a Goal fails, each with the reason."""
     failures = {}
     text = (goal.get("description") or {}).get("text") or ""
-    if len(text.split()) < _SPECIFIC_WORDS:
+    words = [w.strip(".,;:!?()\"'").lower() for w in text.split()]
+    if len(words) < _SPECIFIC_WORDS:
         failures["S"] = (
             f"specific: the description {text!r} is too short to say what will change "
             f"(at least {_SPECIFIC_WORDS} words)"
         )
+    elif len([w for w in words if w and w not in _VAGUE_WORDS]) < _CONTENT_WORDS:
+        failures["S"] = (
+            f"specific: the description {text!r} does not say what will change (name the "
+            "behaviour, situation or service, e.g. 'keep a tenancy for six months')"
+        )
     targets = goal.get("target", [])
     if not any(t.get("measure") and any(k.startswith("detail") for k in t) for t in targets):
         failures["M"] = "measurable: no target measure with a target value (Goal.target)"
+    elif not any(_names_a_measure(t.get("measure")) for t in targets):
+        measure = ((targets[0].get("measure") or {}).get("text")) if targets else None
+        failures["M"] = (
+            f"measurable: the measure {measure!r} does not name anything that can be counted "
+            "or observed (e.g. 'nights in own tenancy', 'K10 score', 'standard drinks a day')"
+        )
     achievable = any(e.get("url") == EXT["achievable"] for e in goal.get("extension", [])) or bool(
         goal.get("expressedBy")
     )
@@ -137,8 +214,19 @@ def smart_failures(goal: dict[str, Any]) -> dict[str, str]:
     return failures
 
 
-def check_goals(goals: dict[str, dict[str, Any]]) -> list[Issue]:
-    """One warning per SMART letter a goal fails."""
+def _names_a_measure(measure: Any) -> bool:
+    """A coded measure, or one whose text names something beyond vague words."""
+    if not isinstance(measure, dict):
+        return False
+    if measure.get("coding"):
+        return True
+    words = [w.strip(".,;:!?()\"'").lower() for w in str(measure.get("text") or "").split()]
+    return any(w and w not in _VAGUE_WORDS for w in words)
+
+
+def check_goals(goals: dict[str, dict[str, Any]], today: dt.date | None = None) -> list[Issue]:
+    """One warning per SMART letter a goal fails; one for a goal still being worked on
+    whose due date has passed."""
     issues = []
     for reference, goal in goals.items():
         name = (goal.get("description") or {}).get("text") or reference
@@ -146,7 +234,48 @@ def check_goals(goals: dict[str, dict[str, Any]]) -> list[Issue]:
             issues.append(
                 _warn(f"Goal {name!r} ({reference}) is not SMART: {letter} ({reason})", reference)
             )
+        due = [
+            t.get("dueDate") for t in goal.get("target", []) if isinstance(t.get("dueDate"), str)
+        ]
+        if (
+            today is not None
+            and due
+            and goal.get("lifecycleStatus") in _OPEN_GOALS
+            and max(due)[:10] < today.isoformat()
+        ):
+            issues.append(
+                _warn(
+                    f"Goal {name!r} ({reference}) was due on {max(due)[:10]} and is still "
+                    f"{goal.get('lifecycleStatus')}: review it (achieved, changed or a new date)",
+                    reference,
+                )
+            )
     return issues
+
+
+def _ends_before_start(period: dict[str, Any]) -> bool:
+    start, end = period.get("start"), period.get("end")
+    return isinstance(start, str) and isinstance(end, str) and end[:10] < start[:10]
+
+
+def _phases(plan: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, period) of each CTI phase the plan records."""
+    found = []
+    for extension in plan.get("extension", []):
+        if extension.get("url") != EXT["phase"]:
+            continue
+        parts = {e.get("url"): e for e in extension.get("extension", [])}
+        name = str((parts.get("name") or {}).get("valueString") or "a phase")
+        found.append((name, (parts.get("period") or {}).get("valuePeriod") or {}))
+    return found
+
+
+def caseload_limit(model: str) -> int | None:
+    """The most open cases a case manager of this model holds (its max-caseload), if the
+    model sets one. A caseload is a case manager's open cases (active EpisodeOfCare whose
+    careManager they are), of every model: one definition for $check and the reports."""
+    most = concept_property("case-management-model", model, "max-caseload")
+    return None if most is None else int(most)
 
 
 # -- models of practice ------------------------------------------------------------------------
@@ -253,16 +382,15 @@ def check_model(context: PlanContext) -> list[Issue]:
                     "CarePlan.careTeam",
                 )
             )
-    if model in _RATIO_MODELS and context.caseload is not None:
-        limit = int(concept_property("case-management-model", model, "max-caseload"))
-        if context.caseload > limit:
-            issues.append(
-                _warn(
-                    f"The care manager holds {context.caseload} open cases; the {model} model "
-                    f"allows at most {limit} per case manager",
-                    "EpisodeOfCare.careManager",
-                )
+    most = caseload_limit(model)
+    if most is not None and context.caseload is not None and context.caseload > most:
+        issues.append(
+            _warn(
+                f"The care manager holds {context.caseload} open cases; the {model} model "
+                f"allows at most {most} per case manager",
+                "EpisodeOfCare.careManager",
             )
+        )
     if model == "cti":
         period = plan.get("period") or {}
         if not (period.get("start") and period.get("end")):
@@ -273,13 +401,33 @@ def check_model(context: PlanContext) -> list[Issue]:
                     "CarePlan.period",
                 )
             )
-        if not any(e.get("url") == EXT["phase"] for e in plan.get("extension", [])):
+        phases = _phases(plan)
+        if not phases:
             issues.append(
                 _warn(
                     "Critical time intervention works in phases: the plan records none",
                     "CarePlan.extension",
                 )
             )
+        for name, phase in phases:
+            if _ends_before_start(phase):
+                issues.append(
+                    _warn(f"CTI phase {name!r} ends before it starts", "CarePlan.extension")
+                )
+            outside = []
+            first, last = phase.get("start"), phase.get("end")
+            if isinstance(first, str) and period.get("start") and first[:10] < period["start"][:10]:
+                outside.append(f"start {first}")
+            if isinstance(last, str) and period.get("end") and last[:10] > period["end"][:10]:
+                outside.append(f"end {last}")
+            if outside:
+                issues.append(
+                    _warn(
+                        f"CTI phase {name!r} lies outside the plan's period "
+                        f"({period.get('start')} to {period.get('end')}): {', '.join(outside)}",
+                        "CarePlan.extension",
+                    )
+                )
     return issues
 
 
@@ -328,11 +476,27 @@ def check_consent(context: PlanContext) -> list[Issue]:
     return issues
 
 
+def check_contents(plan: dict[str, Any]) -> list[Issue]:
+    """A plan says what the client works towards (goals) and what will be done (actions)."""
+    issues = []
+    if not plan.get("goal"):
+        issues.append(
+            _warn("The plan has no goals: what is the client working towards?", "CarePlan.goal")
+        )
+    if not plan.get("activity"):
+        issues.append(
+            _warn("The plan has no actions: nothing says what will be done", "CarePlan.activity")
+        )
+    return issues
+
+
 def check_plan(context: PlanContext) -> list[Issue]:
-    """Every rule over one care plan, in reading order: actions, goals, model, consent."""
+    """Every rule over one care plan, in reading order: contents, actions, goals, model,
+    consent."""
     return (
-        check_actions(context.plan)
-        + check_goals(context.goals)
+        check_contents(context.plan)
+        + check_actions(context.plan)
+        + check_goals(context.goals, context.today)
         + check_model(context)
         + check_consent(context)
     )
@@ -347,8 +511,10 @@ def outcome(issues: list[Issue], subject: str) -> dict[str, Any]:
 
 __all__ = [
     "PlanContext",
+    "caseload_limit",
     "check_actions",
     "check_consent",
+    "check_contents",
     "check_goals",
     "check_model",
     "check_plan",

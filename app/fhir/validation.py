@@ -5,6 +5,8 @@ Spec: validation.html, and http.html#create / #update for what a server must ref
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -96,6 +98,8 @@ def check_resource(body: Any, *, resource_type: str, resource_id: str | None) ->
         raise StructureError(f"{resource_type}: {exc}") from exc
     # Narratives are rendered by agency UIs: active content is refused (txt-1, txt-2).
     _refuse("invariant", [(v.expression, v.message) for v in check_narratives(resource_type, body)])
+    # per-1: a Period never ends before it starts (a plan's phase, an action's timeframe).
+    _refuse("invariant", list(_backward_periods(body, resource_type)))
     _refuse(
         "code-invalid",
         [
@@ -104,6 +108,42 @@ def check_resource(body: Any, *, resource_type: str, resource_id: str | None) ->
         ],
     )
     return body
+
+
+_PERIOD_KEYS = frozenset({"id", "extension", "start", "end", "_start", "_end"})
+
+
+def _backward_periods(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """(expression, message) of each Period whose end is before its start (spec
+    datatypes.html#Period, per-1). A Period is told by its shape: an object with start and
+    end and nothing but id and extensions besides (fhir.resources does not check per-1)."""
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _backward_periods(item, f"{path}[{index}]")
+        return
+    if not isinstance(value, dict):
+        return
+    start, end = value.get("start"), value.get("end")
+    if isinstance(start, str) and isinstance(end, str) and value.keys() <= _PERIOD_KEYS:
+        if _definitely_before(end, start):
+            yield path, f"the period ends ({end}) before it starts ({start}) (per-1)"
+        return
+    for key, item in value.items():
+        if isinstance(item, (dict, list)):
+            yield from _backward_periods(item, f"{path}.{key}")
+
+
+def _definitely_before(end: str, start: str) -> bool:
+    """Whether end is before start whatever their precision: instants compared as
+    instants, otherwise only when end's day is before start's day."""
+    if "T" in end and "T" in start:
+        try:
+            return dt.datetime.fromisoformat(end) < dt.datetime.fromisoformat(start)
+        except (TypeError, ValueError):  # not comparable (no zone): the day decides
+            pass
+    if len(end) >= 10 and len(start) >= 10:
+        return end[:10] < start[:10]
+    return False
 
 
 def _refuse(code: str, problems: list[tuple[str, str]]) -> None:

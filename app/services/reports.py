@@ -27,12 +27,13 @@ from typing import Any, Final
 from sqlalchemy.engine import Engine
 
 from app.clock import Clock
+from app.fhir.careplan_checks import caseload_limit
 from app.fhir.jsonio import loads_stored
 from app.security.caller import Caller
 from app.services.search import SearchService
 from app.services.uow import transaction
 from app.storage.repository import Repository
-from schemas.conformance import concept_property, system
+from schemas.conformance import system
 
 ACCEPT_WITHIN_DAYS: Final = 14
 _FINISHED: Final = frozenset({"completed", "cancelled", "rejected", "failed", "entered-in-error"})
@@ -152,11 +153,9 @@ def _caseload(episodes: list[dict[str, Any]]) -> dict[str, Any]:
         per_model[model_of_episode(episode)][manager] += 1
     by_model = []
     for model, managers in sorted(per_model.items()):
-        ratio = (
-            concept_property("case-management-model", model, "max-caseload")
-            if model != ("unspecified")
-            else None
-        )
+        # A caseload is all of a case manager's open cases, whatever their model, against
+        # the model's limit: the definition $check uses (app/fhir/careplan_checks.py).
+        ratio = caseload_limit(model) if model != "unspecified" else None
         open_cases = sum(managers.values())
         by_model.append(
             {
@@ -165,7 +164,7 @@ def _caseload(episodes: list[dict[str, Any]]) -> dict[str, Any]:
                 "case_managers": len(managers),
                 "cases_per_case_manager": round(open_cases / len(managers), 2),
                 "max_caseload": ratio,
-                "over_ratio": sorted(m for m, n in managers.items() if ratio and n > ratio),
+                "over_ratio": sorted(m for m in managers if ratio and per_manager[m] > ratio),
             }
         )
     return {

@@ -137,7 +137,7 @@ def package(
     }
     if owner is not None:
         task["owner"] = {"reference": owner}
-    entries = [
+    entries: list[tuple[str, dict[str, Any]]] = [
         ("patient", patient),
         ("goal", goal),
         ("plan", plan),

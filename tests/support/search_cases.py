@@ -9,6 +9,10 @@ import httpx
 
 # (label, query, names of the resources that must match: exactly these, no others)
 Case = tuple[str, str, set[str]]
+# Repeated query parameters as httpx takes them, (name, value) pairs in order. httpx types
+# the list with its own value union and a list is invariant: a list[tuple[str, str]] is
+# refused where a list annotated with this alias is not.
+QueryPairs = list[tuple[str, str | int | float | bool | None]]
 
 
 def create(client: httpx.Client, resource: dict[str, Any]) -> str:
@@ -38,7 +42,7 @@ def delete(client: httpx.Client, resource_type: str, rid: str) -> None:
     assert client.delete(f"/{resource_type}/{rid}").status_code in (200, 204)
 
 
-def split_query(query: str) -> tuple[str, list[tuple[str, str]]]:
+def split_query(query: str) -> tuple[str, QueryPairs]:
     """``Type?a=b&c=d`` (values unencoded) -> ("/Type", [("a", "b"), ("c", "d")])."""
     path, _, qs = query.partition("?")
     params = [tuple(p.split("=", 1)) for p in qs.split("&") if p] if qs else []
