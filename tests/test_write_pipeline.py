@@ -15,9 +15,10 @@ import orjson
 import pytest
 from sqlalchemy import event, text
 
-from app.fhir.instruments import score_observation_id
+from app.fhir.instruments import flag_id, score_observation_id
 from app.security.caller import Caller
 from app.services.container import Services, build_services
+from app.storage.repository import _lock_key
 from tests.conftest import Backend
 from tests.support.clock import fixed_clock
 from tests.test_assessments import FHIR, response
@@ -180,35 +181,30 @@ def test_a_score_comes_back_when_an_unscored_response_is_completed_again(
     assert score["valueInteger"] == 18 and score["meta"]["versionId"] == "3"
 
 
-def test_an_update_rewrites_only_the_index_tables_whose_rows_change(
-    services: Services, statements: Statements
+def test_an_update_repairs_index_rows_an_earlier_extractor_wrote(
+    services: Services, backend: Backend
 ) -> None:
-    observation = {**_observation(1), "subject": {"reference": "Patient/p1"}}
+    # Rows written by an older extractor (an import before a fix, a registry upgrade) are
+    # replaced by the next edit of the record, whatever the edit changes.
     created = services.resources.create(
-        caller=AGENCY, resource_type="Observation", body=orjson.dumps(observation)
+        caller=AGENCY, resource_type="Observation", body=orjson.dumps(_observation(1))
     )
     oid = created.version.id
-
-    def update(body: dict[str, Any], version: int) -> None:
-        statements.sent.clear()
-        services.resources.update(
-            caller=AGENCY,
-            resource_type="Observation",
-            resource_id=oid,
-            body=orjson.dumps({**body, "id": oid}),
-            if_match=version,
+    with backend.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO search_token (resource_type, resource_id, param, system, code, text)"
+                " VALUES ('Observation', :id, 'status', NULL, 'stale', NULL)"
+            ),
+            {"id": oid},
         )
-
-    def rewritten() -> set[str]:
-        # (The write's Provenance inserts index rows of its own, never deletes any.)
-        return {s.split()[2] for s in statements.sent if s.startswith("DELETE FROM search_")}
-
-    # A note is not searched: no index table is rewritten.
-    update({**observation, "note": [{"text": "seen at home"}]}, 1)
-    assert rewritten() == set()
-    # A new status changes token rows only; the subject's reference rows stay.
-    update({**observation, "status": "amended"}, 2)
-    assert rewritten() == {"search_token"}
+    services.resources.update(
+        caller=AGENCY,
+        resource_type="Observation",
+        resource_id=oid,
+        body=orjson.dumps({**_observation(1), "id": oid, "note": [{"text": "seen"}]}),
+        if_match=1,
+    )
 
     def found(query: list[tuple[str, str]]) -> int:
         page = services.search.search(
@@ -216,5 +212,52 @@ def test_an_update_rewrites_only_the_index_tables_whose_rows_change(
         )
         return len(page.matches)
 
-    assert found([("status", "amended"), ("subject", "Patient/p1")]) == 1
-    assert found([("status", "final")]) == 0
+    assert found([("status", "stale")]) == 0
+    assert found([("status", "final")]) == 1
+
+
+def test_a_follow_up_locks_what_it_read_before_reading_it(
+    services: Services, backend: Backend
+) -> None:
+    # The Flag of a PHQ-9 response is read, made inactive and written back by a follow-up:
+    # it is locked before that read, so no other writer changes it in between (PostgreSQL
+    # runs writers concurrently; SQLite serialises them and takes no advisory locks).
+    if backend.name != "postgresql":
+        pytest.skip("advisory locks are PostgreSQL's")
+    raised = services.resources.create(
+        caller=AGENCY,
+        resource_type="QuestionnaireResponse",
+        body=orjson.dumps(response("phq9", [0] * 8 + [1])),
+    )
+    rid = raised.version.id
+    flag = flag_id(rid)
+    sent: list[tuple[str, Any]] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
+        sent.append((statement, parameters))
+
+    event.listen(backend.engine, "before_cursor_execute", before)
+    try:
+        services.resources.update(
+            caller=AGENCY,
+            resource_type="QuestionnaireResponse",
+            resource_id=rid,
+            body=orjson.dumps({**response("phq9", [0] * 9), "id": rid}),
+            if_match=1,
+        )
+    finally:
+        event.remove(backend.engine, "before_cursor_execute", before)
+    key = _lock_key(f"Flag/{flag}")
+    locked = next(
+        i
+        for i, (s, p) in enumerate(sent)
+        if "pg_advisory" in s and isinstance(p, dict) and key in p.values()
+    )
+    read = next(
+        i
+        for i, (s, p) in enumerate(sent)
+        if s.lstrip().startswith("SELECT") and isinstance(p, dict) and flag in p.values()
+    )
+    assert locked < read
+    current = services.resources.read(caller=AGENCY, resource_type="Flag", resource_id=flag)
+    assert orjson.loads(current.version.body or b"{}")["status"] == "inactive"

@@ -71,6 +71,9 @@ class AssessmentScoring:
         if score is not None and score.flags and event.resource is not None:
             flag = risk_flag(event.resource, event.resource_id, score)
             return FollowUp(_FLAG, identifier, _checked(_FLAG, identifier, flag))
+        # Locked before it is read: the follow-up writes what this read, and no other
+        # writer may change the Flag in between (PostgreSQL runs writers concurrently).
+        repo.lock_for_write(_FLAG, identifier)
         current = repo.current(_FLAG, identifier)
         if current is None or current.deleted or current.body is None:
             return None

@@ -143,6 +143,8 @@ class ReferralRules:
         if target is None or focus is None:
             return ()
         sr_id = focus.partition("/")[2]
+        # Locked before it is read: the follow-up writes what this read.
+        repo.lock_for_write("ServiceRequest", sr_id)
         # As the caller sees it: a request it may not see is one that is gone (a Task whose
         # focus is another agency's request must not learn that the request exists).
         request = body_of(repo.visible_current("ServiceRequest", sr_id))

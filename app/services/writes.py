@@ -12,8 +12,7 @@ steps in this order inside the caller's transaction:
 4. content: a JSON Patch applied to the current version and the result validated;
 5. the rules' checks, in the order app/services/container.py declares them: each may
    refuse the write or amend what is stored (labels, referral stamps, a status);
-6. the version, its history row and its index rows stored (only the index tables whose
-   rows change);
+6. the version, its history row and its index rows stored;
 7. the rules' after-steps: owner rows and referral shares, outbox rows, and follow-up
    writes (a score Observation, the ServiceRequest that follows its referral Task), which
    run through this same pipeline as the same caller - no rule calls a service back;
@@ -209,7 +208,8 @@ class WritePipeline:
             if current is None and stored is not None:
                 # Derived from a record the caller wrote, yet kept where it cannot see.
                 raise self.unknown(caller, resource_type, resource_id)
-            if current is not None and not current.deleted:
+            if current is not None:
+                # A deleted record too: recreating it is a change of it (as an update).
                 self.check_may_change(repo, caller, current, deleting=False)
         index = change.index if change.kind in ("create", "update") else None
         if change.method:
@@ -241,19 +241,10 @@ class WritePipeline:
         version = StoredVersion(
             resource_type, resource_id, version_id, now, resource is None, body, event.method
         )
-        # The rows the replaced version indexed: a table whose rows do not change is not
-        # touched (most updates change a few elements, and every page written is WAL).
-        previous = (
-            self.index(resource_type, loads_stored(current.body))
-            if resource is not None and current is not None and current.body is not None
-            else None
-        )
-        repo.write_version(
-            version=version,
-            exists=current is not None,
-            index=index or IndexRows(),
-            previous=previous,
-        )
+        # Every index table of the resource is rewritten: an edit also repairs rows an
+        # earlier extractor wrote (an upgrade, an import), which comparing today's
+        # extraction of the old and new bodies would keep.
+        repo.write_version(version=version, exists=current is not None, index=index or IndexRows())
         # 7. the rules' after-steps and the writes they cause
         follow_ups: list[FollowUp] = []
         for rule in self._rules:

@@ -571,20 +571,10 @@ class Repository(AccessRows, CompartmentRows, ExportRows):
         return int(self._conn.execute(query, self._access).scalar_one())
 
     # -- writes ------------------------------------------------------------------------
-    def write_version(
-        self,
-        *,
-        version: StoredVersion,
-        exists: bool,
-        index: IndexRows,
-        previous: IndexRows | None = None,
-    ) -> None:
+    def write_version(self, *, version: StoredVersion, exists: bool, index: IndexRows) -> None:
         """Write a new current version, its history row and its index rows together.
 
-        A deletion passes empty index rows: only live resources have index rows. previous:
-        the index rows of the version replaced, when known; an index table whose rows are
-        the same for both is left alone (no statement, no page touched), else every index
-        table of the resource is rewritten.
+        A deletion passes empty index rows: only live resources have index rows.
         """
         if not exists and version.body is not None:
             # The rows of a new resource go to the driver positional, as the bulk loader's
@@ -602,12 +592,6 @@ class Repository(AccessRows, CompartmentRows, ExportRows):
             )
             return
         key = {"q_type": version.resource_type, "q_id": version.id}
-        rows = index_row_lists(version.resource_type, version.id, index)
-        before = (
-            index_row_lists(version.resource_type, version.id, previous)
-            if previous is not None
-            else [None] * len(rows)
-        )
         if exists:
             self._conn.execute(
                 _UPDATE_RESOURCE,
@@ -619,17 +603,14 @@ class Repository(AccessRows, CompartmentRows, ExportRows):
                     "n_body": version.body,
                 },
             )
+            for statement in _DELETE_INDEX:
+                self._conn.execute(statement, key)
         else:
             self._conn.execute(_INSERT_RESOURCE, _resource_parameters(version))
         self.insert_rows(version_table, [_version_row(version)])
-        for table, statement, new, old in zip(
-            index_tables, _DELETE_INDEX, rows, before, strict=True
-        ):
-            if old is not None and old == new:
-                continue
-            if exists and (old is None or old):
-                self._conn.execute(statement, key)
-            self.insert_rows(table, new)
+        rows = index_row_lists(version.resource_type, version.id, index)
+        for table, table_rows in zip(index_tables, rows, strict=True):
+            self.insert_rows(table, table_rows)
 
     def insert_new_rows(self, rows: NewRows) -> None:
         """Insert new resources given as positional rows (app/storage/rows.py), the rows of
