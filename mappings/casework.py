@@ -23,6 +23,14 @@ from schemas.conformance import display, extension_url, system
 LOINC: Final = "http://loinc.org"
 ROLE_CODE: Final = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
 ACT_CODE: Final = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+ACT_REASON: Final = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+# A plain consent's use as a purpose of use (v3 ActReason), and back.
+CONSENT_USES: Final = {
+    "care-coordination": "COC",
+    "care-management": "CAREMGT",
+    "treatment": "TREAT",
+    "emergency-treatment": "ETREAT",
+}
 CONFIDENTIALITY: Final = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 OBS_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/observation-category"
 GOAL_ACHIEVEMENT: Final = "http://terminology.hl7.org/CodeSystem/goal-achievement"
@@ -521,6 +529,41 @@ def care_plan_to_fhir(
     return fhir
 
 
+# The CarePlan elements a plain care plan models (care_plan_to_fhir writes them, or leaves
+# them out to clear them); a plain update keeps every other element as stored.
+_PLAN_MODELLED: Final = frozenset(
+    {"resourceType", "id", "meta", "text", "extension", "status", "intent", "category",
+     "title", "subject", "period", "addresses", "supportingInfo", "goal", "activity",
+     "careTeam"}
+)  # fmt: skip
+
+
+def keep_unmodelled(new: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    """new (a plain care plan as a CarePlan) with what the plain model does not speak of
+    kept from stored: other elements (basedOn, note, author, ...), other extensions,
+    supportingInfo other than strengths and supports, and activities that are references
+    (a referral's ServiceRequest) rather than planned actions. A plain update never drops
+    what a FHIR client wrote."""
+    for key, value in stored.items():
+        if key not in _PLAN_MODELLED and key not in new:
+            new[key] = value
+    own = {EXT["case"], EXT["phase"]}
+    extensions = [e for e in stored.get("extension", []) if e.get("url") not in own]
+    if extensions:
+        new["extension"] = [*new.get("extension", []), *extensions]
+    other = [
+        s
+        for s in stored.get("supportingInfo", [])
+        if not str(s.get("reference", "")).startswith(("Observation/", "RelatedPerson/"))
+    ]
+    if other:
+        new["supportingInfo"] = [*new.get("supportingInfo", []), *other]
+    referenced = [a for a in stored.get("activity", []) if "detail" not in a]
+    if referenced:
+        new["activity"] = [*new.get("activity", []), *referenced]
+    return new
+
+
 def care_plan_from_fhir(
     plan: dict[str, Any],
     *,
@@ -791,6 +834,8 @@ def consent_to_fhir(consent: plain.Consent) -> dict[str, Any]:
     ]
     if consent.covers_sensitive:
         provision["securityLabel"] = [dict(SENSITIVE_LABELS[0])]
+    if consent.use is not None:
+        provision["purpose"] = [{"system": ACT_REASON, "code": CONSENT_USES[consent.use]}]
     fhir["provision"] = provision
     return fhir
 
@@ -800,6 +845,8 @@ def consent_from_fhir(consent: dict[str, Any]) -> plain.Consent:
     provision = consent.get("provision") or {}
     period = provision.get("period") or {}
     labels = {(s.get("system"), s.get("code")) for s in provision.get("securityLabel", [])}
+    purposes = {(p.get("system"), p.get("code")) for p in provision.get("purpose", [])}
+    use = next((u for u, code in CONSENT_USES.items() if (ACT_REASON, code) in purposes), None)
     return plain.Consent(
         id=consent.get("id"),
         client_id=_id_of(consent.get("patient"), "Patient") or "unknown",
@@ -809,4 +856,5 @@ def consent_from_fhir(consent: dict[str, Any]) -> plain.Consent:
         start=_date(period.get("start")),
         end=_date(period.get("end")),
         covers_sensitive=(ACT_CODE, "ETH") in labels,
+        use=use,
     )

@@ -48,6 +48,7 @@ Stage = Literal[
     "closure",
 ]
 Setting = Literal["healthcare", "mental-health", "child-welfare", "community-services"]
+ConsentUse = Literal["care-coordination", "care-management", "treatment", "emergency-treatment"]
 ServiceType = Literal[
     "counselling",
     "outreach",
@@ -310,6 +311,10 @@ class Consent(Plain):
     status: Literal["draft", "proposed", "active", "rejected", "inactive"] = "active"
     recipient: AgencyRef
     purpose: Text
+    # What the disclosure is for (Consent.provision.purpose): labelled (sensitive) records
+    # are released only for care: coordination, management or treatment. None: no purpose
+    # stated (a FHIR Consent written without one), which releases no labelled records.
+    use: ConsentUse | None = "care-coordination"
     start: dt.date | None = None
     end: dt.date | None = None
     # Covers substance-use (sensitive) records.

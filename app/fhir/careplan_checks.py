@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from app.fhir.errors import Issue
-from mappings.casework import ACT_CODE, EXT, is_strength
+from mappings.casework import ACT_CODE, ACT_REASON, CONSENT_USES, EXT, is_strength
 from schemas.conformance import concept_property, system
 
 _MODEL_SYSTEM: Final = system("case-management-model")
@@ -438,6 +438,11 @@ def _consent_permits(consent: dict[str, Any], agency: str, today: dt.date | None
     provision = consent.get("provision") or {}
     if provision.get("type", "permit") != "permit":
         return False
+    # Labelled records are released only for care (the access rule's purposes of use): a
+    # consent without one leaves the receiving agency an empty inbox.
+    purposes = {(p.get("system"), p.get("code")) for p in provision.get("purpose") or []}
+    if not any((ACT_REASON, code) in purposes for code in CONSENT_USES.values()):
+        return False
     period = provision.get("period") or {}
     if today is not None:
         end = period.get("end")
@@ -468,7 +473,8 @@ def check_consent(context: PlanContext) -> list[Issue]:
                 _warn(
                     f"Referral ServiceRequest/{referral.get('id')} to {agency or 'an agency'} "
                     f"carries {'substance-use ' if sensitive else ''}labelled data but no "
-                    "active Consent of the client permits disclosure to it",
+                    "active Consent of the client permits disclosure to it for care "
+                    "(coordination, management or treatment): the agency cannot see it",
                     f"ServiceRequest/{referral.get('id')}",
                     "security",
                 )

@@ -18,6 +18,7 @@ from typing import Any, Final
 from app.fhir.referral import is_referral
 from app.search.dates import parse_date_range
 from app.storage.access import AccessScope
+from mappings.casework import CONSENT_USES
 
 V3_CONFIDENTIALITY: Final = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 V3_ACT_CODE: Final = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
@@ -43,8 +44,8 @@ _SENSITIVE: Final = frozenset(
 # A tag (meta.tag or meta.security) by which a writer asks for the AOD labels.
 _LABEL_REQUESTS: Final = frozenset({"ETH", "42CFRPart2", "SUD", AOD_AGENCY})
 # Purposes of use under which a Consent releases labelled records: treatment and care
-# coordination, the purposes of a referral (v3 ActReason).
-RELEASE_PURPOSES: Final = frozenset({"TREAT", "ETREAT", "COC", "CAREMGT"})
+# coordination, the purposes of a referral (v3 ActReason); the uses a plain consent names.
+RELEASE_PURPOSES: Final = frozenset(CONSENT_USES.values())
 
 REDISCLOSURE_NOTICE: Final = "42 CFR part 2 prohibits unauthorized disclosure of these records."
 # Bundle-level labels of a release of labelled records: the policy, and the obligation

@@ -461,6 +461,16 @@ class CaseService:
             tx.post(care_plan, "care plan")
         else:
             care_plan["id"] = existing[0]
+            stored = next(
+                (
+                    r
+                    for r in existing[1].resources
+                    if r.get("resourceType") == "CarePlan" and r.get("id") == existing[0]
+                ),
+                None,
+            )
+            if stored is not None:
+                care_plan = m.keep_unmodelled(care_plan, stored)
             tx.put(care_plan, "care plan", if_match)
 
     def _plan_parts(

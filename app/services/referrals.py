@@ -52,6 +52,7 @@ from app.fhir.referral import (
 from app.fhir.validation import check_resource, check_type_and_id
 from app.security.caller import Caller
 from app.security.scopes import require
+from app.services.access import is_aod_agency_in
 from app.services.bundle import BundleService
 from app.services.disclosure import NOTHING, Release
 from app.services.params import single
@@ -173,6 +174,30 @@ class ReferralService:
         return ReferralView(version, task, reason, parties_of(repo, caller, task, self.base_url))
 
     # -- submit --------------------------------------------------------------------------
+    def _check_deliverable(self, caller: Caller, plain: dict[str, Any]) -> None:
+        """A plain referral whose records are labelled (sensitive, or written by an AOD
+        service, whose records all are) reaches the receiving agency only under a consent
+        of the client, recorded by the referring agency, that releases them for care: it is
+        refused with the reason rather than stored where the receiver would never see it."""
+        sensitive = plain.get("sensitive") is True
+        if not sensitive and not is_aod_agency_in(self._resources.engine, caller.agency):
+            return
+        client, receiver = f"{plain['client_id']}", f"{plain['to_agency']}"
+        with transaction(self._resources.engine, write=False) as repo:
+            released = repo.releases_labelled(
+                client, receiver, caller.agency or "", self._clock.now()
+            )
+        if released:
+            return
+        why = "is marked sensitive" if sensitive else "is an AOD service's record"
+        raise ResourceInvalid(
+            f"The referral {why}, so it carries labelled records, and no consent of client "
+            f"{client} in force releases them to {receiver} for care (coordination, "
+            "management or treatment): record the client's consent first (POST "
+            "/cases/{case}/consents with covers_sensitive true). Nothing was stored.",
+            expression=("consent_id",),
+        )
+
     def submit(self, *, caller: Caller, body: bytes) -> ReferralView:
         """POST /referrals: a referral package stored atomically as one transaction Bundle
         (spec http.html#transaction); the Task is the referral (SDOH CC IG)."""
@@ -185,7 +210,9 @@ class ReferralService:
                     "POST /referrals takes a transaction Bundle; plain case-management referral "
                     "JSON is not accepted by this server yet"
                 )
+            plain = data
             data = self._from_plain(data)
+            self._check_deliverable(caller, plain)
         task_index = _check_package(data, caller)
         kind, outcomes = self._bundles.process(orjson.dumps(data), caller=caller)
         assert kind == "transaction-response"

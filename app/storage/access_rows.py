@@ -4,6 +4,7 @@ grants and the disclosure log (docs/threat-model.md)."""
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import String, bindparam, delete, insert, or_, select, update
@@ -152,6 +153,20 @@ class AccessRows(OnConnection):
         if scope is None:
             return []
         return sorted({row[0] for row in self._conn.execute(scope.consent_for(patient_id))})
+
+    def releases_labelled(self, patient_id: str, agency: str, grantor: str, now: datetime) -> bool:
+        """Whether a consent grantor recorded, in force at now, releases the client's
+        labelled records to agency (a release purpose: consent_grant.sensitive_ok)."""
+        c = consent_grant_table.c
+        query = select(c.consent_id).where(
+            c.patient_id == patient_id,
+            c.agency == agency,
+            c.grantor == grantor,
+            c.sensitive_ok.is_(True),
+            or_(c.starts.is_(None), c.starts <= now),
+            or_(c.ends.is_(None), c.ends > now),
+        )
+        return self._conn.execute(query.limit(1)).first() is not None
 
     def insert_disclosures(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Record releases of records to agencies other than their owners."""
