@@ -723,6 +723,11 @@ def referral_to_service_request(referral: plain.Referral) -> dict[str, Any]:
     request["reasonCode"] = [{"text": referral.reason}]
     _put(
         request,
+        "basedOn",
+        [_ref(f"CarePlan/{referral.care_plan_id}")] if referral.care_plan_id else None,
+    )
+    _put(
+        request,
         "supportingInfo",
         [_ref(f"Consent/{referral.consent_id}")] if referral.consent_id else None,
     )
@@ -750,9 +755,13 @@ def referral_to_task(referral: plain.Referral, *, focus: str) -> dict[str, Any]:
     return task
 
 
-def referral_bundle(referral: plain.Referral) -> dict[str, Any]:
+def referral_bundle(
+    referral: plain.Referral, plan: tuple[dict[str, Any], int] | None = None
+) -> dict[str, Any]:
     """A referral as a transaction Bundle: the ServiceRequest and the Task that carries it
-    to the receiving agency, linked by urn:uuid (spec bundle.html#transaction)."""
+    to the receiving agency, linked by urn:uuid (spec bundle.html#transaction). With the
+    care plan it serves (its body and version): the plan's goals go with the request, and
+    the plan gains an activity that is the referral (If-Match: the version read)."""
     request_url = "urn:uuid:6f0c1b8e-0000-4000-8000-000000000001"
     task_url = "urn:uuid:6f0c1b8e-0000-4000-8000-000000000002"
     request = referral_to_service_request(referral)
@@ -761,18 +770,32 @@ def referral_bundle(referral: plain.Referral) -> dict[str, Any]:
         entry["request"] = {"method": "PUT", "url": f"ServiceRequest/{referral.id}"}
     else:
         entry["request"] = {"method": "POST", "url": "ServiceRequest"}
-    return {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            entry,
+    entries = [
+        entry,
+        {
+            "fullUrl": task_url,
+            "resource": referral_to_task(referral, focus=request_url),
+            "request": {"method": "POST", "url": "Task"},
+        },
+    ]
+    if plan is not None:
+        body, version = plan
+        goals = [g for g in body.get("goal", []) if str(g.get("reference", "")).startswith("Goal/")]
+        if goals:
+            request["supportingInfo"] = [*request.get("supportingInfo", []), *goals]
+        updated = {k: v for k, v in body.items() if k != "meta"}
+        updated["activity"] = [*body.get("activity", []), {"reference": _ref(request_url)}]
+        entries.append(
             {
-                "fullUrl": task_url,
-                "resource": referral_to_task(referral, focus=request_url),
-                "request": {"method": "POST", "url": "Task"},
-            },
-        ],
-    }
+                "resource": updated,
+                "request": {
+                    "method": "PUT",
+                    "url": f"CarePlan/{body['id']}",
+                    "ifMatch": f'W/"{version}"',
+                },
+            }
+        )
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
 def service_request_to_referral(request: dict[str, Any]) -> plain.Referral:
@@ -793,6 +816,9 @@ def service_request_to_referral(request: dict[str, Any]) -> plain.Referral:
         priority=request.get("priority", "routine"),
         requested=_date(request.get("authoredOn")) or dt.date.min,
         consent_id=consent,
+        care_plan_id=next(
+            (p for p in (_id_of(b, "CarePlan") for b in request.get("basedOn", [])) if p), None
+        ),
         sensitive=(ACT_CODE, "ETH") in labels,
         note=(request.get("note") or [{}])[0].get("text"),
     )

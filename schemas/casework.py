@@ -298,6 +298,10 @@ class Referral(Plain):
     requested: dt.date
     # The Consent that allows the disclosure (required when the referral is sensitive).
     consent_id: FhirId | None = None
+    # The referring agency's care plan this referral serves: the plan and its goals go
+    # with the referral (ServiceRequest.basedOn, supportingInfo), and the plan gains an
+    # action that is the referral, so completing it records the goals' achievement.
+    care_plan_id: FhirId | None = None
     # Carries AOD / substance-use information (labelled with a security label).
     sensitive: bool = False
     note: Text | None = None

@@ -184,3 +184,61 @@ def test_a_plain_update_of_a_plan_keeps_what_it_does_not_model(root: httpx.Clien
     assert kept["basedOn"] == [{"reference": "CarePlan/earlier"}]
     # What the plain model speaks of is still the plain update's to change.
     assert len([a for a in kept["activity"] if "detail" in a]) == len(changed["actions"])
+
+
+def test_completing_a_plain_referral_records_the_goals_of_the_plan_it_serves(
+    root: httpx.Client,
+) -> None:
+    # Issue 19, defect 2: the referral names the care plan it serves; the receiving agency
+    # completes it with the plan's goals, which answered 422 "not a goal of this referral".
+    clinic = "Organization/clinic"
+    case = root.post("/cases", json=new_case(managing_agency=clinic), headers=_as(clinic)).json()
+    plan = root.post(f"/cases/{case['id']}/careplans", json=plan_body(), headers=_as(clinic))
+    assert plan.status_code == 201, plan.text
+    plan_id, goal_id = plan.json()["id"], plan.json()["goals"][0]["id"]
+    consent = {
+        "client_id": case["client_id"],
+        "recipient": HOUSING,
+        "purpose": "Tenancy support referral",
+    }
+    made = root.post(f"/cases/{case['id']}/consents", json=consent, headers=_as(clinic))
+    assert made.status_code == 201, made.text
+    sent = root.post(
+        "/referrals",
+        json={**_referral(case["client_id"], from_agency=clinic), "care_plan_id": plan_id},
+        headers=_as(clinic),
+    )
+    assert sent.status_code == 201, sent.text
+    tid, request_ref = sent.json()["id"], sent.json()["serviceRequest"]
+    stored_plan = root.get(f"/fhir/CarePlan/{plan_id}", headers=_as(clinic)).json()
+    assert {"reference": {"reference": request_ref}} in stored_plan["activity"]
+    etag = sent.json()["etag"]
+    for action in ("accept", "start"):
+        done = root.post(f"/referrals/{tid}/{action}", headers={**_as(HOUSING), "If-Match": etag})
+        assert done.status_code == 200, done.text
+        etag = done.json()["etag"]
+    outcome = {
+        "outcome": {
+            "summary": "Tenancy sustained for three months",
+            "goals": [{"goal": f"Goal/{goal_id}", "achievementStatus": "achieved"}],
+        }
+    }
+    completed = root.post(
+        f"/referrals/{tid}/complete", json=outcome, headers={**_as(HOUSING), "If-Match": etag}
+    )
+    assert completed.status_code == 200, completed.text
+    goal = root.get(f"/fhir/Goal/{goal_id}", headers=_as(clinic)).json()
+    assert goal["achievementStatus"]["coding"][0]["code"] == "achieved"
+    activity = next(
+        a
+        for a in root.get(f"/fhir/CarePlan/{plan_id}", headers=_as(clinic)).json()["activity"]
+        if a.get("reference", {}).get("reference") == request_ref
+    )
+    assert activity["outcomeCodeableConcept"][0]["text"] == "Tenancy sustained for three months"
+    # A plan the caller cannot see (or that does not exist) is refused, nothing stored.
+    hidden = root.post(
+        "/referrals",
+        json={**_referral(case["client_id"], from_agency=clinic), "care_plan_id": "nope"},
+        headers=_as(clinic),
+    )
+    assert hidden.status_code == 422 and "care_plan_id" in hidden.text

@@ -76,7 +76,8 @@ _AGENCY_FORMS: Final = {
 _MAX_PACKET: Final = 500
 
 # Plain case-management referral JSON -> a transaction Bundle (the domain mapping).
-PlainReferral = Callable[[dict[str, Any]], dict[str, Any]]
+# Plain referral JSON, and the care plan it serves (body, version), as a package Bundle.
+PlainReferral = Callable[[dict[str, Any], tuple[dict[str, Any], int] | None], dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +175,21 @@ class ReferralService:
         return ReferralView(version, task, reason, parties_of(repo, caller, task, self.base_url))
 
     # -- submit --------------------------------------------------------------------------
+    def _served_plan(self, caller: Caller, plan_id: Any) -> tuple[dict[str, Any], int] | None:
+        """The care plan a plain referral names, as the caller may see it (a hidden or
+        missing plan answers the same: 422)."""
+        if plan_id is None:
+            return None
+        scope = self._resources.scope(caller)
+        with transaction(self._resources.engine, write=False, scope=scope) as repo:
+            current = repo.visible_current("CarePlan", str(plan_id))
+        body = body_of(current)
+        if current is None or body is None:
+            raise ResourceInvalid(
+                f"care_plan_id: CarePlan/{plan_id} is not known", expression=("care_plan_id",)
+            )
+        return body, current.version_id
+
     def _check_deliverable(self, caller: Caller, plain: dict[str, Any]) -> None:
         """A plain referral whose records are labelled (sensitive, or written by an AOD
         service, whose records all are) reaches the receiving agency only under a consent
@@ -211,8 +227,11 @@ class ReferralService:
                     "JSON is not accepted by this server yet"
                 )
             plain = data
-            data = self._from_plain(data)
+            data = self._from_plain(data, None)
             self._check_deliverable(caller, plain)
+            plan = self._served_plan(caller, plain.get("care_plan_id"))
+            if plan is not None:
+                data = self._from_plain(plain, plan)
         task_index = _check_package(data, caller)
         kind, outcomes = self._bundles.process(orjson.dumps(data), caller=caller)
         assert kind == "transaction-response"
@@ -653,14 +672,16 @@ def _codes_fulfill(task: dict[str, Any]) -> bool:
     )
 
 
-def plain_referral_bundle(value: dict[str, Any]) -> dict[str, Any]:
+def plain_referral_bundle(
+    value: dict[str, Any], plan: tuple[dict[str, Any], int] | None = None
+) -> dict[str, Any]:
     """Plain case-management referral JSON (schemas/casework.py Referral) as the package
-    Bundle POST /referrals stores (mappings/referral.py)."""
+    Bundle POST /referrals stores (mappings/casework.py), with the care plan it serves."""
     try:
         referral = Referral.model_validate(value)
     except ValidationError as exc:
         raise invalid_plain(exc, "Referral") from exc
-    return referral_bundle(referral)
+    return referral_bundle(referral, plan)
 
 
 __all__ = [
