@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from mappings.casework import consent_to_fhir
+from schemas.casework import Consent
 from tests.conftest import Backend
 from tests.support.server import LiveServer
 from tests.test_access import _organizations
@@ -95,41 +97,12 @@ def test_a_consent_without_a_purpose_of_care_is_reported_by_check(root: httpx.Cl
     case = root.post("/cases", json=new_case(managing_agency=AOD), headers=_as(AOD)).json()
     client_id = case["client_id"]
     # A FHIR Consent naming the receiver but for no purpose of care (written directly).
-    consent = {
-        "resourceType": "Consent",
-        "status": "active",
-        "scope": {
-            "coding": [
-                {
-                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                    "code": "patient-privacy",
-                }
-            ]
-        },
-        "category": [{"text": "research"}],
-        "patient": {"reference": f"Patient/{client_id}"},
-        "provision": {
-            "type": "permit",
-            "actor": [
-                {
-                    "role": {
-                        "coding": [
-                            {
-                                "system": (
-                                    "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
-                                ),
-                                "code": "IRCP",
-                            }
-                        ]
-                    },
-                    "reference": {"reference": HOUSING},
-                }
-            ],
-            "purpose": [
-                {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "HRESCH"}
-            ],
-        },
-    }
+    consent = consent_to_fhir(
+        Consent(client_id=client_id, recipient=HOUSING, purpose="research", use=None)
+    )
+    consent["provision"]["purpose"] = [
+        {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "HRESCH"}
+    ]
     written = root.post("/fhir/Consent", json=consent, headers=_as(AOD))
     assert written.status_code == 201, written.text
     # The plain referral is refused: the consent does not release labelled records.

@@ -52,7 +52,7 @@ from app.fhir.referral import (
 from app.fhir.validation import check_resource, check_type_and_id
 from app.security.caller import Caller
 from app.security.scopes import require
-from app.services.access import is_aod_agency_in
+from app.services.access import AccessHook
 from app.services.bundle import BundleService
 from app.services.disclosure import NOTHING, Release
 from app.services.params import single
@@ -76,8 +76,10 @@ _AGENCY_FORMS: Final = {
 _MAX_PACKET: Final = 500
 
 # Plain case-management referral JSON -> a transaction Bundle (the domain mapping).
-# Plain referral JSON, and the care plan it serves (body, version), as a package Bundle.
-PlainReferral = Callable[[dict[str, Any], tuple[dict[str, Any], int] | None], dict[str, Any]]
+# The care plan a plain referral names, as the caller sees it: (body, version).
+PlanOf = Callable[[str], tuple[dict[str, Any], int]]
+# Plain referral JSON as a package Bundle, the plan it serves looked up once it is valid.
+PlainReferral = Callable[[dict[str, Any], PlanOf], dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,14 +177,12 @@ class ReferralService:
         return ReferralView(version, task, reason, parties_of(repo, caller, task, self.base_url))
 
     # -- submit --------------------------------------------------------------------------
-    def _served_plan(self, caller: Caller, plan_id: Any) -> tuple[dict[str, Any], int] | None:
+    def _served_plan(self, caller: Caller, plan_id: str) -> tuple[dict[str, Any], int]:
         """The care plan a plain referral names, as the caller may see it (a hidden or
         missing plan answers the same: 422)."""
-        if plan_id is None:
-            return None
         scope = self._resources.scope(caller)
         with transaction(self._resources.engine, write=False, scope=scope) as repo:
-            current = repo.visible_current("CarePlan", str(plan_id))
+            current = repo.visible_current("CarePlan", plan_id)
         body = body_of(current)
         if current is None or body is None:
             raise ResourceInvalid(
@@ -196,15 +196,12 @@ class ReferralService:
         of the client, recorded by the referring agency, that releases them for care: it is
         refused with the reason rather than stored where the receiver would never see it."""
         sensitive = plain.get("sensitive") is True
-        if not sensitive and not is_aod_agency_in(self._resources.engine, caller.agency):
-            return
         client, receiver = f"{plain['client_id']}", f"{plain['to_agency']}"
         with transaction(self._resources.engine, write=False) as repo:
-            released = repo.releases_labelled(
-                client, receiver, caller.agency or "", self._clock.now()
-            )
-        if released:
-            return
+            if not sensitive and not AccessHook.is_aod(repo, caller.agency):
+                return
+            if repo.releases_labelled(client, receiver, caller.agency or "", self._clock.now()):
+                return
         why = "is marked sensitive" if sensitive else "is an AOD service's record"
         raise ResourceInvalid(
             f"The referral {why}, so it carries labelled records, and no consent of client "
@@ -227,11 +224,8 @@ class ReferralService:
                     "JSON is not accepted by this server yet"
                 )
             plain = data
-            data = self._from_plain(data, None)
+            data = self._from_plain(plain, lambda plan_id: self._served_plan(caller, plan_id))
             self._check_deliverable(caller, plain)
-            plan = self._served_plan(caller, plain.get("care_plan_id"))
-            if plan is not None:
-                data = self._from_plain(plain, plan)
         task_index = _check_package(data, caller)
         kind, outcomes = self._bundles.process(orjson.dumps(data), caller=caller)
         assert kind == "transaction-response"
@@ -672,15 +666,14 @@ def _codes_fulfill(task: dict[str, Any]) -> bool:
     )
 
 
-def plain_referral_bundle(
-    value: dict[str, Any], plan: tuple[dict[str, Any], int] | None = None
-) -> dict[str, Any]:
+def plain_referral_bundle(value: dict[str, Any], plan_of: PlanOf) -> dict[str, Any]:
     """Plain case-management referral JSON (schemas/casework.py Referral) as the package
     Bundle POST /referrals stores (mappings/casework.py), with the care plan it serves."""
     try:
         referral = Referral.model_validate(value)
     except ValidationError as exc:
         raise invalid_plain(exc, "Referral") from exc
+    plan = plan_of(referral.care_plan_id) if referral.care_plan_id else None
     return referral_bundle(referral, plan)
 
 

@@ -180,46 +180,11 @@ class WritePipeline:
             (None, None) if new else self.seen(repo, caller, resource_type, resource_id)
         )
         # 3. preconditions and 4. content
-        resource = change.resource
-        if change.kind == "update":
-            self.check_if_match(current, change.if_match)
-            if current is None:
-                if stored is not None or not self.may_choose_ids(caller):
-                    raise self.unknown(caller, resource_type, resource_id)
-            else:
-                self.check_may_change(repo, caller, current, deleting=False)
-        elif change.kind == "patch":
-            if current is None:
-                raise NotFound(f"{resource_type}/{resource_id} is not known")
-            if current.deleted or current.body is None:
-                raise Gone(f"{resource_type}/{resource_id} was deleted")
-            self.check_if_match(current, change.if_match)
-            self.check_may_change(repo, caller, current, deleting=False)
-            assert change.patch is not None
-            patched = _apply_patch(change.patch, loads_stored(current.body))
-            resource = check_resource(patched, resource_type=resource_type, resource_id=resource_id)
-        elif change.kind == "delete" or (change.kind == "follow" and resource is None):
-            self.check_if_match(current, change.if_match)
-            if current is None or current.deleted:
-                return Written(current, created=False)
-            self.check_may_change(repo, caller, current, deleting=True)
-            resource = None
-        elif change.kind == "follow":
-            if current is None and stored is not None:
-                # Derived from a record the caller wrote, yet kept where it cannot see.
-                raise self.unknown(caller, resource_type, resource_id)
-            if current is not None:
-                # A deleted record too: recreating it is a change of it (as an update).
-                self.check_may_change(repo, caller, current, deleting=False)
+        if self._nothing_to_delete(change, current):
+            return Written(current, created=False)
+        resource = self._admitted(repo, change, stored, current)
         index = change.index if change.kind in ("create", "update") else None
-        if change.method:
-            method = change.method
-        elif resource is None:
-            method = "DELETE"
-        elif change.kind == "follow" and current is None:
-            method = "POST"
-        else:
-            method = _METHODS[change.kind]
+        method = _method(change, resource, current)
         event = WriteEvent(
             caller, resource_type, resource_id, current, resource, method, change.if_match
         )
@@ -267,6 +232,54 @@ class WritePipeline:
             issues.extend(done.issues)
         created = current is None or current.deleted
         return Written(version, created=created and resource is not None, issues=tuple(issues))
+
+    # -- step 3 and 4 --------------------------------------------------------------------
+    def _nothing_to_delete(self, change: Change, current: StoredVersion | None) -> bool:
+        """A deletion of what is missing or already deleted: nothing to write (spec
+        http.html#delete, idempotent); If-Match is still checked."""
+        deleting = change.kind == "delete" or (change.kind == "follow" and change.resource is None)
+        if not deleting:
+            return False
+        self.check_if_match(current, change.if_match)
+        return current is None or current.deleted
+
+    def _admitted(
+        self,
+        repo: Repository,
+        change: Change,
+        stored: StoredVersion | None,
+        current: StoredVersion | None,
+    ) -> dict[str, Any] | None:
+        """The content to store (None: a deletion) once the change's preconditions hold."""
+        caller, resource_type, resource_id = change.caller, change.resource_type, change.resource_id
+        if change.kind == "update":
+            self.check_if_match(current, change.if_match)
+            if current is None:
+                if stored is not None or not self.may_choose_ids(caller):
+                    raise self.unknown(caller, resource_type, resource_id)
+            else:
+                self.check_may_change(repo, caller, current, deleting=False)
+        elif change.kind == "patch":
+            if current is None:
+                raise NotFound(f"{resource_type}/{resource_id} is not known")
+            if current.deleted or current.body is None:
+                raise Gone(f"{resource_type}/{resource_id} was deleted")
+            self.check_if_match(current, change.if_match)
+            self.check_may_change(repo, caller, current, deleting=False)
+            assert change.patch is not None
+            patched = _apply_patch(change.patch, loads_stored(current.body))
+            return check_resource(patched, resource_type=resource_type, resource_id=resource_id)
+        elif change.resource is None:  # a deletion (delete, or a follow-up's) of a live record
+            assert current is not None
+            self.check_may_change(repo, caller, current, deleting=True)
+        elif change.kind == "follow":
+            if current is None and stored is not None:
+                # Derived from a record the caller wrote, yet kept where it cannot see.
+                raise self.unknown(caller, resource_type, resource_id)
+            if current is not None:
+                # A deleted record too: recreating it is a change of it (as an update).
+                self.check_may_change(repo, caller, current, deleting=False)
+        return change.resource
 
     # -- step 2 and 3 --------------------------------------------------------------------
     def seen(
@@ -358,6 +371,17 @@ class WritePipeline:
         if previous is not None and now <= previous.last_updated:
             now = previous.last_updated + timedelta(microseconds=1)
         return now
+
+
+def _method(change: Change, resource: dict[str, Any] | None, current: StoredVersion | None) -> str:
+    """The HTTP method the version records (a follow-up creating its record is a POST)."""
+    if change.method:
+        return change.method
+    if resource is None:
+        return "DELETE"
+    if change.kind == "follow" and current is None:
+        return "POST"
+    return _METHODS[change.kind]
 
 
 def _apply_patch(patch: JsonPatchDocument, target: Any) -> Any:
