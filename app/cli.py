@@ -15,7 +15,7 @@ from app.storage.db import create_db_engine, current_revision, head_revision, is
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from app.services.clients import ClientRegistry
+    from app.services.auth.clients import ClientRegistry
 
 cli = typer.Typer(
     help="casebridge: FHIR R4 case management and referral exchange.", no_args_is_help=True
@@ -158,8 +158,8 @@ def load(
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from app.services import bulk
-    from app.services.bulk import LoadAborted, LoadProgress, bulk_engine, load_ndjson
+    from app.services.jobs import bulk
+    from app.services.jobs.bulk import LoadAborted, LoadProgress, bulk_engine, load_ndjson
 
     settings = get_settings()
     engine = bulk_engine(settings)
@@ -246,9 +246,9 @@ def import_files(
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from app.services import bulk
-    from app.services.bulk import LoadProgress, bulk_engine
-    from app.services.importer import import_paths
+    from app.services.jobs import bulk
+    from app.services.jobs.bulk import LoadProgress, bulk_engine
+    from app.services.jobs.importer import import_paths
 
     settings = get_settings()
     engine = bulk_engine(settings)
@@ -330,8 +330,8 @@ def search_reindex(
     )
 
     from app.fhir.registry import is_resource_type
-    from app.services.bulk import bulk_engine
-    from app.services.reindex import ReindexProgress, reindex
+    from app.services.jobs.bulk import bulk_engine
+    from app.services.jobs.reindex import ReindexProgress, reindex
 
     settings = get_settings()
     engine = bulk_engine(settings)
@@ -391,8 +391,8 @@ cli.add_typer(shares_cli, name="shares")
 def shares_rebuild() -> None:
     """Recompute what every referral shares and every consent releases, under the current
     rules (docs/threat-model.md); run once after an upgrade that changed them."""
-    from app.services.access import rebuild_all_shares
-    from app.services.bulk import bulk_engine
+    from app.services.jobs.bulk import bulk_engine
+    from app.services.rules.access import rebuild_all_shares
 
     settings = get_settings()
     engine = bulk_engine(settings)
@@ -412,7 +412,7 @@ cli.add_typer(clients_cli, name="clients")
 
 def _client_registry() -> tuple[Engine, ClientRegistry]:
     from app.clock import Clock
-    from app.services.clients import ClientRegistry
+    from app.services.auth.clients import ClientRegistry
 
     engine = create_db_engine(get_settings().effective_database_url)
     try:

@@ -95,7 +95,7 @@ class Settings(BaseSettings):
         description="With auth off: the agency (Organization/{id}) a request without the "
         "X-Casebridge-Agency header acts for; empty means the unconfined local operator.",
     )
-    # SMART Backend Services (app/services/auth.py).
+    # SMART Backend Services (app/services/auth/tokens.py).
     auth_public_url: str = Field(
         default="",
         description="Public URL under which /auth/* (token, introspection) is served; empty "

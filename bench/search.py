@@ -1,7 +1,7 @@
 """`python -m bench.search`: bulk-load generated case-management data, then time searches.
 
 For each backend: generate N patients' records (bench/casedata.py, about ten resources
-each) into a temporary NDJSON file, load them with the bulk loader (app/services/bulk.py)
+each) into a temporary NDJSON file, load them with the bulk loader (app/services/jobs/bulk.py)
 into a fresh database (a SQLite file in a temporary directory, or a fresh PostgreSQL schema
 that is dropped afterwards), then start the real server (`casebridge serve`, uvicorn) and
 drive typical case-management searches over HTTP with keep-alive connections (wrk, or the
@@ -41,8 +41,8 @@ from sqlalchemy.exc import DBAPIError
 from app.clock import Clock
 from app.config import Settings
 from app.security.caller import OPERATOR
-from app.services.bulk import LoadProgress, analyze, bulk_engine, load_ndjson
 from app.services.container import build_services
+from app.services.jobs.bulk import LoadProgress, analyze, bulk_engine, load_ndjson
 from app.storage.db import create_db_engine, upgrade
 from bench.casedata import CaseDataPools, client_identifier, patient_id, write_ndjson
 from bench.loadgen import Generator, LoadResult, Phase, choose_generator, run_phase, scratch_dir

@@ -13,7 +13,7 @@ import pytest
 
 from app.clock import Clock
 from app.fhir.errors import FHIRError
-from app.services.clients import ClientRegistry
+from app.services.auth.clients import ClientRegistry
 from tests.conftest import Backend
 from tests.support.auth import (
     MovableClock,

@@ -18,7 +18,7 @@ from app.clock import Clock
 from app.fhir.errors import Forbidden, InvalidScope
 from app.security import scopes
 from app.security.caller import Caller
-from app.services.clients import ClientRegistry
+from app.services.auth.clients import ClientRegistry
 from tests.conftest import Backend
 from tests.support.auth import (
     MovableClock,

@@ -18,7 +18,7 @@ import pytest
 from joserfc.jwk import Key
 
 from app.clock import Clock
-from app.services.clients import ClientRegistry
+from app.services.auth.clients import ClientRegistry
 from tests.conftest import Backend
 from tests.support.auth import (
     MovableClock,

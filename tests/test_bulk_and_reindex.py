@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import text
 
 from app.fhir.errors import NotFound
-from app.services.bulk import LoadSummary, load_ndjson
-from app.services.reindex import reindex
+from app.services.jobs.bulk import LoadSummary, load_ndjson
+from app.services.jobs.reindex import reindex
 from tests import factories
 from tests.conftest import Backend
 from tests.support.cli import run_cli

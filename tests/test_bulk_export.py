@@ -17,9 +17,9 @@ import pytest
 
 from app.fhir.errors import NotFound
 from app.security.caller import OPERATOR
-from app.services.bulk import load_ndjson
 from app.services.disclosure import DisclosureLog
-from app.services.export import ExportService, parse_request
+from app.services.jobs.bulk import load_ndjson
+from app.services.jobs.export import ExportService, parse_request
 from app.services.params import Cursors
 from tests import factories
 from tests.conftest import Backend, server_with

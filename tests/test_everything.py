@@ -20,9 +20,9 @@ import httpx
 import orjson
 import pytest
 
+from app.fhir.compartments import COMPARTMENTS_PATH, compartment, patient_record
 from app.search.registry import params_for
-from app.services import everything
-from app.services.everything import COMPARTMENTS_PATH, compartment, patient_record
+from app.services.usecases import everything
 from tests.conftest import Backend
 from tests.support.search_cases import QueryPairs
 from tests.support.server import LiveServer

@@ -75,3 +75,57 @@ def test_every_package_is_placed() -> None:
     files = {p.name for p in APP.glob("*.py")}
     assert packages <= set(ALLOWED), packages - set(ALLOWED)
     assert files <= WIRING, files - WIRING
+
+
+# Inside app/services (docs/architecture.md, "Inside the services"): the write pipeline and
+# the helpers at the top know none of the folders; the write rules know only the top; jobs
+# may use the rules (a bulk load derives owner rows as a write would); use cases may use
+# jobs and rules; auth stands alone. Only container.py, the wiring, sees everything.
+SERVICE_PARTS: dict[str, frozenset[str]] = {
+    "top": frozenset(),
+    "rules": frozenset({"top"}),
+    "jobs": frozenset({"top", "rules"}),
+    "usecases": frozenset({"top", "rules", "jobs"}),
+    "auth": frozenset({"top"}),
+}
+SERVICES = APP / "services"
+
+
+def _part_of(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[:2] != ["app", "services"] or len(parts) < 3:
+        return None
+    return parts[2] if parts[2] in SERVICE_PARTS else "top"
+
+
+def _service_files() -> list[tuple[str, Path]]:
+    found = []
+    for path in sorted(SERVICES.rglob("*.py")):
+        relative = path.relative_to(SERVICES).parts
+        if relative == ("container.py",):
+            continue
+        found.append((relative[0] if len(relative) > 1 else "top", path))
+    return found
+
+
+@pytest.mark.parametrize(("part", "path"), _service_files(), ids=lambda v: str(v))
+def test_service_parts_point_one_way(part: str, path: Path) -> None:
+    assert part in SERVICE_PARTS, f"app/services/{part}/ is not placed in SERVICE_PARTS"
+    allowed = SERVICE_PARTS[part] | {part}
+    wrong = sorted(
+        module
+        for module in _imports(path)
+        if (target := _part_of(module)) is not None and target not in allowed
+    )
+    assert wrong == [], f"{path.relative_to(APP.parent)} imports {wrong} ({part} may not)"
+
+
+def test_nothing_outside_the_services_reaches_the_wiring_but_the_app() -> None:
+    users = sorted(
+        str(path.relative_to(APP.parent))
+        for path in APP.rglob("*.py")
+        if "app.services.container" in _imports(path)
+    )
+    assert all(
+        u.startswith(("app/api/", "app/main.py", "app/cli.py", "app/notify/")) for u in users
+    ), users

@@ -18,7 +18,7 @@ from app.fhir.careplan_checks import (
     check_plan,
     smart_failures,
 )
-from app.services.reports import _caseload
+from app.services.usecases.reports import _caseload
 from mappings.casework import EXT
 from tests.test_careplan_checks import context, good_action, good_goal, messages
 

@@ -26,8 +26,8 @@ from sqlalchemy import event, text
 from app.clock import Clock
 from app.config import Settings
 from app.security.caller import OPERATOR, Caller
-from app.services.bulk import analyze, load_ndjson
 from app.services.container import build_services
+from app.services.jobs.bulk import analyze, load_ndjson
 from bench.casedata import CaseDataPools, write_ndjson
 from bench.search import SEARCHES
 from tests.conftest import Backend, migrated_database

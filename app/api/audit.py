@@ -1,5 +1,5 @@
 """The audit log over HTTP: AuditEvent read and search (read-only), and the middleware that
-hands every FHIR request to the audit (app/services/audit.py).
+hands every FHIR request to the audit (app/services/request_audit.py).
 
     GET  /fhir/AuditEvent/{id}            read (spec http.html#read)
     GET  /fhir/AuditEvent?...             search-type (auditevent.html#search), keyset-paged
@@ -32,8 +32,10 @@ from app.fhir.bundles import searchset_bundle
 from app.fhir.errors import MethodNotAllowed
 from app.fhir.resource import parse_etag
 from app.security.caller import Caller
-from app.services.audit import Access, AuditPage, auditing_request
 from app.services.container import Services
+from app.services.jobs.audit import Access
+from app.services.request_audit import auditing_request
+from app.services.usecases.audit import AuditPage
 
 router = APIRouter(prefix="/fhir", dependencies=[Depends(negotiate)])
 

@@ -25,7 +25,7 @@ from app.api.render import json_response, notice_headers, query_pairs
 from app.fhir.errors import FHIRError, InvalidRequest, Issue, MethodNotAllowed, operation_outcome
 from app.security.scopes import named_types
 from app.services.disclosure import Release
-from app.services.export import Level, parse_request
+from app.services.jobs.export import Level, parse_request
 
 router = APIRouter(prefix="/fhir")
 # Status polls and file downloads need a token too (requiresAccessToken in the manifest).

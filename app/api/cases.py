@@ -10,6 +10,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 
+from app.api import pictures
 from app.api.deps import CallerDep, ResourceBody, ServicesDep
 from app.api.render import if_match, json_response, notice_headers
 from app.fhir.careplan_checks import outcome
@@ -17,9 +18,8 @@ from app.fhir.errors import InvalidRequest, NotFound, invalid_plain
 from app.fhir.jsonio import parse_json
 from app.fhir.resource import etag
 from app.security.caller import Caller
-from app.services import pictures
-from app.services.cases import Stored
-from app.services.reports import caseload_csv
+from app.services.usecases.cases import Stored
+from app.services.usecases.reports import caseload_csv
 from schemas import casework as plain
 
 router = APIRouter()

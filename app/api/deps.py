@@ -18,7 +18,7 @@ from app.fhir.errors import (
 from app.security.caller import OPERATOR, Caller, parse_agency
 from app.security.routes import NAMED, PATH_TYPE, route_needs
 from app.security.scopes import require, require_types
-from app.services.auth import bearer_token
+from app.services.auth.tokens import bearer_token
 from app.services.container import Services
 
 _JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}

@@ -41,9 +41,9 @@ from app.fhir.errors import InvalidRequest, Issue, operation_outcome
 from app.fhir.resource import etag
 from app.security.caller import Caller
 from app.security.scopes import allows, named_types, require
-from app.services.bundle import response_entry
-from app.services.history import HistoryPage
-from app.services.search import SearchPage
+from app.services.usecases.bundle import response_entry
+from app.services.usecases.history import HistoryPage
+from app.services.usecases.search import SearchPage
 
 router = APIRouter(prefix="/fhir", dependencies=[Depends(negotiate)])
 _MAX_REPORTED = 20

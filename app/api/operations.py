@@ -27,7 +27,7 @@ from app.fhir.bundles import searchset_bundle
 from app.fhir.disclosures import disclosures_bundle
 from app.fhir.errors import Issue, operation_outcome
 from app.security.scopes import named_types
-from app.services.everything import EverythingPage
+from app.services.usecases.everything import EverythingPage
 
 router = APIRouter(prefix="/fhir", dependencies=[Depends(negotiate)])
 
@@ -47,7 +47,7 @@ def patient_everything(
 def care_plan_everything(
     request: Request, care_plan_id: str, services: ServicesDep, caller: CallerDep
 ) -> Response:
-    """CarePlan $everything: the care plan package (app/services/everything.py)."""
+    """CarePlan $everything: the care plan package (app/services/usecases/everything.py)."""
     params = query_pairs(request)
     require_named(caller, request, named_types(params))
     page = services.everything.care_plan(caller=caller, care_plan_id=care_plan_id, params=params)

@@ -39,7 +39,7 @@ from app.fhir.resource import etag
 from app.security.caller import Caller
 from app.security.scopes import allows
 from app.services.container import Services
-from app.services.referrals import Packet, ReferralPage, ReferralView, StatusChange
+from app.services.usecases.referrals import Packet, ReferralPage, ReferralView, StatusChange
 
 router = APIRouter(dependencies=[Depends(negotiate)])
 _JSON = "application/json"

@@ -1,7 +1,7 @@
 """Subscription routes: $status and the shipped SubscriptionTopics (read-only).
 
 Subscriptions themselves are created, updated and deleted through the ordinary FHIR
-interactions (app/api/fhir.py); the write hook in app/services/subscriptions.py checks them.
+interactions (app/api/fhir.py); the write hook in app/services/rules/subscriptions.py checks them.
 """
 
 from __future__ import annotations

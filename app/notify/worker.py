@@ -41,9 +41,9 @@ from app.records import StoredVersion
 from app.security.caller import Caller
 from app.security.policy import scope_for
 from app.security.targets import TargetRefused, check_resolved
-from app.services.audit import Access
 from app.services.container import Services
-from app.services.subscriptions import NOTIFIER
+from app.services.jobs.audit import Access
+from app.services.rules.subscriptions import NOTIFIER
 from app.services.uow import transaction
 from app.storage.outbox import NOTIFY_CHANNEL, WROTE_OUTBOX, Claimed, NotifyStore, State
 from app.storage.repository import Repository

@@ -84,8 +84,10 @@ ROUTES: Final[Mapping[tuple[str, str], Needs]] = {
     ("GET", f"{_FHIR}/"): needs(f"{NAMED}.s"),
     ("POST", f"{_FHIR}/_search"): needs(f"{NAMED}.s"),
     ("GET", f"{_FHIR}/_history"): needs("*.s"),
-    ("POST", _FHIR): needs(refined_by="each entry's interaction (app/services/bundle.py)"),
-    ("POST", f"{_FHIR}/"): needs(refined_by="each entry's interaction (app/services/bundle.py)"),
+    ("POST", _FHIR): needs(refined_by="each entry's interaction (app/services/usecases/bundle.py)"),
+    ("POST", f"{_FHIR}/"): needs(
+        refined_by="each entry's interaction (app/services/usecases/bundle.py)"
+    ),
     ("GET", f"{_FHIR}/{{resource_type}}"): needs(f"{PATH_TYPE}.s"),
     ("POST", f"{_FHIR}/{{resource_type}}/_search"): needs(f"{PATH_TYPE}.s"),
     ("POST", f"{_FHIR}/{{resource_type}}"): needs(
@@ -110,7 +112,7 @@ ROUTES: Final[Mapping[tuple[str, str], Needs]] = {
     ("GET", "/fhir/SubscriptionTopic"): PUBLIC,
     ("GET", "/fhir/SubscriptionTopic/{topic_id}"): PUBLIC,
     # Bulk Data Access: rs on each exported type; the job's and its files' routes are the
-    # requesting client's own (app/services/export.py checks it).
+    # requesting client's own (app/services/jobs/export.py checks it).
     ("GET", "/fhir/$export"): needs(f"{NAMED}.rs"),
     ("POST", "/fhir/$export"): _REFUSED,
     ("GET", "/fhir/Patient/$export"): needs(f"{NAMED}.rs"),

@@ -9,27 +9,30 @@ from sqlalchemy.engine import Engine
 
 from app.clock import Clock
 from app.config import Settings
-from app.services.access import AccessHook
-from app.services.assessments import AssessmentScoring
-from app.services.audit import AuditRecorder, AuditService
-from app.services.auth import AuthService, signing_secret
-from app.services.bundle import BundleService
-from app.services.cases import CaseService
-from app.services.clients import ClientRegistry
-from app.services.conformance import ConformanceService
+from app.services.auth.clients import ClientRegistry
+from app.services.auth.jwks import JwksFetcher
+from app.services.auth.tokens import AuthService, signing_secret
 from app.services.disclosure import DisclosureLog
-from app.services.everything import EverythingService
-from app.services.export import ExportService
-from app.services.health import HealthService
-from app.services.history import HistoryService
-from app.services.jwks import JwksFetcher
+from app.services.jobs.audit import AuditRecorder
+from app.services.jobs.export import ExportService
 from app.services.params import Cursors
-from app.services.referral_rules import ReferralRules
-from app.services.referrals import ReferralService, plain_referral_bundle
-from app.services.reports import ReportService
-from app.services.resources import ResourceService
-from app.services.search import SearchService
-from app.services.subscriptions import SubscriptionHook, SubscriptionService
+from app.services.rules.access import AccessHook
+from app.services.rules.assessments import AssessmentScoring
+from app.services.rules.audit import WriteRecorder
+from app.services.rules.referrals import ReferralRules
+from app.services.rules.subscriptions import SubscriptionHook
+from app.services.usecases.audit import AuditService
+from app.services.usecases.bundle import BundleService
+from app.services.usecases.cases import CaseService
+from app.services.usecases.conformance import ConformanceService
+from app.services.usecases.everything import EverythingService
+from app.services.usecases.health import HealthService
+from app.services.usecases.history import HistoryService
+from app.services.usecases.referrals import ReferralService, plain_referral_bundle
+from app.services.usecases.reports import ReportService
+from app.services.usecases.resources import ResourceService
+from app.services.usecases.search import SearchService
+from app.services.usecases.subscriptions import SubscriptionService
 from app.services.writes import WritePipeline
 
 
@@ -90,6 +93,7 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         recorder=AuditRecorder(engine=engine, settings=settings),
         cursors=cursors,
     )
+    recorder_of_writes = WriteRecorder(settings=settings)
     # The one write pipeline (app/services/writes.py) and its rules, in the order they run.
     pipeline = WritePipeline(
         clock=clock,
@@ -104,10 +108,10 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
             # The referral state machine (issue 5); the ServiceRequest follows its Task.
             ReferralRules(clock=clock, base_url=settings.base_url),
             # AuditEvents are the server's; server-written Provenance is not changed.
-            audit.recorder_of_writes,
+            recorder_of_writes,
         ),
         # Last, once the rules let the write through: its AuditEvent and Provenance.
-        records=audit.recorder_of_writes,
+        records=recorder_of_writes,
     )
     resources = ResourceService(
         engine=engine, clock=clock, settings=settings, disclosures=disclosures, pipeline=pipeline

@@ -42,7 +42,7 @@ class Cursors:
     derived from the server's signing key, so every process reads every other's tokens.
     Clients can neither read them (names and dates would end up in URLs and access logs)
     nor forge them (what a token holds reaches SQL only as the server wrote it).
-    The key is loaded on first use (it may be generated then; app/services/auth.py)."""
+    The key is loaded on first use (it may be generated then; app/services/auth/tokens.py)."""
 
     _INFO = b"casebridge paging cursor v1"
 

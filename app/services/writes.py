@@ -101,7 +101,7 @@ class WriteRule(Protocol):
 
 
 class WriteRecords(Protocol):
-    """Step 8: what the server records of every write (app/services/audit.py)."""
+    """Step 8: what the server records of every write (app/services/rules/audit.py)."""
 
     def record(self, repo: Repository, event: WriteEvent, version: StoredVersion) -> None:
         """Queue the write's AuditEvent row and Provenance on the transaction."""

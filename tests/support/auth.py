@@ -164,7 +164,7 @@ def register_tokens(
     server: LiveServer, engine: Any, *, agency: str, grants: dict[str, str], key: Key
 ) -> dict[str, str]:
     """One registered client per grant (name -> scopes) of one agency, and a token for each."""
-    from app.services.clients import ClientRegistry
+    from app.services.auth.clients import ClientRegistry
 
     registry = ClientRegistry(engine=engine, clock=Clock())
     tokens = {}

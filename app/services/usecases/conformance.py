@@ -15,8 +15,8 @@ from typing import Any
 from app.fhir.jsonio import loads_stored
 from app.fhir.validation import check_resource
 from app.security.caller import OPERATOR
-from app.services.resources import ResourceService
 from app.services.uow import transaction
+from app.services.usecases.resources import ResourceService
 from schemas.conformance import conformance_resources
 
 

@@ -1,6 +1,6 @@
 """Subscriptions (spec R4B subscription.html; Subscriptions R5 Backport IG for topics).
 
-SubscriptionHook runs on the one write path (ResourceService._write):
+SubscriptionHook is a rule of the one write pipeline (app/services/writes.py):
 - on a Subscription write it checks the channel and criteria (422/400 before anything is
   stored), sets the status the server owns (requested until a handshake succeeds) and keeps
   the subscription's delivery state row in step, queueing the handshake;
@@ -15,32 +15,27 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
 import orjson
-from sqlalchemy.engine import Engine
 
 from app.clock import Clock
 from app.config import Settings
-from app.fhir.errors import MethodNotAllowed, NotFound, ResourceInvalid
+from app.fhir.errors import MethodNotAllowed, ResourceInvalid
 from app.fhir.registry import is_resource_type
 from app.fhir.subscriptions import (
-    StatusView,
     SubscriptionSpec,
     read_subscription,
     same_channel,
-    topic_by_id,
-    topics,
 )
 from app.search.query import Context, Criteria, parse_filters
 from app.security.caller import Caller
 from app.security.policy import scope_for
 from app.security.scopes import require, searched_through
 from app.security.targets import TargetRefused, check_written
-from app.services.uow import transaction
 from app.services.writes import FollowUp, WriteEvent
 from app.storage.access import AccessScope
 from app.storage.outbox import Candidate, NotifyStore
@@ -251,50 +246,4 @@ def _body(version: StoredVersion | None) -> dict[str, Any] | None:
     return loaded
 
 
-@dataclass(frozen=True, slots=True)
-class SubscriptionStatusReport:
-    """What $status reports of one subscription."""
-
-    view: StatusView
-    pending: int
-
-
-class SubscriptionService:
-    """$status and the shipped SubscriptionTopics."""
-
-    def __init__(self, *, engine: Engine) -> None:
-        self._engine = engine
-
-    def status(self, *, caller: Caller, subscription_id: str) -> SubscriptionStatusReport:
-        """Subscription $status (backport IG OperationDefinition-backport-subscription-status):
-        status, eventsSinceSubscriptionStart and the error, if any."""
-        with transaction(self._engine, write=False) as repo:
-            current = repo.current("Subscription", subscription_id)
-            state = NotifyStore(repo.connection).state(subscription_id)
-            if (
-                current is None
-                or current.deleted
-                or state is None
-                or (caller.agency is not None and state.agency != caller.agency)
-            ):
-                # Another agency's subscription answers as one that does not exist.
-                raise NotFound(f"Subscription/{subscription_id} is not known")
-            pending = NotifyStore(repo.connection).pending_count(subscription_id)
-        view = StatusView(subscription_id, state.status, state.topic, state.events, state.error)
-        return SubscriptionStatusReport(view, pending)
-
-    @staticmethod
-    def topic(topic_id: str) -> dict[str, Any]:
-        """One shipped SubscriptionTopic (read)."""
-        found = topic_by_id(topic_id)
-        if found is None:
-            raise NotFound(f"SubscriptionTopic/{topic_id} is not known")
-        return found
-
-    @staticmethod
-    def topics() -> list[dict[str, Any]]:
-        """Every shipped SubscriptionTopic."""
-        return list(topics().values())
-
-
-__all__ = ["NOTIFIER", "SubscriptionHook", "SubscriptionService", "SubscriptionStatusReport"]
+__all__ = ["NOTIFIER", "SubscriptionHook"]

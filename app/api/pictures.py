@@ -19,7 +19,7 @@ import math
 import xml.etree.ElementTree as ET
 from typing import Any, Final
 
-from app.services.cases import Network
+from app.services.usecases.cases import Network
 
 _NS: Final = "http://www.w3.org/2000/svg"
 ROLE_CODE: Final = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"

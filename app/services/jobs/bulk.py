@@ -57,7 +57,7 @@ from app.security.policy import (
     labels_requested,
     owned,
 )
-from app.services.access import is_aod_agency_in, rebuild_shares
+from app.services.rules.access import is_aod_agency_in, rebuild_shares
 from app.services.uow import transaction
 from app.storage.db import create_db_engine, write_gate
 from app.storage.rows import NEW_TABLES, NewRows, new_rows
@@ -336,7 +336,7 @@ class _Writer:
                 ids.append(item[2])
 
     def _owners(self, items: Sequence[Prepared]) -> list[tuple[str, str, str | None, bool]]:
-        """Owner rows as the REST write path keeps them (app/services/access.py)."""
+        """Owner rows as the REST write path keeps them (app/services/rules/access.py)."""
         return [
             (item[1], item[2], self._agency, item[4])
             for item in items

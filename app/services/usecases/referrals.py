@@ -1,7 +1,7 @@
 """Referral use cases: submit a package, the boxes, the packet, the actions, the history.
 
 The friendly face over the same FHIR resources (issue 5): every write here goes through
-ResourceService (so the referral rules of app/services/referral_rules.py, audit and
+ResourceService (so the referral rules of app/services/rules/referrals.py, audit and
 notifications see it like any write), and each action is one database transaction.
 SDOH CC IG referral workflow: https://hl7.org/fhir/us/sdoh-clinicalcare/referral_workflow.html
 """
@@ -52,14 +52,14 @@ from app.fhir.referral import (
 from app.fhir.validation import check_resource, check_type_and_id
 from app.security.caller import Caller
 from app.security.scopes import require
-from app.services.access import AccessHook
-from app.services.bundle import BundleService
 from app.services.disclosure import NOTHING, Release
 from app.services.params import single
-from app.services.referral_rules import body_of, parties_of
-from app.services.resources import ResourceService
-from app.services.search import SearchService
+from app.services.rules.access import AccessHook
+from app.services.rules.referrals import body_of, parties_of
 from app.services.uow import transaction
+from app.services.usecases.bundle import BundleService
+from app.services.usecases.resources import ResourceService
+from app.services.usecases.search import SearchService
 from app.storage.repository import Repository, StoredVersion
 from mappings.referral import referral_bundle
 from schemas.casework import Referral

@@ -38,8 +38,8 @@ from app.fhir.errors import (
 )
 from app.security import jose, scopes
 from app.security.caller import Caller
-from app.services.clients import ApiClient, ClientRegistry
-from app.services.jwks import JwksFetcher
+from app.services.auth.clients import ApiClient, ClientRegistry
+from app.services.auth.jwks import JwksFetcher
 from app.services.uow import transaction
 from app.storage.auth import AuthStore
 

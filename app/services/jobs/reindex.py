@@ -24,7 +24,7 @@ from app.fhir.jsonio import loads_stored
 from app.fhir.registry import resource_types
 from app.fhir.validation import check_type_and_id
 from app.search.extract import extract_index
-from app.services.bulk import WalKeeper
+from app.services.jobs.bulk import WalKeeper
 from app.services.uow import transaction
 from app.storage.index import IndexRows
 

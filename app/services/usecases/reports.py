@@ -30,8 +30,8 @@ from app.clock import Clock
 from app.fhir.careplan_checks import caseload_limit
 from app.fhir.jsonio import loads_stored
 from app.security.caller import Caller
-from app.services.search import SearchService
 from app.services.uow import transaction
+from app.services.usecases.search import SearchService
 from app.storage.repository import Repository
 from schemas.conformance import system
 

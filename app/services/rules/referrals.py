@@ -30,7 +30,7 @@ from app.fhir.referral import (
     stamp_referral,
 )
 from app.security.caller import Caller
-from app.services.access import agency_standing_for
+from app.services.rules.access import agency_standing_for
 from app.services.writes import FollowUp, WriteEvent
 from app.storage.repository import Repository, StoredVersion
 

@@ -39,15 +39,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from functools import cache
-from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Final
 
 import orjson
 from sqlalchemy.engine import Engine
 
 from app.clock import Clock
+from app.fhir.compartments import patient_record
 from app.fhir.errors import Gone, InvalidRequest, NotFound, TooCostly
 from app.fhir.jsonio import loads_stored
 from app.fhir.registry import is_resource_type, is_valid_id
@@ -63,9 +61,6 @@ from app.services.uow import transaction
 from app.storage.access import AccessScope
 from app.storage.repository import Repository, StoredVersion
 
-COMPARTMENTS_PATH: Final = (
-    Path(__file__).resolve().parents[2] / "schemas" / "fhir" / "compartments.json"
-)
 # What Patient $everything adds to the compartment (search.mode include): the resources of
 # these types that members refer to, one level deep.
 REFERENCED_TYPES: Final = (
@@ -89,29 +84,6 @@ TASK_LINK_PARAMS: Final = ("based-on", "focus")
 _PARAMETERS: Final = frozenset({"_count", "_cursor", "_since", "_type", "start", "end"})
 _SILENT: Final = frozenset({"_format", "_pretty"})
 _LOCAL_REFERENCE_PARTS: Final = (2, 4)  # Type/id and Type/id/_history/v
-
-
-@cache
-def compartment(owner_type: str) -> Mapping[str, tuple[str, ...]]:
-    """Resource type -> the search parameters that put it in ``owner_type``'s compartment."""
-    document = orjson.loads(COMPARTMENTS_PATH.read_bytes())
-    resources: dict[str, list[str]] = document["compartments"][owner_type]["resources"]
-    return MappingProxyType({t: tuple(params) for t, params in resources.items()})
-
-
-# Case management keeps a client's referrals and follow-ups as Tasks for the client
-# (Task.for), which the R4B Patient compartment leaves out: a client's record handed to
-# another agency is incomplete without them.
-RECORD_EXTRAS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType({"Task": ("patient",)})
-
-
-@cache
-def patient_record() -> Mapping[str, tuple[str, ...]]:
-    """What Patient $everything gathers: the Patient compartment plus RECORD_EXTRAS."""
-    merged = {t: tuple(p) for t, p in compartment("Patient").items()}
-    for resource_type, codes in RECORD_EXTRAS.items():
-        merged[resource_type] = tuple(dict.fromkeys((*merged.get(resource_type, ()), *codes)))
-    return MappingProxyType(merged)
 
 
 @dataclass(frozen=True, slots=True)
@@ -468,4 +440,4 @@ def _page(
     )
 
 
-__all__ = ["EverythingPage", "EverythingService", "compartment"]
+__all__ = ["EverythingPage", "EverythingService"]

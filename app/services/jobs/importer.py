@@ -1,6 +1,6 @@
 """Import of NDJSON and Bundle files (or directories of them): `casebridge import`.
 
-Every file goes through the bulk loader (app.services.bulk: the same validation as an HTTP
+Every file goes through the bulk loader (app.services.jobs.bulk: the same validation as an HTTP
 create, batched writes). Resources that carry an id keep it, and an id that already exists
 is left as it is and counted as skipped, so importing the same files again stores nothing
 twice. A Bundle file (any Bundle.type) contributes its entries' resources, entry by entry;
@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from app.config import Settings
 from app.fhir.errors import FHIRError, Issue
 from app.fhir.jsonio import dumps, parse_json
-from app.services.bulk import LineFailure, LoadProgress, LoadSummary, load_ndjson
+from app.services.jobs.bulk import LineFailure, LoadProgress, LoadSummary, load_ndjson
 
 SUFFIXES: Final = (".ndjson", ".jsonl", ".json")
 

@@ -37,11 +37,11 @@ from app.search.criteria import parse_criteria
 from app.search.query import Context
 from app.security.caller import Caller
 from app.security.scopes import require
-from app.services.audit import note_interaction
 from app.services.disclosure import DisclosureLog
-from app.services.resources import ResourceService, WriteResult
-from app.services.search import SearchPage, SearchService
+from app.services.request_audit import note_interaction
 from app.services.uow import transaction
+from app.services.usecases.resources import ResourceService, WriteResult
+from app.services.usecases.search import SearchPage, SearchService
 from app.services.writes import JsonPatchDocument
 from app.storage.repository import Repository, StoredVersion
 

@@ -23,11 +23,11 @@ from app.fhir.errors import FHIRError, Issue, NotFound, ResourceInvalid
 from app.fhir.instruments import response_flags, score_observation_id
 from app.fhir.jsonio import loads_stored
 from app.security.caller import Caller
-from app.services.bundle import BundleService
 from app.services.disclosure import Release
-from app.services.resources import ResourceService
-from app.services.search import SearchService
 from app.services.uow import transaction
+from app.services.usecases.bundle import BundleService
+from app.services.usecases.resources import ResourceService
+from app.services.usecases.search import SearchService
 from app.storage.repository import Repository, StoredVersion
 from mappings import casework as m
 from schemas import casework as plain

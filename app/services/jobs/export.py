@@ -15,7 +15,7 @@ Patient level, run asynchronously.
 
 Patient-level export: the Patient resources, and resources of the types of a patient's
 record that refer to a live Patient through that type's membership parameters in the
-reference index. The record is what Patient $everything gathers (app/services/everything.py:
+reference index. The record is what Patient $everything gathers (app/fhir/compartments.py:
 the R4B Patient CompartmentDefinition, schemas/fhir/compartments.json, plus Task.for), so a
 client's export and its $everything agree on membership.
 
@@ -45,6 +45,7 @@ from sqlalchemy.engine import Engine
 
 from app.clock import Clock, format_instant
 from app.config import Settings
+from app.fhir.compartments import patient_record
 from app.fhir.errors import FHIRError, InvalidRequest, NotFound, Transient
 from app.fhir.registry import is_resource_type, resource_types
 from app.search.dates import parse_date_range
@@ -53,7 +54,6 @@ from app.security.caller import Caller
 from app.security.policy import scope_for
 from app.security.scopes import require
 from app.services.disclosure import DisclosureLog
-from app.services.everything import patient_record
 from app.services.params import single
 from app.services.uow import transaction
 from app.storage.access import AccessScope
