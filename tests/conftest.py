@@ -89,19 +89,24 @@ class Backend:
         return Settings(**values)  # type: ignore[arg-type]
 
     def truncate(self) -> None:
+        """Empty every table. DELETE, not TRUNCATE, on PostgreSQL too: a test's tables hold
+        a few rows, which DELETE removes in about 5 ms where TRUNCATE (new files for 21
+        tables and their indexes) takes 80-140 ms, and the client fixture empties the
+        database before every test. No test depends on a restarted row-id sequence."""
         tables = [t.name for t in reversed(metadata.sorted_tables)]
+        script = "; ".join(f"DELETE FROM {table}" for table in tables)
         for attempt in range(5):
             try:
                 with self.engine.begin() as conn:
                     if self.name == "postgresql":
-                        conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY"))
+                        conn.exec_driver_sql(script)
                     else:
                         for table in tables:
                             conn.execute(text(f"DELETE FROM {table}"))
                 return
             except OperationalError:
-                # TRUNCATE takes every table's lock in turn; a background ANALYZE (autovacuum,
-                # or a server thread of the previous test still finishing) can deadlock it.
+                # A server thread of the previous test still finishing (the audit flush)
+                # can hold a row lock for a moment, or deadlock the DELETEs.
                 if attempt == 4:
                     raise
                 time.sleep(0.2)

@@ -327,3 +327,30 @@ def test_safe_narrative_is_stored(client: httpx.Client) -> None:
     created = client.post("/Patient", json=body)
     assert created.status_code == 201, created.text
     assert client.get(f"/Patient/{created.json()['id']}").json()["text"]["div"] == div
+
+
+@pytest.mark.parametrize("method", [{"value": "POST"}, ["POST"], 7, None, "FETCH"])
+def test_a_bundle_entry_method_that_is_not_a_method(client: httpx.Client, method: Any) -> None:
+    entry = {"resource": minimal("Patient"), "request": {"method": method, "url": "Patient"}}
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [entry]}
+    outcome = _assert_outcome(client.post("", json=bundle, headers=FHIR_JSON), 400)
+    assert "request.method" in outcome["issue"][0]["diagnostics"]
+    response = client.post("", json={**bundle, "type": "batch"}, headers=FHIR_JSON)
+    assert response.status_code == 200, response.text
+    assert response.json()["entry"][0]["response"]["status"] == "400"
+    _nothing_stored(client)
+
+
+def test_a_create_with_search_parameters_in_its_url_is_refused(client: httpx.Client) -> None:
+    """fhirpy sends a conditional create's criteria in the URL: refused, not a duplicate."""
+    patient = {**minimal("Patient"), "identifier": [{"system": "urn:x", "value": "1"}]}
+    outcome = _assert_outcome(
+        client.post("/Patient", params={"identifier": "urn:x|1"}, json=patient, headers=FHIR_JSON),
+        400,
+    )
+    assert outcome["issue"][0]["expression"] == ["If-None-Exist"]
+    assert "If-None-Exist: identifier=urn:x|1" in outcome["issue"][0]["diagnostics"]
+    _nothing_stored(client)
+    # _format is a request for a representation, not a search.
+    response = client.post("/Patient", params={"_format": "json"}, json=patient, headers=FHIR_JSON)
+    assert response.status_code == 201, response.text

@@ -241,6 +241,16 @@ def create(
     caller: CallerDep,
 ) -> Response:
     """create and conditional create (spec http.html#create, #ccreate)."""
+    stray = query_pairs(request)
+    if stray:
+        # fhirpy and others put a conditional create's criteria in the URL; ignoring them
+        # would create the duplicate the client meant to prevent.
+        query = "&".join(f"{key}={value}" for key, value in stray)[:100]
+        raise InvalidRequest(
+            f"A create takes no search parameters in its URL ({query}); a conditional create "
+            f"names them in the If-None-Exist header (If-None-Exist: {query})",
+            expression=("If-None-Exist",),
+        )
     criteria = request.headers.get("if-none-exist")
     if criteria is not None:
         require(caller, resource_type, "s")  # a conditional create searches too

@@ -67,6 +67,27 @@ READ_ONLY: dict[str, dict[str, Any]] = {
     }
 }
 
+# What a client of these types needs to know beyond the interactions (rest.resource
+# .documentation): the referral rules of app/fhir/referral.py.
+DOCUMENTATION: dict[str, str] = {
+    "Task": (
+        "A referral Task (code fulfill, focus a ServiceRequest; SDOHCC "
+        "TaskForReferralManagement) follows the referral state machine: each side sets only "
+        "its statuses and elements (409 otherwise). An update without If-Match is accepted "
+        "when it changes the status to one the writer may set from the current status and "
+        "touches nothing but status and statusReason (requester) or status, statusReason, "
+        "businessStatus and output (owner); any other update or delete of a referral needs "
+        "If-Match (428 without it, 412 when stale). rejected, cancelled, on-hold and failed "
+        "should give statusReason.text (a warning without one); a statusReason given needs "
+        "text."
+    ),
+    "ServiceRequest": (
+        "A referral's ServiceRequest follows its Task's status. Its requester revoking it "
+        "cancels its open referral Tasks in the same transaction; the receiving agency ends "
+        "a referral through the Task (409 on the request)."
+    ),
+}
+
 
 def capability_statement(
     *,
@@ -101,6 +122,8 @@ def capability_statement(
         )
         if name in READ_ONLY:
             resources[-1] = {"type": name, **READ_ONLY[name]}
+        if name in DOCUMENTATION:
+            resources[-1]["documentation"] = DOCUMENTATION[name]
         if name in TYPE_OPERATIONS:
             resources[-1]["operation"] = [dict(o) for o in TYPE_OPERATIONS[name]]
     rest: dict[str, Any] = {"mode": "server"}

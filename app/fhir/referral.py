@@ -18,7 +18,14 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
-from app.fhir.errors import Conflict, Forbidden, InvalidRequest, ResourceInvalid
+from app.fhir.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    Issue,
+    PreconditionRequired,
+    ResourceInvalid,
+)
 
 TASK_CODE_SYSTEM: Final = "http://hl7.org/fhir/CodeSystem/task-code"
 FULFILL: Final = "fulfill"
@@ -88,12 +95,27 @@ SETTERS: Final[Mapping[str, frozenset[Party]]] = {
     "completed": frozenset({Party.OWNER}),
     "cancelled": frozenset({Party.REQUESTER, Party.OWNER}),
 }
+# SDOHCC TaskForReferralManagement: "If the Task.status is rejected, cancelled, on-hold, or
+# failed, then Task.statusReason.text should be included" (a SHOULD: warned, not refused,
+# on FHIR writes; the plain referral actions ask for the reason), and a statusReason given
+# has text (statusReason.text 1..).
 NEEDS_REASON: Final = frozenset({"rejected", "cancelled", "on-hold", "failed"})
+# Open: work may still happen on the referral.
+OPEN: Final = frozenset({"requested", "accepted", "in-progress", "on-hold"})
 # Elements each side may change once the referral is sent (issue 5). statusReason goes with
 # the requester's status changes too: its cancellation needs a reason.
 MAY_CHANGE: Final[Mapping[Party, frozenset[str]]] = {
     Party.OWNER: frozenset({"status", "businessStatus", "statusReason", "output"}),
     Party.REQUESTER: frozenset({"status", "statusReason", "priority", "note", "input"}),
+}
+# What a write without If-Match may change (issue 18): published SDOHCC clients (the Gravity
+# reference apps) PUT the whole Task and never send If-Match. The state machine guards such a
+# write instead of the version: it must change the status to one this side may set from the
+# current one, and touch nothing but the status and what goes with it, so that a body read
+# before another change cannot silently undo that change.
+UNCONDITIONAL: Final[Mapping[Party, frozenset[str]]] = {
+    Party.OWNER: frozenset({"status", "statusReason", "businessStatus", "output"}),
+    Party.REQUESTER: frozenset({"status", "statusReason"}),
 }
 # Never compared: server-stamped (meta, lastModified, authoredOn, executionPeriod) or
 # derived (text). The server sets lastModified on every write, authoredOn when the
@@ -239,17 +261,58 @@ def check_transition(old: str | None, new: str, parties: frozenset[Party]) -> No
     )
 
 
-def check_reason(task: Mapping[str, Any]) -> None:
-    """rejected, cancelled, on-hold and failed need statusReason.text: 422 otherwise."""
+def check_reason(task: Mapping[str, Any]) -> Issue | None:
+    """A statusReason given says why in text (422 otherwise); rejected, cancelled, on-hold
+    and failed without one answer a warning (SDOHCC: SHOULD)."""
     status = task.get("status")
-    if status not in NEEDS_REASON:
-        return
     reason = task.get("statusReason")
-    text = reason.get("text") if isinstance(reason, dict) else None
-    if not isinstance(text, str) or not text.strip():
-        raise ResourceInvalid(
-            f"Task.status {status} requires statusReason.text saying why",
-            expression=("Task.statusReason.text",),
+    if reason is not None:
+        text = reason.get("text") if isinstance(reason, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            raise ResourceInvalid(
+                "Task.statusReason requires statusReason.text saying why",
+                expression=("Task.statusReason.text",),
+            )
+        return None
+    if status in NEEDS_REASON:
+        return Issue(
+            "business-rule",
+            f"Task.status {status} should give statusReason.text saying why (SDOHCC); the "
+            "other agency sees no reason",
+            "warning",
+            ("Task.statusReason",),
+        )
+    return None
+
+
+def check_unconditional(
+    old: Mapping[str, Any], new: Mapping[str, Any] | None, parties: frozenset[Party]
+) -> None:
+    """A referral write without If-Match (428 otherwise): a status change that touches
+    nothing beyond UNCONDITIONAL (its legality is check_transition's)."""
+    hint = 'send If-Match with the ETag of the version it changes (e.g. If-Match: W/"3")'
+    if new is None:
+        raise PreconditionRequired(
+            f"Deleting a referral names the version it deletes: {hint}",
+            expression=("If-Match",),
+        )
+    if old.get("status") == new.get("status"):
+        raise PreconditionRequired(
+            f"A write to a referral that does not change its status must name the version it "
+            f"changes: {hint}",
+            expression=("If-Match",),
+        )
+    if Party.OPERATOR in parties:
+        allowed = frozenset().union(*UNCONDITIONAL.values())
+    else:
+        allowed = frozenset().union(*(UNCONDITIONAL.get(p, frozenset()) for p in parties))
+    beyond = changed_elements(old, new) - allowed
+    if beyond:
+        raise PreconditionRequired(
+            f"Without If-Match a referral write may change only {_names(allowed)}; this one "
+            f"also changes {_names(beyond)} (perhaps the Task changed since it was read): "
+            f"read it again, or {hint}",
+            expression=("If-Match", *(f"Task.{name}" for name in sorted(beyond))),
         )
 
 
@@ -620,7 +683,14 @@ def parse_action_json(data: Any, action: Action) -> ActionInput:
 
 
 def check_input(found: ActionInput, action: Action) -> None:
-    """complete needs an outcome, and only complete takes one (422 otherwise)."""
+    """complete needs an outcome, and only complete takes one; decline, cancel, hold and
+    fail need a reason (422 otherwise)."""
+    if action.status in NEEDS_REASON and not found.reason:
+        raise ResourceInvalid(
+            f"{action.name} requires a reason saying why (Task.status {action.status} "
+            "requires statusReason.text)",
+            expression=("reason",),
+        )
     if action.name == "complete" and not (found.summary or found.resources or found.references):
         raise ResourceInvalid(
             "complete records what was done: give outcome.summary, outcome.resources or "
@@ -684,10 +754,12 @@ __all__ = [
     "CLOSED",
     "FULFILL",
     "NEEDS_REASON",
+    "OPEN",
     "OUTCOME_TYPES",
     "SERVICE_REQUEST_STATUS",
     "TASK_CODE_SYSTEM",
     "TRANSITIONS",
+    "UNCONDITIONAL",
     "Action",
     "ActionInput",
     "Party",
@@ -702,6 +774,7 @@ __all__ = [
     "check_party",
     "check_reason",
     "check_transition",
+    "check_unconditional",
     "flag_overdue",
     "focus_service_request",
     "is_referral",

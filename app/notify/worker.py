@@ -126,6 +126,7 @@ class DeliveryWorker:
         self._thread.join(timeout=10)
         self._thread = None
         if self._listener is not None:
+            self._wake_listener()
             self._listener.join(timeout=5)
             self._listener = None
         event.remove(self._engine, "commit", self._on_commit)
@@ -140,6 +141,15 @@ class DeliveryWorker:
                 NotifyStore(repo.connection).release_owned(self._owner)
         except Exception:  # the leases expire by themselves
             log.warning("could not release notification leases", exc_info=True)
+
+    def _wake_listener(self) -> None:
+        # The listener blocks up to half a second waiting for notices; one sent now lets it
+        # see the stop at once (stopping took a second per server otherwise).
+        try:
+            with self._engine.begin() as conn:
+                conn.exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")
+        except Exception:  # it stops within half a second anyway
+            log.debug("could not wake the LISTEN thread", exc_info=True)
 
     def wait(self) -> None:
         """Block until stop() is called (the `casebridge worker` command)."""

@@ -84,6 +84,8 @@ class FollowUp:
     resource_type: str
     resource_id: str
     resource: dict[str, Any] | None
+    # The version the rule read, locked (None: it read none).
+    if_match: int | None = None
 
 
 class WriteRule(Protocol):
@@ -227,6 +229,7 @@ class WritePipeline:
                     follow.resource_type,
                     follow.resource_id,
                     resource=follow.resource,
+                    if_match=follow.if_match,
                 ),
             )
             issues.extend(done.issues)
@@ -273,6 +276,8 @@ class WritePipeline:
             assert current is not None
             self.check_may_change(repo, caller, current, deleting=True)
         elif change.kind == "follow":
+            if change.if_match is not None:
+                self.check_if_match(current, change.if_match)
             if current is None and stored is not None:
                 # Derived from a record the caller wrote, yet kept where it cannot see.
                 raise self.unknown(caller, resource_type, resource_id)

@@ -137,7 +137,10 @@ def jwks_server(jwks: dict[str, Any]) -> Iterator[_JwksHttpServer]:
     server = _JwksHttpServer(("127.0.0.1", 0), _JwksHandler)
     server.jwks = jwks
     server.hits = 0
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutdown() waits for the next poll (0.5 s by default).
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield server

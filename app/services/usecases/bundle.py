@@ -400,7 +400,12 @@ class BundleService:
             raise InvalidRequest("The entry has no request (method and url)")
         method = request.get("method")
         url = request.get("url")
-        if method not in _ORDER or not isinstance(url, str) or not url:
+        if (
+            not isinstance(method, str)
+            or method not in _ORDER
+            or not isinstance(url, str)
+            or not url
+        ):
             raise InvalidRequest(
                 "request.method must be GET, HEAD, POST, PUT, PATCH or DELETE "
                 "and request.url a relative URL"

@@ -24,7 +24,6 @@ from app.fhir.errors import (
     InvalidRequest,
     NotFound,
     PreconditionFailed,
-    PreconditionRequired,
     ResourceInvalid,
     invalid_plain,
 )
@@ -381,17 +380,13 @@ class ReferralService:
         if chosen is None:
             raise NotFound(f"No referral action {action[:40]!r}; use {', '.join(ACTIONS)}")
         check_type_and_id("Task", task_id)
-        if if_match is None:
-            raise PreconditionRequired(
-                f"{action} changes Task/{task_id}: send If-Match with its ETag "
-                '(e.g. If-Match: W/"3")',
-                expression=("If-Match",),
-            )
+        # Without If-Match the state machine is the guard: an action is one status change
+        # from the statuses it applies to (app/fhir/referral.py, UNCONDITIONAL).
         scope = self._resources.scope(caller)
         with transaction(self._resources.engine, write=True, scope=scope) as repo:
             repo.lock_for_write("Task", task_id)
             current = self._resources.read_in(repo, "Task", task_id)
-            if current.version_id != if_match:
+            if if_match is not None and current.version_id != if_match:
                 raise PreconditionFailed(
                     f"Version conflict: If-Match names version {if_match}, the current "
                     f"version of Task/{task_id} is {current.version_id}"
