@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -35,7 +37,6 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Start the HTTP server (FHIR base at /fhir)."""
-    import uvicorn
 
     settings = get_settings()
     if settings.auth == "off":
@@ -67,6 +68,22 @@ def serve(
             raise typer.Exit(code=2)
     finally:
         engine.dispose()
+    shared_metrics = None
+    if settings.metrics and workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker process writes its counts here and a scrape of any of them adds them
+        # up (prometheus_client multiprocess mode; the workers inherit the variable).
+        shared_metrics = tempfile.mkdtemp(prefix="casebridge-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared_metrics
+    try:
+        _serve(host, port, workers, log_level)
+    finally:
+        if shared_metrics is not None:
+            shutil.rmtree(shared_metrics, ignore_errors=True)
+
+
+def _serve(host: str, port: int, workers: int, log_level: str) -> None:
+    import uvicorn
+
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -104,6 +121,52 @@ def db_current() -> None:
         typer.echo(f"database: {current_revision(engine)}\ncode:     {head_revision()}")
     finally:
         engine.dispose()
+
+
+@cli.command("backup")
+def backup_command(
+    path: Annotated[Path, typer.Argument(help="The backup file to write (replaced if it exists).")],
+) -> None:
+    """Back up the SQLite database while the server runs (consistent as of one instant)."""
+    from app.storage.backup import BackupError, backup, sqlite_path
+
+    try:
+        summary = backup(sqlite_path(get_settings().effective_database_url), path)
+    except BackupError as exc:
+        typer.echo(f"No backup made: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    typer.echo(
+        f"Backed up {summary.resources:,} resources ({summary.bytes / 2**20:,.1f} MiB, "
+        f"schema {summary.revision}) to {summary.path} in {summary.seconds:.1f} s"
+    )
+
+
+@cli.command("restore")
+def restore_command(
+    path: Annotated[Path, typer.Argument(help="A backup made by `casebridge backup`.")],
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Replace the database without asking.")
+    ] = False,
+) -> None:
+    """Replace the SQLite database with a backup. Stop the server (and workers) first."""
+    from app.storage.backup import BackupError, restore, sqlite_path
+
+    try:
+        target = sqlite_path(get_settings().effective_database_url)
+        if target.exists() and not yes:
+            typer.confirm(
+                f"Replace everything in {target} with {path}? Stop every casebridge process "
+                "using it first",
+                abort=True,
+            )
+        summary = restore(path, target)
+    except BackupError as exc:
+        typer.echo(f"Nothing restored: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    typer.echo(
+        f"Restored {summary.resources:,} resources (schema {summary.revision}) into "
+        f"{summary.path}; run `casebridge db upgrade` if the code is newer than the backup"
+    )
 
 
 def _migrated_or_exit(engine: Engine) -> None:
@@ -541,6 +604,7 @@ def worker() -> None:
         pool_size=settings.db_pool_size,
         busy_timeout_ms=settings.db_busy_timeout_ms,
         sqlite_mmap_mb=settings.sqlite_mmap_mb,
+        sqlite_synchronous=settings.sqlite_synchronous,
     )
     try:
         _migrated_or_exit(engine)

@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     # Past this the checkpointer empties the WAL between two writers (TRUNCATE), however
     # busy the readers are; PASSIVE checkpoints alone let it grow without bound.
     sqlite_wal_max_mb: int = Field(default=64, ge=1)
+    # FULL: every acknowledged write survives a power cut or an OS crash (the WAL is synced
+    # at each commit). NORMAL is faster and may lose the writes acknowledged just before
+    # one; README "Operating casebridge" gives the cost of each.
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    # GET /metrics in the Prometheus text format, unauthenticated (no personal data): serve it
+    # where only the monitoring system reaches it (README, "Operating casebridge").
+    metrics: bool = False
     # Reads through a memory map instead of read() calls into a small per-connection cache:
     # at a million resources the search probes spent more time in system calls than in
     # SQLite (sqlite.org/mmap.html). 0 turns it off; SQLite caps it at about 2 GiB.

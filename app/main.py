@@ -20,6 +20,8 @@ from app.api.bulk import router as bulk_router
 from app.api.cases import router as cases_router
 from app.api.fhir import router as fhir_router
 from app.api.health import router as health_router
+from app.api.metrics import RequestMetrics
+from app.api.metrics import router as metrics_router
 from app.api.operations import router as operations_router
 from app.api.referrals import router as referrals_router
 from app.api.subscriptions import router as subscriptions_router
@@ -46,6 +48,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         pool_size=settings.db_pool_size,
         busy_timeout_ms=settings.db_busy_timeout_ms,
         sqlite_mmap_mb=settings.sqlite_mmap_mb,
+        sqlite_synchronous=settings.sqlite_synchronous,
     )
     if settings.migrate:
         upgrade(engine)
@@ -127,5 +130,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(subscriptions_router)  # before fhir_router: SubscriptionTopic is served
     app.include_router(fhir_router)
     app.include_router(operations_router)
+    app.include_router(metrics_router)
     app.add_middleware(AuditMiddleware)
+    if settings.metrics:
+        app.add_middleware(RequestMetrics)  # outermost: it times the audit's part too
     return app

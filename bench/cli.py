@@ -29,7 +29,11 @@ from bench.server import (
 )
 from bench.validation import measure_validation
 
-BACKENDS = ("sqlite", "postgresql")
+BACKENDS = ("sqlite", "sqlite-normal", "postgresql")
+# sqlite-normal: SQLite with CASEBRIDGE_SQLITE_SYNCHRONOUS=NORMAL (the faster mode, which
+# may lose the writes acknowledged just before a power cut), run as the first of --as only:
+# beside the default FULL it shows what durability costs.
+SYNCHRONOUS_NORMAL = "sqlite-normal"
 # The agency the requests act for in the "as an agency" runs (auth off: the server's
 # CASEBRIDGE_DEFAULT_AGENCY), so access checks, owner rows and audit run as in production.
 BENCH_AGENCY = "Organization/bench-agency"
@@ -207,6 +211,8 @@ class Runner:
     def backend(self, name: str, database_url: str, acting: str) -> BackendFigures:
         """Start a server on database_url and run create, read and update."""
         env = {} if acting == "operator" else {"CASEBRIDGE_DEFAULT_AGENCY": acting}
+        if name == SYNCHRONOUS_NORMAL:
+            env["CASEBRIDGE_SQLITE_SYNCHRONOUS"] = "NORMAL"
         server = Server(database_url, self.args.workers, self.workdir, env=env)
         return self.serve(BackendFigures(name, acting=acting), server, database_url)
 
@@ -279,11 +285,12 @@ def _run(args: argparse.Namespace, console: Console) -> int:
                 console.print(f"[yellow]{note}")
                 backends.append(BackendFigures(name, note=note))
                 continue
-        for acting in args.acting:
+        for acting in args.acting[:1] if name == SYNCHRONOUS_NORMAL else args.acting:
             workdir = scratch_dir()
             try:
                 runner = Runner(args, generator, console, workdir)
-                with fresh_database(name, workdir) as url:
+                engine = "sqlite" if name == SYNCHRONOUS_NORMAL else name
+                with fresh_database(engine, workdir) as url:
                     backends.append(runner.backend(name, url, acting))
                 profiles += runner.profiles
             finally:
@@ -303,7 +310,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         f"them; {background:.0%} busy before the run). Targets bind on SQLite; PostgreSQL is "
         "shown against the same bars for information."
     )
-    for line in _agency_ratios(backends) + _floor_ratios(backends):
+    for line in _agency_ratios(backends) + _floor_ratios(backends) + _durability(backends):
         console.print(line)
     for backend in backends:
         if backend.note:
@@ -316,6 +323,25 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     if failed:
         return 1
     return 2 if args.check and missed else 0
+
+
+def _durability(backends: list[BackendFigures]) -> list[str]:
+    """SQLite synchronous=FULL (the default) against NORMAL, as the same caller."""
+    normal = next((b for b in backends if b.name == SYNCHRONOUS_NORMAL and b.phases), None)
+    if normal is None:
+        return []
+    full = next(
+        (b for b in backends if b.name == "sqlite" and b.acting == normal.acting and b.phases),
+        None,
+    )
+    if full is None:
+        return []
+    parts = [
+        f"{phase} {full.phases[phase].result.rate / normal.phases[phase].result.rate:.2f}"
+        for phase in PHASES
+        if phase in full.phases and phase in normal.phases and normal.phases[phase].result.rate > 0
+    ]
+    return [f"sqlite: synchronous FULL (default) ÷ NORMAL: {', '.join(parts)}"] if parts else []
 
 
 def _agency_ratios(backends: list[BackendFigures]) -> list[str]:

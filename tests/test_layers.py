@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 APP = Path(__file__).resolve().parents[1] / "app"
-# Shared roots every layer may use: settings, time and ids, the stored-version shape.
-ROOTS = frozenset({"app.config", "app.clock", "app.records", "app"})
+# Shared roots every layer may use: settings, time and ids, the stored-version shape, the
+# process metrics.
+ROOTS = frozenset({"app.config", "app.clock", "app.records", "app.metrics", "app"})
 # The plain models and their FHIR mappings sit beside app/ ("app/ imports both"); the
 # storage layer has no use for them.
 PLAIN = frozenset({"schemas", "mappings"})
@@ -26,7 +27,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "storage": frozenset(),
 }
 # The top-level modules that wire the layers together.
-WIRING = frozenset({"main.py", "cli.py", "__init__.py", "config.py", "clock.py", "records.py"})
+WIRING = frozenset(
+    {"main.py", "cli.py", "__init__.py", "config.py", "clock.py", "records.py", "metrics.py"}
+)
 
 
 def _imports(path: Path) -> set[str]:

@@ -37,6 +37,7 @@ from sqlalchemy.engine import Connection
 
 from app import __version__
 from app.fhir.subscriptions import Event, StatusView, notification_bundle
+from app.metrics import DELIVERIES
 from app.records import StoredVersion
 from app.security.caller import Caller
 from app.security.policy import scope_for
@@ -311,6 +312,7 @@ class DeliveryWorker:
         now = _now()
         if error is None:
             return self._succeeded(row, state, now)
+        DELIVERIES.labels(row.subscription_id, "failed").inc()
         if row.attempts >= self._settings.notify_max_attempts:
             self._give_up(row, state, error)
             return None
@@ -383,6 +385,7 @@ class DeliveryWorker:
         )
 
     def _succeeded(self, row: Claimed, state: State, now: datetime) -> _Job | None:
+        DELIVERIES.labels(row.subscription_id, "sent").inc()
         with transaction(self._engine, write=True) as repo:
             store = NotifyStore(repo.connection)
             store.delivered(row.id, now)

@@ -70,6 +70,7 @@ ROUTES: Final[Mapping[tuple[str, str], Needs]] = {
     # -- public: health, conformance, the token endpoint, published schemas --------------
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
+    ("GET", "/metrics"): PUBLIC,
     ("POST", "/auth/token"): PUBLIC,
     # The caller presents the token to introspect as its own credential (RFC 7662).
     ("POST", "/auth/introspect"): PUBLIC,

@@ -28,6 +28,7 @@ from app.services.usecases.conformance import ConformanceService
 from app.services.usecases.everything import EverythingService
 from app.services.usecases.health import HealthService
 from app.services.usecases.history import HistoryService
+from app.services.usecases.metrics import MetricsService
 from app.services.usecases.referrals import ReferralService, plain_referral_bundle
 from app.services.usecases.reports import ReportService
 from app.services.usecases.resources import ResourceService
@@ -61,6 +62,7 @@ class Services:
     reports: ReportService
     audit: AuditService
     subscriptions: SubscriptionService
+    metrics: MetricsService
 
 
 def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Services:
@@ -147,6 +149,14 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         cursors=cursors,
     )
     cases = CaseService(resources=resources, bundles=bundles, search=search, clock=clock)
+    referrals = ReferralService(
+        resources=resources,
+        bundles=bundles,
+        search=search,
+        clock=clock,
+        settings=settings,
+        from_plain=plain_referral_bundle,
+    )
     return Services(
         settings,
         engine,
@@ -162,17 +172,11 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         disclosures,
         clients,
         auth,
-        ReferralService(
-            resources=resources,
-            bundles=bundles,
-            search=search,
-            clock=clock,
-            settings=settings,
-            from_plain=plain_referral_bundle,
-        ),
+        referrals,
         cases,
         ConformanceService(resources),
         ReportService(search=search, clock=clock, engine=engine),
         audit,
         SubscriptionService(engine=engine),
+        MetricsService(engine=engine, referrals=referrals, recorder=audit.recorder),
     )

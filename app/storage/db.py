@@ -12,7 +12,7 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from alembic import command
 from alembic.config import Config
@@ -21,6 +21,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import QueuePool
+
+from app.metrics import WRITE_GATE_WAIT
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +41,27 @@ def _nothing() -> Iterator[None]:
     yield
 
 
+# What SQLite syncs to disk at each commit (Settings.sqlite_synchronous).
+SqliteSynchronous = Literal["FULL", "NORMAL"]
+
+
 def _identity(value: Any) -> Any:
     return value
 
 
 def create_db_engine(
-    url: str, *, pool_size: int = 8, busy_timeout_ms: int = 5000, sqlite_mmap_mb: int = 2048
+    url: str,
+    *,
+    pool_size: int = 8,
+    busy_timeout_ms: int = 5000,
+    sqlite_mmap_mb: int = 2048,
+    sqlite_synchronous: SqliteSynchronous = "FULL",
 ) -> Engine:
-    """Build the engine: SQLite in WAL mode with BEGIN IMMEDIATE for writers, or PostgreSQL."""
+    """Build the engine: SQLite in WAL mode with BEGIN IMMEDIATE for writers, or PostgreSQL.
+
+    sqlite_synchronous FULL syncs the WAL at every commit, so a write acknowledged is kept
+    through a power cut or an OS crash; NORMAL syncs only at checkpoints and may lose the
+    last writes acknowledged before one (sqlite.org/pragma.html#pragma_synchronous)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
@@ -59,7 +74,7 @@ def create_db_engine(
             max_overflow=pool_size,
             connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
         )
-        _configure_sqlite(engine, busy_timeout_ms, sqlite_mmap_mb)
+        _configure_sqlite(engine, busy_timeout_ms, sqlite_mmap_mb, sqlite_synchronous)
         if database and database != ":memory:":
             gate = SqliteWriteGate(Path(database), busy_timeout_ms / 1000)
             _GATES[engine] = gate
@@ -89,14 +104,16 @@ def create_db_engine(
     return engine
 
 
-def _configure_sqlite(engine: Engine, busy_timeout_ms: int, mmap_mb: int) -> None:
+def _configure_sqlite(
+    engine: Engine, busy_timeout_ms: int, mmap_mb: int, synchronous: SqliteSynchronous
+) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN itself, so writers can say IMMEDIATE.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         # Checkpoints run on a background thread (SqliteCheckpointer), not inside a commit.
@@ -135,7 +152,8 @@ class SqliteWriteGate:
     @contextmanager
     def held(self) -> Iterator[None]:
         """Hold the gate; TimeoutError when it cannot be had within the busy timeout."""
-        deadline = time.monotonic() + self._timeout
+        started = time.monotonic()
+        deadline = started + self._timeout
         if not self._thread_lock.acquire(timeout=self._timeout):
             raise TimeoutError("another writer of this process held the database too long")
         try:
@@ -149,6 +167,7 @@ class SqliteWriteGate:
                         raise TimeoutError("another process held the database too long") from None
                     time.sleep(pause)
                     pause = min(pause * 2, 0.002)
+            WRITE_GATE_WAIT.observe(time.monotonic() - started)
             try:
                 yield
             finally:

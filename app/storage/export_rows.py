@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 
 from app.storage.base import OnConnection
 from app.storage.tables import reference_table, resource_table
@@ -123,6 +123,12 @@ class ExportRows(OnConnection):
         jobs = self._export_jobs()
         query = select(jobs.c.id).where(jobs.c.expires_at <= now).order_by(jobs.c.id).limit(limit)
         return [row[0] for row in self._conn.execute(query)]
+
+    def export_jobs_by_status(self) -> dict[str, int]:
+        """How many export jobs are in each status (the metrics' export gauge)."""
+        jobs = self._export_jobs()
+        rows = self._conn.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status))
+        return {row[0]: int(row[1]) for row in rows}
 
     def stale_export_jobs(self, *, statuses: Sequence[str], before: datetime) -> list[str]:
         """Ids of jobs in one of statuses that nothing has touched since before."""

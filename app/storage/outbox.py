@@ -351,5 +351,14 @@ class NotifyStore:
             ).scalar_one()
         )
 
+    def pending_by_subscription(self) -> dict[str, int]:
+        """Notifications not yet delivered, per subscription (the metrics' backlog)."""
+        rows = self._conn.execute(
+            select(OB.subscription_id, func.count())
+            .where(OB.state == "pending")
+            .group_by(OB.subscription_id)
+        )
+        return {row[0]: int(row[1]) for row in rows}
+
 
 __all__ = ["NOTIFY_CHANNEL", "WROTE_OUTBOX", "Candidate", "Claimed", "NotifyStore", "State"]

@@ -36,6 +36,7 @@ from app.fhir.errors import (
     Unauthorized,
     UnsupportedGrantType,
 )
+from app.metrics import TOKEN_FAILURES
 from app.security import jose, scopes
 from app.security.caller import Caller
 from app.services.auth.clients import ApiClient, ClientRegistry
@@ -233,6 +234,9 @@ class AuthService:
         try:
             return self._issue(single_values(form))
         except (InvalidClient, InvalidScope) as exc:
+            TOKEN_FAILURES.labels(
+                "invalid_scope" if isinstance(exc, InvalidScope) else "invalid_client"
+            ).inc()
             log.info("token refused: %s", exc.diagnostics)
             raise
 
@@ -331,6 +335,7 @@ class AuthService:
         (401, WWW-Authenticate) when there is none or it is not valid."""
         token = bearer_token(authorization)
         if token is None:
+            TOKEN_FAILURES.labels("no_token").inc()
             raise Unauthorized(
                 "This server requires a SMART Backend Services access token: "
                 f"Authorization: Bearer <token>, from {self.token_endpoint}",
@@ -342,6 +347,7 @@ class AuthService:
             if client is None or client.disabled:
                 raise InvalidToken("The access token's client is disabled or unregistered")
         except InvalidToken as exc:
+            TOKEN_FAILURES.labels("invalid_token").inc()
             text = exc.diagnostics.replace('"', "'")
             raise Unauthorized(
                 exc.diagnostics,

@@ -49,12 +49,12 @@ from app.fhir.referral import (
     reference_of,
 )
 from app.fhir.validation import check_resource, check_type_and_id
-from app.security.caller import Caller
+from app.security.caller import OPERATOR, Caller
 from app.security.scopes import require
 from app.services.disclosure import NOTHING, Release
 from app.services.params import single
 from app.services.rules.access import AccessHook
-from app.services.rules.referrals import body_of, parties_of
+from app.services.rules.referrals import agency_of, body_of, parties_of
 from app.services.uow import transaction
 from app.services.usecases.bundle import BundleService
 from app.services.usecases.resources import ResourceService
@@ -174,6 +174,41 @@ class ReferralService:
         assert task is not None
         reason = overdue_reason(task, accept_cutoff=cutoffs.accept, start_cutoff=cutoffs.start)
         return ReferralView(version, task, reason, parties_of(repo, caller, task, self.base_url))
+
+    def overdue_by_agency(self, *, at_most: int = 10_000) -> dict[str, int]:
+        """Open referrals not accepted, or not started, in time, per receiving agency (the
+        metrics' gauge; the server's own count, no agency's view). Counts at most at_most."""
+        cutoffs = self._cutoffs()
+        alternatives = [
+            [
+                ("code", _CODE),
+                ("status", "requested"),
+                ("authored-on", f"le{cutoffs.accept.isoformat()}"),
+            ],
+            [("code", _CODE), ("status", "accepted"), ("period", f"le{cutoffs.start.isoformat()}")],
+        ]
+        counts: dict[str, int] = {}
+        cursor: str | None = None
+        seen = 0
+        while seen < at_most:
+            params = [("_count", "1000"), *([("_cursor", cursor)] if cursor else [])]
+            page = self._search.search_any(
+                caller=OPERATOR,
+                resource_type="Task",
+                alternatives=alternatives,
+                params=params,
+                sort="-_lastUpdated",
+            )
+            with transaction(self._resources.engine, write=False) as repo:
+                for version in page.matches:
+                    task = body_of(version) or {}
+                    agency = agency_of(repo, task.get("owner"), self.base_url) or "unknown"
+                    counts[agency] = counts.get(agency, 0) + 1
+            seen += len(page.matches)
+            cursor = page.next_cursor
+            if cursor is None or not page.matches:
+                break
+        return counts
 
     # -- submit --------------------------------------------------------------------------
     def _served_plan(self, caller: Caller, plan_id: str) -> tuple[dict[str, Any], int]:
