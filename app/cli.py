@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import tempfile
@@ -81,6 +82,25 @@ def serve(
             shutil.rmtree(shared_metrics, ignore_errors=True)
 
 
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, plus the request log: each line already JSON, on stdout."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["casebridge_line"] = {"format": "%(message)s"}
+    config["handlers"]["casebridge_request"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "casebridge_line",
+        "stream": "ext://sys.stdout",
+    }
+    config["loggers"]["casebridge.request"] = {
+        "handlers": ["casebridge_request"],
+        "level": "INFO",
+        "propagate": False,
+    }
+    return config
+
+
 def _serve(host: str, port: int, workers: int, log_level: str) -> None:
     import uvicorn
 
@@ -94,7 +114,10 @@ def _serve(host: str, port: int, workers: int, log_level: str) -> None:
         loop="uvloop",
         http="httptools",
         proxy_headers=True,
-        access_log=os.environ.get("CASEBRIDGE_ACCESS_LOG", "1") == "1",
+        # The JSON request log (CASEBRIDGE_REQUEST_LOG) replaces uvicorn's access log,
+        # whose lines hold paths and query strings: ids, names.
+        access_log=os.environ.get("CASEBRIDGE_ACCESS_LOG", "0") == "1",
+        log_config=_log_config(),
     )
 
 

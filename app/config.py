@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     # GET /metrics in the Prometheus text format, unauthenticated (no personal data): serve it
     # where only the monitoring system reaches it (README, "Operating casebridge").
     metrics: bool = False
+    # One JSON line per request on the casebridge.request logger (README, "Logs").
+    request_log: bool = True
     # Reads through a memory map instead of read() calls into a small per-connection cache:
     # at a million resources the search probes spent more time in system calls than in
     # SQLite (sqlite.org/mmap.html). 0 turns it off; SQLite caps it at about 2 GiB.

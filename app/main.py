@@ -24,6 +24,7 @@ from app.api.metrics import RequestMetrics
 from app.api.metrics import router as metrics_router
 from app.api.operations import router as operations_router
 from app.api.referrals import router as referrals_router
+from app.api.requests import RequestContext
 from app.api.subscriptions import router as subscriptions_router
 from app.clock import Clock
 from app.config import Settings, get_settings
@@ -132,6 +133,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(operations_router)
     app.include_router(metrics_router)
     app.add_middleware(AuditMiddleware)
+    # Outside the audit: every AuditEvent of the request names its id.
+    app.add_middleware(RequestContext, log_requests=settings.request_log)
     if settings.metrics:
         app.add_middleware(RequestMetrics)  # outermost: it times the audit's part too
     return app

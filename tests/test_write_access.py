@@ -567,9 +567,12 @@ def _audit_of(http: httpx.Client, agency: str, count: int) -> list[dict[str, Any
 
 
 def _comparable(event: dict[str, Any]) -> bytes:
-    """An AuditEvent without what differs between any two events (its id and time), its
-    queries decoded (they hold the path asked for)."""
+    """An AuditEvent without what differs between any two events (its id, time and request
+    id), its queries decoded (they hold the path asked for)."""
     event = {k: v for k, v in event.items() if k not in ("id", "recorded", "period", "meta")}
+    event["entity"] = [
+        e for e in event.get("entity", []) if e.get("type", {}).get("code") != "XrequestId"
+    ]
     for entity in event.get("entity", []):
         if "query" in entity:
             entity["query"] = base64.b64decode(entity["query"]).decode()

@@ -28,6 +28,7 @@ from app.api.deps import (
     negotiate,
 )
 from app.api.render import fhir_response, page_links, query_pairs
+from app.api.requests import request_id_of
 from app.fhir.bundles import searchset_bundle
 from app.fhir.errors import MethodNotAllowed
 from app.fhir.resource import parse_etag
@@ -223,7 +224,7 @@ class AuditMiddleware:
                 response["body"].append(message.get("body", b""))
             await send(message)
 
-        with auditing_request(client[0] if client else None) as state:
+        with auditing_request(client[0] if client else None, request_id_of(scope)) as state:
             try:
                 await self.app(scope, receive_wrapper if capture_form else receive, send_wrapper)
             finally:
@@ -288,4 +289,5 @@ def _access(
         body=body,
         error=error,
         path=scope["path"][len(_F) :].lstrip("/")[:2000],
+        request_id=request_id_of(scope),
     )

@@ -36,6 +36,7 @@ PARTICIPATION: Final = "http://terminology.hl7.org/CodeSystem/v3-ParticipationTy
 DATA_OPERATION: Final = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 PROVENANCE_PARTICIPANT: Final = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 BALP: Final = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit."
+BALP_ENTITY_TYPE: Final = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType"
 # The identifier system of API clients (SMART client_id) in agents.
 CLIENT_ID_SYSTEM: Final = "urn:ietf:params:oauth:client-id"
 # meta.tag on the Provenance the server writes itself: those cannot be changed by clients.
@@ -102,6 +103,8 @@ class AuditFacts:
     description: str | None = None
     patients: Sequence[str] = field(default_factory=tuple)
     outcome_text: str | None = None
+    # The HTTP request's X-Request-ID (app/api/requests.py).
+    request_id: str | None = None
 
 
 def action_of(interaction: str) -> str:
@@ -163,6 +166,18 @@ def audit_event(facts: AuditFacts, *, event_id: str, server: str) -> dict[str, A
         if facts.description:
             query["description"] = facts.description
         entities.append(query)
+    if facts.request_id:
+        # BALP: the transport's request id, to find the request in the server's logs.
+        entities.append(
+            {
+                "what": {"identifier": {"value": facts.request_id}},
+                "type": _coding(
+                    BALP_ENTITY_TYPE,
+                    "XrequestId",
+                    "transport specific unique identifier where http X-Request-Id is used",
+                ),
+            }
+        )
     for patient in facts.patients:
         entities.append(
             {

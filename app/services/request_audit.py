@@ -39,6 +39,8 @@ class RequestAudit:
     context still points at this one object)."""
 
     address: str | None = None
+    # The request's X-Request-ID (app/api/requests.py).
+    request_id: str | None = None
     # Set by services that know better than the route: "transaction" or "batch".
     interaction: str | None = None
     # How many writes the write hook audited (0: the route must audit the request itself).
@@ -51,9 +53,9 @@ _CURRENT: contextvars.ContextVar[RequestAudit | None] = contextvars.ContextVar(
 
 
 @contextmanager
-def auditing_request(address: str | None) -> Iterator[RequestAudit]:
+def auditing_request(address: str | None, request_id: str | None = None) -> Iterator[RequestAudit]:
     """Mark the current context as serving one HTTP request."""
-    state = RequestAudit(address=address)
+    state = RequestAudit(address=address, request_id=request_id)
     token = _CURRENT.set(state)
     try:
         yield state

@@ -62,6 +62,8 @@ class Access:
     error: bytes | None = None
     # The request path under the FHIR base, as sent.
     path: str = ""
+    # The request's X-Request-ID.
+    request_id: str | None = None
 
 
 class AuditRecorder:
@@ -210,6 +212,7 @@ class AuditRecorder:
             description=access.description,
             patients=patients,
             outcome_text=_diagnostics(access.error) if access.error else None,
+            request_id=access.request_id,
         )
         return audit_row(facts, record_id(), self._server, entity)
 

@@ -98,6 +98,7 @@ class WriteRecorder:
             entity=target,
             entity_type=event.resource_type,
             patients=patients,
+            request_id=state.request_id if state else None,
         )
         row = audit_row(facts, record_id(), self._server, (event.resource_type, event.resource_id))
         repo.append_audit_later([row])
