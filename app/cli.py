@@ -27,6 +27,8 @@ db_cli = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 search_cli = typer.Typer(help="Search index maintenance.", no_args_is_help=True)
 cli.add_typer(search_cli, name="search")
+audit_cli = typer.Typer(help="The audit log.", no_args_is_help=True)
+cli.add_typer(audit_cli, name="audit")
 
 
 @cli.command()
@@ -189,6 +191,43 @@ def restore_command(
     typer.echo(
         f"Restored {summary.resources:,} resources (schema {summary.revision}) into "
         f"{summary.path}; run `casebridge db upgrade` if the code is newer than the backup"
+    )
+
+
+@audit_cli.command("archive")
+def audit_archive(
+    older_than_days: Annotated[
+        int, typer.Option(min=1, help="Move AuditEvents recorded more than this many days ago.")
+    ],
+    to: Annotated[
+        Path | None,
+        typer.Option(help="Archive directory (default: audit-archive under the data directory)."),
+    ] = None,
+    no_archive: Annotated[
+        bool,
+        typer.Option("--no-archive", help="Delete them without archiving (where policy allows)."),
+    ] = False,
+) -> None:
+    """Move old AuditEvents to compressed NDJSON archives, one file a month (README,
+    Retention); safe to run while the server serves, and again after a crash."""
+    from datetime import timedelta
+
+    from app.clock import Clock
+    from app.services.jobs.retention import archive_audit
+
+    settings = get_settings()
+    directory = None if no_archive else (to or settings.data_dir / "audit-archive")
+    before = Clock().now() - timedelta(days=older_than_days)
+    engine = create_db_engine(settings.effective_database_url)
+    try:
+        _migrated_or_exit(engine)
+        summary = archive_audit(engine, before=before, directory=directory)
+    finally:
+        engine.dispose()
+    where = f" into {directory}" if directory is not None else " (not archived)"
+    typer.echo(
+        f"{summary.deleted:,} AuditEvents recorded before {before:%Y-%m-%d %H:%M} UTC moved"
+        f"{where}; {len(summary.files)} archive file(s) written"
     )
 
 

@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     # GET /metrics in the Prometheus text format, unauthenticated (no personal data): serve it
     # where only the monitoring system reaches it (README, "Operating casebridge").
     metrics: bool = False
+    # The law sensitive records are kept under (app/security/policy.py REGIMES): the labels
+    # of an AOD record and the notice on a release. Australian Privacy Principles by
+    # default; US 42 CFR Part 2 as an option.
+    privacy_regime: Literal["au-app", "us-42cfr2"] = "au-app"
+    # The bands a K10 total is read on: "clinical" (AIHW METeOR 634146: likely to be well,
+    # mild, moderate, severe) or "abs" (ABS National Health Survey: low, moderate, high,
+    # very high), as the agency reports.
+    k10_bands: Literal["clinical", "abs"] = "clinical"
     # One JSON line per request on the casebridge.request logger (README, "Logs").
     request_log: bool = True
     # Reads through a memory map instead of read() calls into a small per-connection cache:

@@ -2,9 +2,10 @@
 casebridge in `make bench` so its figures read as a share of what the machine allows.
 
 A minimal FastAPI app: the body parsed with orjson and validated as an R4B model
-(fhir.resources), stored in SQLite (WAL, synchronous=NORMAL, as casebridge's default) with
-five search index rows, read back by id. No access rules, audit, Provenance, history,
-subscriptions or referral rules: the difference to casebridge is what those cost.
+(fhir.resources), stored in SQLite (WAL, synchronous=NORMAL, like casebridge's
+sqlite-normal run; casebridge's default syncs every commit, FULL) with five search index
+rows, read back by id. No access rules, audit, Provenance, history, subscriptions or
+referral rules: the difference to casebridge is what those cost.
 
 Served by `uvicorn bench.floor:app` with CASEBRIDGE_FLOOR_DB naming the database file.
 """

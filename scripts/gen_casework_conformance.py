@@ -143,6 +143,12 @@ ZONES = [
     ("k10", "k10-mild", "K10: mild distress", 20, 24),
     ("k10", "k10-moderate", "K10: moderate distress", 25, 29),
     ("k10", "k10-severe", "K10: severe distress", 30, 50),
+    # The ABS National Health Survey bands (population reporting), chosen with
+    # CASEBRIDGE_K10_BANDS=abs; k10-abs names the band set, the instrument is K10.
+    ("k10-abs", "k10-abs-low", "K10 (ABS bands): low distress", 10, 15),
+    ("k10-abs", "k10-abs-moderate", "K10 (ABS bands): moderate distress", 16, 21),
+    ("k10-abs", "k10-abs-high", "K10 (ABS bands): high distress", 22, 29),
+    ("k10-abs", "k10-abs-very-high", "K10 (ABS bands): very high distress", 30, 50),
     ("phq9", "phq9-minimal", "PHQ-9: minimal depression", 0, 4),
     ("phq9", "phq9-mild", "PHQ-9: mild depression", 5, 9),
     ("phq9", "phq9-moderate", "PHQ-9: moderate depression", 10, 14),
@@ -287,7 +293,8 @@ def terminology() -> list[dict[str, Any]]:
             "assessment-zone",
             "Risk zones of assessment instruments",
             "The zone a total score falls in. AUDIT: WHO (2001) zones I-IV; K10: AIHW METeOR "
-            "634146 bands; PHQ-9: Kroenke et al. (2001) severity bands.",
+            "634146 bands, or the ABS National Health Survey bands (k10-abs); PHQ-9: Kroenke "
+            "et al. (2001) severity bands.",
             [
                 {
                     "code": code,
@@ -301,7 +308,11 @@ def terminology() -> list[dict[str, Any]]:
                 for instrument, code, display, low, high in ZONES
             ],
             [
-                {"code": "instrument", "description": "audit, k10 or phq9", "type": "string"},
+                {
+                    "code": "instrument",
+                    "description": "audit, k10, k10-abs (K10 on the ABS bands) or phq9",
+                    "type": "string",
+                },
                 {"code": "low", "description": "Lowest total in the zone", "type": "integer"},
                 {"code": "high", "description": "Highest total in the zone", "type": "integer"},
             ],

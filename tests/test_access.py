@@ -1,7 +1,8 @@
 """Agency access rules (issue 6): own records, referral shares, consent, AOD labels, no leaks.
 
 Three agencies: a clinic (A) refers its client to a housing service (B); C is unrelated;
-D is an AOD service, whose records are labelled 42 CFR Part 2. The test clock reads
+D is an AOD service, whose records are labelled sensitive (restricted, ETH; 42 CFR Part 2 too
+under the US privacy regime). The test clock reads
 2026-01-05, so a consent for 2026 is in force and one that ended on 2026-01-04 is not.
 Requests run with auth off and the X-Casebridge-Agency header naming the acting agency.
 """
@@ -18,7 +19,7 @@ import pytest
 
 from app.api.render import REDISCLOSURE_HEADER
 from tests import factories
-from tests.conftest import Backend
+from tests.conftest import Backend, server_with
 from tests.support.cli import run_cli
 from tests.support.server import LiveServer
 from tests.test_cases_api import new_case
@@ -406,8 +407,9 @@ def test_aod_records_are_labelled_and_released_only_under_a_consent_for_that_pur
 ) -> None:
     _record(http, D, "d", owner=B)
     task = _get(http, D, "/Task/task-d").json()
-    assert {"R", "ETH", "42CFRPart2"} <= _labels(task)
-    assert {"R", "ETH", "42CFRPart2"} <= _labels(_get(http, D, "/Patient/p-d").json())
+    # The default privacy regime is Australia's: restricted and sensitive, no US policy.
+    assert _labels(task) >= {"R", "ETH"} and "42CFRPart2" not in _labels(task)
+    assert {"R", "ETH"} <= _labels(_get(http, D, "/Patient/p-d").json())
     assert _labels(_get(http, None, "/Organization/aod").json()) == set()
     # Labelled: the referral alone does not release even the Task, read or searched (the
     # label is each candidate's own, whatever the clinic's unlabelled referral to B is).
@@ -421,20 +423,18 @@ def test_aod_records_are_labelled_and_released_only_under_a_consent_for_that_pur
     _consent(http, D, "consent-d", "p-d", B, purpose="TREAT")
     released = _get(http, B, "/Task/task-d")
     assert released.status_code == 200
-    assert (
-        "42 CFR part 2 prohibits unauthorized disclosure" in released.headers[REDISCLOSURE_HEADER]
-    )
+    assert "(Privacy Act 1988 (Cth), APP 6)" in released.headers[REDISCLOSURE_HEADER]
     bundle_response = _get(http, B, "/Goal?subject=Patient/p-d")
     bundle = bundle_response.json()
     assert _ids(bundle) == {"Goal/goal-d"}
-    assert {"42CFRPart2", "NORDSCLCD"} <= _labels(bundle)
+    assert _labels(bundle) == {"NORDSCLCD"}
     notices = [
         issue["diagnostics"]
         for entry in bundle["entry"]
         if entry["search"]["mode"] == "outcome"
         for issue in entry["resource"]["issue"]
     ]
-    assert any("prohibits unauthorized disclosure" in n for n in notices)
+    assert any("APP 6" in n for n in notices)
     assert REDISCLOSURE_HEADER in bundle_response.headers
     # The owner reading its own records gets no notice.
     assert REDISCLOSURE_HEADER not in _get(http, D, "/Task/task-d").headers
@@ -452,8 +452,8 @@ def test_the_referral_endpoints_carry_the_notice_of_what_they_release(
     with httpx.Client(base_url=live.root, timeout=30) as plain:
         packet = plain.get("/referrals/task-d", headers=_as(B))
         assert packet.status_code == 200, packet.text
-        assert "prohibits unauthorized disclosure" in packet.headers[REDISCLOSURE_HEADER]
-        assert {"42CFRPart2", "NORDSCLCD"} <= _labels(packet.json())
+        assert "APP 6" in packet.headers[REDISCLOSURE_HEADER]
+        assert _labels(packet.json()) == {"NORDSCLCD"}
         inbox = plain.get("/referrals?box=inbox", headers=_as(B))
         assert "task-d" in {r["id"] for r in inbox.json()["referrals"]}
         assert REDISCLOSURE_HEADER in inbox.headers
@@ -478,7 +478,7 @@ def test_a_writer_may_ask_for_labels_with_a_tag(http: httpx.Client) -> None:
         "meta": {"tag": [{"system": V3_ACT_CODE, "code": "ETH"}]},
     }
     _put(http, A, tagged)
-    assert {"R", "ETH", "42CFRPart2"} <= _labels(_get(http, A, "/Patient/tagged").json())
+    assert {"R", "ETH"} <= _labels(_get(http, A, "/Patient/tagged").json())
 
 
 def test_disclosures_list_every_release_with_the_consent_that_allowed_it(
@@ -567,7 +567,7 @@ def test_imported_records_belong_to_the_agency_named_and_referrals_share_them(
     assert done.returncode == 0, done.stderr
     # As if the AOD service had written them: labelled, its own, shared by the referral
     # only under a consent for treatment.
-    assert {"ETH", "42CFRPart2"} <= _labels(_get(http, D, "/Task/imp-task").json())
+    assert {"R", "ETH"} <= _labels(_get(http, D, "/Task/imp-task").json())
     assert _get(http, C, "/Patient/imp-p").status_code == 404
     assert _get(http, B, "/Task/imp-task").status_code == 404
     _consent(http, D, "imp-consent", "imp-p", B, purpose="TREAT")
@@ -628,3 +628,29 @@ def test_the_receiver_works_a_labelled_referral_only_under_consent(
     assert accepted.status_code == 200, accepted.text
     assert _get(http, D, "/Task/task-d").json()["status"] == "accepted"
     assert _get(http, D, "/ServiceRequest/sr-d").json()["status"] == "active"
+
+
+def test_the_us_privacy_regime_labels_and_notices_42_cfr_part_2(
+    backend: Backend, client: httpx.Client
+) -> None:
+    server = server_with(backend, privacy_regime="us-42cfr2")
+    try:
+        with httpx.Client(base_url=server.fhir, timeout=30) as us:
+            _organizations(us)
+            _record(us, D, "d", owner=B)
+            assert {"R", "ETH", "42CFRPart2"} <= _labels(_get(us, D, "/Task/task-d").json())
+            _consent(us, D, "consent-d", "p-d", B, purpose="TREAT")
+            released = _get(us, B, "/Task/task-d")
+            assert released.status_code == 200
+            assert released.headers[REDISCLOSURE_HEADER] == (
+                "42 CFR part 2 prohibits unauthorized disclosure of these records."
+            )
+            bundle = _get(us, B, "/Goal?subject=Patient/p-d").json()
+            assert _labels(bundle) == {"42CFRPart2", "NORDSCLCD"}
+        # The same records under the default regime: still labelled sensitive (42CFRPart2
+        # is read as sensitive everywhere), released with the Australian notice.
+        released = _get(client, B, "/Task/task-d")
+        assert "APP 6" in released.headers[REDISCLOSURE_HEADER]
+        assert "42CFRPart2" in _labels(released.json())
+    finally:
+        server.stop()

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from app.fhir.instruments import score_observation_id
+from tests.conftest import Backend, server_with
 
 FHIR = {"Content-Type": "application/fhir+json"}
 BASE = "https://casebridge.org/fhir"
@@ -285,3 +286,45 @@ def test_phq9_without_item_9_raises_no_flag(live: Any, client: httpx.Client) -> 
         ).json()
         assert made["zone"] == "phq9-severe" and made["flags"] == []
         assert client.get("/Flag").json().get("total", 0) == 0
+
+
+ABS_EDGES = [
+    (10, "k10-abs-low"),
+    (15, "k10-abs-low"),
+    (16, "k10-abs-moderate"),
+    (21, "k10-abs-moderate"),
+    (22, "k10-abs-high"),
+    (29, "k10-abs-high"),
+    (30, "k10-abs-very-high"),
+    (50, "k10-abs-very-high"),
+]
+
+
+def test_k10_on_the_abs_population_bands(backend: Backend) -> None:
+    """CASEBRIDGE_K10_BANDS=abs reads K10 totals on the ABS National Health Survey bands."""
+    backend.truncate()
+    server = server_with(backend, k10_bands="abs")
+    try:
+        with httpx.Client(base_url=server.fhir, timeout=30) as http:
+            for total, zone in ABS_EDGES:
+                created = http.post(
+                    "/QuestionnaireResponse",
+                    json=response("k10", answers_for("k10", total)),
+                    headers=FHIR,
+                )
+                assert created.status_code == 201, created.text
+                observation = score_of(http, created.json()["id"])
+                assert observation["valueInteger"] == total
+                coding = observation["interpretation"][0]["coding"][0]
+                assert coding["code"] == zone, total
+                assert coding["display"].startswith("K10 (ABS bands)")
+            # Other instruments are read on their own bands either way.
+            audit = http.post(
+                "/QuestionnaireResponse",
+                json=response("audit", answers_for("audit", 8)),
+                headers=FHIR,
+            )
+            interpretation = score_of(http, audit.json()["id"])["interpretation"]
+            assert interpretation[0]["coding"][0]["code"] == "audit-hazardous"
+    finally:
+        server.stop()

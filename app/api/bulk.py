@@ -153,5 +153,6 @@ def export_file(job_id: str, name: str, services: ServicesDep, caller: CallerDep
     handle, labelled = services.exports.open_file(job_id, name, caller=caller)
     size = os.fstat(handle.fileno()).st_size
     headers = {"Content-Length": str(size)}
-    headers.update(notice_headers(Release(sensitive=labelled)))
+    regime = services.disclosures.regime
+    headers.update(notice_headers(Release(sensitive=labelled, regime=regime)))
     return StreamingResponse(_stream(handle), media_type=NDJSON, headers=headers)

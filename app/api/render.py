@@ -14,7 +14,6 @@ from fastapi import Request, Response
 from app.fhir.errors import InvalidRequest, Issue, operation_outcome
 from app.fhir.resource import etag, none_match, parse_etag
 from app.records import StoredVersion
-from app.security.policy import REDISCLOSURE_NOTICE, RELEASE_LABELS
 from app.services.disclosure import Release
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
@@ -157,18 +156,18 @@ REDISCLOSURE_HEADER = "X-Casebridge-Redisclosure"
 
 
 def notice_headers(release: Release) -> dict[str, str]:
-    """The redisclosure notice on every response releasing labelled records to an agency
-    that does not own them (42 CFR 2.32)."""
-    return {REDISCLOSURE_HEADER: REDISCLOSURE_NOTICE} if release.sensitive else {}
+    """The redisclosure notice of the privacy regime (APP 6; 42 CFR 2.32) on every
+    response releasing labelled records to an agency that does not own them."""
+    return {REDISCLOSURE_HEADER: release.regime.notice} if release.sensitive else {}
 
 
 def release_labels(release: Release) -> tuple[dict[str, Any], ...]:
     """Bundle.meta.security for a Bundle releasing labelled records (else none)."""
-    return RELEASE_LABELS if release.sensitive else ()
+    return release.regime.release_labels if release.sensitive else ()
 
 
 def notice_issues(release: Release) -> list[Issue]:
     """The redisclosure notice as an OperationOutcome issue, for Bundles."""
     if not release.sensitive:
         return []
-    return [Issue("informational", REDISCLOSURE_NOTICE, "information")]
+    return [Issue("informational", release.regime.notice, "information")]

@@ -78,11 +78,13 @@ def _options(item: dict[str, Any]) -> dict[str, int]:
     return found
 
 
-def score_response(response: dict[str, Any]) -> Score | None:
+def score_response(response: dict[str, Any], *, k10_bands: str = "clinical") -> Score | None:
     """Check a response to one of the project's instruments and score it.
 
     None for a response to another Questionnaire, or one still in progress. Raises
     ResourceInvalid (422) naming each item with an invalid, repeated or missing answer.
+    k10_bands: "clinical" (AIHW: likely to be well, mild, moderate, severe) or "abs" (the
+    ABS population bands: low, moderate, high, very high).
     """
     instrument = instrument_of(response)
     if instrument is None:
@@ -140,7 +142,8 @@ def score_response(response: dict[str, Any]) -> Score | None:
     if status not in _SCORED_STATUSES:
         return None
     total = sum(scores.values())
-    zone, zone_display = zone_for(instrument, total)
+    bands = "k10-abs" if instrument == "k10" and k10_bands == "abs" else instrument
+    zone, zone_display = zone_for(bands, total)
     return Score(instrument, total, zone, zone_display, risk_flags(instrument, scores))
 
 

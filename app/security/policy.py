@@ -1,7 +1,8 @@
 """The privacy policy as pure functions over FHIR JSON (docs/threat-model.md).
 
 - Security labels (DS4P, https://hl7.org/fhir/R4B/security-labels.html): AOD records carry
-  confidentiality R, sensitivity ETH and the policy 42CFRPart2.
+  confidentiality R and sensitivity ETH, and under the US regime the policy 42CFRPart2
+  (PrivacyRegime: CASEBRIDGE_PRIVACY_REGIME).
 - Referral shares: what a referral Task lets the two agencies it names see
   (SDOH Clinical Care IG referral pattern: Task.focus = ServiceRequest).
 - Consents (https://hl7.org/fhir/R4B/consent.html): which agencies an active permit Consent
@@ -27,12 +28,56 @@ TASK_CODE: Final = "http://hl7.org/fhir/CodeSystem/task-code"
 AGENCY_TYPE: Final = "https://casebridge.org/fhir/CodeSystem/agency-type"
 AOD_AGENCY: Final = "aod"
 
-# The labels an AOD record carries (US 42 CFR Part 2; DS4P).
-AOD_LABELS: Final = (
+# The labels an AOD record carries under every regime (DS4P): restricted, and substance
+# abuse information sensitivity.
+_AOD_SENSITIVITY: Final = (
     {"system": V3_CONFIDENTIALITY, "code": "R", "display": "restricted"},
     {"system": V3_ACT_CODE, "code": "ETH", "display": "substance abuse information sensitivity"},
-    {"system": V3_ACT_CODE, "code": "42CFRPart2", "display": "42 CFR Part2"},
 )
+_PART2: Final = {"system": V3_ACT_CODE, "code": "42CFRPart2", "display": "42 CFR Part2"}
+# The obligation on a release of labelled records: no redisclosure without the client's
+# consent directive (DS4P).
+_NO_REDISCLOSURE: Final = {
+    "system": V3_ACT_CODE,
+    "code": "NORDSCLCD",
+    "display": "no redisclosure without consent directive",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyRegime:
+    """The law a deployment's sensitive records are kept under: the labels an AOD record is
+    stamped with, the labels of a release, and the notice that goes with one."""
+
+    code: str
+    labels: tuple[dict[str, str], ...]
+    release_labels: tuple[dict[str, str], ...]
+    notice: str
+
+
+REGIMES: Final[dict[str, PrivacyRegime]] = {
+    # Privacy Act 1988 (Cth), Australian Privacy Principles: health information is sensitive
+    # information (s 6), used or disclosed only for the purpose it was collected for, or
+    # with consent (APP 6).
+    "au-app": PrivacyRegime(
+        "au-app",
+        _AOD_SENSITIVITY,
+        (_NO_REDISCLOSURE,),
+        "Sensitive health information disclosed under the client's consent for this "
+        "referral (Privacy Act 1988 (Cth), APP 6): do not use or disclose it for another "
+        "purpose without the client's consent or another lawful basis.",
+    ),
+    # US 42 CFR Part 2: the policy label, and the notice of 42 CFR 2.32.
+    "us-42cfr2": PrivacyRegime(
+        "us-42cfr2",
+        (*_AOD_SENSITIVITY, _PART2),
+        (_PART2, _NO_REDISCLOSURE),
+        "42 CFR part 2 prohibits unauthorized disclosure of these records.",
+    ),
+}
+DEFAULT_REGIME: Final = REGIMES["au-app"]
+# The labels of an AOD record under the default regime.
+AOD_LABELS: Final = DEFAULT_REGIME.labels
 _SENSITIVE: Final = frozenset(
     {
         (V3_ACT_CODE, "ETH"),
@@ -47,17 +92,6 @@ _LABEL_REQUESTS: Final = frozenset({"ETH", "42CFRPart2", "SUD", AOD_AGENCY})
 # coordination, the purposes of a referral (v3 ActReason); the uses a plain consent names.
 RELEASE_PURPOSES: Final = frozenset(CONSENT_USES.values())
 
-REDISCLOSURE_NOTICE: Final = "42 CFR part 2 prohibits unauthorized disclosure of these records."
-# Bundle-level labels of a release of labelled records: the policy, and the obligation
-# "no redisclosure without the patient's consent directive" (DS4P).
-RELEASE_LABELS: Final = (
-    {"system": V3_ACT_CODE, "code": "42CFRPart2", "display": "42 CFR Part2"},
-    {
-        "system": V3_ACT_CODE,
-        "code": "NORDSCLCD",
-        "display": "no redisclosure without consent directive",
-    },
-)
 
 # Directory and infrastructure types: never labelled, and readable by every agency (who may
 # change them is still their owner's business).
@@ -171,13 +205,15 @@ def owned(resource_type: str, *, agency: str | None, sensitive: bool) -> bool:
     return agency is not None or sensitive or labelable(resource_type)
 
 
-def add_aod_labels(resource: dict[str, Any]) -> bool:
-    """Add the AOD labels the resource lacks; True if it changed."""
+def add_aod_labels(
+    resource: dict[str, Any], labels: tuple[dict[str, str], ...] = AOD_LABELS
+) -> bool:
+    """Add the AOD labels (the regime's) the resource lacks; True if it changed."""
     meta = resource.setdefault("meta", {})
     security = meta.setdefault("security", [])
     present = set(_codings(meta, "security"))
     changed = False
-    for label in AOD_LABELS:
+    for label in labels:
         if (label["system"], label["code"]) not in present:
             security.append(dict(label))
             changed = True

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 from app.clock import Clock
 from app.config import Settings
+from app.security.policy import REGIMES
 from app.services.auth.clients import ClientRegistry
 from app.services.auth.jwks import JwksFetcher
 from app.services.auth.tokens import AuthService, signing_secret
@@ -81,12 +82,14 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
     )
     # The signing key of access tokens also seals paging tokens (app/services/params.py).
     cursors = Cursors(lambda: signing_secret(auth.keys.signer()))
+    regime = REGIMES[settings.privacy_regime]
     disclosures = DisclosureLog(
         engine=engine,
         clock=clock,
         cursors=cursors,
         default_count=settings.default_page_size,
         max_count=settings.max_page_size,
+        regime=regime,
     )
     audit = AuditService(
         engine=engine,
@@ -102,11 +105,11 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         settings=settings,
         rules=(
             # First: the other rules see only writes the caller may make, labels applied.
-            AccessHook(clock=clock, own_base=settings.base_url),
+            AccessHook(clock=clock, own_base=settings.base_url, labels=regime.labels),
             # Subscriptions: checked on write; the outbox rows of every write.
             SubscriptionHook(settings=settings, clock=clock),
             # Case management: answers checked, scores and risk Flags as follow-ups.
-            AssessmentScoring(),
+            AssessmentScoring(k10_bands=settings.k10_bands),
             # The referral state machine (issue 5); the ServiceRequest follows its Task.
             ReferralRules(clock=clock, base_url=settings.base_url),
             # AuditEvents are the server's; server-written Provenance is not changed.

@@ -14,7 +14,7 @@ from app.fhir.errors import InvalidRequest, NotFound
 from app.fhir.numbers import ascii_int
 from app.fhir.validation import check_type_and_id
 from app.security.caller import Caller
-from app.security.policy import scope_for
+from app.security.policy import DEFAULT_REGIME, PrivacyRegime, scope_for
 from app.services.params import Cursors, page_size, single
 from app.services.uow import transaction
 from app.storage.access import AccessScope
@@ -27,6 +27,8 @@ class Release:
 
     count: int = 0
     sensitive: bool = False
+    # The law the released records are kept under: its notice and labels go with them.
+    regime: PrivacyRegime = DEFAULT_REGIME
 
 
 NOTHING: Final = Release()
@@ -44,7 +46,9 @@ class DisclosureLog:
         cursors: Cursors,
         default_count: int = 50,
         max_count: int = 1000,
+        regime: PrivacyRegime = DEFAULT_REGIME,
     ) -> None:
+        self.regime = regime
         self._cursors = cursors
         self._engine = engine
         self._clock = clock
@@ -76,14 +80,14 @@ class DisclosureLog:
             rows = _releases(repo, scope, versions, interaction)
             if writing:
                 repo.insert_disclosures(rows)
-                return _summary(rows)
+                return _summary(rows, self.regime)
         else:
             with transaction(self._engine, write=False, scope=scope) as reader:
                 rows = _releases(reader, scope, versions, interaction)
         if rows:
             with transaction(self._engine, write=True) as writer:
                 writer.insert_disclosures(rows)
-        return _summary(rows)
+        return _summary(rows, self.regime)
 
     def report(
         self, caller: Caller, patient_id: str, params: Sequence[tuple[str, str]]
@@ -173,5 +177,5 @@ def _releases(
     return rows
 
 
-def _summary(rows: Sequence[Mapping[str, Any]]) -> Release:
-    return Release(len(rows), any(row["sensitive"] for row in rows))
+def _summary(rows: Sequence[Mapping[str, Any]], regime: PrivacyRegime) -> Release:
+    return Release(len(rows), any(row["sensitive"] for row in rows), regime)

@@ -1,6 +1,7 @@
 """The audit_event table: append rows, read one, filter and page (keyset, newest first).
 
-Nothing here updates or deletes a row: the table is append-only.
+Rows are never updated; they are deleted only by the retention archive (`casebridge audit
+archive`), once they are safely in its files.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, insert, or_, select
+from sqlalchemy import ColumnElement, and_, delete, insert, or_, select
 from sqlalchemy.engine import Connection
 
+from app.storage.base import IN_LIST_MAX
 from app.storage.tables import audit_event_table
 
 A = audit_event_table.c
@@ -90,6 +92,25 @@ class AuditStore:
             .limit(limit)
         )
         return [(row[0], row[1], row[2]) for row in self._conn.execute(query)]
+
+    def recorded_before(self, moment: datetime, limit: int) -> list[tuple[str, datetime, bytes]]:
+        """(id, recorded, body) of up to limit events recorded before moment, oldest first
+        (the retention archive)."""
+        query = (
+            select(A.id, A.recorded, A.body)
+            .where(A.recorded < moment)
+            .order_by(A.recorded, A.id)
+            .limit(limit)
+        )
+        return [(row[0], row[1], row[2]) for row in self._conn.execute(query)]
+
+    def delete(self, event_ids: Sequence[str]) -> int:
+        """Delete these events (the retention archive, once they are archived)."""
+        deleted = 0
+        for start in range(0, len(event_ids), IN_LIST_MAX):
+            chunk = list(event_ids[start : start + IN_LIST_MAX])
+            deleted += self._conn.execute(delete(audit_event_table).where(A.id.in_(chunk))).rowcount
+        return deleted
 
 
 def _conditions(where: AuditFilter) -> list[ColumnElement[bool]]:

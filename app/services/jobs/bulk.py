@@ -51,6 +51,8 @@ from app.fhir.resource import stamp
 from app.fhir.validation import check_resource, check_type_and_id
 from app.search.extract import extract_index
 from app.security.policy import (
+    AOD_LABELS,
+    REGIMES,
     add_aod_labels,
     is_sensitive,
     labelable,
@@ -173,6 +175,8 @@ class _Preparer:
     clock: Clock
     # The loading agency is an AOD service: its records get the AOD labels, as on REST.
     aod: bool = False
+    # The labels of the privacy regime (CASEBRIDGE_PRIVACY_REGIME).
+    labels: tuple[dict[str, str], ...] = AOD_LABELS
 
     def line(self, number: int, raw: bytes) -> Prepared | LineFailure:
         """One line, validated like an HTTP create; a failure instead of any exception."""
@@ -195,7 +199,7 @@ class _Preparer:
                 check_type_and_id(resource_type, given_id)
             resource = check_resource(body, resource_type=resource_type, resource_id=given_id)
             if labelable(resource_type) and (self.aod or labels_requested(resource)):
-                add_aod_labels(resource)
+                add_aod_labels(resource, self.labels)
             resource_id = given_id if given_id is not None else self.clock.new_id()
             index = extract_index(resource_type, resource, own_base=self.base_url)
             now = self.clock.now()
@@ -529,6 +533,7 @@ def load_ndjson(
         settings.max_json_depth,
         clock or Clock(),
         aod=is_aod_agency_in(engine, agency),
+        labels=REGIMES[settings.privacy_regime].labels,
     )
     summary = LoadSummary()
     failures: list[LineFailure] = []

@@ -18,6 +18,7 @@ from app.clock import Clock
 from app.fhir.errors import Forbidden, Issue
 from app.fhir.jsonio import loads_stored
 from app.security.policy import (
+    AOD_LABELS,
     BELONGS_TO,
     DIRECTORY_TYPES,
     SHARED_REQUEST_ELEMENTS,
@@ -43,9 +44,12 @@ from app.storage.repository import Repository, StoredVersion
 class AccessHook:
     """WriteRule: who may change what, AOD labels, owners, referral shares, consents."""
 
-    def __init__(self, *, clock: Clock, own_base: str) -> None:
+    def __init__(
+        self, *, clock: Clock, own_base: str, labels: tuple[dict[str, str], ...] = AOD_LABELS
+    ) -> None:
         self._clock = clock
         self._own_base = own_base
+        self._labels = labels
 
     # -- before ----------------------------------------------------------------------------
     def before_write(self, repo: Repository, event: WriteEvent) -> bool:
@@ -86,7 +90,7 @@ class AccessHook:
         # referral's Task) does not make that record its own (what it reports is: its
         # Task.output records), nor hide it from the agency working it.
         if labels_requested(resource) or (owns and self.is_aod(repo, agency)):
-            amended = add_aod_labels(resource) or amended
+            amended = add_aod_labels(resource, self._labels) or amended
         return amended
 
     @staticmethod

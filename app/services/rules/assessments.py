@@ -28,12 +28,17 @@ _FLAG = "Flag"
 
 
 class AssessmentScoring:
-    """WriteRule: refuse invalid or incomplete answers (422); keep the score Observation."""
+    """WriteRule: refuse invalid or incomplete answers (422); keep the score Observation.
+
+    k10_bands: the K10 bands totals are read on (CASEBRIDGE_K10_BANDS)."""
+
+    def __init__(self, *, k10_bands: str = "clinical") -> None:
+        self._k10_bands = k10_bands
 
     def before_write(self, repo: Repository, event: WriteEvent) -> bool:  # noqa: ARG002
         """Check the answers before anything is stored (raises ResourceInvalid)."""
         if event.resource_type == _TYPE and event.resource is not None:
-            score_response(event.resource)
+            score_response(event.resource, k10_bands=self._k10_bands)
         return False
 
     def after_write(
@@ -47,7 +52,11 @@ class AssessmentScoring:
         the risks its answers raise."""
         if event.resource_type != _TYPE:
             return ()
-        score = score_response(event.resource) if event.resource is not None else None
+        score = (
+            score_response(event.resource, k10_bands=self._k10_bands)
+            if event.resource is not None
+            else None
+        )
         follow_ups = [self._score(event, score)]
         flag = self._flag(repo, event, score)
         if flag is not None:
