@@ -680,10 +680,23 @@ def worker() -> None:
         signal.signal(signal.SIGINT, _stop)
         services.audit.start()  # each delivery attempt is audited
         delivery.start()
+        archive = None
+        if settings.audit_archive_days:
+            from app.services.jobs.retention import ArchiveSchedule
+
+            archive = ArchiveSchedule(
+                engine,
+                days=settings.audit_archive_days,
+                directory=settings.audit_archive_dir or settings.data_dir / "audit-archive",
+                interval_s=settings.audit_archive_interval_s,
+            )
+            archive.start()
         typer.echo("casebridge worker: delivering notifications", err=True)
         try:
             delivery.wait()
         finally:
+            if archive is not None:
+                archive.stop()
             services.audit.shutdown()
     finally:
         engine.dispose()

@@ -70,6 +70,15 @@ class Settings(BaseSettings):
     k10_bands: Literal["clinical", "abs"] = "clinical"
     # One JSON line per request on the casebridge.request logger (README, "Logs").
     request_log: bool = True
+    # Audit retention run by `casebridge worker`: AuditEvents older than this many days move
+    # to compressed NDJSON archives in audit_archive_dir (default: data_dir/audit-archive).
+    # 0: never (run `casebridge audit archive` instead). README, "Retention".
+    audit_archive_days: int = Field(default=0, ge=0)
+    audit_archive_dir: Path | None = None
+    audit_archive_interval_s: float = Field(default=86_400.0, gt=0)
+    # OpenTelemetry tracing over OTLP/HTTP, configured by the standard OTEL_* variables
+    # (app/tracing.py; needs the otel extra).
+    otel: bool = False
     # Reads through a memory map instead of read() calls into a small per-connection cache:
     # at a million resources the search probes spent more time in system calls than in
     # SQLite (sqlite.org/mmap.html). 0 turns it off; SQLite caps it at about 2 GiB.

@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -20,7 +21,6 @@ from app.api.bulk import router as bulk_router
 from app.api.cases import router as cases_router
 from app.api.fhir import router as fhir_router
 from app.api.health import router as health_router
-from app.api.metrics import RequestMetrics
 from app.api.metrics import router as metrics_router
 from app.api.operations import router as operations_router
 from app.api.referrals import router as referrals_router
@@ -64,6 +64,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     except Exception:
         engine.dispose()  # e.g. an unreadable CASEBRIDGE_AUTH_SIGNING_KEY_FILE
         raise
+
+    # The tracer provider of CASEBRIDGE_OTEL, flushed when the app stops.
+    tracers: list[Any] = []
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -111,6 +114,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             services.audit.shutdown()  # writes the queued AuditEvents before the engine goes
             if checkpointer is not None:
                 checkpointer.stop()
+            for tracer in tracers:
+                tracer.shutdown()
             engine.dispose()
 
     app = FastAPI(
@@ -133,8 +138,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(operations_router)
     app.include_router(metrics_router)
     app.add_middleware(AuditMiddleware)
-    # Outside the audit: every AuditEvent of the request names its id.
-    app.add_middleware(RequestContext, log_requests=settings.request_log)
-    if settings.metrics:
-        app.add_middleware(RequestMetrics)  # outermost: it times the audit's part too
+    # Outside the audit: every AuditEvent of the request names its id, and the request's
+    # time includes the audit's part.
+    app.add_middleware(RequestContext, log_requests=settings.request_log, metrics=settings.metrics)
+    if settings.otel:
+        from app.tracing import instrument
+
+        tracers.append(instrument(app, engine))
     return app

@@ -28,7 +28,16 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 # The top-level modules that wire the layers together.
 WIRING = frozenset(
-    {"main.py", "cli.py", "__init__.py", "config.py", "clock.py", "records.py", "metrics.py"}
+    {
+        "main.py",
+        "cli.py",
+        "__init__.py",
+        "config.py",
+        "clock.py",
+        "records.py",
+        "metrics.py",
+        "tracing.py",
+    }
 )
 
 

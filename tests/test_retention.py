@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import Backend
-from tests.support.cli import run_cli
+from tests.support.cli import run_cli, start_worker
 from tests.support.clock import EPOCH
 from tests.support.referrals import OWNER, REQUESTER, Referrals, as_agency
 from tests.support.server import LiveServer
@@ -96,3 +96,32 @@ def test_old_audit_events_move_to_monthly_archives_and_disclosures_stay(
     assert "(not archived)" in out
     assert int(out.split()[0].replace(",", "")) >= 1
     assert sorted(archive.glob("*.gz")) == files
+
+
+def test_the_worker_archives_on_a_schedule(
+    client: httpx.Client, backend: Backend, tmp_path: Path
+) -> None:
+    """CASEBRIDGE_AUDIT_ARCHIVE_DAYS: `casebridge worker` runs the archive itself."""
+    assert client.get("/metadata").status_code == 200
+    before = _settled(client, 1)
+    archive = tmp_path / "scheduled"
+    worker = start_worker(
+        {
+            "CASEBRIDGE_DATABASE_URL": backend.url,
+            "CASEBRIDGE_AUDIT_ARCHIVE_DAYS": str(AGE_DAYS - 30),
+            "CASEBRIDGE_AUDIT_ARCHIVE_DIR": str(archive),
+            "CASEBRIDGE_AUDIT_ARCHIVE_INTERVAL_S": "0.2",
+        }
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not list(archive.glob("*.gz")) or before & _audit_ids(client):
+            assert worker.poll() is None, worker.stderr.read() if worker.stderr else ""
+            assert time.monotonic() < deadline, "the worker archived nothing"
+            time.sleep(0.1)
+    finally:
+        worker.terminate()
+        _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err.decode()
+    with gzip.open(next(archive.glob("*.gz")), "rt") as lines:
+        assert before <= {json.loads(line)["id"] for line in lines}

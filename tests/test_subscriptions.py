@@ -6,9 +6,6 @@ PostgreSQL schema, per the `backend` parameter), and real HTTP receivers on 127.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +27,7 @@ from app.main import create_app
 from app.storage.tables import metadata
 from tests.conftest import Backend, migrated_database
 from tests.factories import FHIR_JSON
+from tests.support.cli import start_worker
 from tests.support.receiver import Receiver, wait_until
 from tests.support.server import LiveServer, free_port, start_server
 
@@ -651,20 +649,14 @@ def test_separate_worker_process_delivers(notify_db: NotifyDb, receiver: Receive
     notify_db.truncate()
     api = start(notify_db, notify_worker=False)
     port = free_port()
-    env = {
-        **os.environ,
-        "CASEBRIDGE_DATABASE_URL": notify_db.url,
-        "CASEBRIDGE_BASE_URL": f"http://127.0.0.1:{port}/fhir",
-        # PostgreSQL: LISTEN/NOTIFY wakes the worker, so a long poll must not delay it.
-        "CASEBRIDGE_NOTIFY_POLL_INTERVAL_S": "30" if notify_db.name == "postgresql" else "0.05",
-        "CASEBRIDGE_NOTIFY_ALLOW_PRIVATE_ENDPOINTS": "true",
-    }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    worker = start_worker(
+        {
+            "CASEBRIDGE_DATABASE_URL": notify_db.url,
+            "CASEBRIDGE_BASE_URL": f"http://127.0.0.1:{port}/fhir",
+            # PostgreSQL: LISTEN/NOTIFY wakes the worker, so a long poll must not delay it.
+            "CASEBRIDGE_NOTIFY_POLL_INTERVAL_S": "30" if notify_db.name == "postgresql" else "0.05",
+            "CASEBRIDGE_NOTIFY_ALLOW_PRIVATE_ENDPOINTS": "true",
+        }
     )
     try:
         with httpx.Client(base_url=api.fhir, timeout=30) as http:
@@ -873,3 +865,26 @@ def test_polling_queries_are_index_lookups(
     else:
         # Owner o7 (n % 50 == 7), updated after 2025-10-01 (2 hours a step: n > 3276).
         assert found == [f"task-{n:05d}" for n in range(3307, 4000, 50)]
+
+
+def test_a_notification_carries_the_request_id_of_the_write_that_raised_it(
+    http: httpx.Client, receiver: Receiver
+) -> None:
+    created = http.post(
+        "/Subscription",
+        json=topic_subscription(receiver.url),
+        headers={**FHIR_JSON, "X-Casebridge-Agency": "Organization/b", "X-Request-ID": "sub-1"},
+    )
+    assert created.status_code == 201, created.text
+    wait_active(http, created.json()["id"])
+    headers = {**FHIR_JSON, "X-Casebridge-Agency": AGENCY, "X-Request-ID": "ehr-write-77"}
+    response = http.post("/Task", json=task("Organization/b"), headers=headers)
+    assert response.status_code == 201, response.text
+    post(http, task("Organization/b"))  # an id the server made
+    receiver.wait_for(lambda r: len(r.events()) == 2)
+    first, second = receiver.of_kind("event-notification")
+    assert first.headers["X-Request-ID"] == "ehr-write-77"
+    made = second.headers["X-Request-ID"]
+    assert made != "ehr-write-77" and len(made) == 32
+    # The handshake carries the id of the Subscription's write.
+    assert receiver.of_kind("handshake")[0].headers["X-Request-ID"] == "sub-1"

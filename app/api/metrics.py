@@ -1,4 +1,5 @@
-"""GET /metrics (Prometheus text format) and the request timing behind it (issue 21).
+"""GET /metrics (Prometheus text format; issue 21). Requests are timed by
+app/api/requests.py, beside their log line.
 
 Off unless CASEBRIDGE_METRICS=true. Never behind agency authentication and never carrying
 personal data: requests are labelled by route template, not path, so no id or query value
@@ -6,52 +7,20 @@ reaches a label; the gauges count rows (app/services/usecases/metrics.py)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from typing import Any, Final
+from typing import Any
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.deps import ServicesDep
 from app.fhir.errors import NotFound
-from app.metrics import REQUESTS, scrape_registry
+from app.metrics import scrape_registry
 from app.services.usecases.metrics import Gauges
 
 router = APIRouter()
-
-_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-
-class RequestMetrics:
-    """ASGI middleware: every HTTP request's duration, by method, route template and status."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            # The router sets scope["route"]; a path no route matched has no template.
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            method = scope["method"] if scope["method"] in _METHODS else "other"
-            REQUESTS.labels(method, route, str(status)).observe(time.perf_counter() - started)
 
 
 class _GaugeCollector(Collector):

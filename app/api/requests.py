@@ -20,6 +20,7 @@ from typing import Any, Final
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.metrics import REQUESTS
 from app.security.caller import Caller
 
 log = logging.getLogger("casebridge.request")
@@ -28,6 +29,9 @@ HEADER: Final = "X-Request-ID"
 # What a client's id may look like to be kept (UUIDs, W3C trace ids, proxy ids).
 _USABLE: Final = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _RAW_HEADER: Final = HEADER.lower().encode("latin-1")
+# Methods named in the metrics' labels; any other is "other" (a label per method sent would
+# let a client grow the metrics without bound).
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def request_id_of(scope: Scope) -> str | None:
@@ -47,11 +51,13 @@ def _given(scope: Scope) -> str | None:
 
 class RequestContext:
     """ASGI middleware: the request id (kept or made, echoed) and, when asked for, the
-    request's log line."""
+    request's log line and its duration in the metrics (by method, route template and
+    status)."""
 
-    def __init__(self, app: ASGIApp, *, log_requests: bool) -> None:
+    def __init__(self, app: ASGIApp, *, log_requests: bool, metrics: bool = False) -> None:
         self.app = app
         self._log = log_requests
+        self._metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -76,8 +82,17 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            seconds = time.perf_counter() - started
+            if self._metrics:
+                method = scope["method"] if scope["method"] in _METHODS else "other"
+                REQUESTS.labels(method, _route(scope), str(status)).observe(seconds)
             if self._log and log.isEnabledFor(logging.INFO):
-                log.info(_line(scope, request_id, status, time.perf_counter() - started))
+                log.info(_line(scope, request_id, status, seconds))
+
+
+def _route(scope: Scope) -> str:
+    # The router sets scope["route"]; a path no route matched has no template.
+    return getattr(scope.get("route"), "path", None) or "unmatched"
 
 
 def _line(scope: Scope, request_id: str, status: int, seconds: float) -> str:
@@ -87,7 +102,7 @@ def _line(scope: Scope, request_id: str, status: int, seconds: float) -> str:
         "request_id": request_id,
         "method": scope["method"],
         # The route template: ids and query values are not logged.
-        "route": getattr(scope.get("route"), "path", None) or "unmatched",
+        "route": _route(scope),
         "status": status,
         "duration_ms": round(seconds * 1000, 2),
         "agency": caller.agency if isinstance(caller, Caller) else None,

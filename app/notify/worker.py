@@ -307,7 +307,7 @@ class DeliveryWorker:
             )
         view = StatusView(state.id, state.status, state.topic, count, None)
         kind = "event-notification" if row.kind == "event" else row.kind
-        error = self._post(state, view, kind, events)
+        error = self._post(state, view, kind, events, row.request_id)
         self._audit(row, state, kind, error)
         now = _now()
         if error is None:
@@ -341,9 +341,15 @@ class DeliveryWorker:
         )
 
     def _post(
-        self, state: State, view: StatusView, kind: str, events: tuple[Event, ...]
+        self,
+        state: State,
+        view: StatusView,
+        kind: str,
+        events: tuple[Event, ...],
+        request_id: str | None = None,
     ) -> str | None:
-        """POST one notification; None on a 2xx answer, else what went wrong."""
+        """POST one notification; None on a 2xx answer, else what went wrong. request_id:
+        the X-Request-ID of the request whose write raised the event, sent along."""
         assert self._http is not None
         content = notification_bundle(
             view,
@@ -358,6 +364,8 @@ class DeliveryWorker:
         for line in orjson.loads(state.headers):
             name, _, value = line.partition(":")
             headers[name.strip()] = value.strip()
+        if request_id is not None:
+            headers["X-Request-ID"] = request_id
         if not self._settings.notify_allow_private_endpoints:
             try:
                 # Resolved now, not when the Subscription was written: the name may have

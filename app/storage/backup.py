@@ -67,7 +67,8 @@ def _check(connection: sqlite3.Connection, path: Path) -> tuple[int, str]:
     return int(resources[0]), str(revision[0])
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Sync a file (or a directory's entries) to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -94,9 +95,9 @@ def backup(source: Path, destination: Path) -> BackupSummary:
             # A standalone file: no -wal beside it to lose when it is copied elsewhere.
             copy.execute("PRAGMA journal_mode=DELETE")
             resources, revision = _check(copy, partial)
-        _fsync(partial)
+        fsync_path(partial)
         partial.replace(destination)
-        _fsync(destination.parent)
+        fsync_path(destination.parent)
     finally:
         partial.unlink(missing_ok=True)
     return BackupSummary(
@@ -125,4 +126,4 @@ def restore(backup_file: Path, target: Path) -> BackupSummary:
     )
 
 
-__all__ = ["BackupError", "BackupSummary", "backup", "restore", "sqlite_path"]
+__all__ = ["BackupError", "BackupSummary", "backup", "fsync_path", "restore", "sqlite_path"]

@@ -98,6 +98,7 @@ class Claimed:
     method: str
     occurred_at: datetime
     attempts: int
+    request_id: str | None = None
 
 
 _STATE_COLS = (
@@ -127,6 +128,7 @@ _CLAIM_COLS = (
     OB.method,
     OB.occurred_at,
     OB.attempts,
+    OB.request_id,
 )
 
 

@@ -508,6 +508,8 @@ class OutboxRow(SQLModel, table=True):
     delivered_at: datetime | None = Field(
         default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
+    # The X-Request-ID of the request whose write raised the event, sent with it.
+    request_id: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
 
 
 subscription_state_table = SubscriptionStateRow.__table__  # type: ignore[attr-defined]

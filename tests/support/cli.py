@@ -21,3 +21,14 @@ def run_cli(
         timeout=60,
         check=False,
     )
+
+
+def start_worker(env_extra: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`casebridge worker` with extra environment; its stderr kept for the test to show."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker"],
+        env={**os.environ, **env_extra},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )

@@ -14,16 +14,19 @@ records themselves, with their versions and Provenance, are kept.
 from __future__ import annotations
 
 import gzip
-import os
+import logging
+import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from app.clock import Clock
 from app.services.uow import transaction
 from app.storage.audit import AuditStore
+from app.storage.backup import fsync_path
 
 BATCH = 5000
 
@@ -35,14 +38,6 @@ class ArchiveSummary:
     archived: int = 0
     deleted: int = 0
     files: set[Path] = field(default_factory=set)
-
-
-def _sync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def archive_audit(
@@ -66,12 +61,57 @@ def archive_audit(
                 path = directory / f"audit-{month}.ndjson.gz"
                 with gzip.open(path, "ab") as archive:
                     archive.write(b"\n".join(bodies) + b"\n")
-                _sync(path)
+                fsync_path(path)
                 summary.files.add(path)
                 summary.archived += len(bodies)
-            _sync(directory)
+            fsync_path(directory)
         with transaction(engine, write=True) as repo:
             summary.deleted += AuditStore(repo.connection).delete([row[0] for row in rows])
 
 
-__all__ = ["ArchiveSummary", "archive_audit"]
+class ArchiveSchedule:
+    """Runs archive_audit on a background thread every interval (first at start), for the
+    events older than `days` days: CASEBRIDGE_AUDIT_ARCHIVE_DAYS in `casebridge worker`."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        days: int,
+        directory: Path | None,
+        interval_s: float,
+        clock: Clock | None = None,
+    ) -> None:
+        self._engine = engine
+        self._days = days
+        self._directory = directory
+        self._interval = interval_s
+        self._clock = clock or Clock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="audit-archive", daemon=True)
+
+    def start(self) -> None:
+        """Start the schedule."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the run in progress, if any."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            before = self._clock.now() - timedelta(days=self._days)
+            try:
+                done = archive_audit(self._engine, before=before, directory=self._directory)
+                if done.deleted:
+                    log.info("archived %d AuditEvents recorded before %s", done.deleted, before)
+            except Exception:  # the database may be away: the next run catches up
+                log.warning("audit archive run failed", exc_info=True)
+            self._stop.wait(self._interval)
+
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ArchiveSchedule", "ArchiveSummary", "archive_audit"]

@@ -36,6 +36,7 @@ from app.security.caller import Caller
 from app.security.policy import scope_for
 from app.security.scopes import require, searched_through
 from app.security.targets import TargetRefused, check_written
+from app.services.request_audit import current_request
 from app.services.writes import FollowUp, WriteEvent
 from app.storage.access import AccessScope
 from app.storage.outbox import Candidate, NotifyStore
@@ -141,6 +142,8 @@ class SubscriptionHook:
             return ()
         if version.deleted:
             return ()  # deletions match no criteria: the resource has no index rows left
+        request = current_request()
+        request_id = request.request_id if request is not None else None
         rows = []
         for candidate in store.candidates(event.resource_type):
             # A subscriber is told only of what it could have read or searched for: its
@@ -168,6 +171,7 @@ class SubscriptionHook:
                     "state": "pending",
                     "attempts": 0,
                     "next_attempt_at": _wall_now(),
+                    "request_id": request_id,
                 }
             )
         store.add(rows)
@@ -220,6 +224,7 @@ class SubscriptionHook:
             }
         )
         if spec.status == "requested":
+            request = current_request()
             store.add(
                 [
                     {
@@ -234,6 +239,7 @@ class SubscriptionHook:
                         "state": "pending",
                         "attempts": 0,
                         "next_attempt_at": _wall_now(),
+                        "request_id": request.request_id if request is not None else None,
                     }
                 ]
             )
