@@ -1,7 +1,8 @@
 """The project's own FHIR conformance resources, read from the JSON files beside this module.
 
 schemas/fhir/terminology/ holds CodeSystems and ValueSets, schemas/fhir/questionnaires/ the
-assessment instruments (written by scripts/gen_casework_conformance.py).
+assessment instruments, schemas/fhir/operations/ the OperationDefinitions of the project's
+own operations (all written by scripts/gen_casework_conformance.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Final
 
 BASE: Final = "https://casebridge.org/fhir"
 FHIR_DIR: Final = Path(__file__).resolve().parent / "fhir"
-_FOLDERS: Final = ("terminology", "questionnaires")
+_FOLDERS: Final = ("terminology", "questionnaires", "operations")
 
 
 def system(slug: str) -> str:

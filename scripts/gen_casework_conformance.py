@@ -488,6 +488,151 @@ def questionnaires() -> list[dict[str, Any]]:
     ]
 
 
+def _parameter(
+    name: str, use: str, kind: str | None, low: int, high: str, text: str, **more: Any
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name, "use": use, "min": low, "max": high}
+    out["documentation"] = text
+    if kind is not None:
+        out["type"] = kind
+    out.update(more)
+    return out
+
+
+def _operation(
+    code: str,
+    resource: str,
+    title: str,
+    description: str,
+    parameters: list[dict[str, Any]],
+    *,
+    affects_state: bool,
+) -> dict[str, Any]:
+    op_id = f"{resource}-{code}"
+    return {
+        "resourceType": "OperationDefinition",
+        "id": op_id,
+        "url": f"{BASE}/OperationDefinition/{op_id}",
+        "version": VERSION,
+        "name": "".join(part.capitalize() for part in op_id.split("-")),
+        "title": title,
+        "status": "active",
+        "kind": "operation",
+        "publisher": "casebridge",
+        "description": description,
+        "affectsState": affects_state,
+        "code": code,
+        "resource": [resource],
+        "system": False,
+        "type": False,
+        "instance": True,
+        "parameter": parameters,
+    }
+
+
+_REASON = _parameter(
+    "reason",
+    "in",
+    "string",
+    0,
+    "1",
+    "Why (becomes Task.statusReason.text); decline, hold, fail and cancel require it.",
+)
+_RETURN_TASK = _parameter("return", "out", "Task", 1, "1", "The referral Task as written.")
+
+
+def operations() -> list[dict[str, Any]]:
+    """The project's own operations (the CapabilityStatement names them by these URLs)."""
+    found = [
+        _operation(
+            "everything",
+            "CarePlan",
+            "A care plan and everything it refers to",
+            "The plan, its goals, activities (requests, tasks), care team and the client: what "
+            "a referral hands over, as a searchset Bundle. Refused (400) above 1,000 resources.",
+            [
+                _parameter("_since", "in", "instant", 0, "1", "Only resources changed since."),
+                _parameter("_type", "in", "string", 0, "*", "Only resources of these types."),
+                _parameter("_count", "in", "integer", 0, "1", "Page size."),
+                _parameter("return", "out", "Bundle", 1, "1", "The plan's package."),
+            ],
+            affects_state=False,
+        ),
+        _operation(
+            "check",
+            "CarePlan",
+            "What a care plan lacks",
+            "Warnings about the plan as a contract: goals that are not SMART, actions without "
+            "what, how, where, when or who, overdue goals, consent for sensitive referrals, "
+            "caseload. Changes nothing.",
+            [_parameter("return", "out", "OperationOutcome", 1, "1", "One issue per finding.")],
+            affects_state=False,
+        ),
+        _operation(
+            "disclosures",
+            "Patient",
+            "Accounting of disclosures",
+            "Every release of the client's records to an agency that does not own them: when, "
+            "to whom, which record and version, and the consent in force.",
+            [_parameter("return", "out", "Bundle", 1, "1", "AuditEvents of the releases.")],
+            affects_state=False,
+        ),
+    ]
+    actions = [
+        ("accept", "Accept a referral", "requested -> accepted, by the receiving agency."),
+        ("decline", "Decline a referral", "requested -> rejected, by the receiving agency."),
+        ("start", "Start work on a referral", "accepted -> in-progress."),
+        ("hold", "Put a referral on hold", "accepted or in-progress -> on-hold."),
+        ("resume", "Resume a referral", "on-hold -> in-progress."),
+        ("complete", "Complete a referral", "-> completed, with its outcome (closing the loop)."),
+        ("fail", "Record that a referral failed", "-> failed, by the receiving agency."),
+        ("cancel", "Cancel a referral", "-> cancelled, by either agency."),
+    ]
+    for code, title, moves in actions:
+        parameters = [_REASON]
+        if code == "complete":
+            parameters = [
+                _parameter("summary", "in", "string", 0, "1", "What was done."),
+                _parameter(
+                    "resource",
+                    "in",
+                    "Resource",
+                    0,
+                    "*",
+                    "Procedures and Observations to store as the outcome.",
+                ),
+                _parameter(
+                    "reference", "in", "Reference", 0, "*", "Outcome records already stored."
+                ),
+                _parameter(
+                    "goal",
+                    "in",
+                    None,
+                    0,
+                    "*",
+                    "A goal of the referral and its achievement status.",
+                    part=[
+                        _parameter("goal", "in", "Reference", 1, "1", "Goal/{id}."),
+                        _parameter(
+                            "achievementStatus", "in", "code", 1, "1", "goal-achievement code."
+                        ),
+                    ],
+                ),
+            ]
+        found.append(
+            _operation(
+                code,
+                "Task",
+                title,
+                f"A referral Task (code fulfill) status change: {moves} Checks If-Match when "
+                "sent; the referral state machine applies as to a PUT.",
+                [*parameters, _RETURN_TASK],
+                affects_state=True,
+            )
+        )
+    return found
+
+
 def _write(folder: str, resources: list[dict[str, Any]]) -> None:
     target = ROOT / folder
     target.mkdir(parents=True, exist_ok=True)
@@ -499,6 +644,7 @@ def _write(folder: str, resources: list[dict[str, Any]]) -> None:
 def main() -> None:
     _write("terminology", terminology())
     _write("questionnaires", questionnaires())
+    _write("operations", operations())
 
 
 if __name__ == "__main__":

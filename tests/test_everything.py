@@ -456,7 +456,10 @@ def test_capability_statement_lists_everything(http: httpx.Client) -> None:
         "name": "everything",
         "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
     } in resources["Patient"]["operation"]
-    assert "everything" not in {o["name"] for o in resources["CarePlan"].get("operation", [])}
+    assert {
+        "name": "everything",
+        "definition": "https://casebridge.org/fhir/OperationDefinition/CarePlan-everything",
+    } in resources["CarePlan"]["operation"]
 
 
 # --- CarePlan $everything --------------------------------------------------------------

@@ -25,13 +25,18 @@ TYPE_INTERACTIONS = (
     "create",
     "search-type",
 )
-SYSTEM_INTERACTIONS = ("history-system",)
+# transaction and batch: POST [base] (app/api/fhir.py); search-system: GET [base]?_type=...
+SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
 # Bulk Data Access IG v2.0.0 export (served by app/api/bulk.py): system level here, Patient
 # level in TYPE_OPERATIONS.
 _BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
 SYSTEM_OPERATIONS = ({"name": "export", "definition": f"{_BULK}/export"},)
-# Operations by type (rest.resource.operation); served by app/api/operations.py. CarePlan
-# $everything is the project's own and has no OperationDefinition to name, so it is not listed.
+# The project's own operations: OperationDefinitions under schemas/fhir/operations/,
+# installed with the other conformance resources (readable at OperationDefinition/{id}).
+_OWN = "https://casebridge.org/fhir/OperationDefinition"
+_TASK_ACTIONS = ("accept", "decline", "start", "hold", "resume", "complete", "fail", "cancel")
+# Operations by type (rest.resource.operation): app/api/operations.py, app/api/cases.py
+# ($check), app/api/referrals.py (Task), app/api/subscriptions.py ($status).
 TYPE_OPERATIONS: dict[str, tuple[dict[str, str], ...]] = {
     "Patient": (
         {
@@ -39,6 +44,21 @@ TYPE_OPERATIONS: dict[str, tuple[dict[str, str], ...]] = {
             "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
         },
         {"name": "export", "definition": f"{_BULK}/patient-export"},
+        {"name": "disclosures", "definition": f"{_OWN}/Patient-disclosures"},
+    ),
+    "CarePlan": (
+        {"name": "everything", "definition": f"{_OWN}/CarePlan-everything"},
+        {"name": "check", "definition": f"{_OWN}/CarePlan-check"},
+    ),
+    "Task": tuple(
+        {"name": action, "definition": f"{_OWN}/Task-{action}"} for action in _TASK_ACTIONS
+    ),
+    "Subscription": (
+        {
+            "name": "status",
+            "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/"
+            "backport-subscription-status",
+        },
     ),
 }
 
