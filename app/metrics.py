@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
 
 # Latency buckets from 1 ms to 10 s (FHIR reads take milliseconds, large transactions seconds).
@@ -57,8 +57,6 @@ def scrape_registry() -> CollectorRegistry:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return registry
-    from prometheus_client import REGISTRY
-
     return REGISTRY
 
 

@@ -28,6 +28,8 @@ from app.services.uow import transaction
 from app.storage.audit import AuditStore
 from app.storage.backup import fsync_path
 
+log = logging.getLogger(__name__)
+
 BATCH = 5000
 
 
@@ -111,7 +113,5 @@ class ArchiveSchedule:
                 log.warning("audit archive run failed", exc_info=True)
             self._stop.wait(self._interval)
 
-
-log = logging.getLogger(__name__)
 
 __all__ = ["ArchiveSchedule", "ArchiveSummary", "archive_audit"]

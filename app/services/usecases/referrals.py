@@ -178,16 +178,8 @@ class ReferralService:
     def overdue_by_agency(self, *, at_most: int = 10_000) -> dict[str, int]:
         """Open referrals not accepted, or not started, in time, per receiving agency (the
         metrics' gauge; the server's own count, no agency's view). Counts at most at_most."""
-        cutoffs = self._cutoffs()
-        alternatives = [
-            [
-                ("code", _CODE),
-                ("status", "requested"),
-                ("authored-on", f"le{cutoffs.accept.isoformat()}"),
-            ],
-            [("code", _CODE), ("status", "accepted"), ("period", f"le{cutoffs.start.isoformat()}")],
-        ]
-        counts: dict[str, int] = {}
+        alternatives = [[("code", _CODE), *late] for late in _late(self._cutoffs())]
+        by_owner: dict[str | None, int] = {}
         cursor: str | None = None
         seen = 0
         while seen < at_most:
@@ -199,15 +191,19 @@ class ReferralService:
                 params=params,
                 sort="-_lastUpdated",
             )
-            with transaction(self._resources.engine, write=False) as repo:
-                for version in page.matches:
-                    task = body_of(version) or {}
-                    agency = agency_of(repo, task.get("owner"), self.base_url) or "unknown"
-                    counts[agency] = counts.get(agency, 0) + 1
+            for version in page.matches:
+                owner = reference_of((body_of(version) or {}).get("owner"))
+                by_owner[owner] = by_owner.get(owner, 0) + 1
             seen += len(page.matches)
             cursor = page.next_cursor
             if cursor is None or not page.matches:
                 break
+        # Each owner reference resolved once (a role's organization is a lookup).
+        counts: dict[str, int] = {}
+        with transaction(self._resources.engine, write=False) as repo:
+            for owner, count in by_owner.items():
+                agency = agency_of(repo, {"reference": owner}, self.base_url) if owner else None
+                counts[agency or "unknown"] = counts.get(agency or "unknown", 0) + count
         return counts
 
     # -- submit --------------------------------------------------------------------------
@@ -295,10 +291,7 @@ class ReferralService:
         cutoffs = self._cutoffs()
         sides = self._sides(caller, box)
         state = [("status", status)] if status else []
-        late = [
-            [("status", "requested"), ("authored-on", f"le{cutoffs.accept.isoformat()}")],
-            [("status", "accepted"), ("period", f"le{cutoffs.start.isoformat()}")],
-        ]
+        late = _late(cutoffs)
         states = [[*s, *state] for s in late] if overdue == "true" else [state]
         alternatives = [[("code", _CODE), *side, *s] for side in sides for s in states]
         result = [(k, v) for k, v in params if k in ("_count", "_cursor")]
@@ -705,6 +698,15 @@ def plain_referral_bundle(value: dict[str, Any], plan_of: PlanOf) -> dict[str, A
         raise invalid_plain(exc, "Referral") from exc
     plan = plan_of(referral.care_plan_id) if referral.care_plan_id else None
     return referral_bundle(referral, plan)
+
+
+def _late(cutoffs: _Cutoffs) -> list[list[tuple[str, str]]]:
+    """The search criteria of an overdue referral: still requested since before the accept
+    cutoff, or accepted and not started since before the start cutoff (overdue_reason)."""
+    return [
+        [("status", "requested"), ("authored-on", f"le{cutoffs.accept.isoformat()}")],
+        [("status", "accepted"), ("period", f"le{cutoffs.start.isoformat()}")],
+    ]
 
 
 __all__ = [
