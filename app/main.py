@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         engine.dispose()  # e.g. an unreadable CASEBRIDGE_AUTH_SIGNING_KEY_FILE
         raise
 
-    # The tracer provider of CASEBRIDGE_OTEL, flushed when the app stops.
+    # The tracing of CASEBRIDGE_OTEL, flushed and taken off when the app stops.
     tracers: list[Any] = []
 
     @asynccontextmanager

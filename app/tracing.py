@@ -35,8 +35,27 @@ def _redact(span: Any, _scope: dict[str, Any]) -> None:
         span.set_attribute(key, "[redacted]")
 
 
-def instrument(app: FastAPI, engine: Engine) -> TracerProvider:
-    """Trace app's requests and engine's statements; the provider to shut down at exit."""
+class Tracing:
+    """One app's tracing; shutdown() flushes its spans and takes the instrumentation off
+    again (the SQLAlchemy instrumentation also wraps create_engine for the whole process:
+    left on, it would trace engines that are not this app's)."""
+
+    def __init__(self, app: FastAPI, provider: TracerProvider) -> None:
+        self._app = app
+        self._provider = provider
+
+    def shutdown(self) -> None:
+        """Stop tracing: uninstrument, then flush and close the exporter."""
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+        SQLAlchemyInstrumentor().uninstrument()
+        FastAPIInstrumentor.uninstrument_app(self._app)
+        self._provider.shutdown()
+
+
+def instrument(app: FastAPI, engine: Engine) -> Tracing:
+    """Trace app's requests and engine's statements until the returned Tracing shuts down."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
@@ -62,7 +81,7 @@ def instrument(app: FastAPI, engine: Engine) -> TracerProvider:
     SQLAlchemyInstrumentor().instrument(
         engine=engine, tracer_provider=provider, skip_dep_check=True
     )
-    return provider
+    return Tracing(app, provider)
 
 
-__all__ = ["REDACTED", "instrument"]
+__all__ = ["REDACTED", "Tracing", "instrument"]

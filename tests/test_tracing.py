@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.conftest import Backend, server_with
@@ -88,6 +89,8 @@ def test_requests_and_statements_are_traced_without_what_clients_sent(
             assert http.get("/Patient", params={"family": "Tracey-Secret"}).status_code == 200
     finally:
         server.stop()  # the app's shutdown flushes its spans
+    # ... and takes the instrumentation off: no engine of another app is traced after it.
+    assert not SQLAlchemyInstrumentor().is_instrumented_by_opentelemetry
     names = [span.name for span in collector.spans]
     assert "POST /fhir/{resource_type}" in names
     assert "GET /fhir/{resource_type}/{resource_id}" in names
