@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from schemas import casework as plain
-from schemas.conformance import display, extension_url, system
+from schemas.conformance import codes, display, extension_url, system
 
 LOINC: Final = "http://loinc.org"
 ROLE_CODE: Final = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
@@ -45,6 +45,11 @@ EXT: Final = {
     "phase": extension_url("care-plan-phase"),
     "responsibility": extension_url("responsibility"),
     "sessions": extension_url("planned-sessions"),
+    "closure-reason": extension_url("case-closure-reason"),
+    "closure-summary": extension_url("case-closure-summary"),
+    "review": extension_url("care-plan-review-due"),
+    "duration": extension_url("contact-duration"),
+    "dna": extension_url("did-not-attend"),
 }
 # The security label AOD / substance-use records carry (DS4P: ETH = substance abuse info).
 SENSITIVE_LABELS: Final = (
@@ -66,6 +71,8 @@ QUESTIONNAIRE_URLS: Final = {
     "k10": "https://casebridge.org/fhir/Questionnaire/k10",
     "phq9": "https://casebridge.org/fhir/Questionnaire/phq9",
 }
+# The longest contact a plain note records (a day).
+_MAX_MINUTES: Final = 1440
 PROGRESS_NOTE: Final = {"system": LOINC, "code": "11506-3", "display": "Progress note"}
 
 
@@ -90,10 +97,11 @@ def _coding(slug: str, code: str) -> dict[str, Any]:
 
 
 def _code_from(concepts: list[dict[str, Any]] | None, slug: str) -> str | None:
-    """The first code of the project's CodeSystem `slug` among CodeableConcepts."""
+    """The first code of the project's CodeSystem `slug` among CodeableConcepts; a code the
+    CodeSystem does not define (a FHIR client's typo) reads as none, not as an error."""
     for concept in concepts or []:
         for coding in concept.get("coding", []):
-            if coding.get("system") == system(slug):
+            if coding.get("system") == system(slug) and coding.get("code") in codes(slug):
                 return str(coding["code"])
     return None
 
@@ -233,6 +241,19 @@ def case_to_episode(
     episode: dict[str, Any] = {"resourceType": "EpisodeOfCare"}
     _put(episode, "id", case.id)
     episode["extension"] = [{"url": EXT["stage"], "valueCoding": _coding("case-stage", case.stage)}]
+    if case.closure_reason:
+        episode["extension"].append(
+            {
+                "url": EXT["closure-reason"],
+                "valueCodeableConcept": {
+                    "coding": [_coding("case-closure-reason", case.closure_reason)]
+                },
+            }
+        )
+    if case.closure_summary:
+        episode["extension"].append(
+            {"url": EXT["closure-summary"], "valueString": case.closure_summary}
+        )
     episode["status"] = case.status
     types = []
     if case.model:
@@ -296,6 +317,8 @@ def episode_to_case(
 ) -> plain.Case:
     """An EpisodeOfCare (and its CareTeam, and the client's active Flags) as a case."""
     stage = _ext(episode, "stage")
+    reason = _ext(episode, "closure-reason")
+    summary = _ext(episode, "closure-summary")
     period = episode.get("period", {})
     referral = (episode.get("referralRequest") or [{}])[0].get("reference")
     members = [
@@ -312,7 +335,10 @@ def episode_to_case(
         alerts=[flag_to_alert(f) for f in flags if f.get("status") == "active"],
         client_id=_id_of(episode.get("patient"), "Patient"),
         status=episode["status"],
-        stage=stage["valueCoding"]["code"] if stage else "engagement",
+        stage=_code_from(
+            [{"coding": [stage.get("valueCoding") or {}]}] if stage else None, "case-stage"
+        )
+        or "engagement",
         model=_code_from(episode.get("type"), "case-management-model"),
         setting=_code_from(episode.get("type"), "practice-setting"),
         managing_agency=(episode.get("managingOrganization") or {}).get("reference"),
@@ -321,6 +347,10 @@ def episode_to_case(
         referral=referral,
         start=_date(period.get("start")),
         end=_date(period.get("end")),
+        closure_reason=_code_from(
+            [reason.get("valueCodeableConcept") or {}] if reason else None, "case-closure-reason"
+        ),
+        closure_summary=summary.get("valueString") if summary else None,
         care_team_id=(care_team or {}).get("id")
         or _id_of((episode.get("team") or [None])[0], "CareTeam"),
     )
@@ -509,6 +539,8 @@ def care_plan_to_fhir(
                 ],
             }
         )
+    if plan.review_due:
+        extensions.append({"url": EXT["review"], "valueDate": plan.review_due.isoformat()})
     _put(fhir, "extension", extensions)
     fhir["status"] = plan.status
     fhir["intent"] = "plan"
@@ -547,7 +579,7 @@ def keep_unmodelled(new: dict[str, Any], stored: dict[str, Any]) -> dict[str, An
     for key, value in stored.items():
         if key not in _PLAN_MODELLED and key not in new:
             new[key] = value
-    own = {EXT["case"], EXT["phase"]}
+    own = {EXT["case"], EXT["phase"], EXT["review"]}
     extensions = [e for e in stored.get("extension", []) if e.get("url") not in own]
     if extensions:
         new["extension"] = [*new.get("extension", []), *extensions]
@@ -587,6 +619,7 @@ def care_plan_from_fhir(
             )
     period = plan.get("period") or {}
     supporting = [s.get("reference") for s in plan.get("supportingInfo", [])]
+    review = _ext(plan, "review")
     return plain.CarePlan(
         id=plan.get("id"),
         title=plan.get("title") or "Care plan",
@@ -595,6 +628,7 @@ def care_plan_from_fhir(
         start=_date(period.get("start")),
         end=_date(period.get("end")),
         phases=phases,
+        review_due=_date(review.get("valueDate")) if review else None,
         needs=[
             condition_to_need(needs[r["reference"]])
             for r in plan.get("addresses", [])
@@ -616,9 +650,26 @@ def note_to_document(
     note: plain.ProgressNote, *, client_id: str, case_id: str | None
 ) -> dict[str, Any]:
     """A progress note as a DocumentReference (spec documentreference.html): plain text in
-    the attachment, the case in context.encounter (which R4 allows to be an EpisodeOfCare)."""
+    the attachment, the case in context.encounter (which R4 allows to be an EpisodeOfCare),
+    a contact's type in context.event, its length and a did-not-attend in extensions."""
     document: dict[str, Any] = {"resourceType": "DocumentReference"}
     _put(document, "id", note.id)
+    extensions: list[dict[str, Any]] = []
+    if note.duration_minutes is not None:
+        extensions.append(
+            {
+                "url": EXT["duration"],
+                "valueDuration": {
+                    "value": note.duration_minutes,
+                    "unit": "min",
+                    "system": "http://unitsofmeasure.org",
+                    "code": "min",
+                },
+            }
+        )
+    if note.did_not_attend:
+        extensions.append({"url": EXT["dna"], "valueBoolean": True})
+    _put(document, "extension", extensions)
     document["status"] = "current"
     document["type"] = {"coding": [PROGRESS_NOTE]}
     document["subject"] = _ref(f"Patient/{client_id}")
@@ -632,20 +683,39 @@ def note_to_document(
             }
         }
     ]
+    context: dict[str, Any] = {}
     if case_id:
-        document["context"] = {"encounter": [_ref(f"EpisodeOfCare/{case_id}")]}
+        context["encounter"] = [_ref(f"EpisodeOfCare/{case_id}")]
+    if note.contact_type:
+        context["event"] = [{"coding": [_coding("contact-type", note.contact_type)]}]
+    _put(document, "context", context)
     return document
+
+
+def contact_of(document: dict[str, Any]) -> tuple[str | None, bool]:
+    """A note's contact type (None: no contact recorded) and whether the client did not
+    attend."""
+    contact = _code_from((document.get("context") or {}).get("event"), "contact-type")
+    return contact, (_ext(document, "dna") or {}).get("valueBoolean") is True
 
 
 def document_to_note(document: dict[str, Any]) -> plain.ProgressNote:
     """A DocumentReference holding a plain-text note as a progress note."""
     attachment = (document.get("content") or [{}])[0].get("attachment") or {}
     text = base64.b64decode(attachment.get("data", "")).decode("utf-8", errors="replace")
+    duration = (_ext(document, "duration") or {}).get("valueDuration") or {}
+    minutes = duration.get("value")
+    contact, missed = contact_of(document)
     return plain.ProgressNote(
         id=document.get("id"),
         date=_date(document.get("date")) or dt.date.min,
         author=(document.get("author") or [{}])[0].get("reference"),
         text=text or "(empty note)",
+        contact_type=contact,
+        duration_minutes=int(minutes)
+        if isinstance(minutes, (int, float)) and 0 <= minutes <= _MAX_MINUTES
+        else None,
+        did_not_attend=missed,
     )
 
 

@@ -16,9 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 FhirId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
 AgencyRef = Annotated[str, StringConstraints(pattern=r"^Organization/[A-Za-z0-9\-.]{1,64}$")]
-WorkerRef = Annotated[
-    str, StringConstraints(pattern=r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
-]
+WORKER_PATTERN = r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$"
+WorkerRef = Annotated[str, StringConstraints(pattern=WORKER_PATTERN)]
 # Who may take part in care: workers, agencies, the client, their supports, other teams.
 PartyRef = Annotated[
     str,
@@ -65,6 +64,29 @@ ServiceType = Literal[
 ]
 Connection = Literal["strong", "moderate", "weak", "stressful"]
 CaseStatus = Literal["planned", "waitlist", "active", "onhold", "finished", "cancelled"]
+# Why a case closed (CodeSystem case-closure-reason).
+ClosureReason = Literal[
+    "goals-achieved",
+    "client-withdrew",
+    "transferred",
+    "moved-away",
+    "lost-contact",
+    "ineligible",
+    "deceased",
+    "other",
+]
+# How a worker was in contact with the client (CodeSystem contact-type).
+ContactType = Literal[
+    "face-to-face",
+    "home-visit",
+    "outreach",
+    "telephone",
+    "video",
+    "text-message",
+    "email",
+    "group",
+    "case-conference",
+]
 Gender = Literal["male", "female", "other", "unknown"]
 # HL7 v3 RoleCode family relationships (http://terminology.hl7.org/CodeSystem/v3-RoleCode).
 Relationship = Literal[
@@ -162,8 +184,14 @@ class Case(Plain):
     ) = None
     start: dt.date | None = None
     end: dt.date | None = None
+    # Closing a case (stage closure, or status finished or cancelled) needs both.
+    closure_reason: ClosureReason | None = None
+    closure_summary: Text | None = None
     # Read only: the id of the CareTeam the server keeps for care_team.
     care_team_id: FhirId | None = None
+    # Read only, on a write's answer: what the process rules warn about (a skipped stage,
+    # open plans or referrals at closure).
+    warnings: list[str] = Field(default_factory=list)
 
 
 class NewCase(Case):
@@ -249,6 +277,8 @@ class CarePlan(Plain):
     start: dt.date | None = None
     end: dt.date | None = None
     phases: list[Phase] = Field(default_factory=list, max_length=12)
+    # When the plan is next reviewed with the client; past it, the review is overdue.
+    review_due: dt.date | None = None
     needs: list[Need] = Field(default_factory=list, max_length=50)
     goals: list[Goal] = Field(default_factory=list, max_length=50)
     actions: list[Action] = Field(default_factory=list, max_length=100)
@@ -265,6 +295,11 @@ class ProgressNote(Plain):
     date: dt.date
     author: WorkerRef | None = None
     text: Text
+    # A contact with the client: how, how long, and whether the client did not attend a
+    # planned one (engagement is measured by these). A plain case note has none.
+    contact_type: ContactType | None = None
+    duration_minutes: int | None = Field(default=None, ge=0, le=1440)
+    did_not_attend: bool = False
 
 
 class Assessment(Plain):
@@ -325,6 +360,56 @@ class Consent(Plain):
     covers_sensitive: bool = False
 
 
+class Transfer(Plain):
+    """POST /cases/{id}/transfer: the case passes to another worker of the agency, with a
+    handover note kept in the case's notes."""
+
+    to: WorkerRef
+    name: Text | None = None
+    note: Text
+    # The worker handing over (the note's author); the current care manager when left out.
+    by: WorkerRef | None = None
+    date: dt.date | None = None
+
+
+class Overdue(Plain):
+    """What is late in a case (each list holds FHIR references)."""
+
+    # Referrals not accepted or not started in time (as GET /referrals?overdue=true).
+    referrals: list[str] = Field(default_factory=list)
+    # Care plans whose review date has passed.
+    reviews: list[str] = Field(default_factory=list)
+    # Goals still being worked on whose due date has passed.
+    goals: list[str] = Field(default_factory=list)
+
+
+class CaseSummary(Plain):
+    """One line of a caseload (GET /cases)."""
+
+    id: FhirId
+    client_id: FhirId | None = None
+    client_name: str | None = None
+    status: CaseStatus
+    stage: Stage
+    model: Model | None = None
+    managing_agency: AgencyRef | None = None
+    care_manager: WorkerRef | None = None
+    start: dt.date | None = None
+    # The latest contact with the client the notes record (a did-not-attend is no contact).
+    last_contact: dt.date | None = None
+    overdue: Overdue = Field(default_factory=Overdue)
+
+
+class Caseload(Plain):
+    """GET /cases: one page of cases, the filters applied and the total."""
+
+    total: int
+    page: int
+    count: int
+    cases: list[CaseSummary]
+    next: str | None = None
+
+
 # The models published as JSON Schema at /schemas/{name}.json.
 PUBLISHED: dict[str, type[BaseModel]] = {
     "client": Client,
@@ -339,6 +424,9 @@ PUBLISHED: dict[str, type[BaseModel]] = {
     "assessment": Assessment,
     "referral": Referral,
     "consent": Consent,
+    "transfer": Transfer,
+    "case-summary": CaseSummary,
+    "caseload": Caseload,
 }
 
 __all__ = [
@@ -347,15 +435,19 @@ __all__ = [
     "Assessment",
     "CarePlan",
     "Case",
+    "CaseSummary",
+    "Caseload",
     "Client",
     "Consent",
     "Goal",
     "Need",
     "NewCase",
+    "Overdue",
     "Phase",
     "ProgressNote",
     "Referral",
     "Responsibility",
     "Support",
     "TeamMember",
+    "Transfer",
 ]

@@ -107,6 +107,33 @@ STAGES = [
     ("closure", "Closure", "The case is closed."),
 ]
 
+CLOSURE_REASONS = [
+    ("goals-achieved", "Goals achieved", "The client reached the goals of the plan."),
+    ("client-withdrew", "Client withdrew", "The client chose to end the service."),
+    ("transferred", "Transferred", "The client's care passed to another service."),
+    ("moved-away", "Moved away", "The client left the service's area."),
+    ("lost-contact", "Lost contact", "The client could not be contacted despite attempts."),
+    ("ineligible", "Not eligible", "The client turned out not to be eligible for the service."),
+    ("deceased", "Deceased", "The client died."),
+    ("other", "Other", "Another reason, given in the closure summary."),
+]
+
+CONTACT_TYPES = [
+    ("face-to-face", "Face to face", "Met in person at the service."),
+    ("home-visit", "Home visit", "Met in person where the client lives."),
+    ("outreach", "Outreach", "Met in person in the community (street, shelter, hospital)."),
+    ("telephone", "Telephone", "Spoke by telephone."),
+    ("video", "Video call", "Met by video call."),
+    ("text-message", "Text message", "Exchanged text messages."),
+    ("email", "Email", "Exchanged email."),
+    ("group", "Group session", "Took part in a group session."),
+    (
+        "case-conference",
+        "Case conference",
+        "Met with the client and the care team or other agencies together.",
+    ),
+]
+
 SETTINGS = [
     ("healthcare", "Healthcare"),
     ("mental-health", "Mental health"),
@@ -262,6 +289,23 @@ def terminology() -> list[dict[str, Any]]:
             "Stages of the case-management process",
             "Where a case (EpisodeOfCare) is in the process, engagement to closure.",
             [{"code": c, "display": d, "definition": t} for c, d, t in STAGES],
+        )
+    )
+    out.append(
+        code_system(
+            "case-closure-reason",
+            "Reasons a case is closed",
+            "Why a case (EpisodeOfCare) was closed; recorded with a closure summary.",
+            [{"code": c, "display": d, "definition": t} for c, d, t in CLOSURE_REASONS],
+        )
+    )
+    out.append(
+        code_system(
+            "contact-type",
+            "Types of contact with a client",
+            "How a worker was in contact with the client (a progress note's "
+            "DocumentReference.context.event).",
+            [{"code": c, "display": d, "definition": t} for c, d, t in CONTACT_TYPES],
         )
     )
     out.append(

@@ -310,7 +310,13 @@ def test_caseload_and_consent_over_http(root: httpx.Client) -> None:
     plan = root.post(f"/cases/{cases[0]['id']}/careplans", json=plan_for("intensive")).json()
     outcome = root.get(f"/fhir/CarePlan/{plan['id']}/$check").json()
     assert "holds 16 open cases" in str(outcome)
-    closed = {**cases[1], "status": "finished"}
+    closed = {
+        **cases[1],
+        "status": "finished",
+        "stage": "closure",
+        "closure_reason": "goals-achieved",
+        "closure_summary": "Housed and linked to a GP.",
+    }
     assert root.put(f"/cases/{cases[1]['id']}", json=closed).status_code == 200
     assert "open cases" not in str(root.get(f"/fhir/CarePlan/{plan['id']}/$check").json())
     # A referral carrying substance-use labels and no consent.

@@ -292,6 +292,8 @@ def test_plain_codes_are_the_code_systems_codes() -> None:
         "practice-setting": plain.Setting,
         "aod-service-type": plain.ServiceType,
         "connection-strength": plain.Connection,
+        "case-closure-reason": plain.ClosureReason,
+        "contact-type": plain.ContactType,
     }
     for slug, alias in pairs.items():
         assert set(codes(slug)) == set(typing.get_args(alias)), slug

@@ -12,12 +12,13 @@ from pydantic import BaseModel, ValidationError
 
 from app.api import pictures
 from app.api.deps import CallerDep, ResourceBody, ServicesDep
-from app.api.render import if_match, json_response, notice_headers
+from app.api.render import if_match, json_response, notice_headers, query_pairs
 from app.fhir.careplan_checks import outcome
 from app.fhir.errors import InvalidRequest, NotFound, invalid_plain
 from app.fhir.jsonio import parse_json
 from app.fhir.resource import etag
 from app.security.caller import Caller
+from app.services.usecases.caseload import parse_filters
 from app.services.usecases.cases import Stored
 from app.services.usecases.reports import caseload_csv
 from schemas import casework as plain
@@ -110,6 +111,29 @@ def create_case(
     case = parse_plain(services, body, plain.NewCase)
     stored = services.cases.create_case(caller=caller, case=case)
     return render(request, services, stored, status=201, location=f"/cases/{stored.value.id}")
+
+
+@router.get("/cases")
+def list_cases(request: Request, services: ServicesDep, caller: CallerDep) -> Response:
+    """A caseload: cases with filters (care_manager, stage, model, status, overdue), paged
+    (page, count), each with its client, latest contact and overdue items."""
+    filters = parse_filters(query_pairs(request, drop=()))
+    caseload = services.caseload.list_cases(caller=caller, filters=filters)
+    # Every field, null included: a list's readers look for next and last_contact.
+    return Response(orjson.dumps(caseload.model_dump(mode="json")), media_type=_PLAIN_JSON)
+
+
+@router.post("/cases/{case_id}/transfer")
+def transfer_case(
+    request: Request, case_id: str, body: ResourceBody, services: ServicesDep, caller: CallerDep
+) -> Response:
+    """Pass the case to another worker of the agency, with a handover note (If-Match with
+    the case's ETag, optional)."""
+    transfer = parse_plain(services, body, plain.Transfer)
+    stored = services.cases.transfer(
+        caller=caller, case_id=case_id, transfer=transfer, if_match=if_match(request)
+    )
+    return render(request, services, stored)
 
 
 @router.get("/cases/{case_id}")

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from app.fhir.case_process import goal_due, goal_overdue
 from app.fhir.errors import Issue
 from mappings.casework import ACT_CODE, ACT_REASON, CONSENT_USES, EXT, is_strength
 from schemas.conformance import concept_property, system
@@ -94,7 +95,6 @@ _VAGUE_WORDS: Final = frozenset(
 )
 _CONTENT_WORDS: Final = 2
 # Goals still being worked on (Goal.lifecycleStatus).
-_OPEN_GOALS: Final = frozenset({"proposed", "planned", "accepted", "active", "on-hold"})
 _TEAM_MODELS: Final = frozenset({"act", "wraparound"})
 _THERAPY: Final = frozenset({"counselling", "telephone-counselling", "rehabilitation"})
 
@@ -234,18 +234,10 @@ def check_goals(goals: dict[str, dict[str, Any]], today: dt.date | None = None) 
             issues.append(
                 _warn(f"Goal {name!r} ({reference}) is not SMART: {letter} ({reason})", reference)
             )
-        due = [
-            t.get("dueDate") for t in goal.get("target", []) if isinstance(t.get("dueDate"), str)
-        ]
-        if (
-            today is not None
-            and due
-            and goal.get("lifecycleStatus") in _OPEN_GOALS
-            and max(due)[:10] < today.isoformat()
-        ):
+        if today is not None and goal_overdue(goal, today):
             issues.append(
                 _warn(
-                    f"Goal {name!r} ({reference}) was due on {max(due)[:10]} and is still "
+                    f"Goal {name!r} ({reference}) was due on {goal_due(goal)} and is still "
                     f"{goal.get('lifecycleStatus')}: review it (achieved, changed or a new date)",
                     reference,
                 )

@@ -148,6 +148,17 @@ ROUTES: Final[Mapping[tuple[str, str], Needs]] = {
     ),
     # -- plain case management (issue 7); writes are transaction entries, checked each -----
     ("POST", "/cases"): needs("EpisodeOfCare.c", "Patient.c", refined_by="bundle entries"),
+    ("GET", "/cases"): needs(
+        "EpisodeOfCare.s",
+        "Patient.r",
+        "CarePlan.s",
+        "Goal.s",
+        "Task.s",
+        "DocumentReference.s",
+    ),
+    ("POST", "/cases/{case_id}/transfer"): needs(
+        *_CASE, "EpisodeOfCare.u", "DocumentReference.c", refined_by="bundle entries"
+    ),
     ("GET", "/cases/{case_id}"): needs(*_CASE, "CareTeam.r", "Flag.s"),
     ("PUT", "/cases/{case_id}"): needs(*_CASE, "EpisodeOfCare.u", refined_by="bundle entries"),
     ("POST", "/cases/{case_id}/supports"): needs(*_CASE, "RelatedPerson.c"),

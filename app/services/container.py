@@ -20,10 +20,12 @@ from app.services.params import Cursors
 from app.services.rules.access import AccessHook
 from app.services.rules.assessments import AssessmentScoring
 from app.services.rules.audit import WriteRecorder
+from app.services.rules.cases import CaseProcess
 from app.services.rules.referrals import ReferralRules
 from app.services.rules.subscriptions import SubscriptionHook
 from app.services.usecases.audit import AuditService
 from app.services.usecases.bundle import BundleService
+from app.services.usecases.caseload import CaseloadService
 from app.services.usecases.cases import CaseService
 from app.services.usecases.conformance import ConformanceService
 from app.services.usecases.everything import EverythingService
@@ -59,6 +61,7 @@ class Services:
     referrals: ReferralService
     # Case management (issue 7).
     cases: CaseService
+    caseload: CaseloadService
     conformance: ConformanceService
     reports: ReportService
     audit: AuditService
@@ -112,6 +115,8 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
             AssessmentScoring(k10_bands=settings.k10_bands),
             # The referral state machine (issue 5); the ServiceRequest follows its Task.
             ReferralRules(clock=clock, base_url=settings.base_url),
+            # The case-management process: stages, closure with a reason and a summary.
+            CaseProcess(clock=clock),
             # AuditEvents are the server's; server-written Provenance is not changed.
             recorder_of_writes,
         ),
@@ -177,6 +182,7 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         auth,
         referrals,
         cases,
+        CaseloadService(resources=resources, search=search, referrals=referrals, clock=clock),
         ConformanceService(resources),
         ReportService(search=search, clock=clock, engine=engine),
         audit,

@@ -5,5 +5,6 @@ stored and returns follow-up writes after (app/services/writes.py, ``WriteRule``
 - ``subscriptions``: channel and criteria checks, outbox rows (SubscriptionHook);
 - ``assessments``: instrument answers, scores and risk Flags (AssessmentScoring);
 - ``referrals``: the referral state machine (ReferralRules);
+- ``cases``: the case-management process: stages and closure (CaseProcess);
 - ``audit``: the AuditEvent and Provenance of every write (WriteRecorder).
 """

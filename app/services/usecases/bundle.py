@@ -28,6 +28,7 @@ from app.fhir.errors import (
     PreconditionFailed,
     StructureError,
     TooCostly,
+    operation_outcome,
 )
 from app.fhir.jsonio import parse_json
 from app.fhir.registry import is_resource_type, is_valid_id
@@ -84,6 +85,8 @@ class Outcome:
     error: FHIRError | None = None
     # For a search entry: its type, for the links of the nested searchset.
     resource_type: str | None = None
+    # Warnings about what the entry wrote (Bundle.entry.response.outcome).
+    issues: tuple[Issue, ...] = ()
 
 
 class BundleService:
@@ -506,7 +509,12 @@ def _deleted(version: StoredVersion | None) -> Outcome:
 
 
 def _written(result: WriteResult) -> Outcome:
-    return Outcome(201 if result.created else 200, version=result.version, location=True)
+    return Outcome(
+        201 if result.created else 200,
+        version=result.version,
+        location=True,
+        issues=result.issues,
+    )
 
 
 def _query_pairs(query: str, what: str) -> list[tuple[str, str]]:
@@ -643,6 +651,9 @@ def response_entry(outcome: Outcome, base_url: str) -> dict[str, Any]:
             response["location"] = (
                 f"{version.resource_type}/{version.id}/_history/{version.version_id}"
             )
+    if outcome.issues:
+        # Hints and warnings produced processing the entry (spec bundle.html, entry.response).
+        response["outcome"] = operation_outcome(list(outcome.issues))
     entry: dict[str, Any] = {"response": response}
     if version is not None:
         entry["fullUrl"] = f"{base_url}/{version.resource_type}/{version.id}"

@@ -19,6 +19,7 @@ import orjson
 
 from app.clock import Clock
 from app.fhir.careplan_checks import PlanContext, check_plan, model_of
+from app.fhir.case_process import is_closed
 from app.fhir.errors import FHIRError, Issue, NotFound, ResourceInvalid
 from app.fhir.instruments import response_flags, score_observation_id
 from app.fhir.jsonio import loads_stored
@@ -119,6 +120,10 @@ class CaseService:
     # -- plumbing ----------------------------------------------------------------------------
     def _run(self, tx: _Tx, caller: Caller) -> list[StoredVersion]:
         """Run a transaction Bundle; errors name the plain record at fault."""
+        return self._ran(tx, caller)[0]
+
+    def _ran(self, tx: _Tx, caller: Caller) -> tuple[list[StoredVersion], list[str]]:
+        """Run a transaction Bundle: the versions written and the rules' warnings."""
         try:
             _kind, outcomes = self._bundles.process(tx.bundle(), caller=caller)
         except FHIRError as exc:
@@ -127,7 +132,14 @@ class CaseService:
         for outcome in outcomes:
             assert outcome.version is not None
             versions.append(outcome.version)
-        return versions
+        warnings = [i.diagnostics for o in outcomes for i in o.issues if i.severity == "warning"]
+        return versions, warnings
+
+    def _warned(self, caller: Caller, case_id: str, warnings: list[str]) -> Stored:
+        """The case as written, with what the process rules warned about."""
+        stored = self.read_case(caller=caller, case_id=case_id)
+        stored.value = stored.value.model_copy(update={"warnings": warnings})
+        return stored
 
     def _snapshot(self, caller: Caller) -> AbstractContextManager[Repository]:
         """A read transaction under the caller's access scope (docs/threat-model.md): a case
@@ -263,8 +275,8 @@ class CaseService:
         else:
             _swap(episode, "CareTeam/new-team", team_ref)
         tx.post(episode, "case")
-        versions = self._run(tx, caller)
-        return self.read_case(caller=caller, case_id=versions[-1].id)
+        versions, warnings = self._ran(tx, caller)
+        return self._warned(caller, versions[-1].id, warnings)
 
     def read_case(self, *, caller: Caller, case_id: str) -> Stored:
         """The case, its client and care team."""
@@ -316,8 +328,69 @@ class CaseService:
         else:
             _swap(new_episode, "CareTeam/new-team", team_ref)
         tx.put(new_episode, "case", if_match)
-        self._run(tx, caller)
-        return self.read_case(caller=caller, case_id=case_id)
+        _versions, warnings = self._ran(tx, caller)
+        return self._warned(caller, case_id, warnings)
+
+    def transfer(
+        self, *, caller: Caller, case_id: str, transfer: plain.Transfer, if_match: int | None
+    ) -> Stored:
+        """Pass an open case to another worker: the care manager and the care team change
+        and the handover note joins the case's notes, in one transaction (If-Match: the
+        case's version, else the version read here)."""
+        with self._snapshot(caller) as repo:
+            episode, version = self._episode(repo, case_id)
+            team = self._team(repo, episode)
+            worker = self._worker(repo, transfer.to)
+        if is_closed(episode):
+            raise ResourceInvalid(
+                f"Case {case_id} is closed; reopen it before transferring it",
+                expression=("EpisodeOfCare.status",),
+            )
+        agency = (episode.get("managingOrganization") or {}).get("reference")
+        worker_agency = ((worker or {}).get("organization") or {}).get("reference")
+        if worker is None:
+            raise ResourceInvalid(f"to: {transfer.to} is not known", expression=("to",))
+        if agency and worker_agency and worker_agency != agency:
+            raise ResourceInvalid(
+                f"to: {transfer.to} works for {worker_agency}, not {agency}; a case passes to "
+                "another agency by a referral",
+                expression=("to",),
+            )
+        before = (episode.get("careManager") or {}).get("reference")
+        if before == transfer.to:
+            raise ResourceInvalid(
+                f"to: {transfer.to} already manages case {case_id}", expression=("to",)
+            )
+        tx = _Tx()
+        if team is not None:
+            members = [
+                p
+                for p in team.get("participant", [])
+                if (p.get("member") or {}).get("reference") not in (before, transfer.to)
+            ]
+            members.append(
+                {"role": [{"text": "case manager"}], "member": m._ref(transfer.to, transfer.name)}
+            )
+            tx.put({**_without_meta(team), "participant": members}, "care_team")
+        moved = {**_without_meta(episode), "careManager": m._ref(transfer.to, transfer.name)}
+        tx.put(moved, "case", if_match if if_match is not None else version.version_id)
+        author = transfer.by or (before if before and _is_worker(before) else None)
+        handover = plain.ProgressNote(
+            date=transfer.date or self._clock.now().date(),
+            author=author,
+            text=f"Handover from {before or 'no care manager'} to {transfer.to}: {transfer.note}",
+        )
+        document = m.note_to_document(handover, client_id=self._client_id(episode), case_id=case_id)
+        tx.post(document, "note")
+        _versions, warnings = self._ran(tx, caller)
+        return self._warned(caller, case_id, warnings)
+
+    @staticmethod
+    def _worker(repo: Repository, reference: str) -> dict[str, Any] | None:
+        """The Practitioner or PractitionerRole a transfer names, as the caller sees it."""
+        kind, _, worker_id = reference.partition("/")
+        current = repo.visible_current(kind, worker_id)
+        return _body(current) if current is not None and current.body is not None else None
 
     # -- supports ----------------------------------------------------------------------------
     def add_support(self, *, caller: Caller, case_id: str, support: plain.Support) -> Stored:
@@ -726,6 +799,14 @@ class CaseService:
             consents=consents,
             today=self._clock.now().date(),
         )
+
+
+def _without_meta(resource: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in resource.items() if k != "meta"}
+
+
+def _is_worker(reference: str) -> bool:
+    return reference.startswith(("Practitioner/", "PractitionerRole/"))
 
 
 def _relabel(exc: FHIRError, labels: list[str]) -> FHIRError:

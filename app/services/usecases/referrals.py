@@ -129,7 +129,10 @@ class StatusChange:
 
 
 @dataclass(frozen=True, slots=True)
-class _Cutoffs:
+class Cutoffs:
+    """When an open referral is late: still requested since before accept, accepted and
+    not started since before start (app/fhir/referral.py overdue_reason)."""
+
     accept: datetime
     start: datetime
 
@@ -160,15 +163,16 @@ class ReferralService:
         return self._settings.base_url
 
     # -- overdue -------------------------------------------------------------------------
-    def _cutoffs(self) -> _Cutoffs:
+    def cutoffs(self) -> Cutoffs:
+        """The moments before which an open referral is late to be accepted or started."""
         now = self._clock.now()
-        return _Cutoffs(
+        return Cutoffs(
             business_cutoff(now, self._settings.referral_accept_days),
             business_cutoff(now, self._settings.referral_start_days),
         )
 
     def _view(
-        self, version: StoredVersion, caller: Caller, repo: Repository, cutoffs: _Cutoffs
+        self, version: StoredVersion, caller: Caller, repo: Repository, cutoffs: Cutoffs
     ) -> ReferralView:
         task = body_of(version)
         assert task is not None
@@ -178,7 +182,7 @@ class ReferralService:
     def overdue_by_agency(self, *, at_most: int = 10_000) -> dict[str, int]:
         """Open referrals not accepted, or not started, in time, per receiving agency (the
         metrics' gauge; the server's own count, no agency's view). Counts at most at_most."""
-        alternatives = [[("code", _CODE), *late] for late in _late(self._cutoffs())]
+        alternatives = [[("code", _CODE), *late] for late in _late(self.cutoffs())]
         by_owner: dict[str | None, int] = {}
         cursor: str | None = None
         seen = 0
@@ -262,7 +266,7 @@ class ReferralService:
         version = outcomes[task_index].version
         assert version is not None
         with transaction(self._resources.engine, write=False) as repo:
-            return self._view(version, caller, repo, self._cutoffs())
+            return self._view(version, caller, repo, self.cutoffs())
 
     # -- boxes ---------------------------------------------------------------------------
     def listing(self, *, caller: Caller, params: Sequence[tuple[str, str]]) -> ReferralPage:
@@ -288,7 +292,7 @@ class ReferralService:
                     raise InvalidRequest(
                         f"status {value[:40]!r} is not a referral status", expression=("status",)
                     )
-        cutoffs = self._cutoffs()
+        cutoffs = self.cutoffs()
         sides = self._sides(caller, box)
         state = [("status", status)] if status else []
         late = _late(cutoffs)
@@ -343,7 +347,7 @@ class ReferralService:
         scope = self._resources.scope(caller)
         with transaction(self._resources.engine, write=False, snapshot=True, scope=scope) as repo:
             version = self._referral(repo, caller, task_id)
-            view = self._view(version, caller, repo, self._cutoffs())
+            view = self._view(version, caller, repo, self.cutoffs())
             resources = _packet(repo, view.task, self.base_url)
         release = self._resources.disclosures.record(caller, [version, *resources], "referral")
         return Packet(view, resources, release)
@@ -354,7 +358,7 @@ class ReferralService:
         scope = self._resources.scope(caller)
         with transaction(self._resources.engine, write=False, snapshot=True, scope=scope) as repo:
             version = self._referral(repo, caller, task_id)
-            view = self._view(version, caller, repo, self._cutoffs())
+            view = self._view(version, caller, repo, self.cutoffs())
             versions = repo.history(
                 resource_type="Task",
                 resource_id=task_id,
@@ -437,7 +441,7 @@ class ReferralService:
             if chosen.name == "complete":
                 self._close_loop(repo, caller, new, given)
             result = self._resources.update_in(repo, caller, "Task", task_id, new, if_match, "PUT")
-            view = self._view(result.version, caller, repo, self._cutoffs())
+            view = self._view(result.version, caller, repo, self.cutoffs())
         # The answer holds the Task as written: the other agency's referral, for a receiver.
         release = self._resources.disclosures.record(caller, [result.version], "referral")
         return replace(view, release=release)
@@ -700,7 +704,7 @@ def plain_referral_bundle(value: dict[str, Any], plan_of: PlanOf) -> dict[str, A
     return referral_bundle(referral, plan)
 
 
-def _late(cutoffs: _Cutoffs) -> list[list[tuple[str, str]]]:
+def _late(cutoffs: Cutoffs) -> list[list[tuple[str, str]]]:
     """The search criteria of an overdue referral: still requested since before the accept
     cutoff, or accepted and not started since before the start cutoff (overdue_reason)."""
     return [
@@ -710,6 +714,7 @@ def _late(cutoffs: _Cutoffs) -> list[list[tuple[str, str]]]:
 
 
 __all__ = [
+    "Cutoffs",
     "Packet",
     "ReferralPage",
     "ReferralService",

@@ -95,21 +95,9 @@ class ReportService:
     def _all(
         self, repo: Repository, caller: Caller, resource_type: str, params: list[tuple[str, str]]
     ) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        cursor: str | None = None
-        while True:
-            extra = [("_cursor", cursor)] if cursor else []
-            page = self._search.search(
-                caller=caller,
-                resource_type=resource_type,
-                params=[*params, ("_count", "1000"), *extra],
-                strict=True,
-                repo=repo,
-            )
-            found += [loads_stored(v.body) for v in page.matches if v.body is not None]
-            if page.next_cursor is None:
-                return found
-            cursor = page.next_cursor
+        return self._search.search_all(
+            caller=caller, resource_type=resource_type, params=params, repo=repo
+        )
 
     def caseload(self, *, caller: Caller) -> dict[str, Any]:
         """The report as JSON-ready data."""

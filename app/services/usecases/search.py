@@ -136,6 +136,34 @@ class SearchService:
             rest=criteria.rest,
         )
 
+    def search_all(
+        self,
+        *,
+        caller: Caller,
+        resource_type: str,
+        params: Sequence[tuple[str, str]],
+        repo: Repository,
+        at_most: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every match of a search (page after page; at most at_most when given), as JSON:
+        the reports and the caseload read whole sets the caller may see."""
+        found: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while at_most is None or len(found) < at_most:
+            extra = [("_cursor", cursor)] if cursor else []
+            page = self.search(
+                caller=caller,
+                resource_type=resource_type,
+                params=[*params, ("_count", "1000"), *extra],
+                strict=True,
+                repo=repo,
+            )
+            found += [loads_stored(v.body) for v in page.matches if v.body is not None]
+            cursor = page.next_cursor
+            if cursor is None or not page.matches:
+                break
+        return found
+
     def search_system(
         self,
         *,
