@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -73,6 +74,20 @@ QUESTIONNAIRE_URLS: Final = {
 }
 # The longest contact a plain note records (a day).
 _MAX_MINUTES: Final = 1440
+# Aboriginal and Torres Strait Islander status, as AU Base records it.
+INDIGENOUS_STATUS_URL: Final = "http://hl7.org.au/fhir/StructureDefinition/indigenous-status"
+INDIGENOUS_STATUS_SYSTEM: Final = (
+    "https://healthterminologies.gov.au/fhir/CodeSystem/australian-indigenous-status-1"
+)
+INDIGENOUS_STATUS: Final = {
+    "aboriginal": ("1", "Aboriginal but not Torres Strait Islander origin"),
+    "torres-strait-islander": ("2", "Torres Strait Islander but not Aboriginal origin"),
+    "both": ("3", "Both Aboriginal and Torres Strait Islander origin"),
+    "neither": ("4", "Neither Aboriginal nor Torres Strait Islander origin"),
+    "not-stated": ("9", "Not stated/inadequately described"),
+}
+INTERPRETER_URL: Final = "http://hl7.org/fhir/StructureDefinition/patient-interpreterRequired"
+BCP47: Final = "urn:ietf:bcp:47"
 PROGRESS_NOTE: Final = {"system": LOINC, "code": "11506-3", "display": "Progress note"}
 
 
@@ -164,6 +179,25 @@ def client_to_patient(client: plain.Client) -> dict[str, Any]:
     _put(patient, "gender", client.gender)
     _put(patient, "birthDate", client.birth_date.isoformat() if client.birth_date else None)
     _put(patient, "deceasedBoolean", client.deceased)
+    extensions: list[dict[str, Any]] = []
+    if client.indigenous_status:
+        code, text = INDIGENOUS_STATUS[client.indigenous_status]
+        extensions.append(
+            {
+                "url": INDIGENOUS_STATUS_URL,
+                "valueCoding": {"system": INDIGENOUS_STATUS_SYSTEM, "code": code, "display": text},
+            }
+        )
+    if client.interpreter_needed is not None:
+        extensions.append({"url": INTERPRETER_URL, "valueBoolean": client.interpreter_needed})
+    _put(patient, "extension", extensions)
+    if client.language:
+        patient["communication"] = [
+            {
+                "language": {"coding": [{"system": BCP47, "code": client.language}]},
+                "preferred": True,
+            }
+        ]
     return patient
 
 
@@ -173,6 +207,12 @@ def patient_to_client(patient: dict[str, Any]) -> plain.Client:
     phone = next(
         (t["value"] for t in patient.get("telecom", []) if t.get("system") == "phone"), None
     )
+    extensions = {
+        e.get("url"): e for e in patient.get("extension", []) or [] if isinstance(e, dict)
+    }
+    status_code = (extensions.get(INDIGENOUS_STATUS_URL, {}).get("valueCoding") or {}).get("code")
+    status = next((k for k, (code, _) in INDIGENOUS_STATUS.items() if code == status_code), None)
+    interpreter = extensions.get(INTERPRETER_URL, {}).get("valueBoolean")
     return plain.Client(
         id=patient.get("id"),
         given_names=name.get("given", []),
@@ -181,7 +221,42 @@ def patient_to_client(patient: dict[str, Any]) -> plain.Client:
         gender=patient.get("gender"),
         phone=phone,
         deceased=patient.get("deceasedBoolean"),
+        indigenous_status=status,
+        language=_language(patient),
+        interpreter_needed=interpreter if isinstance(interpreter, bool) else None,
     )
+
+
+# The Patient elements a plain client models; a plain update keeps every other one.
+_CLIENT_MODELLED: Final = frozenset(
+    {"resourceType", "id", "meta", "text", "name", "telecom", "gender", "birthDate",
+     "deceasedBoolean", "communication"}
+)  # fmt: skip
+
+
+def keep_unmodelled_client(new: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    """new (a plain client as a Patient) with what the plain model does not speak of kept
+    from stored: identifiers, addresses, other names' uses, other extensions."""
+    for key, value in stored.items():
+        if key not in _CLIENT_MODELLED and key != "extension" and key not in new:
+            new[key] = value
+    own = {INDIGENOUS_STATUS_URL, INTERPRETER_URL}
+    extensions = [e for e in stored.get("extension", []) if e.get("url") not in own]
+    if extensions:
+        new["extension"] = [*new.get("extension", []), *extensions]
+    return new
+
+
+def _language(patient: dict[str, Any]) -> str | None:
+    """The preferred (else the first) language a Patient communicates in, if a BCP 47 tag."""
+    communication = [c for c in patient.get("communication", []) or [] if isinstance(c, dict)]
+    communication.sort(key=lambda c: c.get("preferred") is not True)
+    for entry in communication:
+        for coding in (entry.get("language") or {}).get("coding", []) or []:
+            code = coding.get("code") if isinstance(coding, dict) else None
+            if isinstance(code, str) and re.fullmatch(plain.LANGUAGE_PATTERN, code):
+                return code
+    return None
 
 
 # -- RelatedPerson -----------------------------------------------------------------------------
@@ -716,6 +791,77 @@ def document_to_note(document: dict[str, Any]) -> plain.ProgressNote:
         if isinstance(minutes, (int, float)) and 0 <= minutes <= _MAX_MINUTES
         else None,
         did_not_attend=missed,
+    )
+
+
+# -- Observation (comprehensive assessment) ------------------------------------------------------
+SOCIAL_HISTORY: Final = {"coding": [{"system": OBS_CATEGORY, "code": "social-history"}]}
+
+
+def comprehensive_to_observations(
+    assessment: plain.ComprehensiveAssessment, *, client_id: str, case_id: str | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A comprehensive assessment as a panel Observation and one Observation per domain
+    (spec observation.html#obsgrouping: the panel's hasMember), category social-history,
+    code from CodeSystem assessment-domain. The panel's hasMember is left for the caller,
+    who knows the members' references."""
+
+    def observation(code: str) -> dict[str, Any]:
+        found: dict[str, Any] = {"resourceType": "Observation"}
+        _put(found, "extension", _case_extension(case_id))
+        found["status"] = "final"
+        found["category"] = [SOCIAL_HISTORY]
+        found["code"] = {"coding": [_coding("assessment-domain", code)]}
+        found["subject"] = _ref(f"Patient/{client_id}")
+        found["effectiveDateTime"] = assessment.date.isoformat()
+        _put(found, "performer", [_ref(assessment.assessor)] if assessment.assessor else None)
+        return found
+
+    panel = observation("comprehensive-assessment")
+    _put(panel, "id", assessment.id)
+    members = []
+    for code, name in plain.ASSESSMENT_DOMAINS.items():
+        value = getattr(assessment, name)
+        if not value:
+            continue
+        member = observation(code)
+        if code == "living-situation":
+            concept: dict[str, Any] = {"coding": [_coding("living-situation", value)]}
+            _put(concept, "text", assessment.living_situation_note)
+            member["valueCodeableConcept"] = concept
+        else:
+            member["valueString"] = value
+        members.append(member)
+    return panel, members
+
+
+def is_comprehensive(observation: dict[str, Any]) -> bool:
+    """The panel Observation of a comprehensive assessment."""
+    return _code_from([observation.get("code") or {}], "assessment-domain") == (
+        "comprehensive-assessment"
+    )
+
+
+def observations_to_comprehensive(
+    panel: dict[str, Any], members: Sequence[dict[str, Any]]
+) -> plain.ComprehensiveAssessment:
+    """A panel and its domain Observations as a comprehensive assessment (domains not given,
+    or not readable, are left out)."""
+    values: dict[str, Any] = {}
+    for member in members:
+        code = _code_from([member.get("code") or {}], "assessment-domain")
+        if code == "living-situation":
+            concept = member.get("valueCodeableConcept") or {}
+            values["living_situation"] = _code_from([concept], "living-situation")
+            values["living_situation_note"] = concept.get("text")
+        elif code in plain.ASSESSMENT_DOMAINS and isinstance(member.get("valueString"), str):
+            values[plain.ASSESSMENT_DOMAINS[code]] = member["valueString"]
+    return plain.ComprehensiveAssessment.model_construct(
+        id=panel.get("id"),
+        date=_date(panel.get("effectiveDateTime")) or dt.date.min,
+        assessor=(panel.get("performer") or [{}])[0].get("reference"),
+        **{name: values.get(name) for name in (*plain.ASSESSMENT_DOMAINS.values(),)},
+        living_situation_note=values.get("living_situation_note"),
     )
 
 

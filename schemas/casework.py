@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 FhirId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
@@ -112,6 +112,27 @@ Relationship = Literal[
     "ROOM",
 ]
 Instrument = Literal["audit", "k10", "phq9"]
+# Aboriginal and Torres Strait Islander status (the Australian standard question; AU Base
+# indigenous-status, METeOR 602543 codes 1, 2, 3, 4, 9).
+IndigenousStatus = Literal[
+    "aboriginal", "torres-strait-islander", "both", "neither", "not-stated"
+]  # fmt: skip
+# Where the client lives (CodeSystem living-situation).
+LivingSituation = Literal[
+    "own-home",
+    "private-rental",
+    "social-housing",
+    "with-family-or-friends",
+    "supported-accommodation",
+    "boarding-house",
+    "temporary",
+    "rough-sleeping",
+    "institution",
+    "other",
+]
+# A BCP 47 language tag: en, vi, ar, zh-Hant, pjt.
+LANGUAGE_PATTERN = r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8}){0,3}$"
+Language = Annotated[str, StringConstraints(pattern=LANGUAGE_PATTERN)]
 
 
 class Plain(BaseModel):
@@ -130,6 +151,10 @@ class Client(Plain):
     gender: Gender | None = None
     phone: Text | None = None
     deceased: bool | None = None
+    indigenous_status: IndigenousStatus | None = None
+    # The language the client prefers to speak, and whether they need an interpreter in it.
+    language: Language | None = None
+    interpreter_needed: bool | None = None
 
 
 class Support(Plain):
@@ -320,6 +345,42 @@ class Assessment(Plain):
     flags: list[str] = Field(default_factory=list)
 
 
+class ComprehensiveAssessment(Plain):
+    """The comprehensive assessment of the brief's assessment stage, one domain per field
+    (each a FHIR Observation, gathered by a panel Observation). At least one is given."""
+
+    id: FhirId | None = None
+    date: dt.date
+    assessor: WorkerRef | None = None
+    family: Text | None = None
+    medical: Text | None = None
+    socio_economic: Text | None = None
+    cultural: Text | None = None
+    living_situation: LivingSituation | None = None
+    living_situation_note: Text | None = None
+
+    @model_validator(mode="after")
+    def _some_domain(self) -> ComprehensiveAssessment:
+        if not any(getattr(self, name) for name in ASSESSMENT_DOMAINS.values()):
+            raise ValueError(
+                "a comprehensive assessment records at least one domain: "
+                + ", ".join(ASSESSMENT_DOMAINS.values())
+            )
+        if self.living_situation_note and not self.living_situation:
+            raise ValueError("living_situation_note describes a living_situation: give both")
+        return self
+
+
+# The domains of a comprehensive assessment: CodeSystem assessment-domain code -> field.
+ASSESSMENT_DOMAINS: dict[str, str] = {
+    "family": "family",
+    "medical": "medical",
+    "socio-economic": "socio_economic",
+    "cultural": "cultural",
+    "living-situation": "living_situation",
+}
+
+
 class Referral(Plain):
     """A request to another agency to provide a service (FHIR ServiceRequest + Task)."""
 
@@ -422,6 +483,7 @@ PUBLISHED: dict[str, type[BaseModel]] = {
     "care-plan": CarePlan,
     "progress-note": ProgressNote,
     "assessment": Assessment,
+    "comprehensive-assessment": ComprehensiveAssessment,
     "referral": Referral,
     "consent": Consent,
     "transfer": Transfer,
@@ -438,6 +500,7 @@ __all__ = [
     "CaseSummary",
     "Caseload",
     "Client",
+    "ComprehensiveAssessment",
     "Consent",
     "Goal",
     "Need",

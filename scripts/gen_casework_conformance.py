@@ -31,7 +31,7 @@ MODELS = [
         "Brokerage",
         "Assess needs and refer to community services; the least intensive model (one or "
         "two sessions); the worker connects rather than delivers.",
-        {"max-caseload": 50, "max-sessions": 2},
+        {"max-caseload": 50, "max-sessions": 2, "max-case-days": 90},
     ),
     (
         "generalist",
@@ -57,14 +57,14 @@ MODELS = [
         "intensive",
         "Intensive case management (ICM)",
         "For complex needs; a low staff-to-client ratio and support around the clock.",
-        {"max-caseload": 15},
+        {"max-caseload": 15, "contact-within-days": 7},
     ),
     (
         "act",
         "Assertive community treatment (ACT)",
         "A multidisciplinary team shares responsibility for the client in the community, at "
         "low ratios.",
-        {"max-caseload": 10, "multidisciplinary": True},
+        {"max-caseload": 10, "multidisciplinary": True, "contact-within-days": 7},
     ),
     (
         "wraparound",
@@ -78,7 +78,7 @@ MODELS = [
         "Critical time intervention (CTI)",
         "Time-limited support through a transition (leaving hospital, prison or "
         "homelessness) in phases, building lasting links to community supports.",
-        {"max-caseload": 20, "time-limited": True},
+        {"max-caseload": 20, "time-limited": True, "max-case-days": 270},
     ),
 ]
 
@@ -132,6 +132,36 @@ CONTACT_TYPES = [
         "Case conference",
         "Met with the client and the care team or other agencies together.",
     ),
+]
+
+ASSESSMENT_DOMAINS = [
+    (
+        "comprehensive-assessment",
+        "Comprehensive assessment",
+        "The panel gathering the domains of one comprehensive assessment.",
+    ),
+    ("family", "Family history", "Family members, relationships and family history."),
+    ("medical", "Medical history", "Health conditions, treatment and medication history."),
+    (
+        "socio-economic",
+        "Socio-economic status",
+        "Income, employment, education and financial situation.",
+    ),
+    ("cultural", "Culture", "Cultural identity, community, beliefs and practices that matter."),
+    ("living-situation", "Living situation", "Where and with whom the client lives."),
+]
+
+LIVING_SITUATIONS = [
+    ("own-home", "Own home", "Owns or is buying the home."),
+    ("private-rental", "Private rental", "Rents privately."),
+    ("social-housing", "Social housing", "Public or community housing."),
+    ("with-family-or-friends", "With family or friends", "Lives with family or friends."),
+    ("supported-accommodation", "Supported accommodation", "Accommodation with support."),
+    ("boarding-house", "Boarding house", "A boarding or rooming house."),
+    ("temporary", "Temporary", "Couch surfing, a refuge or short-term accommodation."),
+    ("rough-sleeping", "Rough sleeping", "No shelter: sleeping rough."),
+    ("institution", "Institution", "Hospital, prison or residential care."),
+    ("other", "Other", "Another situation, described in the note."),
 ]
 
 SETTINGS = [
@@ -263,6 +293,18 @@ def terminology() -> list[dict[str, Any]]:
             "description": "Plans under the model need a period and phases.",
             "type": "boolean",
         },
+        {
+            "code": "max-case-days",
+            "description": "Days a case under the model stays open before it should close "
+            "(brokerage: brief, link and close; CTI: nine months).",
+            "type": "integer",
+        },
+        {
+            "code": "contact-within-days",
+            "description": "Most days between contacts with the client (intensive models: "
+            "frequent contact).",
+            "type": "integer",
+        },
     ]
     out.append(
         code_system(
@@ -306,6 +348,22 @@ def terminology() -> list[dict[str, Any]]:
             "How a worker was in contact with the client (a progress note's "
             "DocumentReference.context.event).",
             [{"code": c, "display": d, "definition": t} for c, d, t in CONTACT_TYPES],
+        )
+    )
+    out.append(
+        code_system(
+            "assessment-domain",
+            "Domains of a comprehensive assessment",
+            "The domains a case manager assesses (Observation.code of each domain).",
+            [{"code": c, "display": d, "definition": t} for c, d, t in ASSESSMENT_DOMAINS],
+        )
+    )
+    out.append(
+        code_system(
+            "living-situation",
+            "Living situations",
+            "Where and with whom a client lives (the living-situation domain's value).",
+            [{"code": c, "display": d, "definition": t} for c, d, t in LIVING_SITUATIONS],
         )
     )
     out.append(

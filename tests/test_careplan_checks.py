@@ -68,6 +68,7 @@ def context(
         start=changes.pop("start", "2026-01-01"),
         end=changes.pop("end", "2026-06-01"),
         phases=changes.pop("phases", []),
+        review_due=changes.pop("review_due", None),
         goals=goals,
         actions=[good_action()] if actions is None else actions,
         supports=changes.pop("supports", ["sister"]),
@@ -199,7 +200,9 @@ def test_caseload_ratio(model: str, limit: int) -> None:
 
 def test_cti_needs_a_period_and_phases() -> None:
     phases = [{"name": "Transition", "start": "2026-01-01", "end": "2026-03-01"}]
-    assert check_model(context("cti", phases=phases)) == []
+    assert check_model(context("cti", phases=phases, review_due="2026-03-01")) == []
+    no_review = check_model(context("cti", phases=phases))
+    assert "review points: the plan has no review date" in messages(no_review)
     no_end = check_model(context("cti", phases=phases, end=None))
     assert "period with a start and an end" in messages(no_end)
     no_phases = check_model(context("cti"))

@@ -416,3 +416,141 @@ def test_caseload_lists_filters_pages_and_shows_what_is_overdue(
         response = http.get("/cases", params=bad, headers=_as(CLINIC))
         assert response.status_code == 400, (bad, response.text)
         assert response.json()["resourceType"] == "OperationOutcome"
+
+
+# -- the client and the comprehensive assessment ------------------------------------------------
+def test_the_client_and_a_comprehensive_assessment_through_plain_and_fhir(
+    world: tuple[httpx.Client, ManualClock],
+) -> None:
+    http, _ = world
+    case = _case(
+        http,
+        client={
+            "given_names": ["Jarrah"],
+            "family_name": "Brown",
+            "indigenous_status": "aboriginal",
+            "language": "pjt",
+            "interpreter_needed": True,
+        },
+    )
+    client = http.get(f"/cases/{case['id']}/client", headers=_as(CLINIC))
+    assert client.status_code == 200, client.text
+    assert client.json()["indigenous_status"] == "aboriginal"
+    patient = http.get(f"/fhir/Patient/{case['client_id']}", headers=_as(CLINIC)).json()
+    (status,) = [e for e in patient["extension"] if e["url"].endswith("indigenous-status")]
+    assert status["valueCoding"]["code"] == "1"
+    assert patient["communication"][0]["language"]["coding"][0]["code"] == "pjt"
+
+    # A FHIR client adds an identifier; a plain update of the details keeps it.
+    patient["identifier"] = [{"system": "http://ns.electronichealth.net.au/id/medicare-number",
+                              "value": "2123456701"}]  # fmt: skip
+    assert http.put(
+        f"/fhir/Patient/{case['client_id']}", json=patient, headers={**FHIR_JSON, **_as(CLINIC)}
+    ).is_success
+    fresh = http.get(f"/cases/{case['id']}/client", headers=_as(CLINIC))
+    changed = http.put(
+        f"/cases/{case['id']}/client",
+        json={**fresh.json(), "interpreter_needed": False, "language": "en"},
+        headers={**_as(CLINIC), "If-Match": fresh.headers["ETag"]},
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["interpreter_needed"] is False
+    patient = http.get(f"/fhir/Patient/{case['client_id']}", headers=_as(CLINIC)).json()
+    assert patient["identifier"][0]["value"] == "2123456701"
+    stale = http.put(
+        f"/cases/{case['id']}/client",
+        json=fresh.json(),
+        headers={**_as(CLINIC), "If-Match": fresh.headers["ETag"]},
+    )
+    assert stale.status_code == 412, stale.text
+
+    assessment = {
+        "date": "2026-01-05",
+        "assessor": "Practitioner/cm-1",
+        "family": "Close to an aunt in Alice Springs; estranged from father.",
+        "medical": "Type 2 diabetes; no regular GP.",
+        "socio_economic": "JobSeeker; rent arrears.",
+        "cultural": "Pitjantjatjara; connection to country matters.",
+        "living_situation": "temporary",
+        "living_situation_note": "Staying with a cousin, three weeks.",
+    }
+    created = http.post(
+        f"/cases/{case['id']}/comprehensive-assessments", json=assessment, headers=_as(CLINIC)
+    )
+    assert created.status_code == 201, created.text
+    assert {k: created.json()[k] for k in assessment} == assessment
+    listed = http.get(f"/cases/{case['id']}/comprehensive-assessments", headers=_as(CLINIC))
+    assert [{k: a[k] for k in assessment} for a in listed.json()] == [assessment]
+    # Searchable as FHIR: the living-situation domain by its code.
+    found = http.get(
+        "/fhir/Observation",
+        params={
+            "code": "https://casebridge.org/fhir/CodeSystem/assessment-domain|living-situation",
+            "subject": f"Patient/{case['client_id']}",
+        },
+        headers=_as(CLINIC),
+    ).json()
+    (entry,) = found["entry"]
+    assert entry["resource"]["valueCodeableConcept"]["coding"][0]["code"] == "temporary"
+
+    for bad in ({"date": "2026-01-05"}, {**assessment, "living_situation": "castle"},
+                {"date": "2026-01-05", "living_situation_note": "somewhere"}):  # fmt: skip
+        response = http.post(
+            f"/cases/{case['id']}/comprehensive-assessments", json=bad, headers=_as(CLINIC)
+        )
+        assert response.status_code == 400, response.text
+
+    # Hidden is missing on every new route.
+    for method, path, body in (
+        ("GET", f"/cases/{case['id']}/client", None),
+        ("PUT", f"/cases/{case['id']}/client", fresh.json()),
+        ("GET", f"/cases/{case['id']}/comprehensive-assessments", None),
+        ("POST", f"/cases/{case['id']}/comprehensive-assessments", assessment),
+    ):
+        hidden = http.request(method, path, json=body, headers=_as(HOUSING))
+        missing = http.request(method, path.replace(case["id"], "nope"), json=body,
+                               headers=_as(HOUSING))  # fmt: skip
+        assert hidden.status_code == missing.status_code == 404, (path, hidden.text)
+
+
+# -- models of practice keep their pace ----------------------------------------------------------
+def _warnings(http: httpx.Client, case_id: str) -> list[str]:
+    outcome = http.get(f"/cases/{case_id}/check", headers=_as(CLINIC)).json()
+    return [i["diagnostics"] for i in outcome["issue"] if i["severity"] == "warning"]
+
+
+def test_models_of_practice_keep_their_pace(world: tuple[httpx.Client, ManualClock]) -> None:
+    http, manual = world
+    intensive = _case(http, model="intensive", start="2026-01-05")
+    brokerage = _case(http, model="brokerage", start="2026-01-05")
+    cti = _case(http, model="cti", start="2026-01-05")
+    for case, model in ((intensive, "intensive"), (brokerage, "brokerage"), (cti, "cti")):
+        plan = {**plan_body(), "model": model, "start": "2026-01-05", "end": "2026-09-30"}
+        assert http.post(
+            f"/cases/{case['id']}/careplans", json=plan, headers=_as(CLINIC)
+        ).is_success
+    assert not [w for w in _warnings(http, intensive["id"]) if "every 7 days" in w]
+    assert any("no review date" in w for w in _warnings(http, cti["id"]))
+
+    # Ten days without contact: ICM wants one a week. A missed appointment is no contact.
+    manual.set(datetime(2026, 1, 15, 9, 0, tzinfo=UTC))
+    missed = {"date": "2026-01-14", "text": "DNA", "contact_type": "home-visit",
+              "did_not_attend": True}  # fmt: skip
+    assert http.post(f"/cases/{intensive['id']}/notes", json=missed, headers=_as(CLINIC)).is_success
+    (gap,) = [w for w in _warnings(http, intensive["id"]) if "every 7 days" in w]
+    assert "no contact is recorded since the case opened on 2026-01-05 (10 days ago)" in gap
+    report = http.get("/reports/caseload", headers=_as(CLINIC)).json()
+    by_model = {r["model"]: r for r in report["caseload"]["by_model"]}
+    assert by_model["intensive"]["contact_overdue"] == [f"EpisodeOfCare/{intensive['id']}"]
+    seen = {"date": "2026-01-15", "text": "Seen", "contact_type": "home-visit"}
+    assert http.post(f"/cases/{intensive['id']}/notes", json=seen, headers=_as(CLINIC)).is_success
+    assert not [w for w in _warnings(http, intensive["id"]) if "every 7 days" in w]
+
+    # Four months on: brokerage should have linked and closed; CTI still has time.
+    manual.set(datetime(2026, 5, 5, 9, 0, tzinfo=UTC))
+    assert any("at most 90 days" in w for w in _warnings(http, brokerage["id"]))
+    assert not any("at most 270 days" in w for w in _warnings(http, cti["id"]))
+    report = http.get("/reports/caseload", headers=_as(CLINIC)).json()
+    by_model = {r["model"]: r for r in report["caseload"]["by_model"]}
+    assert by_model["brokerage"]["open_too_long"] == [f"EpisodeOfCare/{brokerage['id']}"]
+    assert by_model["cti"]["open_too_long"] == []

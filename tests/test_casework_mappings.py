@@ -59,6 +59,9 @@ CLIENTS = st.builds(
     gender=opt(literal(plain.Gender)),
     phone=opt(TEXT),
     deceased=opt(st.booleans()),
+    indigenous_status=opt(literal(plain.IndigenousStatus)),
+    language=opt(st.sampled_from(["en", "vi", "ar", "zh-Hant", "pjt", "en-AU"])),
+    interpreter_needed=opt(st.booleans()),
 )
 SUPPORTS = st.builds(
     plain.Support,
@@ -88,6 +91,8 @@ CASES = st.builds(
     referral=opt(ref("ServiceRequest")),
     start=opt(DATES),
     end=opt(DATES),
+    closure_reason=opt(literal(plain.ClosureReason)),
+    closure_summary=opt(TEXT),
     care_team_id=IDS,
 ).filter(forwards)
 GOALS = st.builds(
@@ -142,6 +147,7 @@ PLANS = st.builds(
     actions=st.lists(ACTIONS, max_size=3),
     strengths=st.lists(TEXT, max_size=3),
     supports=st.lists(IDS, max_size=3),
+    review_due=opt(DATES),
 ).filter(forwards)
 
 
@@ -211,6 +217,9 @@ def test_care_plan_round_trip(plan: plain.CarePlan, client_id: str, case_id: str
         date=DATES,
         author=opt(ref("Practitioner", "PractitionerRole")),
         text=st.text(min_size=1, max_size=200).map(str.strip).filter(bool),
+        contact_type=opt(literal(plain.ContactType)),
+        duration_minutes=opt(st.integers(0, 1440)),
+        did_not_attend=st.booleans(),
     ),
     IDS,
     IDS,
@@ -235,6 +244,36 @@ def test_note_round_trip(note: plain.ProgressNote, client_id: str, case_id: str)
 def test_assessment_round_trip(assessment: plain.Assessment, client_id: str) -> None:
     response = valid(m.assessment_to_response(assessment, client_id=client_id, case_id=None))
     assert m.response_to_assessment(response) == assessment
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.builds(
+        plain.ComprehensiveAssessment,
+        id=opt(IDS),
+        date=DATES,
+        assessor=opt(ref("Practitioner", "PractitionerRole")),
+        family=TEXT,
+        medical=opt(TEXT),
+        socio_economic=opt(TEXT),
+        cultural=opt(TEXT),
+        living_situation=literal(plain.LivingSituation),
+        living_situation_note=opt(TEXT),
+    ),
+    IDS,
+    IDS,
+)
+def test_comprehensive_assessment_round_trip(
+    assessment: plain.ComprehensiveAssessment, client_id: str, case_id: str
+) -> None:
+    panel, members = m.comprehensive_to_observations(
+        assessment, client_id=client_id, case_id=case_id
+    )
+    for observation in (panel, *members):
+        valid(observation)
+        assert m.case_of(observation) == case_id
+    assert m.is_comprehensive(panel) and not any(m.is_comprehensive(o) for o in members)
+    assert m.observations_to_comprehensive(panel, members) == assessment
 
 
 REFERRALS = st.builds(
@@ -294,6 +333,7 @@ def test_plain_codes_are_the_code_systems_codes() -> None:
         "connection-strength": plain.Connection,
         "case-closure-reason": plain.ClosureReason,
         "contact-type": plain.ContactType,
+        "living-situation": plain.LivingSituation,
     }
     for slug, alias in pairs.items():
         assert set(codes(slug)) == set(typing.get_args(alias)), slug

@@ -90,7 +90,7 @@ def test_the_caseload_is_counted_one_way_for_check_and_report() -> None:
     episodes = [_episode("Practitioner/cm", "intensive") for _ in range(2)] + [
         _episode("Practitioner/cm", "generalist") for _ in range(limit)
     ]
-    report = {row["model"]: row for row in _caseload(episodes)["by_model"]}
+    report = {row["model"]: row for row in _caseload(episodes, {}, TODAY)["by_model"]}
     assert report["intensive"]["over_ratio"] == ["Practitioner/cm"]
     plan = context("intensive", today=TODAY)
     checked = check_model(

@@ -154,6 +154,45 @@ def update_case(
     return render(request, services, stored)
 
 
+@router.get("/cases/{case_id}/client")
+def read_client(
+    request: Request, case_id: str, services: ServicesDep, caller: CallerDep
+) -> Response:
+    """The case's client."""
+    return render(request, services, services.cases.read_client(caller=caller, case_id=case_id))
+
+
+@router.put("/cases/{case_id}/client")
+def update_client(
+    request: Request, case_id: str, body: ResourceBody, services: ServicesDep, caller: CallerDep
+) -> Response:
+    """Replace the client's details (If-Match with the client's ETag)."""
+    client = parse_plain(services, body, plain.Client)
+    stored = services.cases.update_client(
+        caller=caller, case_id=case_id, client=client, if_match=if_match(request)
+    )
+    return render(request, services, stored)
+
+
+@router.post("/cases/{case_id}/comprehensive-assessments")
+def add_comprehensive(
+    request: Request, case_id: str, body: ResourceBody, services: ServicesDep, caller: CallerDep
+) -> Response:
+    """A comprehensive assessment: family, medical, socio-economic, cultural and living
+    situation domains."""
+    assessment = parse_plain(services, body, plain.ComprehensiveAssessment)
+    stored = services.cases.add_comprehensive(caller=caller, case_id=case_id, assessment=assessment)
+    return render(request, services, stored, status=201)
+
+
+@router.get("/cases/{case_id}/comprehensive-assessments")
+def comprehensive(
+    request: Request, case_id: str, services: ServicesDep, caller: CallerDep
+) -> Response:
+    """The case's comprehensive assessments."""
+    return render(request, services, services.cases.comprehensive(caller=caller, case_id=case_id))
+
+
 @router.post("/cases/{case_id}/supports")
 def add_support(
     request: Request, case_id: str, body: ResourceBody, services: ServicesDep, caller: CallerDep

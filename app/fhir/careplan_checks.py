@@ -22,7 +22,10 @@ the project serves (docs of issue 7, /work/shared/docs/DOMAIN.md):
   ACT and wraparound need a care team of two or more disciplines; case managers hold no
   more open cases than the model's max-caseload (one definition of
   a caseload, `caseload_limit`, for the checks and the caseload report); CTI plans have a
-  period with both ends and phases that lie within it;
+  period with both ends, phases that lie within it and a review date; brokerage (brief,
+  link and close) and CTI cases close within the model's max-case-days; intensive case
+  management and ACT meet the client at least every contact-within-days days (from the
+  case's progress notes; a did-not-attend is no contact);
 - a referral carrying security-labelled data needs an active Consent naming the receiving
   agency.
 """
@@ -34,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from app.fhir.case_process import goal_due, goal_overdue
+from app.fhir.case_process import goal_due, goal_overdue, pace, review_due
 from app.fhir.errors import Issue
 from mappings.casework import ACT_CODE, ACT_REASON, CONSENT_USES, EXT, is_strength
 from schemas.conformance import concept_property, system
@@ -117,6 +120,8 @@ class PlanContext:
     referrals: Sequence[dict[str, Any]] = ()
     consents: Sequence[dict[str, Any]] = ()
     today: dt.date | None = None
+    # The latest attended contact with the client the case's notes record.
+    last_contact: dt.date | None = None
 
 
 def model_of(plan: dict[str, Any], episode: dict[str, Any] | None = None) -> str | None:
@@ -383,7 +388,16 @@ def check_model(context: PlanContext) -> list[Issue]:
                 "EpisodeOfCare.careManager",
             )
         )
+    issues += _model_pace(context, model)
     if model == "cti":
+        if review_due(plan) is None:
+            issues.append(
+                _warn(
+                    "Critical time intervention works with review points: the plan has no "
+                    "review date (review_due; the care-plan-review-due extension)",
+                    "CarePlan.extension",
+                )
+            )
         period = plan.get("period") or {}
         if not (period.get("start") and period.get("end")):
             issues.append(
@@ -420,6 +434,39 @@ def check_model(context: PlanContext) -> list[Issue]:
                         "CarePlan.extension",
                     )
                 )
+    return issues
+
+
+def _model_pace(context: PlanContext, model: str) -> list[Issue]:
+    """How long the model keeps a case open and how often it meets the client
+    (CodeSystem case-management-model: max-case-days, contact-within-days)."""
+    episode, today = context.episode, context.today
+    if episode is None or today is None:
+        return []
+    issues = []
+    kept = pace(episode, model, context.last_contact, today)
+    if kept.too_long and kept.opened:
+        issues.append(
+            _warn(
+                f"The {model} model keeps a case open at most {kept.longest} days (brokerage: "
+                f"brief, link and close; CTI: time-limited); this case opened {kept.opened} "
+                f"({(today - kept.opened).days} days ago): close it or change the model",
+                "EpisodeOfCare.period",
+            )
+        )
+    if kept.out_of_touch and kept.since:
+        seen = (
+            f"the last contact recorded was on {context.last_contact}"
+            if context.last_contact
+            else f"no contact is recorded since the case opened on {kept.opened}"
+        )
+        issues.append(
+            _warn(
+                f"The {model} model meets the client at least every {kept.every} days; "
+                f"{seen} ({(today - kept.since).days} days ago)",
+                "DocumentReference",
+            )
+        )
     return issues
 
 

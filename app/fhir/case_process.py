@@ -17,11 +17,13 @@ care-plan-review-due extension) and a goal still being worked on past its due da
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Final
 
 from app.fhir.errors import Issue, ResourceInvalid
-from mappings.casework import EXT
-from schemas.conformance import codes, system
+from mappings.casework import EXT, case_of, contact_of
+from schemas.conformance import codes, concept_property, system
 
 STAGES: Final = codes("case-stage")
 CLOSED_STATUSES: Final = frozenset({"finished", "cancelled"})
@@ -187,17 +189,80 @@ def goal_overdue(goal: dict[str, Any], today: dt.date) -> bool:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """An open case against its model's pace (CodeSystem case-management-model:
+    max-case-days, contact-within-days)."""
+
+    opened: dt.date | None
+    # The model's longest case in days, and most days between contacts (None: no limit).
+    longest: int | None
+    every: int | None
+    # The latest contact, else the day the case opened.
+    since: dt.date | None
+    too_long: bool
+    out_of_touch: bool
+
+
+def pace(
+    episode: dict[str, Any], model: str | None, last_contact: dt.date | None, today: dt.date
+) -> Pace:
+    """How an open case keeps its model's pace: brokerage and CTI are time-limited, the
+    intensive models meet the client often."""
+    start = str((episode.get("period") or {}).get("start") or "")[:10]
+    try:
+        opened = dt.date.fromisoformat(start) if len(start) == 10 else None
+    except ValueError:
+        opened = None
+    longest = every = None
+    if model is not None and model in codes("case-management-model"):
+        longest = concept_property("case-management-model", model, "max-case-days")
+        every = concept_property("case-management-model", model, "contact-within-days")
+    since = last_contact or opened
+    open_case = not is_closed(episode)
+    return Pace(
+        opened,
+        longest,
+        every,
+        since,
+        open_case and bool(longest and opened and (today - opened).days > longest),
+        open_case and bool(every and since and (today - since).days > every),
+    )
+
+
+def last_contacts(documents: Iterable[dict[str, Any]]) -> dict[str, dt.date]:
+    """The latest attended contact per case (EpisodeOfCare id), from progress notes
+    (DocumentReference with a contact type and no did-not-attend)."""
+    latest: dict[str, dt.date] = {}
+    for document in documents:
+        case_id = case_of(document)
+        contact, missed = contact_of(document)
+        date = str(document.get("date") or "")[:10]
+        if case_id is None or contact is None or missed or len(date) != 10:
+            continue
+        try:
+            day = dt.date.fromisoformat(date)
+        except ValueError:
+            continue
+        if case_id not in latest or day > latest[case_id]:
+            latest[case_id] = day
+    return latest
+
+
 __all__ = [
     "CLOSED_STATUSES",
     "GOAL_WORKING",
     "OPEN_PLAN_STATUSES",
     "STAGES",
+    "Pace",
     "check_stage_change",
     "closure_of",
     "goal_due",
     "goal_overdue",
     "is_closed",
+    "last_contacts",
     "open_items_warnings",
+    "pace",
     "review_due",
     "review_overdue",
     "stage_of",

@@ -161,6 +161,12 @@ ROUTES: Final[Mapping[tuple[str, str], Needs]] = {
     ),
     ("GET", "/cases/{case_id}"): needs(*_CASE, "CareTeam.r", "Flag.s"),
     ("PUT", "/cases/{case_id}"): needs(*_CASE, "EpisodeOfCare.u", refined_by="bundle entries"),
+    ("GET", "/cases/{case_id}/client"): needs(*_CASE, "Patient.r"),
+    ("PUT", "/cases/{case_id}/client"): needs(*_CASE, "Patient.u", refined_by="bundle entries"),
+    ("POST", "/cases/{case_id}/comprehensive-assessments"): needs(
+        *_CASE, "Observation.c", refined_by="bundle entries"
+    ),
+    ("GET", "/cases/{case_id}/comprehensive-assessments"): needs(*_CASE, "Observation.s"),
     ("POST", "/cases/{case_id}/supports"): needs(*_CASE, "RelatedPerson.c"),
     ("GET", "/cases/{case_id}/supports"): needs(*_CASE, "RelatedPerson.s"),
     ("POST", "/cases/{case_id}/consents"): needs(*_CASE, "Consent.c"),

@@ -14,7 +14,6 @@ referral the caller may not see is not there (it neither lists nor counts).
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -23,7 +22,7 @@ from typing import Any, Final, get_args
 from urllib.parse import urlencode
 
 from app.clock import Clock
-from app.fhir.case_process import GOAL_WORKING, goal_overdue, review_overdue
+from app.fhir.case_process import GOAL_WORKING, goal_overdue, last_contacts, review_overdue
 from app.fhir.errors import InvalidRequest
 from app.fhir.jsonio import loads_stored
 from app.fhir.referral import OPEN, is_referral, overdue_reason, reference_of
@@ -215,7 +214,7 @@ class CaseloadService:
                 client = reference_of(task.get("for"))
                 if is_referral(task) and reason and client:
                     late_referrals[client].append(f"Task/{task['id']}")
-            contacts = _last_contacts(notes)
+            contacts = last_contacts(notes)
             for episode in chunk:
                 case_id, client = episode["id"], _client(episode)
                 patient = self._patient(repo, client)
@@ -275,24 +274,6 @@ def _by_case(resources: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
         if case_id:
             found[case_id].append(f"{resource['resourceType']}/{resource['id']}")
     return found
-
-
-def _last_contacts(documents: list[dict[str, Any]]) -> dict[str, dt.date]:
-    """The latest attended contact per case, from its progress notes."""
-    latest: dict[str, dt.date] = {}
-    for document in documents:
-        case_id = m.case_of(document)
-        contact, missed = m.contact_of(document)
-        date = str(document.get("date") or "")[:10]
-        if case_id is None or contact is None or missed or len(date) != 10:
-            continue
-        try:
-            day = dt.date.fromisoformat(date)
-        except ValueError:
-            continue
-        if case_id not in latest or day > latest[case_id]:
-            latest[case_id] = day
-    return latest
 
 
 def _name(patient: dict[str, Any] | None) -> str | None:

@@ -19,7 +19,7 @@ import orjson
 
 from app.clock import Clock
 from app.fhir.careplan_checks import PlanContext, check_plan, model_of
-from app.fhir.case_process import is_closed
+from app.fhir.case_process import is_closed, last_contacts
 from app.fhir.errors import FHIRError, Issue, NotFound, ResourceInvalid
 from app.fhir.instruments import response_flags, score_observation_id
 from app.fhir.jsonio import loads_stored
@@ -32,6 +32,7 @@ from app.services.usecases.search import SearchService
 from app.storage.repository import Repository, StoredVersion
 from mappings import casework as m
 from schemas import casework as plain
+from schemas.conformance import system
 
 _MAX_RECORDS = 1000
 
@@ -391,6 +392,82 @@ class CaseService:
         kind, _, worker_id = reference.partition("/")
         current = repo.visible_current(kind, worker_id)
         return _body(current) if current is not None and current.body is not None else None
+
+    # -- the client --------------------------------------------------------------------------
+    def read_client(self, *, caller: Caller, case_id: str) -> Stored:
+        """The case's client."""
+        with self._snapshot(caller) as repo:
+            episode, _ = self._episode(repo, case_id)
+            version = self._read(repo, "Patient", self._client_id(episode))
+        patient = _body(version)
+        return Stored(m.patient_to_client(patient), [patient], version.version_id)
+
+    def update_client(
+        self, *, caller: Caller, case_id: str, client: plain.Client, if_match: int | None
+    ) -> Stored:
+        """Replace the client's details (If-Match with the client's ETag); what the plain
+        model does not speak of (identifiers, addresses, other extensions) is kept."""
+        with self._snapshot(caller) as repo:
+            episode, _ = self._episode(repo, case_id)
+            client_id = self._client_id(episode)
+            stored = _body(self._read(repo, "Patient", client_id))
+        if client.id is not None and client.id != client_id:
+            raise ResourceInvalid(
+                f"id: case {case_id} is about client {client_id}", expression=("id",)
+            )
+        patient = m.client_to_patient(client.model_copy(update={"id": client_id}))
+        tx = _Tx()
+        tx.put(m.keep_unmodelled_client(patient, stored), "client", if_match)
+        self._run(tx, caller)
+        return self.read_client(caller=caller, case_id=case_id)
+
+    # -- comprehensive assessment --------------------------------------------------------
+    def add_comprehensive(
+        self, *, caller: Caller, case_id: str, assessment: plain.ComprehensiveAssessment
+    ) -> Stored:
+        """A comprehensive assessment: its domains and their panel, in one transaction."""
+        with self._snapshot(caller) as repo:
+            episode, _ = self._episode(repo, case_id)
+        panel, members = m.comprehensive_to_observations(
+            assessment, client_id=self._client_id(episode), case_id=case_id
+        )
+        tx = _Tx()
+        refs = [tx.post(member, f"domain {i}") for i, member in enumerate(members)]
+        panel["hasMember"] = [{"reference": r} for r in refs]
+        tx.post(panel, "comprehensive assessment")
+        versions = self._run(tx, caller)
+        bodies = [_body(v) for v in versions]
+        return Stored(
+            m.observations_to_comprehensive(bodies[-1], bodies[:-1]),
+            bodies,
+            versions[-1].version_id,
+        )
+
+    def comprehensive(self, *, caller: Caller, case_id: str) -> Stored:
+        """The case's comprehensive assessments, oldest first."""
+        with self._snapshot(caller) as repo:
+            episode, _ = self._episode(repo, case_id)
+            code = f"{system('assessment-domain')}|comprehensive-assessment"
+            panels = self._of_case(
+                repo,
+                caller,
+                case_id,
+                "Observation",
+                [("subject", f"Patient/{self._client_id(episode)}"), ("code", code)],
+            )
+            panels.sort(key=lambda o: (o.get("effectiveDateTime", ""), o.get("id", "")))
+            values, resources = [], []
+            for panel in panels:
+                members = []
+                for reference in panel.get("hasMember", []):
+                    kind, _, member_id = str(reference.get("reference", "")).partition("/")
+                    if kind == "Observation":
+                        current = repo.visible_current("Observation", member_id)
+                        if current is not None and current.body is not None:
+                            members.append(_body(current))
+                values.append(m.observations_to_comprehensive(panel, members))
+                resources += [panel, *members]
+        return Stored(values, resources)
 
     # -- supports ----------------------------------------------------------------------------
     def add_support(self, *, caller: Caller, case_id: str, support: plain.Support) -> Stored:
@@ -784,10 +861,12 @@ class CaseService:
             )
             caseload = page.total
         subject = (plan.get("subject") or {}).get("reference")
-        referrals, consents = [], []
+        referrals, consents, notes = [], [], []
         if isinstance(subject, str) and subject.startswith("Patient/"):
             referrals = self._find(repo, caller, "ServiceRequest", [("subject", subject)])
             consents = self._find(repo, caller, "Consent", [("patient", subject)])
+            if case_id:
+                notes = self._find(repo, caller, "DocumentReference", [("subject", subject)])
         return PlanContext(
             plan=plan,
             goals=goals,
@@ -798,6 +877,7 @@ class CaseService:
             referrals=referrals,
             consents=consents,
             today=self._clock.now().date(),
+            last_contact=last_contacts(notes).get(case_id) if case_id else None,
         )
 
 

@@ -5,6 +5,8 @@ Definitions (each number can be recomputed with FHIR searches):
 - an open case is an EpisodeOfCare with status active; its model is the EpisodeOfCare.type
   coding of the project's case-management-model CodeSystem ("unspecified" without one), and
   the model's ratio is that CodeSystem's max-caseload property (open cases per case manager);
+  a model's pace: open cases past its max-case-days, and cases whose last contact (from
+  the progress notes) is older than its contact-within-days (app/fhir/case_process.py);
 - a referral is a Task (Gravity SDOH pattern) owned by the receiving agency: requested at
   Task.authoredOn, accepted at the first version whose status is accepted, in-progress or
   completed, completed at the first version whose status is completed; the moment of each
@@ -28,6 +30,7 @@ from sqlalchemy.engine import Engine
 
 from app.clock import Clock
 from app.fhir.careplan_checks import caseload_limit
+from app.fhir.case_process import last_contacts, pace
 from app.fhir.jsonio import loads_stored
 from app.security.caller import Caller
 from app.services.uow import transaction
@@ -106,6 +109,7 @@ class ReportService:
             episodes = self._all(repo, caller, "EpisodeOfCare", [("status", "active")])
             tasks = self._all(repo, caller, "Task", [])
             goals = self._all(repo, caller, "Goal", [])
+            contacts = last_contacts(self._all(repo, caller, "DocumentReference", []))
             histories = {
                 task["id"]: [
                     loads_stored(v.body)
@@ -125,20 +129,31 @@ class ReportService:
             }
         return {
             "generated": now.isoformat(),
-            "caseload": _caseload(episodes),
+            "caseload": _caseload(episodes, contacts, now.date()),
             "referral_turnaround": _turnaround(tasks, histories),
             "goal_attainment": _goals(goals),
             "overdue_referrals": _overdue(tasks, now),
         }
 
 
-def _caseload(episodes: list[dict[str, Any]]) -> dict[str, Any]:
+def _caseload(
+    episodes: list[dict[str, Any]], contacts: dict[str, dt.date], today: dt.date
+) -> dict[str, Any]:
     per_manager: Counter[str] = Counter()
     per_model: dict[str, Counter[str]] = defaultdict(Counter)
+    too_long: dict[str, list[str]] = defaultdict(list)
+    out_of_touch: dict[str, list[str]] = defaultdict(list)
     for episode in episodes:
         manager = (episode.get("careManager") or {}).get("reference") or "unassigned"
+        model = model_of_episode(episode)
         per_manager[manager] += 1
-        per_model[model_of_episode(episode)][manager] += 1
+        per_model[model][manager] += 1
+        reference = f"EpisodeOfCare/{episode.get('id')}"
+        kept = pace(episode, model, contacts.get(str(episode.get("id"))), today)
+        if kept.too_long:
+            too_long[model].append(reference)
+        if kept.out_of_touch:
+            out_of_touch[model].append(reference)
     by_model = []
     for model, managers in sorted(per_model.items()):
         # A caseload is all of a case manager's open cases, whatever their model, against
@@ -153,6 +168,10 @@ def _caseload(episodes: list[dict[str, Any]]) -> dict[str, Any]:
                 "cases_per_case_manager": round(open_cases / len(managers), 2),
                 "max_caseload": ratio,
                 "over_ratio": sorted(m for m in managers if ratio and per_manager[m] > ratio),
+                # The model's pace: cases open past its length, and without a contact
+                # within its interval.
+                "open_too_long": sorted(too_long[model]),
+                "contact_overdue": sorted(out_of_touch[model]),
             }
         )
     return {
@@ -254,6 +273,8 @@ def caseload_csv(report: dict[str, Any]) -> str:
         for measure in ("open_cases", "case_managers", "cases_per_case_manager", "max_caseload"):
             writer.writerow(["model", row["model"], measure, _cell(row[measure])])
         writer.writerow(["model", row["model"], "over_ratio", " ".join(row["over_ratio"])])
+        for measure in ("open_too_long", "contact_overdue"):
+            writer.writerow(["model", row["model"], measure, " ".join(row[measure])])
     for row in report["referral_turnaround"]:
         for measure in (
             "referrals",
