@@ -367,6 +367,13 @@ def test_caseload_lists_filters_pages_and_shows_what_is_overdue(
     assert overdue["goals"] == [f"Goal/{goal_id}"]
     (task,) = http.get("/fhir/Task", headers=_as(CLINIC)).json()["entry"]
     assert overdue["referrals"] == [f"Task/{task['resource']['id']}"]
+    report = http.get("/reports/caseload", headers=_as(CLINIC)).json()
+    assert [(r["care_plan"], r["case"], r["days_overdue"]) for r in report["overdue_reviews"]] == [
+        (f"CarePlan/{posted.json()['id']}", f"EpisodeOfCare/{mine[0]['id']}", 3)
+    ]
+    assert [(r["goal"], r["due"], r["days_overdue"]) for r in report["overdue_goals"]] == [
+        (f"Goal/{goal_id}", "2026-01-09", 6)
+    ]
     on_time = http.get("/cases", params={"overdue": "false"}, headers=_as(CLINIC)).json()
     assert on_time["total"] == 3
 

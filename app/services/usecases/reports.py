@@ -1,5 +1,6 @@
 """GET /reports/caseload: caseloads against the models' ratios, referral turnaround per
-receiving agency, goal attainment and overdue referrals, from FHIR searches and Task history.
+receiving agency, goal attainment, overdue referrals, plan reviews and goals, from FHIR
+searches and Task history.
 
 Definitions (each number can be recomputed with FHIR searches):
 - an open case is an EpisodeOfCare with status active; its model is the EpisodeOfCare.type
@@ -12,6 +13,9 @@ Definitions (each number can be recomputed with FHIR searches):
   completed, completed at the first version whose status is completed; the moment of each
   version is its Task.lastModified, else its meta.lastUpdated. Medians are in days;
 - a goal is attained when its achievementStatus is achieved or its lifecycleStatus completed;
+- a plan review is overdue when a care plan in force is past its review date, a goal when
+  it is still being worked on past its due date (app/fhir/case_process.py: the definitions
+  of GET /cases and $check);
 - a referral is overdue when its Task is not finished and its restriction.period.end has
   passed, or, with no due date, when it has waited more than ACCEPT_WITHIN_DAYS days still
   requested.
@@ -30,12 +34,20 @@ from sqlalchemy.engine import Engine
 
 from app.clock import Clock
 from app.fhir.careplan_checks import caseload_limit
-from app.fhir.case_process import last_contacts, pace
+from app.fhir.case_process import (
+    goal_due,
+    goal_overdue,
+    last_contacts,
+    pace,
+    review_due,
+    review_overdue,
+)
 from app.fhir.jsonio import loads_stored
 from app.security.caller import Caller
 from app.services.uow import transaction
 from app.services.usecases.search import SearchService
 from app.storage.repository import Repository
+from mappings.casework import case_of
 from schemas.conformance import system
 
 ACCEPT_WITHIN_DAYS: Final = 14
@@ -109,6 +121,7 @@ class ReportService:
             episodes = self._all(repo, caller, "EpisodeOfCare", [("status", "active")])
             tasks = self._all(repo, caller, "Task", [])
             goals = self._all(repo, caller, "Goal", [])
+            plans = self._all(repo, caller, "CarePlan", [("status", "active,on-hold")])
             contacts = last_contacts(self._all(repo, caller, "DocumentReference", []))
             histories = {
                 task["id"]: [
@@ -133,6 +146,8 @@ class ReportService:
             "referral_turnaround": _turnaround(tasks, histories),
             "goal_attainment": _goals(goals),
             "overdue_referrals": _overdue(tasks, now),
+            "overdue_reviews": _late_reviews(plans, now.date()),
+            "overdue_goals": _late_goals(goals, now.date()),
         }
 
 
@@ -233,6 +248,45 @@ def _goals(goals: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _case_reference(resource: dict[str, Any]) -> str | None:
+    case_id = case_of(resource)
+    return f"EpisodeOfCare/{case_id}" if case_id else None
+
+
+def _late_reviews(plans: list[dict[str, Any]], today: dt.date) -> list[dict[str, Any]]:
+    """Care plans in force past their review date, the latest first."""
+    found = []
+    for plan in plans:
+        due = review_due(plan)
+        if due is not None and review_overdue(plan, today):
+            found.append(
+                {
+                    "care_plan": f"CarePlan/{plan.get('id')}",
+                    "case": _case_reference(plan),
+                    "review_due": due.isoformat(),
+                    "days_overdue": (today - due).days,
+                }
+            )
+    return sorted(found, key=lambda r: (-r["days_overdue"], r["care_plan"]))
+
+
+def _late_goals(goals: list[dict[str, Any]], today: dt.date) -> list[dict[str, Any]]:
+    """Goals still being worked on past their due date, the latest first."""
+    found = []
+    for goal in goals:
+        due = goal_due(goal)
+        if due is not None and goal_overdue(goal, today):
+            found.append(
+                {
+                    "goal": f"Goal/{goal.get('id')}",
+                    "case": _case_reference(goal),
+                    "due": due,
+                    "days_overdue": (today - dt.date.fromisoformat(due)).days,
+                }
+            )
+    return sorted(found, key=lambda r: (-r["days_overdue"], r["goal"]))
+
+
 def _overdue(tasks: list[dict[str, Any]], now: dt.datetime) -> list[dict[str, Any]]:
     found = []
     for task in tasks:
@@ -289,6 +343,10 @@ def caseload_csv(report: dict[str, Any]) -> str:
         writer.writerow(["goal_attainment", "all", measure, _cell(goals[measure])])
     for status, count in goals["by_achievement_status"].items():
         writer.writerow(["goal_attainment", status, "goals", count])
+    for row in report["overdue_reviews"]:
+        writer.writerow(["overdue_review", row["care_plan"], "days_overdue", row["days_overdue"]])
+    for row in report["overdue_goals"]:
+        writer.writerow(["overdue_goal", row["goal"], "days_overdue", row["days_overdue"]])
     for row in report["overdue_referrals"]:
         writer.writerow(["overdue_referral", row["task"], "days_overdue", row["days_overdue"]])
     return out.getvalue()
