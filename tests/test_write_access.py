@@ -994,6 +994,9 @@ _PLAIN_BODIES: dict[str, Any] = {
     },
     "/cases/{case_id}/careplans": {"title": "Plan", "start": "2026-01-05"},
     "/cases/{case_id}/careplans/{plan_id}": {"title": "Plan", "start": "2026-01-05"},
+    "/cases/{case_id}/client": {"given_names": ["Jo"], "language": "en"},
+    "/cases/{case_id}/comprehensive-assessments": {"date": "2026-01-10", "family": "Close."},
+    "/cases/{case_id}/transfer": {"to": "Practitioner/cm-8", "note": "Handover."},
     "/referrals/{task_id}/{action}": {},
     "/fhir/Task/{task_id}/${action}": {"resourceType": "Parameters"},
 }
