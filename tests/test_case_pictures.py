@@ -86,10 +86,12 @@ def test_outcomes_over_time(root: httpx.Client) -> None:
         if "data-instrument" in g.attrib
     }
     assert set(groups) == {"phq9", "audit"}
-    points = [c.attrib["data-total"] for c in groups["phq9"].iter(f"{SVG}circle")]
-    assert points == ["27", "18", "9"]
-    ys = [float(c.attrib["cy"]) for c in groups["phq9"].iter(f"{SVG}circle")]
-    assert ys[0] < ys[1] < ys[2]  # falling scores draw lower
+    points = [g for g in groups["phq9"].iter(f"{SVG}g") if g.attrib.get("class") == "point"]
+    assert [p.attrib["data-total"] for p in points] == ["27", "18", "9"]
+    assert [p.attrib["data-date"] for p in points] == ["2026-01-10", "2026-02-10", "2026-03-10"]
+    marker = [next(p.iter(f"{SVG}use"), None) for p in points]  # matplotlib: a <use>
+    ys = [float(m.attrib["y"]) for m in marker if m is not None]
+    assert len(ys) == 3 and ys[0] < ys[1] < ys[2]  # falling scores draw lower
     empty = open_case(root)
     assert root.get(f"/cases/{empty['id']}/outcomes").json() == {}
     svg(root, f"/cases/{empty['id']}/outcomes.svg")

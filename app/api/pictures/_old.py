@@ -77,84 +77,6 @@ def _done(root: ET.Element) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-# -- outcomes ----------------------------------------------------------------------------------
-_MAXIMA: Final = {"audit": (0, 40), "k10": (10, 50), "phq9": (0, 27)}
-_COLOURS: Final = {"audit": "#b5472f", "k10": "#2f6fb5", "phq9": "#3b8f4a"}
-
-
-def outcomes_svg(series: dict[str, list[dict[str, Any]]]) -> str:
-    """A line chart per instrument: score (scaled to the instrument's range) over time."""
-    width, height, pad = 640, 320, 50
-    root = _svg(width, height, "Assessment scores over time")
-    dates = sorted({p["date"] for points in series.values() for p in points})
-    span = max(len(dates) - 1, 1)
-    ET.SubElement(
-        root,
-        "line",
-        {
-            "x1": str(pad),
-            "y1": str(height - pad),
-            "x2": str(width - pad),
-            "y2": str(height - pad),
-            "stroke": "#444",
-        },
-    )
-    ET.SubElement(
-        root,
-        "line",
-        {"x1": str(pad), "y1": str(pad), "x2": str(pad), "y2": str(height - pad), "stroke": "#444"},
-    )
-    for index, day in enumerate(dates):
-        x = pad + (width - 2 * pad) * index / span
-        _text(root, x, height - pad + 18, day, **{"class": "date"})
-    if not dates:
-        _text(root, width / 2, height / 2, "No scored assessments yet")
-    for legend, (instrument, points) in enumerate(sorted(series.items())):
-        low, high = _MAXIMA.get(instrument, (0, max(p["total"] for p in points)))
-        colour = _COLOURS.get(instrument, "#555")
-        group = ET.SubElement(root, "g", {"class": "series", "data-instrument": instrument})
-        coords = []
-        for point in points:
-            x = pad + (width - 2 * pad) * dates.index(point["date"]) / span
-            y = height - pad - (height - 2 * pad) * (point["total"] - low) / max(high - low, 1)
-            coords.append((x, y))
-            circle = ET.SubElement(
-                group,
-                "circle",
-                {
-                    "class": "point",
-                    "cx": f"{x:.1f}",
-                    "cy": f"{y:.1f}",
-                    "r": "4",
-                    "fill": colour,
-                    "data-date": point["date"],
-                    "data-total": str(point["total"]),
-                    "data-zone": str(point.get("zone") or ""),
-                },
-            )
-            ET.SubElement(circle, "title").text = f"{instrument} {point['date']}: {point['total']}"
-        if len(coords) > 1:
-            ET.SubElement(
-                group,
-                "polyline",
-                {
-                    "points": " ".join(f"{x:.1f},{y:.1f}" for x, y in coords),
-                    "fill": "none",
-                    "stroke": colour,
-                    "stroke-width": "2",
-                },
-            )
-        _text(
-            group,
-            width - pad,
-            pad + 16 * legend,
-            f"{instrument.upper()} ({low}-{high})",
-            fill=colour,
-            **{"text-anchor": "end"},
-        )
-    return _done(root)
-
-
 # -- shared people helpers ---------------------------------------------------------------------
 def _relationship(resource: dict[str, Any]) -> str | None:
     concepts = resource.get("relationship")
@@ -547,4 +469,4 @@ def ecomap_svg(network: Network) -> str:
     return _done(root)
 
 
-__all__ = ["ecomap_svg", "genogram_svg", "outcomes_svg"]
+__all__ = ["ecomap_svg", "genogram_svg"]
