@@ -6,7 +6,8 @@ reference) and a <title>; each connection has class="link" and data-kind / data-
 data-to.
 """
 
-from app.api.pictures._old import ecomap_svg, genogram_svg
+from app.api.pictures._old import ecomap_svg
+from app.api.pictures.genogram import genogram_svg
 from app.api.pictures.outcomes import outcomes_svg
 
 __all__ = ["ecomap_svg", "genogram_svg", "outcomes_svg"]

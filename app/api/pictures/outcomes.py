@@ -171,7 +171,8 @@ def outcomes_svg(series: dict[str, list[dict[str, Any]]]) -> str:
                 str(point["total"]),
                 (x, point["total"]),
                 textcoords="offset points",
-                xytext=(0, 7),
+                # Above the point; below it at the top of the scale, clear of the title.
+                xytext=(0, -15 if point["total"] > high - (high - low) * 0.12 else 7),
                 ha="center",
                 fontsize=9,
                 fontweight="bold",
