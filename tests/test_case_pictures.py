@@ -23,6 +23,7 @@ from PIL import Image
 
 from mappings import casework as m
 from schemas import casework as plain
+from schemas.conformance import system
 from tests.conftest import Backend
 from tests.support.server import LiveServer
 
@@ -215,6 +216,28 @@ def test_outcomes_chart_small_multiples(root: httpx.Client, backend: Backend) ->
         assert hex_rgb(shade) in found, shade
 
 
+def refer(http: httpx.Client, client_id: str, agency: str, day: str, statuses: list[str]) -> None:
+    """A referral to the agency, its Task then moved through the statuses."""
+    referral = plain.Referral(
+        client_id=client_id,
+        from_agency="Organization/northside",
+        to_agency=agency,
+        service_type="counselling",
+        reason="alcohol",
+        requested=day,
+    )
+    result = http.post("/fhir", json=m.referral_bundle(referral), headers=FHIR)
+    assert result.status_code == 200, result.text
+    task_id = result.json()["entry"][1]["response"]["location"].split("/")[1]
+    # The referral is worked through its state machine (the local operator acts for both).
+    for status in statuses:
+        response = http.get(f"/fhir/Task/{task_id}")
+        task = {**response.json(), "status": status}
+        headers = {**FHIR, "If-Match": response.headers["ETag"]}
+        response = http.put(f"/fhir/Task/{task_id}", json=task, headers=headers)
+        assert response.status_code == 200, response.text
+
+
 def test_ecomap(root: httpx.Client) -> None:
     case = open_case(root)
     for name, relation, connection in [
@@ -224,43 +247,162 @@ def test_ecomap(root: httpx.Client) -> None:
     ]:
         body = {"name": name, "relationship": relation, "connection": connection}
         assert root.post(f"/cases/{case['id']}/supports", json=body).status_code == 201
-    referral = plain.Referral(
-        client_id=case["client_id"],
-        from_agency="Organization/northside",
-        to_agency="Organization/aod-clinic",
-        service_type="counselling",
-        reason="alcohol",
-        requested="2026-01-05",
+    refer(
+        root,
+        case["client_id"],
+        "Organization/aod-clinic",
+        "2026-01-05",
+        ["accepted", "in-progress"],
     )
-    result = root.post("/fhir", json=m.referral_bundle(referral), headers=FHIR)
-    assert result.status_code == 200, result.text
-    task_id = result.json()["entry"][1]["response"]["location"].split("/")[1]
-    # The referral is worked through its state machine (the local operator acts for both).
-    for status in ("accepted", "in-progress"):
-        response = root.get(f"/fhir/Task/{task_id}")
-        task = {**response.json(), "status": status}
-        headers = {**FHIR, "If-Match": response.headers["ETag"]}
-        response = root.put(f"/fhir/Task/{task_id}", json=task, headers=headers)
-        assert response.status_code == 200, response.text
     picture = svg(root, f"/cases/{case['id']}/ecomap.svg")
     found = people(picture)
     client_ref = f"Patient/{case['client_id']}"
     assert client_ref in found and "Organization/aod-clinic" in found
     assert {"Practitioner/cm-1", "Practitioner/gp-1"} <= set(found)
-    names = {g.find(f"{SVG}title").text for g in found.values()}  # type: ignore[union-attr]
-    assert {"Jo (SIS)", "Max (FRND)", "Lee (NBOR)"} <= names
+    names = {title(g) for g in found.values()}
+    assert {"Jo (sister)", "Max (friend)", "Lee (neighbour)"} <= names
+    assert {"Sam Lee (case manager)", "Dr Omar (GP)"} <= names  # names, not ids
     strengths = {
         e.attrib["data-to"]: e.attrib["data-strength"]
         for e in picture.iter()
         if e.attrib.get("class") == "link"
     }
-    by_name = {g.find(f"{SVG}title").text.split(" (")[0]: ref for ref, g in found.items()}  # type: ignore[union-attr]
+    by_name = {title(g).split(" (")[0]: ref for ref, g in found.items()}
     assert strengths[by_name["Jo"]] == "strong"
     assert strengths[by_name["Max"]] == "stressful"
     assert strengths[by_name["Lee"]] == "weak"
     assert strengths["Organization/aod-clinic"] == "strong"  # the referral is in progress
     assert all(frm == client_ref for _, frm, _ in links(picture))
     assert len(links(picture)) == 6
+
+
+def test_ecomap_agencies_systems_and_ties(root: httpx.Client, backend: Backend) -> None:
+    """Several agencies, three referrals to one of them, informal systems (written through
+    the plain API and through /fhir), and every kind of tie and flow: one circle per agency,
+    everyone by name, each tie drawn in its style with its arrows."""
+    case = open_case(root)
+    client_ref = f"Patient/{case['client_id']}"
+    agencies = {}
+    for name in ("Northside AOD Clinic", "City Housing Service", "Legal Aid Office"):
+        body = {"resourceType": "Organization", "name": name}
+        created = root.post("/fhir/Organization", json=body, headers=FHIR)
+        assert created.status_code == 201, created.text
+        agencies[name] = f"Organization/{created.json()['id']}"
+    aod = agencies["Northside AOD Clinic"]
+    refer(root, case["client_id"], aod, "2025-03-01", ["rejected"])
+    refer(root, case["client_id"], aod, "2025-06-01", ["accepted", "in-progress", "completed"])
+    refer(root, case["client_id"], aod, "2025-10-01", ["accepted", "in-progress"])
+    refer(root, case["client_id"], agencies["City Housing Service"], "2025-11-01", ["rejected"])
+    refer(root, case["client_id"], agencies["Legal Aid Office"], "2025-12-01", [])
+    ties = [
+        {"name": "Jo Ng", "relationship": "SIS", "connection": "strong", "flow": "both"},
+        {"name": "Max", "relationship": "FRND", "connection": "stressful", "flow": "from-client"},
+        {"name": "Lee Park", "relationship": "NBOR", "connection": "weak"},
+        {
+            "kind": "self-help",
+            "name": "Tuesday AA group",
+            "connection": "strong",
+            "flow": "to-client",
+        },
+        {
+            "kind": "work",
+            "name": "Harbour Freight",
+            "connection": "stressful",
+            "flow": "from-client",
+        },
+    ]
+    refs = {}
+    for body in ties:
+        response = root.post(f"/cases/{case['id']}/supports", json=body)
+        assert response.status_code == 201, response.text
+        refs[body["name"]] = response.json()["id"]
+    church = {
+        "resourceType": "Group",
+        "type": "person",
+        "actual": True,
+        "name": "St Mark's Church",
+        "code": {"coding": [{"system": system("informal-system"), "code": "faith"}]},
+        "member": [{"entity": {"reference": client_ref}}],
+        "extension": [
+            {
+                "url": m.EXT["connection"],
+                "valueCoding": {"system": system("connection-strength"), "code": "moderate"},
+            },
+            {
+                "url": m.EXT["flow"],
+                "valueCoding": {"system": system("energy-flow"), "code": "both"},
+            },
+        ],
+    }
+    created = root.post("/fhir/Group", json=church, headers=FHIR)
+    assert created.status_code == 201, created.text
+    refs["St Mark's Church"] = created.json()["id"]
+    text = fetch(root, f"/cases/{case['id']}/ecomap.svg")
+    picture = ET.fromstring(text)
+    found = people(picture)  # (each drawn once)
+    assert len(found) == 1 + 3 + 3 + 2 + 3  # client, supports, systems, care team, agencies
+    kinds = {ref: g.attrib["class"].split()[1] for ref, g in found.items()}
+    assert kinds[aod] == "agency" and kinds[f"Group/{refs['Harbour Freight']}"] == "system"
+    # One circle and one tie per agency, however many referrals; named, not numbered.
+    ties_drawn = [e for e in picture.iter(f"{SVG}g") if e.attrib.get("class") == "link"]
+    assert [e.attrib["data-to"] for e in ties_drawn].count(aod) == 1
+    assert title(found[aod]) == "Northside AOD Clinic (3 referrals, latest in progress)"
+    assert title(found[agencies["Legal Aid Office"]]).startswith("Legal Aid Office (1 referral")
+    words = " ".join(t.text or "" for t in picture.iter(f"{SVG}text"))
+    assert "Organization/" not in words and "Practitioner/" not in words
+    assert "Group/" not in words and "RelatedPerson/" not in words
+    for name in ("St Mark's Church", "Tuesday AA", "Harbour Freight", "Dr Omar", "Legal Aid"):
+        assert name in words
+    by_target = {e.attrib["data-to"]: e for e in ties_drawn}
+
+    def tie(name: str) -> ET.Element:
+        key = refs.get(name)
+        for prefix in ("RelatedPerson/", "Group/"):
+            if key and f"{prefix}{key}" in by_target:
+                return by_target[f"{prefix}{key}"]
+        return by_target[agencies[name]]
+
+    assert {e.attrib["data-strength"] for e in ties_drawn} == {
+        "strong",
+        "moderate",
+        "weak",
+        "stressful",
+    }
+    # Line styles: strong thick, tenuous dashed, stressful hatched, moderate plain.
+    main = {name: next(tie(name).iter(f"{SVG}line")) for name in refs}
+    assert main["Jo Ng"].attrib["stroke-width"] == "6"
+    assert "stroke-dasharray" in main["Lee Park"].attrib
+    assert len([e for e in tie("Max").iter(f"{SVG}line") if e.attrib["class"] == "hatch"]) >= 3
+    assert main["St Mark's Church"].attrib["stroke-width"] == "2"
+    assert "stroke-dasharray" not in main["St Mark's Church"].attrib
+    assert tie("City Housing Service").attrib["data-strength"] == "stressful"  # rejected
+    assert tie("Legal Aid Office").attrib["data-strength"] == "weak"  # not yet answered
+
+    # Arrows point where energy flows.
+    def arrows(name: str) -> list[str]:
+        return sorted(a.attrib["data-towards"] for a in tie(name).iter(f"{SVG}polygon"))
+
+    assert arrows("Jo Ng") == ["client", "system"]
+    assert arrows("Max") == ["system"]
+    assert arrows("Tuesday AA group") == ["client"]
+    assert arrows("St Mark's Church") == ["client", "system"]
+    assert arrows("Lee Park") == []
+    assert arrows("Northside AOD Clinic") == ["client"]  # services reach the client
+    assert arrows("Legal Aid Office") == []
+    # Circles do not overlap one another.
+    circles = [
+        (float(c.attrib["cx"]), float(c.attrib["cy"]), float(c.attrib["r"]))
+        for g in found.values()
+        for c in itertools.islice(g.iter(f"{SVG}circle"), 1)
+    ]
+    for (x1, y1, r1), (x2, y2, r2) in itertools.combinations(circles, 2):
+        assert (x1 - x2) ** 2 + (y1 - y2) ** 2 > (r1 + r2) ** 2
+    image = png(text, "ecomap", backend)
+    found_colours = colours(image)
+    for g in found.values():  # each kind's fill is painted
+        fill = next(g.iter(f"{SVG}circle")).attrib["fill"]
+        if fill.startswith("#"):
+            assert hex_rgb(fill) in found_colours, fill
 
 
 def name_of(person: ET.Element) -> ET.Element:

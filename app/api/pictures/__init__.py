@@ -6,7 +6,7 @@ reference) and a <title>; each connection has class="link" and data-kind / data-
 data-to.
 """
 
-from app.api.pictures._old import ecomap_svg
+from app.api.pictures.ecomap import ecomap_svg
 from app.api.pictures.genogram import genogram_svg
 from app.api.pictures.outcomes import outcomes_svg
 
