@@ -679,7 +679,7 @@ class CaseService:
                 continue
             resource_type, resource_id = target.split("/")
             current = None
-            if resource_type in ("Organization", "Practitioner", "HealthcareService"):
+            if resource_type in ("Organization", "Practitioner"):
                 current = repo.visible_current(resource_type, resource_id)
             name = _resource_name(_body(current)) if current is not None else None
             name = name or (reference or {}).get("display")
@@ -788,7 +788,7 @@ def _relabel(exc: FHIRError, labels: list[str]) -> FHIRError:
 
 
 def _resource_name(resource: dict[str, Any]) -> str | None:
-    """An Organization's or HealthcareService's name, or a Practitioner's first name."""
+    """An Organization's name, or a Practitioner's first name."""
     name = resource.get("name")
     if isinstance(name, str):
         return name
