@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import re
+import typing
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -42,6 +43,10 @@ EXT: Final = {
     "case": extension_url("case"),
     "stage": extension_url("case-stage"),
     "connection": extension_url("connection-strength"),
+    "flow": extension_url("energy-flow"),
+    "deceased": extension_url("deceased"),
+    "separation": extension_url("separation"),
+    "parent": extension_url("parent"),
     "achievable": extension_url("goal-achievable-because"),
     "phase": extension_url("care-plan-phase"),
     "responsibility": extension_url("responsibility"),
@@ -259,18 +264,62 @@ def _language(patient: dict[str, Any]) -> str | None:
     return None
 
 
-# -- RelatedPerson -----------------------------------------------------------------------------
-def support_to_related_person(support: plain.Support, *, client_id: str) -> dict[str, Any]:
-    """An informal support as a RelatedPerson of the client (spec relatedperson.html)."""
-    person: dict[str, Any] = {"resourceType": "RelatedPerson"}
-    _put(person, "id", support.id)
+# -- RelatedPerson and Group (supports and informal systems) -------------------------------------
+_RELATIONSHIPS: Final = frozenset(typing.get_args(plain.Relationship))
+
+
+def _tie_extensions(support: plain.Support) -> list[dict[str, Any]]:
+    """The ecomap's tie: how it feels to the client and which way energy flows."""
+    extensions = []
     if support.connection:
-        person["extension"] = [
+        extensions.append(
             {
                 "url": EXT["connection"],
                 "valueCoding": _coding("connection-strength", support.connection),
             }
-        ]
+        )
+    if support.flow:
+        extensions.append({"url": EXT["flow"], "valueCoding": _coding("energy-flow", support.flow)})
+    return extensions
+
+
+def _ext_code(resource: dict[str, Any], key: str) -> Any:
+    found = _ext(resource, key)
+    return found["valueCoding"]["code"] if found else None
+
+
+def support_to_fhir(support: plain.Support, *, client_id: str) -> dict[str, Any]:
+    """A support as FHIR: a RelatedPerson, or a Group for an informal system."""
+    if support.kind == "person":
+        return support_to_related_person(support, client_id=client_id)
+    return system_to_group(support, client_id=client_id)
+
+
+def support_from_fhir(resource: dict[str, Any]) -> plain.Support:
+    """A RelatedPerson or an informal system's Group as a support."""
+    if resource["resourceType"] == "Group":
+        return group_to_system(resource)
+    return related_person_to_support(resource)
+
+
+def support_to_related_person(support: plain.Support, *, client_id: str) -> dict[str, Any]:
+    """An informal support as a RelatedPerson of the client (spec relatedperson.html).
+    R4 RelatedPerson has no deceased[x]: the project's deceased extension carries it (a
+    date when known, as Patient.deceased[x]); the genogram's separation and parent too."""
+    person: dict[str, Any] = {"resourceType": "RelatedPerson"}
+    _put(person, "id", support.id)
+    extensions = _tie_extensions(support)
+    if support.death_date is not None:
+        extensions.append({"url": EXT["deceased"], "valueDate": support.death_date.isoformat()})
+    elif support.deceased is not None:
+        extensions.append({"url": EXT["deceased"], "valueBoolean": support.deceased})
+    if support.separation:
+        extensions.append(
+            {"url": EXT["separation"], "valueCoding": _coding("separation", support.separation)}
+        )
+    if support.parent:
+        extensions.append({"url": EXT["parent"], "valueReference": _ref(support.parent)})
+    _put(person, "extension", extensions)
     person["active"] = support.active
     person["patient"] = _ref(f"Patient/{client_id}")
     if support.relationship:
@@ -285,26 +334,65 @@ def support_to_related_person(support: plain.Support, *, client_id: str) -> dict
 
 
 def related_person_to_support(person: dict[str, Any]) -> plain.Support:
-    """A RelatedPerson as a support."""
+    """A RelatedPerson as a support (a relationship code the plain model does not list is
+    left out)."""
     relationship = None
     for concept in person.get("relationship", []):
         for coding in concept.get("coding", []):
-            if coding.get("system") == ROLE_CODE:
+            if coding.get("system") == ROLE_CODE and coding.get("code") in _RELATIONSHIPS:
                 relationship = coding["code"]
-    connection = _ext(person, "connection")
     phone = next(
         (t["value"] for t in person.get("telecom", []) if t.get("system") == "phone"), None
     )
     name = (person.get("name") or [{}])[0]
+    deceased = _ext(person, "deceased") or {}
     return plain.Support(
         id=person.get("id"),
         name=name.get("text") or " ".join([*name.get("given", []), name.get("family", "")]).strip(),
         relationship=relationship,
         gender=person.get("gender"),
         birth_date=_date(person.get("birthDate")),
+        deceased=True if "valueDate" in deceased else deceased.get("valueBoolean"),
+        death_date=_date(deceased.get("valueDate")),
+        separation=_ext_code(person, "separation"),
+        parent=((_ext(person, "parent") or {}).get("valueReference") or {}).get("reference"),
         phone=phone,
-        connection=connection["valueCoding"]["code"] if connection else None,
+        connection=_ext_code(person, "connection"),
+        flow=_ext_code(person, "flow"),
         active=person.get("active", True),
+    )
+
+
+def system_to_group(support: plain.Support, *, client_id: str) -> dict[str, Any]:
+    """An informal system the client takes part in (work, school, a faith community, a
+    self-help group) as a Group of persons with the client as member (spec group.html):
+    its kind in Group.code, the tie to the client in the ecomap extensions."""
+    group: dict[str, Any] = {"resourceType": "Group"}
+    _put(group, "id", support.id)
+    _put(group, "extension", _tie_extensions(support))
+    group["active"] = support.active
+    group["type"] = "person"
+    group["actual"] = True
+    group["code"] = {"coding": [_coding("informal-system", support.kind)]}
+    group["name"] = support.name
+    group["member"] = [{"entity": _ref(f"Patient/{client_id}")}]
+    return group
+
+
+def is_system(group: dict[str, Any]) -> bool:
+    """The Group is an informal system of the project's (its code is an informal-system)."""
+    return _code_from([group.get("code") or {}], "informal-system") is not None
+
+
+def group_to_system(group: dict[str, Any]) -> plain.Support:
+    """An informal system's Group as a support (of its kind)."""
+    return plain.Support(
+        id=group.get("id"),
+        kind=_code_from([group.get("code") or {}], "informal-system") or "community",
+        name=group.get("name") or "unnamed group",
+        connection=_ext_code(group, "connection"),
+        flow=_ext_code(group, "flow"),
+        active=group.get("active", True),
     )
 
 

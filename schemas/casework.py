@@ -63,6 +63,13 @@ ServiceType = Literal[
     "pharmacotherapy",
 ]
 Connection = Literal["strong", "moderate", "weak", "stressful"]
+# Which way energy and resources flow along a tie (the ecomap's arrows).
+Flow = Literal["to-client", "from-client", "both"]
+# Informal systems the client takes part in (ecomap): a workplace, a school, a faith
+# community, a self-help group (AA, NA, SMART Recovery), a club, a community group.
+SystemKind = Literal["work", "school", "faith", "self-help", "recreation", "community"]
+# How a partnership ended (the genogram's marks: one slash separated, two divorced).
+Separation = Literal["separated", "divorced"]
 CaseStatus = Literal["planned", "waitlist", "active", "onhold", "finished", "cancelled"]
 # Why a case closed (CodeSystem case-closure-reason).
 ClosureReason = Literal[
@@ -93,23 +100,43 @@ Relationship = Literal[
     "MTH",
     "FTH",
     "PRN",
+    "STPMTH",
+    "STPFTH",
     "SIB",
     "SIS",
     "BRO",
+    "HSIB",
+    "HSIS",
+    "HBRO",
     "CHILD",
     "DAU",
     "SON",
     "SPS",
     "DOMPART",
+    "SIGOTHR",
+    "FMRSPS",
     "GRMTH",
     "GRFTH",
     "GRPRN",
+    "MGRMTH",
+    "MGRFTH",
+    "PGRMTH",
+    "PGRFTH",
     "AUNT",
     "UNCLE",
+    "MAUNT",
+    "MUNCLE",
+    "PAUNT",
+    "PUNCLE",
     "COUSN",
     "FRND",
     "NBOR",
     "ROOM",
+]
+# A parent recorded among the client's family (genogram): a support or a family history.
+ParentRef = Annotated[
+    str,
+    StringConstraints(pattern=r"^(RelatedPerson|FamilyMemberHistory)/[A-Za-z0-9\-.]{1,64}$"),
 ]
 Instrument = Literal["audit", "k10", "phq9"]
 # Aboriginal and Torres Strait Islander status (the Australian standard question; AU Base
@@ -158,17 +185,60 @@ class Client(Plain):
 
 
 class Support(Plain):
-    """Family, friends and other informal supports (FHIR RelatedPerson)."""
+    """Family, friends and other informal supports (FHIR RelatedPerson); with a kind other
+    than person, an informal system the client takes part in: a workplace, a school, a faith
+    community, a self-help group (FHIR Group with the client as member)."""
 
     id: FhirId | None = None
+    kind: Literal["person"] | SystemKind = "person"
     name: Text
     relationship: Relationship | None = None
     gender: Gender | None = None
     birth_date: dt.date | None = None
+    # A death date implies deceased.
+    deceased: bool | None = None
+    death_date: dt.date | None = None
+    # Genogram: how this person's partnership ended. The partner is the one the relationship
+    # implies: the client for a spouse or partner (FMRSPS is divorced already), the other
+    # parent for a parent, the client's parent for a step-parent, the other grandparent of
+    # the same side for a grandparent.
+    separation: Separation | None = None
+    # Genogram: a parent of this person where the relationship alone does not tell: the
+    # parent a half-sibling shares with the client, or the client's partner or former
+    # partner who is the other parent of the client's child.
+    parent: ParentRef | None = None
     phone: Text | None = None
-    # How the tie feels to the client: drawn on the ecomap.
+    # How the tie feels to the client, and which way energy flows along it (the ecomap).
     connection: Connection | None = None
+    flow: Flow | None = None
     active: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Support:
+        if self.death_date is not None:
+            if self.deceased is False:
+                raise ValueError("death_date is given, so deceased cannot be false")
+            self.deceased = True
+        if self.kind != "person":
+            personal = [name for name in _PERSONAL if getattr(self, name) is not None]
+            if personal:
+                raise ValueError(
+                    f"{', '.join(personal)}: only for a person, not for a system ({self.kind})"
+                )
+        return self
+
+
+# What only a person has (not an informal system).
+_PERSONAL = (
+    "relationship",
+    "gender",
+    "birth_date",
+    "deceased",
+    "death_date",
+    "separation",
+    "parent",
+    "phone",
+)
 
 
 class TeamMember(Plain):

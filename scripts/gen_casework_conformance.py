@@ -178,6 +178,34 @@ CONNECTIONS = [
     ("stressful", "Stressful", "A tie that causes stress or conflict."),
 ]
 
+FLOWS = [
+    (
+        "to-client",
+        "To the client",
+        "Energy and resources flow from the person or system to the client.",
+    ),
+    (
+        "from-client",
+        "From the client",
+        "Energy and resources flow from the client to the person or system.",
+    ),
+    ("both", "Both ways", "Energy and resources flow both ways."),
+]
+
+INFORMAL_SYSTEMS = [
+    ("work", "Work", "A workplace: employer and colleagues."),
+    ("school", "School", "A school, college or training course."),
+    ("faith", "Faith community", "A church, mosque, temple or other faith community."),
+    ("self-help", "Self-help group", "A mutual-help group: AA, NA, SMART Recovery and the like."),
+    ("recreation", "Recreation", "A sports club, hobby group or other leisure activity."),
+    ("community", "Community group", "A neighbourhood, cultural or other community group."),
+]
+
+SEPARATIONS = [
+    ("separated", "Separated", "The partners live apart; the partnership is not dissolved."),
+    ("divorced", "Divorced", "The marriage or partnership is dissolved."),
+]
+
 OBSERVATIONS = [
     ("strength", "Client strength", "A capability or resource of the client."),
     ("k10-total", "K10 total score", "Kessler Psychological Distress Scale (K10) total, 10-50."),
@@ -380,6 +408,30 @@ def terminology() -> list[dict[str, Any]]:
             "Strength of a connection",
             "The strength or stress of a tie between the client and a person or agency (ecomap).",
             [{"code": c, "display": d, "definition": t} for c, d, t in CONNECTIONS],
+        )
+    )
+    out.append(
+        code_system(
+            "energy-flow",
+            "Direction of energy flow",
+            "Which way energy and resources flow along a tie (the arrows of an ecomap).",
+            [{"code": c, "display": d, "definition": t} for c, d, t in FLOWS],
+        )
+    )
+    out.append(
+        code_system(
+            "informal-system",
+            "Informal systems",
+            "Kinds of informal system a client takes part in (Group.code; drawn on the ecomap).",
+            [{"code": c, "display": d, "definition": t} for c, d, t in INFORMAL_SYSTEMS],
+        )
+    )
+    out.append(
+        code_system(
+            "separation",
+            "Ended partnerships",
+            "How a partnership in the client's family ended (the marks of a genogram).",
+            [{"code": c, "display": d, "definition": t} for c, d, t in SEPARATIONS],
         )
     )
     out.append(

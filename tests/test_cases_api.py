@@ -226,6 +226,73 @@ def test_supports_notes_and_unknown_case(root: httpx.Client) -> None:
     assert root.get("/cases/missing").json()["resourceType"] == "OperationOutcome"
 
 
+def test_informal_systems_and_family_details(root: httpx.Client) -> None:
+    """An informal system (work, school, a faith community, a self-help group) is a support
+    of another kind, stored as a Group with the client as member; a person's death, ended
+    partnership and parent are carried by extensions. Plain and FHIR clients see the same."""
+    case = create(root, "/cases", new_case())
+    client_ref = f"Patient/{case['client_id']}"
+    group_body = {"kind": "self-help", "name": "Tuesday AA", "connection": "strong"}
+    aa = create(root, f"/cases/{case['id']}/supports", {**group_body, "flow": "to-client"})
+    assert aa == {**group_body, "flow": "to-client", "id": aa["id"], "active": True}
+    group = root.get(f"/fhir/Group/{aa['id']}").json()
+    assert group["type"] == "person" and group["actual"] is True
+    assert group["name"] == "Tuesday AA"
+    assert group["code"]["coding"][0]["code"] == "self-help"
+    assert group["member"] == [{"entity": {"reference": client_ref}}]
+    # A FHIR client records the client's workplace; plain readers see it.
+    work = {
+        "resourceType": "Group",
+        "type": "person",
+        "actual": True,
+        "name": "Harbour Freight",
+        "code": {
+            "coding": [
+                {"system": "https://casebridge.org/fhir/CodeSystem/informal-system", "code": "work"}
+            ]
+        },
+        "member": [{"entity": {"reference": client_ref}}],
+    }
+    created = root.post("/fhir/Group", json=work, headers=FHIR)
+    assert created.status_code == 201, created.text
+    # A Group that is no informal system (a cohort the client is in) is not a support.
+    cohort = {**work, "name": "Study cohort", "code": {"text": "cohort"}}
+    assert root.post("/fhir/Group", json=cohort, headers=FHIR).status_code == 201
+    father = create(
+        root,
+        f"/cases/{case['id']}/supports",
+        {
+            "name": "Ray",
+            "relationship": "FTH",
+            "death_date": "2020-06-01",
+            "separation": "divorced",
+        },
+    )
+    assert father["deceased"] is True
+    brother = create(
+        root,
+        f"/cases/{case['id']}/supports",
+        {"name": "Kit", "relationship": "HBRO", "parent": f"RelatedPerson/{father['id']}"},
+    )
+    person = root.get(f"/fhir/RelatedPerson/{father['id']}").json()
+    extensions = {e["url"].rsplit("/", 1)[1]: e for e in person["extension"]}
+    assert extensions["deceased"]["valueDate"] == "2020-06-01"
+    assert extensions["separation"]["valueCoding"]["code"] == "divorced"
+    person = root.get(f"/fhir/RelatedPerson/{brother['id']}").json()
+    assert person["extension"][0]["valueReference"]["reference"] == f"RelatedPerson/{father['id']}"
+    listed = root.get(f"/cases/{case['id']}/supports").json()
+    assert [s["name"] for s in listed] == ["Ray", "Kit", "Tuesday AA", "Harbour Freight"]
+    assert listed[3]["kind"] == "work"
+    bundle = root.get(f"/cases/{case['id']}/supports", params={"format": "fhir"}).json()
+    kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
+    assert kinds == ["RelatedPerson", "RelatedPerson", "Group", "Group"]
+    refused = root.post(
+        f"/cases/{case['id']}/supports", json={"kind": "school", "name": "TAFE", "gender": "male"}
+    )
+    assert refused.status_code == 400
+    assert "only for a person" in refused.json()["issue"][0]["diagnostics"]
+
+
 def test_schemas_are_served(root: httpx.Client) -> None:
     index = root.get("/schemas").json()
     assert {"case", "care-plan", "goal", "referral", "consent", "assessment"} <= set(index)

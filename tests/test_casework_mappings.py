@@ -9,8 +9,10 @@ import datetime as dt
 import typing
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from app.fhir.validation import check_resource
 from mappings import casework as m
@@ -63,15 +65,33 @@ CLIENTS = st.builds(
     language=opt(st.sampled_from(["en", "vi", "ar", "zh-Hant", "pjt", "en-AU"])),
     interpreter_needed=opt(st.booleans()),
 )
-SUPPORTS = st.builds(
+# (deceased, death_date): a death date comes with deceased true or left out.
+DEATHS = st.tuples(opt(st.booleans()), st.none()) | st.tuples(st.sampled_from([None, True]), DATES)
+SUPPORTS = DEATHS.flatmap(
+    lambda death: st.builds(
+        plain.Support,
+        id=opt(IDS),
+        name=TEXT,
+        relationship=opt(literal(plain.Relationship)),
+        gender=opt(literal(plain.Gender)),
+        birth_date=opt(DATES),
+        deceased=st.just(death[0]),
+        death_date=st.just(death[1]),
+        separation=opt(literal(plain.Separation)),
+        parent=opt(ref("RelatedPerson", "FamilyMemberHistory")),
+        phone=opt(TEXT),
+        connection=opt(literal(plain.Connection)),
+        flow=opt(literal(plain.Flow)),
+        active=st.booleans(),
+    )
+)
+SYSTEMS = st.builds(
     plain.Support,
     id=opt(IDS),
+    kind=literal(plain.SystemKind),
     name=TEXT,
-    relationship=opt(literal(plain.Relationship)),
-    gender=opt(literal(plain.Gender)),
-    birth_date=opt(DATES),
-    phone=opt(TEXT),
     connection=opt(literal(plain.Connection)),
+    flow=opt(literal(plain.Flow)),
     active=st.booleans(),
 )
 PARTIES = ref("Practitioner", "PractitionerRole", "Organization", "Patient", "RelatedPerson")
@@ -161,8 +181,44 @@ def test_client_round_trip(client: plain.Client) -> None:
 @settings(max_examples=60, deadline=None)
 @given(SUPPORTS, IDS)
 def test_support_round_trip(support: plain.Support, client_id: str) -> None:
-    person = valid(m.support_to_related_person(support, client_id=client_id))
-    assert m.related_person_to_support(person) == support
+    person = valid(m.support_to_fhir(support, client_id=client_id))
+    assert person["resourceType"] == "RelatedPerson"
+    assert m.support_from_fhir(person) == support
+
+
+@settings(max_examples=40, deadline=None)
+@given(SYSTEMS, IDS)
+def test_informal_system_round_trip(system: plain.Support, client_id: str) -> None:
+    group = valid(m.support_to_fhir(system, client_id=client_id))
+    assert group["resourceType"] == "Group" and m.is_system(group)
+    assert group["member"] == [{"entity": {"reference": f"Patient/{client_id}"}}]
+    assert m.support_from_fhir(group) == system
+
+
+def test_support_death_date_means_deceased() -> None:
+    """A death date implies deceased, carried as the deceased extension's date (as
+    Patient.deceasedDateTime would); deceased false with a death date is refused."""
+    support = plain.Support(name="Flo", death_date=dt.date(2019, 3, 1))
+    assert support.deceased is True
+    person = m.support_to_fhir(support, client_id="c1")
+    assert person["extension"] == [{"url": m.EXT["deceased"], "valueDate": "2019-03-01"}]
+    with pytest.raises(ValidationError, match="deceased cannot be false"):
+        plain.Support(name="Flo", deceased=False, death_date=dt.date(2019, 3, 1))
+
+
+def test_informal_system_refuses_personal_fields() -> None:
+    with pytest.raises(ValidationError, match="gender, birth_date: only for a person"):
+        plain.Support(
+            name="St Mark's", kind="faith", gender="female", birth_date=dt.date(1990, 1, 1)
+        )
+
+
+def test_unlisted_relationship_is_left_out() -> None:
+    """A RelatedPerson a FHIR client wrote with a RoleCode the plain model does not list
+    still reads as a support."""
+    person = m.support_to_fhir(plain.Support(name="Kim"), client_id="c1")
+    person["relationship"] = [{"coding": [{"system": m.ROLE_CODE, "code": "NIECE"}]}]
+    assert m.support_from_fhir(person).relationship is None
 
 
 @settings(max_examples=60, deadline=None)
@@ -334,6 +390,9 @@ def test_plain_codes_are_the_code_systems_codes() -> None:
         "case-closure-reason": plain.ClosureReason,
         "contact-type": plain.ContactType,
         "living-situation": plain.LivingSituation,
+        "energy-flow": plain.Flow,
+        "informal-system": plain.SystemKind,
+        "separation": plain.Separation,
     }
     for slug, alias in pairs.items():
         assert set(codes(slug)) == set(typing.get_args(alias)), slug

@@ -53,9 +53,13 @@ _CASE = ("EpisodeOfCare.r", "Patient.r")
 # it builds on (Observation).
 _PLAN = ("CarePlan.r", "Goal.r", "Condition.r", "Observation.r")
 _PLANS = ("CarePlan.s", "Goal.s", "Condition.s", "Observation.s")
-# The client's network (ecomap, genogram): supports, family, services and the care team.
+# The client's network (ecomap, genogram): supports, informal systems, family, services and
+# the care team, with the names of the agencies and workers in it.
 _NETWORK = (
     "RelatedPerson.s",
+    "Group.s",
+    "Organization.r",
+    "Practitioner.r",
     "FamilyMemberHistory.s",
     "ServiceRequest.s",
     "Task.s",
@@ -167,8 +171,9 @@ ROUTES: Final[Mapping[tuple[str, str], Needs]] = {
         *_CASE, "Observation.c", refined_by="bundle entries"
     ),
     ("GET", "/cases/{case_id}/comprehensive-assessments"): needs(*_CASE, "Observation.s"),
-    ("POST", "/cases/{case_id}/supports"): needs(*_CASE, "RelatedPerson.c"),
-    ("GET", "/cases/{case_id}/supports"): needs(*_CASE, "RelatedPerson.s"),
+    # A support is a RelatedPerson, an informal system a Group.
+    ("POST", "/cases/{case_id}/supports"): needs(*_CASE, "RelatedPerson.c", "Group.c"),
+    ("GET", "/cases/{case_id}/supports"): needs(*_CASE, "RelatedPerson.s", "Group.s"),
     ("POST", "/cases/{case_id}/consents"): needs(*_CASE, "Consent.c"),
     ("GET", "/cases/{case_id}/consents"): needs(*_CASE, "Consent.s"),
     ("POST", "/cases/{case_id}/careplans"): needs(

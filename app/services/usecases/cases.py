@@ -10,6 +10,7 @@ patient search) and the project's case extension (mappings.casework.case_of).
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -471,17 +472,29 @@ class CaseService:
 
     # -- supports ----------------------------------------------------------------------------
     def add_support(self, *, caller: Caller, case_id: str, support: plain.Support) -> Stored:
-        """Record a family member or informal support of the client (RelatedPerson)."""
+        """Record a family member or informal support of the client (RelatedPerson), or an
+        informal system they take part in (a Group with the client as member)."""
         with self._snapshot(caller) as repo:
             episode, _ = self._episode(repo, case_id)
-        person = m.support_to_related_person(support, client_id=self._client_id(episode))
-        body, version = self._post_one(caller, person, "support")
-        return Stored(m.related_person_to_support(body), [body], version.version_id)
+        resource = m.support_to_fhir(support, client_id=self._client_id(episode))
+        body, version = self._post_one(caller, resource, "support")
+        return Stored(m.support_from_fhir(body), [body], version.version_id)
 
     def supports(self, *, caller: Caller, case_id: str) -> Stored:
-        """The client's supports."""
-        people = self._client_records(caller, case_id, "RelatedPerson")
-        return Stored([m.related_person_to_support(p) for p in people], people)
+        """The client's supports, then the informal systems they take part in."""
+        with self._snapshot(caller) as repo:
+            episode, _ = self._episode(repo, case_id)
+            people, systems = self._supports(repo, caller, f"Patient/{self._client_id(episode)}")
+        records = [*people, *systems]
+        return Stored([m.support_from_fhir(r) for r in records], records)
+
+    def _supports(
+        self, repo: Repository, caller: Caller, client_ref: str
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The client's RelatedPersons, and the informal systems' Groups they belong to."""
+        people = self._find(repo, caller, "RelatedPerson", [("patient", client_ref)])
+        groups = self._find(repo, caller, "Group", [("member", client_ref)])
+        return people, [g for g in groups if m.is_system(g)]
 
     # -- consents ----------------------------------------------------------------------------
     def add_consent(self, *, caller: Caller, case_id: str, consent: plain.Consent) -> Stored:
@@ -772,13 +785,14 @@ class CaseService:
         return series
 
     def network(self, *, caller: Caller, case_id: str) -> Network:
-        """The client, their supports (RelatedPerson), family history (FamilyMemberHistory),
-        care team and referrals with the state of their Tasks."""
+        """The client, their supports (RelatedPerson), the informal systems they take part in
+        (Group), family history (FamilyMemberHistory), care team and referrals with the
+        state of their Tasks; the names of the agencies and workers referred to."""
         with self._snapshot(caller) as repo:
             episode, _ = self._episode(repo, case_id)
             client_ref = f"Patient/{self._client_id(episode)}"
             client = _body(self._read(repo, "Patient", self._client_id(episode)))
-            supports = self._find(repo, caller, "RelatedPerson", [("patient", client_ref)])
+            supports, systems = self._supports(repo, caller, client_ref)
             family = self._find(repo, caller, "FamilyMemberHistory", [("patient", client_ref)])
             team = self._team(repo, episode)
             requests = self._find(repo, caller, "ServiceRequest", [("subject", client_ref)])
@@ -789,7 +803,39 @@ class CaseService:
                 )
                 tasks.sort(key=lambda t: (t.get("meta") or {}).get("lastUpdated", ""))
                 referrals.append((request, tasks[-1] if tasks else None))
-        return Network(client, supports, family, (team or {}).get("participant", []), referrals)
+            participants = (team or {}).get("participant", [])
+            wanted = [p.get("member") for p in participants]
+            wanted += [p for request, _ in referrals for p in request.get("performer", [])]
+            names = self._names(repo, wanted)
+        return Network(
+            client,
+            supports,
+            family,
+            participants,
+            referrals,
+            systems=systems,
+            names=names,
+            today=self._clock.now().date(),
+        )
+
+    @staticmethod
+    def _names(repo: Repository, references: list[dict[str, Any] | None]) -> dict[str, str]:
+        """The names of the agencies and workers referred to, read from their resources
+        (those this caller may see); the reference's display where none is stored."""
+        names: dict[str, str] = {}
+        for reference in references:
+            target = (reference or {}).get("reference")
+            if not isinstance(target, str) or target in names or target.count("/") != 1:
+                continue
+            resource_type, resource_id = target.split("/")
+            current = None
+            if resource_type in ("Organization", "Practitioner"):
+                current = repo.visible_current(resource_type, resource_id)
+            name = _resource_name(_body(current)) if current is not None else None
+            name = name or (reference or {}).get("display")
+            if name:
+                names[target] = name
+        return names
 
     # -- checks ------------------------------------------------------------------------------
     def check_care_plan(self, *, caller: Caller, plan_id: str) -> list[Issue]:
@@ -902,6 +948,20 @@ def _relabel(exc: FHIRError, labels: list[str]) -> FHIRError:
     return exc
 
 
+def _resource_name(resource: dict[str, Any]) -> str | None:
+    """An Organization's name, or a Practitioner's first name."""
+    name = resource.get("name")
+    if isinstance(name, str):
+        return name
+    for human in name or []:
+        text = human.get("text") or " ".join(
+            [*human.get("prefix", []), *human.get("given", []), human.get("family", "")]
+        )
+        if text.strip():
+            return str(text).strip()
+    return None
+
+
 @dataclass
 class Network:
     """The people and agencies around a client (ecomap and genogram)."""
@@ -912,3 +972,9 @@ class Network:
     care_team: list[dict[str, Any]]
     # (ServiceRequest, the latest Task on it or None)
     referrals: list[tuple[dict[str, Any], dict[str, Any] | None]]
+    # Informal systems the client takes part in (Groups of the informal-system kinds).
+    systems: list[dict[str, Any]] = field(default_factory=list)
+    # "Type/id" -> name, for the agencies and workers referred to.
+    names: dict[str, str] = field(default_factory=dict)
+    # The day ages are counted to.
+    today: dt.date = field(default_factory=dt.date.today)
