@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -700,6 +701,118 @@ def worker() -> None:
             services.audit.shutdown()
     finally:
         engine.dispose()
+
+
+users_cli = typer.Typer(
+    help="People who sign in to the web app: add, list, password, disable, enable, unlock.",
+    no_args_is_help=True,
+)
+cli.add_typer(users_cli, name="users")
+
+
+def _people() -> tuple[Engine, Any]:
+    from app.clock import Clock
+    from app.services.auth.people import PeopleService
+
+    settings = get_settings()
+    engine = create_db_engine(settings.effective_database_url)
+    try:
+        _migrated_or_exit(engine)
+    except typer.Exit:
+        engine.dispose()
+        raise
+    return engine, PeopleService(engine=engine, clock=Clock(), settings=settings)
+
+
+def _read_password() -> str:
+    """The password from stdin: typed twice at a terminal (not echoed), else the first
+    line of what is piped in. Never a command-line argument (process lists show those)."""
+    import getpass
+
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != first:
+            typer.echo("The two passwords differ.", err=True)
+            raise typer.Exit(code=2)
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _people_call(action: Any) -> Any:
+    from app.fhir.errors import FHIRError
+
+    engine, people = _people()
+    try:
+        return action(people)
+    except FHIRError as exc:
+        typer.echo(exc.diagnostics, err=True)
+        raise typer.Exit(code=2) from exc
+    finally:
+        engine.dispose()
+
+
+@users_cli.command("add")
+def users_add(
+    org: Annotated[str, typer.Option("--org", help="Their agency: Organization/{id}.")],
+    practitioner: Annotated[
+        str, typer.Option("--practitioner", help="Who they are: Practitioner/{id}.")
+    ],
+    email: Annotated[str, typer.Option("--email", help="The address they sign in with.")],
+    name: Annotated[str | None, typer.Option("--name", help="Their name, as shown.")] = None,
+) -> None:
+    """Add a person; the password is read from stdin (at least 12 characters)."""
+    password = _read_password()
+    user = _people_call(
+        lambda people: people.add_user(
+            email=email, agency=org, practitioner=practitioner, password=password, name=name
+        )
+    )
+    typer.echo(f"{user.email} can sign in at {get_settings().base_url.rsplit('/fhir', 1)[0]}/app/")
+
+
+@users_cli.command("list")
+def users_list() -> None:
+    """Every account: email, name, agency, practitioner, status."""
+    from rich.console import Console
+    from rich.table import Table
+
+    users = _people_call(lambda people: people.users())
+    table = Table(title=f"{len(users)} people")
+    for column in ("email", "name", "agency", "practitioner", "status"):
+        table.add_column(column, overflow="fold")
+    for user in users:
+        status = "disabled" if user.disabled else ("locked" if user.locked_until else "active")
+        table.add_row(user.email, user.name or "", user.agency, user.practitioner, status)
+    Console().print(table)
+
+
+@users_cli.command("password")
+def users_password(email: Annotated[str, typer.Argument(help="The account's email.")]) -> None:
+    """Set a new password (from stdin); unlocks the account and ends its sessions."""
+    password = _read_password()
+    _people_call(lambda people: people.set_password(email=email, password=password))
+    typer.echo("Password changed; the account's sessions ended.")
+
+
+@users_cli.command("disable")
+def users_disable(email: Annotated[str, typer.Argument(help="The account's email.")]) -> None:
+    """Disable an account (its sessions end at once)."""
+    _people_call(lambda people: people.set_disabled(email=email, disabled=True))
+    typer.echo("Disabled.")
+
+
+@users_cli.command("enable")
+def users_enable(email: Annotated[str, typer.Argument(help="The account's email.")]) -> None:
+    """Enable a disabled account."""
+    _people_call(lambda people: people.set_disabled(email=email, disabled=False))
+    typer.echo("Enabled.")
+
+
+@users_cli.command("unlock")
+def users_unlock(email: Annotated[str, typer.Argument(help="The account's email.")]) -> None:
+    """Unlock an account locked by failed sign-ins."""
+    _people_call(lambda people: people.unlock(email=email))
+    typer.echo("Unlocked.")
 
 
 def main() -> None:

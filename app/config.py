@@ -68,6 +68,19 @@ class Settings(BaseSettings):
     # mild, moderate, severe) or "abs" (ABS National Health Survey: low, moderate, high,
     # very high), as the agency reports.
     k10_bands: Literal["clinical", "abs"] = "clinical"
+    # The web app for case workers (app/web): people sign in with local accounts
+    # (`casebridge users add`); sessions live in the database, so any API process serves them.
+    web: bool = True
+    web_session_idle_minutes: int = Field(default=60, ge=5, le=24 * 60)
+    web_session_max_hours: int = Field(default=12, ge=1, le=24 * 7)
+    # Failed sign-ins in a row before an account is locked, and for how long.
+    web_max_failures: int = Field(default=5, ge=1, le=100)
+    web_lockout_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    # Session cookies are Secure when base_url is https; "always" forces it behind a proxy
+    # that terminates TLS with an http base_url.
+    web_secure_cookies: Literal["auto", "always", "never"] = "auto"
+    # How often the referral inbox's event stream looks for changes (seconds).
+    web_events_poll_s: float = Field(default=2.0, ge=0.1, le=60)
     # One JSON line per request on the casebridge.request logger (README, "Logs").
     request_log: bool = True
     # Audit retention run by `casebridge worker`: AuditEvents older than this many days move

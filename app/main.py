@@ -12,7 +12,7 @@ from typing import Any
 import anyio.to_thread
 from fastapi import FastAPI
 
-from app import __version__
+from app import __version__, web
 from app.api import errors
 from app.api.audit import AuditMiddleware
 from app.api.audit import router as audit_router
@@ -126,7 +126,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         openapi_url="/openapi.json",
     )
     app.state.services = services
-    errors.install(app)
+    errors.install(app, pages=web.error_page if settings.web else None)
     app.include_router(health_router)
     app.include_router(auth_router)  # before fhir_router: /fhir/.well-known/... is not a type
     app.include_router(bulk_router)  # before fhir_router: its /{type} would take $export
@@ -137,6 +137,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(fhir_router)
     app.include_router(operations_router)
     app.include_router(metrics_router)
+    if settings.web:
+        web.install(app)
     app.add_middleware(AuditMiddleware)
     # Outside the audit: every AuditEvent of the request names its id, and the request's
     # time includes the audit's part.

@@ -19,6 +19,8 @@ PLAIN = frozenset({"schemas", "mappings"})
 # What each package may import besides itself and the roots.
 ALLOWED: dict[str, frozenset[str]] = {
     "api": frozenset({"services", "security", "fhir", "search"}) | PLAIN,
+    # The web app's pages sit beside the API and reuse its plumbing (route checks, pictures).
+    "web": frozenset({"api", "services", "security", "fhir", "search"}) | PLAIN,
     "notify": frozenset({"services", "security", "fhir", "storage"}) | PLAIN,
     "services": frozenset({"security", "fhir", "search", "storage"}) | PLAIN,
     "security": frozenset({"fhir", "search", "storage"}) | PLAIN,

@@ -165,6 +165,19 @@ _KINDS: Final[dict[tuple[str, str], _Kind]] = {
 # Not accesses to records: the CapabilityStatement, and bulk export status polls.
 _SKIPPED: Final = frozenset({("GET", f"{_F}/metadata"), ("GET", f"{_F}/$export-status/{{job_id}}")})
 _ID_PARAMS: Final = ("resource_id", "patient_id", "care_plan_id", "event_id")
+# Outside /fhir: the plain case-management API, the referral endpoints, the reports and the
+# web app's pages are accesses too, audited as operations on the record their path names.
+_PLAIN_PREFIXES: Final = ("/cases", "/referrals", "/reports", "/app/")
+_NOT_ACCESSES: Final = ("/app/static/",)
+_PLAIN_IDS: Final = {"case_id": "EpisodeOfCare", "task_id": "Task", "plan_id": "CarePlan"}
+
+
+def _audited(path: str) -> bool:
+    if path.startswith(_F):
+        return True
+    return path.startswith(_PLAIN_PREFIXES) and not path.startswith(_NOT_ACCESSES)
+
+
 _MAX_FORM: Final = 16 * 1024
 _MAX_ERROR_BODY: Final = 16 * 1024
 
@@ -182,7 +195,7 @@ class AuditMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(_F):
+        if scope["type"] != "http" or not _audited(scope["path"]):
             await self.app(scope, receive, send)
             return
         services: Services = scope["app"].state.services
@@ -231,7 +244,7 @@ class AuditMiddleware:
                 route = scope.get("route")
                 path = getattr(route, "path", None) or scope["path"]
                 key = (scope["method"], path)
-                kind = _KINDS.get(key) or _Kind("operation", query=True, description=path)
+                kind = _KINDS.get(key) or _plain_kind(scope, path)
                 # A write that succeeded was audited by the write hook, in its transaction.
                 done = kind.write and state.writes > 0 and response["status"] < 400
                 if audit.reads_audited and key not in _SKIPPED and not done:
@@ -239,6 +252,16 @@ class AuditMiddleware:
                         scope, kind, response, b"&".join(form), state.interaction, audit.now()
                     )
                     audit.recorder.record(access)
+
+
+def _plain_kind(scope: Scope, path: str) -> _Kind:
+    """A request with no FHIR interaction of its own: an operation, on the record its path
+    names (a case, a referral, a plan) when it names one."""
+    params: dict[str, Any] = scope.get("path_params") or {}
+    named = next((kind for name, kind in _PLAIN_IDS.items() if name in params), None)
+    if path.startswith(_F):
+        return _Kind("operation", query=True, description=path)
+    return _Kind("operation", description=f"{scope['method']} {path}", resource_type=named)
 
 
 def _access(
@@ -253,6 +276,15 @@ def _access(
     params: dict[str, Any] = scope.get("path_params") or {}
     resource_type = kind.resource_type or params.get("resource_type")
     resource_id = next((params[name] for name in _ID_PARAMS if name in params), None)
+    if resource_id is None and kind.resource_type is not None:
+        resource_id = next(
+            (
+                params[name]
+                for name, named in _PLAIN_IDS.items()
+                if named == kind.resource_type and name in params
+            ),
+            None,
+        )
     version_id = params.get("version_id")
     if version_id is None and response["etag"] and resource_id is not None and status < 300:
         try:
@@ -288,6 +320,6 @@ def _access(
         patients=patients,
         body=body,
         error=error,
-        path=scope["path"][len(_F) :].lstrip("/")[:2000],
+        path=scope["path"].removeprefix(_F).lstrip("/")[:2000],
         request_id=request_id_of(scope),
     )

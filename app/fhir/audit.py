@@ -92,6 +92,8 @@ class AuditFacts:
     status: int
     agency: str | None = None
     client_id: str | None = None
+    # The person (Practitioner) signed in to the web app, when a person acted.
+    person: str | None = None
     address: str | None = None
     # The resource touched: "Type/id" or "Type/id/_history/v", or None.
     entity: str | None = None
@@ -140,6 +142,15 @@ def audit_event(facts: AuditFacts, *, event_id: str, server: str) -> dict[str, A
         )
     else:
         client["requestor"] = True
+    if facts.person:
+        # BALP: the human user who initiated the request, a requestor for their agency.
+        agents.append(
+            {
+                "type": _concept(PARTICIPATION, "PART", "Participation"),
+                "who": {"reference": facts.person},
+                "requestor": True,
+            }
+        )
     agents.append(
         {
             "type": _concept(DCM, "110152", "Destination Role ID"),
@@ -218,10 +229,12 @@ def provenance(
     recorded: datetime,
     agency: str | None,
     client_id: str | None,
+    person: str | None = None,
 ) -> dict[str, Any]:
     """The Provenance of one write (spec provenance.html): target the version written
     ("Task/1/_history/3"), activity CREATE/UPDATE/DELETE (v3-DataOperation), the agency as
-    author and the client as performer on its behalf. Tagged as written by the server."""
+    author and as performer on its behalf the person signed in (web app), else the API
+    client. Tagged as written by the server."""
     operation = _OPERATIONS[interaction]
     agents: list[dict[str, Any]] = []
     if agency:
@@ -233,7 +246,7 @@ def provenance(
         )
     performer: dict[str, Any] = {
         "type": _concept(PROVENANCE_PARTICIPANT, "performer", "Performer"),
-        "who": _client_reference(client_id, agency),
+        "who": {"reference": person} if person else _client_reference(client_id, agency),
     }
     if agency:
         performer["onBehalfOf"] = {"reference": agency}

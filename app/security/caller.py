@@ -30,12 +30,15 @@ class Caller:
 
     agency: "Organization/{id}", or None for the local operator (auth off, no agency named),
     which is not confined to any agency's records.
-    scopes: the granted SMART scopes, or None when scopes are not enforced (auth off).
+    scopes: the granted SMART scopes, or None when scopes are not enforced (auth off, or a
+    person signed in to the web app, who acts with their agency's access rules).
+    person: "Practitioner/{id}" of a person signed in to the web app, named in the audit.
     """
 
     agency: str | None = None
     client_id: str | None = None
     scopes: frozenset[str] | None = None
+    person: str | None = None
 
     @property
     def is_operator(self) -> bool:
@@ -45,6 +48,8 @@ class Caller:
     @property
     def who(self) -> str:
         """A short label for logs, audit and error messages."""
+        if self.person:
+            return f"{self.person} ({self.agency})"
         if self.client_id:
             return f"{self.client_id} ({self.agency})"
         return self.agency or "local operator"

@@ -200,6 +200,36 @@ ROUTES: Final[Mapping[tuple[str, str], Needs]] = {
     ("GET", "/cases/{case_id}/ecomap.svg"): needs(*_CASE, *_NETWORK),
     ("GET", "/cases/{case_id}/genogram.svg"): needs(*_CASE, *_NETWORK),
     ("GET", "/reports/caseload"): needs("EpisodeOfCare.s", "Task.s", "Goal.s"),
+    # -- the web app (issue 20): a signed-in person, with the agency's access rules --------
+    ("GET", "/"): PUBLIC,
+    ("GET", "/app/"): PUBLIC,
+    ("GET", "/app/sign-in"): PUBLIC,
+    ("POST", "/app/sign-in"): PUBLIC,
+    ("POST", "/app/sign-out"): needs(),
+    ("GET", "/app/referrals"): needs("Task.s", "ServiceRequest.r", "Patient.r"),
+    ("GET", "/app/referrals/boxes"): needs("Task.s", "ServiceRequest.r", "Patient.r"),
+    ("GET", "/app/events"): needs("Task.s"),
+    ("GET", "/app/referrals/new"): needs("EpisodeOfCare.s", "Consent.s", "Organization.s"),
+    ("POST", "/app/referrals/new"): needs(
+        "Task.c", "ServiceRequest.c", "Consent.c", refined_by="bundle entries"
+    ),
+    ("GET", "/app/referrals/{task_id}"): needs(
+        "Task.r", refined_by="the packet holds only the types the agency may read"
+    ),
+    ("POST", "/app/referrals/{task_id}/{action}"): needs(
+        "Task.u", refined_by="complete also creates (c) its outcome records and updates Goals"
+    ),
+    ("GET", "/app/cases"): needs("EpisodeOfCare.s", "Patient.r"),
+    ("GET", "/app/cases/new"): needs(),
+    ("POST", "/app/cases/new"): needs("EpisodeOfCare.c", "Patient.c", refined_by="bundle entries"),
+    ("GET", "/app/cases/{case_id}"): needs(*_CASE, *_PLANS, "DocumentReference.s"),
+    ("POST", "/app/cases/{case_id}/stage"): needs(*_CASE, "EpisodeOfCare.u"),
+    ("POST", "/app/cases/{case_id}/notes"): needs(*_CASE, "DocumentReference.c"),
+    ("POST", "/app/cases/{case_id}/assessments"): needs(
+        *_CASE, "QuestionnaireResponse.c", "Observation.r", refined_by="bundle entries"
+    ),
+    ("GET", "/app/cases/{case_id}/pictures/{name}.svg"): needs(*_CASE, *_NETWORK),
+    ("GET", "/app/reports/caseload"): needs("EpisodeOfCare.s", "Task.s", "Goal.s"),
 }
 
 

@@ -12,6 +12,7 @@ from app.config import Settings
 from app.security.policy import REGIMES
 from app.services.auth.clients import ClientRegistry
 from app.services.auth.jwks import JwksFetcher
+from app.services.auth.people import PeopleService
 from app.services.auth.tokens import AuthService, signing_secret
 from app.services.disclosure import DisclosureLog
 from app.services.jobs.audit import AuditRecorder
@@ -67,6 +68,8 @@ class Services:
     audit: AuditService
     subscriptions: SubscriptionService
     metrics: MetricsService
+    # The web app's people and sessions (issue 20).
+    people: PeopleService
 
 
 def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Services:
@@ -188,4 +191,5 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         audit,
         SubscriptionService(engine=engine),
         MetricsService(engine=engine, referrals=referrals, recorder=audit.recorder),
+        PeopleService(engine=engine, clock=clock, settings=settings),
     )

@@ -407,9 +407,51 @@ class AuthSigningKeyRow(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
+class WebUserRow(SQLModel, table=True):
+    """A person who signs in to the web app: their agency and the Practitioner they are,
+    a memory-hard password hash (argon2id), and the failed sign-ins that lock the account."""
+
+    __tablename__ = "web_user"
+    __table_args__ = (Index("ux_web_user_email", "email", unique=True),)
+
+    id: str = Field(sa_column=Column(String(64), primary_key=True))
+    # Lower-cased: one account per address however it is typed.
+    email: str = Field(sa_column=Column(String(254), nullable=False))
+    name: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    agency: str = Field(sa_column=Column(String(80), nullable=False))
+    practitioner: str = Field(sa_column=Column(String(80), nullable=False))
+    password_hash: str = Field(sa_column=Column(Text(), nullable=False))
+    failed_logins: int = Field(default=0, sa_column=Column(Integer(), nullable=False))
+    locked_until: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+    disabled: bool = Field(default=False, nullable=False)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class WebSessionRow(SQLModel, table=True):
+    """A signed-in browser: the SHA-256 of the cookie's random token (the token itself is
+    never stored), its CSRF token, and when it was last used and ends."""
+
+    __tablename__ = "web_session"
+    __table_args__ = (
+        Index("ix_web_session_user", "user_id"),
+        Index("ix_web_session_expires", "expires_at"),
+    )
+
+    token_hash: str = Field(sa_column=Column(String(64), primary_key=True))
+    user_id: str = Field(sa_column=Column(String(64), nullable=False))
+    csrf: str = Field(sa_column=Column(String(64), nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    last_seen_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
 api_client_table = ApiClientRow.__table__  # type: ignore[attr-defined]
 auth_jti_table = AuthJtiRow.__table__  # type: ignore[attr-defined]
 auth_signing_key_table = AuthSigningKeyRow.__table__  # type: ignore[attr-defined]
+web_user_table = WebUserRow.__table__  # type: ignore[attr-defined]
+web_session_table = WebSessionRow.__table__  # type: ignore[attr-defined]
 # --- Accountability: AuditEvents (issue 6) -----------------------------------------------
 
 

@@ -205,6 +205,7 @@ class AuditRecorder:
             status=access.status,
             agency=caller.agency if caller else None,
             client_id=caller.client_id if caller else None,
+            person=caller.person if caller else None,
             address=access.address,
             entity=entity_ref,
             entity_type=access.resource_type,

@@ -94,6 +94,7 @@ class WriteRecorder:
             status=201 if created and event.method != "DELETE" else 200,
             agency=caller.agency,
             client_id=caller.client_id,
+            person=caller.person,
             address=state.address if state else None,
             entity=target,
             entity_type=event.resource_type,
@@ -124,6 +125,7 @@ class WriteRecorder:
             recorded=version.last_updated,
             agency=event.caller.agency,
             client_id=event.caller.client_id,
+            person=event.caller.person,
         )
         resource_id = record_id()
         body = stamp(

@@ -179,6 +179,21 @@ class ReferralService:
         reason = overdue_reason(task, accept_cutoff=cutoffs.accept, start_cutoff=cutoffs.start)
         return ReferralView(version, task, reason, parties_of(repo, caller, task, self.base_url))
 
+    def changed_since(self, *, caller: Caller, since: datetime) -> int:
+        """How many referrals the caller may see changed after a moment (a count: nothing
+        is released, so nothing is logged as a disclosure). The web app's event stream."""
+        page = self._search.search(
+            caller=caller,
+            resource_type="Task",
+            params=[
+                ("code", _CODE),
+                ("_lastUpdated", f"gt{since.isoformat()}"),
+                ("_summary", "count"),
+            ],
+            strict=True,
+        )
+        return int(page.total or 0)
+
     def overdue_by_agency(self, *, at_most: int = 10_000) -> dict[str, int]:
         """Open referrals not accepted, or not started, in time, per receiving agency (the
         metrics' gauge; the server's own count, no agency's view). Counts at most at_most."""

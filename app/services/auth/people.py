@@ -1,0 +1,261 @@
+"""People who sign in to the web app: accounts, passwords, lockout and sessions.
+
+- Passwords are hashed with argon2id (argon2-cffi, the reference implementation's binding;
+  RFC 9106 parameters of its default profile), never stored or logged in clear.
+- A wrong password, an unknown address, a disabled or a locked account all get the same
+  answer, after the same work (an unknown address is checked against a dummy hash), so the
+  sign-in form tells nobody which addresses have accounts. After web_max_failures wrong
+  passwords in a row the account is locked for web_lockout_minutes.
+- A session is a random 256-bit token in a cookie; the database keeps its SHA-256 only, so
+  a copy of the database signs nobody in. It ends after web_session_idle_minutes unused or
+  web_session_max_hours in all, at sign-out, or everywhere at once ("sign out everywhere").
+  Each session has its own CSRF token for the forms it posts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from app.clock import Clock
+from app.config import Settings
+from app.fhir.errors import InvalidRequest, NotFound, Unauthorized
+from app.security.caller import Caller, parse_agency
+from app.services.uow import transaction
+from app.storage.web_rows import WebSession, WebStore, WebUser
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{1,60}$")
+_PRACTITIONER = re.compile(r"^Practitioner/[A-Za-z0-9\-.]{1,64}$")
+# Long enough to resist guessing with the lockout; NIST SP 800-63B asks at least 8.
+MIN_PASSWORD = 12
+MAX_PASSWORD = 1024
+SIGN_IN_REFUSED = "The email address or password is not right, or the account is locked."
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    """A new session: the cookie's token (given to the browser once) and its CSRF token."""
+
+    token: str
+    csrf: str
+    user: WebUser
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """The person a live session belongs to, as a request sees them."""
+
+    user: WebUser
+    csrf: str
+    token_hash: str
+
+    def caller(self) -> Caller:
+        """The person acts with their agency's access rules, named as themselves."""
+        return Caller(agency=self.user.agency, person=self.user.practitioner)
+
+
+def token_hash(token: str) -> str:
+    """What the database keeps of a session token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def normal_email(value: str) -> str:
+    """An email address as accounts are keyed (trimmed, lower-case), or 400."""
+    email = value.strip().lower()
+    if not _EMAIL.match(email):
+        raise InvalidRequest(f"{value[:80]!r} is not an email address", expression=("email",))
+    return email
+
+
+class PeopleService:
+    """Accounts and sessions of the web app."""
+
+    def __init__(self, *, engine: Engine, clock: Clock, settings: Settings) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._settings = settings
+        self._hasher = PasswordHasher()
+        # Checked when an address has no account, so that case costs the same work.
+        self._dummy = self._hasher.hash(secrets.token_hex(16))
+
+    # -- accounts (the command line) ------------------------------------------------------
+    def add_user(
+        self, *, email: str, agency: str, practitioner: str, password: str, name: str | None
+    ) -> WebUser:
+        """A new account; 400 for a bad address, agency, practitioner or a weak password."""
+        user = WebUser(
+            id=self._clock.new_id(),
+            email=normal_email(email),
+            name=(name or "").strip()[:200] or None,
+            agency=parse_agency(agency, what="--org"),
+            practitioner=_practitioner(practitioner),
+            password_hash=self._hasher.hash(_password(password)),
+            failed_logins=0,
+            locked_until=None,
+            disabled=False,
+            created_at=self._clock.now(),
+        )
+        try:
+            with transaction(self._engine, write=True) as repo:
+                WebStore(repo).add_user(user)
+        except IntegrityError as exc:
+            raise InvalidRequest(f"{user.email} already has an account") from exc
+        return user
+
+    def users(self) -> list[WebUser]:
+        """Every account."""
+        with transaction(self._engine, write=False) as repo:
+            return WebStore(repo).users()
+
+    def set_password(self, *, email: str, password: str) -> None:
+        """A new password (unlocks the account; its sessions end)."""
+        hashed = self._hasher.hash(_password(password))
+        with transaction(self._engine, write=True) as repo:
+            store = WebStore(repo)
+            user = self._known(store, email)
+            store.set_password(user.id, hashed)
+            store.end_sessions(user.id)
+
+    def set_disabled(self, *, email: str, disabled: bool) -> None:
+        """Disable (its sessions end) or enable an account."""
+        with transaction(self._engine, write=True) as repo:
+            store = WebStore(repo)
+            user = self._known(store, email)
+            store.set_disabled(user.id, disabled)
+            if disabled:
+                store.end_sessions(user.id)
+
+    def unlock(self, *, email: str) -> None:
+        """Clear an account's failed sign-ins and lock."""
+        with transaction(self._engine, write=True) as repo:
+            store = WebStore(repo)
+            store.set_sign_in_state(
+                self._known(store, email).id, failed_logins=0, locked_until=None
+            )
+
+    @staticmethod
+    def _known(store: WebStore, email: str) -> WebUser:
+        user = store.user_by_email(normal_email(email))
+        if user is None:
+            raise NotFound(f"No account for {email!r}")
+        return user
+
+    # -- signing in and out --------------------------------------------------------------
+    def sign_in(self, *, email: str, password: str) -> SignedIn:
+        """A new session for a right password; Unauthorized (one message for every
+        reason) otherwise."""
+        now = self._clock.now()
+        address = email.strip().lower()[:254]
+        with transaction(self._engine, write=True) as repo:
+            store = WebStore(repo)
+            user = store.user_by_email(address)
+            if user is None:
+                _verify(self._hasher, self._dummy, password)
+                raise Unauthorized(SIGN_IN_REFUSED)
+            locked = user.locked_until is not None and user.locked_until > now
+            right = _verify(self._hasher, user.password_hash, password)
+            if locked or user.disabled or not right:
+                if not right and not locked:
+                    failures = user.failed_logins + 1
+                    lock = None
+                    if failures >= self._settings.web_max_failures:
+                        lock = now + timedelta(minutes=self._settings.web_lockout_minutes)
+                        failures = 0
+                    store.set_sign_in_state(user.id, failed_logins=failures, locked_until=lock)
+                # The failure counts even though the request is refused: commit it.
+                refused = Unauthorized(SIGN_IN_REFUSED)
+            else:
+                refused = None
+                store.set_sign_in_state(user.id, failed_logins=0, locked_until=None)
+                if self._hasher.check_needs_rehash(user.password_hash):
+                    store.set_password(user.id, self._hasher.hash(password))
+                token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+                expires = now + timedelta(hours=self._settings.web_session_max_hours)
+                store.add_session(token_hash(token), user.id, csrf, now, expires)
+                store.purge_sessions(now)
+        if refused is not None:
+            raise refused
+        return SignedIn(token, csrf, user)
+
+    def session(self, token: str) -> Person | None:
+        """The person of a live session token (its idle time starts again), None for a
+        token that is unknown, ended, idle too long or of a disabled account."""
+        if not token or len(token) > 128:
+            return None
+        hashed = token_hash(token)
+        now = self._clock.now()
+        with transaction(self._engine, write=True) as repo:
+            store = WebStore(repo)
+            found: WebSession | None = store.session(hashed)
+            if found is None:
+                return None
+            idle = now - found.last_seen_at > timedelta(
+                minutes=self._settings.web_session_idle_minutes
+            )
+            if idle or found.expires_at <= now or found.user.disabled:
+                store.end_session(hashed)
+                return None
+            # Touched at most once a minute: a page's many requests write once.
+            if now - found.last_seen_at > timedelta(minutes=1):
+                store.touch_session(hashed, now)
+        return Person(found.user, found.csrf, hashed)
+
+    def sign_out(self, person: Person, *, everywhere: bool = False) -> None:
+        """End this session, or every session of the person."""
+        with transaction(self._engine, write=True) as repo:
+            store = WebStore(repo)
+            if everywhere:
+                store.end_sessions(person.user.id)
+            else:
+                store.end_session(person.token_hash)
+
+
+def csrf_matches(person: Person, offered: str | None) -> bool:
+    """Whether a form's or header's CSRF token is the session's (constant time)."""
+    return offered is not None and hmac.compare_digest(person.csrf, offered)
+
+
+def _verify(hasher: PasswordHasher, hashed: str, password: str) -> bool:
+    try:
+        return hasher.verify(hashed, password[:MAX_PASSWORD])
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise InvalidRequest(f"A password has at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise InvalidRequest(f"A password has at most {MAX_PASSWORD} characters")
+    return password
+
+
+def _practitioner(value: str) -> str:
+    value = value.strip()
+    if not _PRACTITIONER.match(value):
+        raise InvalidRequest(
+            f"--practitioner must be Practitioner/{{id}}, not {value[:80]!r}",
+            expression=("practitioner",),
+        )
+    return value
+
+
+__all__ = [
+    "MIN_PASSWORD",
+    "SIGN_IN_REFUSED",
+    "PeopleService",
+    "Person",
+    "SignedIn",
+    "csrf_matches",
+    "normal_email",
+    "token_hash",
+]

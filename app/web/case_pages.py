@@ -1,0 +1,334 @@
+"""The web app's case pages: the caseload, opening a case, the case (stage, care team, care
+plan as a contract with its checks, goals, notes, assessments, pictures), and the team
+leader's report. Same services as /cases, as the signed-in person."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from app.api import pictures
+from app.api.deps import ServicesDep
+from app.fhir.errors import FHIRError, NotFound, invalid_plain
+from app.services.auth.people import Person
+from app.services.container import Services
+from app.services.usecases.caseload import parse_filters
+from app.web.render import PAGE_HEADERS, go, page
+from app.web.session import PersonDep
+from app.web.views import instrument_forms
+from schemas import casework as plain
+from schemas.conformance import codes, display
+
+router = APIRouter()
+Optional = Annotated[str | None, Form()]
+Text = Annotated[str, Form()]
+
+STAGES = [(c, display("case-stage", c)) for c in codes("case-stage")]
+MODELS = [(c, display("case-management-model", c)) for c in codes("case-management-model")]
+CONTACTS = [(c, display("contact-type", c)) for c in codes("contact-type")]
+CLOSURES = [(c, display("case-closure-reason", c)) for c in codes("case-closure-reason")]
+
+
+def _plain(model: type[Any], values: dict[str, Any]) -> Any:
+    """A plain model from form values (empty fields left out); 400 naming the field."""
+    try:
+        return model.model_validate({k: v for k, v in values.items() if v not in (None, "")})
+    except ValidationError as exc:
+        raise invalid_plain(exc, model.__name__) from exc
+
+
+# -- the caseload ---------------------------------------------------------------------------
+@router.get("/app/cases")
+def caseload(request: Request, services: ServicesDep, person: PersonDep) -> Response:
+    """My caseload (or the team's): cases by stage with overdue items first."""
+    params = [(k, v) for k, v in request.query_params.multi_items() if v]
+    mine = request.query_params.get("mine")
+    params = [(k, v) for k, v in params if k != "mine"]
+    if mine == "yes":
+        params.append(("care_manager", person.user.practitioner))
+    listed = services.caseload.list_cases(caller=person.caller(), filters=parse_filters(params))
+    cases = sorted(
+        listed.cases,
+        key=lambda c: (not (c.overdue.referrals or c.overdue.reviews or c.overdue.goals), c.stage),
+    )
+    return page(
+        request,
+        "cases.html",
+        person,
+        caseload=listed,
+        cases=cases,
+        stages=STAGES,
+        models=MODELS,
+        chosen=dict(request.query_params),
+    )
+
+
+@router.get("/app/cases/new")
+def new_case_page(request: Request, person: PersonDep) -> Response:
+    """Engagement: a new client and their case."""
+    return page(request, "case_new.html", person, models=MODELS, values={}, error=None)
+
+
+@router.post("/app/cases/new")
+def new_case(
+    request: Request,
+    services: ServicesDep,
+    person: PersonDep,
+    given_names: Text,
+    family_name: Optional = None,
+    birth_date: Optional = None,
+    gender: Optional = None,
+    phone: Optional = None,
+    indigenous_status: Optional = None,
+    language: Optional = None,
+    interpreter_needed: Optional = None,
+    model: Optional = None,
+) -> Response:
+    """Open the case, the person as its care manager, the agency as its manager."""
+    values = {
+        "given_names": given_names,
+        "family_name": family_name,
+        "birth_date": birth_date,
+        "gender": gender,
+        "phone": phone,
+        "indigenous_status": indigenous_status,
+        "language": language,
+        "interpreter_needed": interpreter_needed,
+        "model": model,
+    }
+    try:
+        client = _plain(
+            plain.Client,
+            {
+                "given_names": [n for n in given_names.split() if n],
+                "family_name": family_name,
+                "birth_date": birth_date,
+                "gender": gender,
+                "phone": phone,
+                "indigenous_status": indigenous_status,
+                "language": language,
+                "interpreter_needed": {"yes": True, "no": False}.get(interpreter_needed or ""),
+            },
+        )
+        case = plain.NewCase(
+            client=client,
+            stage="engagement",
+            model=model or None,
+            managing_agency=person.user.agency,
+            care_manager=person.user.practitioner,
+            care_team=[
+                plain.TeamMember(
+                    member=person.user.practitioner,
+                    name=person.user.name,
+                    role="case manager",
+                )
+            ],
+            start=services.clock.now().date(),
+        )
+        stored = services.cases.create_case(caller=person.caller(), case=case)
+    except FHIRError as exc:
+        return page(
+            request,
+            "case_new.html",
+            person,
+            status=exc.status,
+            models=MODELS,
+            values=values,
+            error=exc.diagnostics,
+        )
+    return go(f"/app/cases/{stored.value.id}")
+
+
+# -- a case ---------------------------------------------------------------------------------
+def _case_page(
+    request: Request,
+    services: Services,
+    person: Person,
+    case_id: str,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    warnings: list[str] | None = None,
+) -> Response:
+    caller = person.caller()
+    try:
+        case = services.cases.read_case(caller=caller, case_id=case_id)
+    except NotFound:
+        return page(request, "not_found.html", person, status=404, what="case")
+    client = services.cases.read_client(caller=caller, case_id=case_id).value
+    plans = services.cases.care_plans(caller=caller, case_id=case_id).value
+    notes = services.cases.notes(caller=caller, case_id=case_id).value
+    assessments = services.cases.assessments(caller=caller, case_id=case_id).value
+    supports = services.cases.supports(caller=caller, case_id=case_id).value
+    checks = services.cases.check_case(caller=caller, case_id=case_id)
+    return page(
+        request,
+        "case.html",
+        person,
+        status=status,
+        case=case.value,
+        etag=case.version_id,
+        client=client,
+        plans=plans,
+        notes=list(reversed(notes)),
+        assessments=list(reversed(assessments)),
+        supports=supports,
+        checks=[i for i in checks if i.severity in ("warning", "error")],
+        stages=STAGES,
+        contacts=CONTACTS,
+        closures=CLOSURES,
+        instruments=instrument_forms(services.settings.k10_bands),
+        error=error,
+        warnings=warnings or [],
+        today=services.clock.now().date().isoformat(),
+    )
+
+
+@router.get("/app/cases/{case_id}")
+def case_page(request: Request, case_id: str, services: ServicesDep, person: PersonDep) -> Response:
+    """The case: who, where it stands, the plan as a contract, notes, assessments."""
+    return _case_page(request, services, person, case_id)
+
+
+@router.post("/app/cases/{case_id}/stage")
+def change_stage(
+    request: Request,
+    case_id: str,
+    services: ServicesDep,
+    person: PersonDep,
+    stage: Text,
+    version: Optional = None,
+    closure_reason: Optional = None,
+    closure_summary: Optional = None,
+) -> Response:
+    """Move the case to a stage (closing it with a reason and a summary); what the process
+    warns about is shown on the case."""
+    caller = person.caller()
+    try:
+        current = services.cases.read_case(caller=caller, case_id=case_id).value
+        changes: dict[str, Any] = {"stage": stage}
+        if stage == "closure":
+            changes.update(
+                status="finished",
+                closure_reason=closure_reason or None,
+                closure_summary=(closure_summary or "").strip() or None,
+            )
+        updated = current.model_copy(update=changes)
+        stored = services.cases.update_case(
+            caller=caller,
+            case_id=case_id,
+            case=plain.Case.model_validate(updated.model_dump()),
+            if_match=int(version) if version and version.isdigit() else None,
+        )
+    except NotFound:
+        return page(request, "not_found.html", person, status=404, what="case")
+    except FHIRError as exc:
+        return _case_page(
+            request, services, person, case_id, error=exc.diagnostics, status=exc.status
+        )
+    return _case_page(request, services, person, case_id, warnings=stored.value.warnings)
+
+
+@router.post("/app/cases/{case_id}/notes")
+def add_note(
+    request: Request,
+    case_id: str,
+    services: ServicesDep,
+    person: PersonDep,
+    text: Text,
+    date: Optional = None,
+    contact_type: Optional = None,
+    duration_minutes: Optional = None,
+    did_not_attend: Optional = None,
+) -> Response:
+    """A progress note, its author the person."""
+    try:
+        note = _plain(
+            plain.ProgressNote,
+            {
+                "date": date or services.clock.now().date().isoformat(),
+                "author": person.user.practitioner,
+                "text": text,
+                "contact_type": contact_type,
+                "duration_minutes": duration_minutes,
+                "did_not_attend": did_not_attend == "yes",
+            },
+        )
+        services.cases.add_note(caller=person.caller(), case_id=case_id, note=note)
+    except NotFound:
+        return page(request, "not_found.html", person, status=404, what="case")
+    except FHIRError as exc:
+        return _case_page(
+            request, services, person, case_id, error=exc.diagnostics, status=exc.status
+        )
+    return go(f"/app/cases/{case_id}#notes")
+
+
+@router.post("/app/cases/{case_id}/assessments")
+async def add_assessment(
+    request: Request, case_id: str, services: ServicesDep, person: PersonDep
+) -> Response:
+    """An instrument filled in on the form (item_1 .. item_N), scored by the server."""
+    form = await request.form()
+    instrument = str(form.get("instrument") or "")
+    answers: dict[str, Any] = {}
+    for key, value in form.multi_items():
+        if key.startswith("item_") and isinstance(value, str) and value != "":
+            answers[key.removeprefix("item_")] = value
+    date = str(form.get("date") or services.clock.now().date().isoformat())
+    try:
+        assessment = _plain(
+            plain.Assessment, {"instrument": instrument, "date": date, "answers": answers}
+        )
+        from starlette.concurrency import run_in_threadpool
+
+        await run_in_threadpool(
+            services.cases.add_assessment,
+            caller=person.caller(),
+            case_id=case_id,
+            assessment=assessment,
+        )
+    except NotFound:
+        return page(request, "not_found.html", person, status=404, what="case")
+    except FHIRError as exc:
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(
+            _case_page, request, services, person, case_id, error=exc.diagnostics, status=exc.status
+        )
+    return go(f"/app/cases/{case_id}#assessments")
+
+
+@router.get("/app/cases/{case_id}/pictures/{name}.svg")
+def picture(case_id: str, name: str, services: ServicesDep, person: PersonDep) -> Response:
+    """The outcomes chart, ecomap or genogram of the case."""
+    caller = person.caller()
+    if name == "outcomes":
+        svg = pictures.outcomes_svg(services.cases.outcomes(caller=caller, case_id=case_id))
+    elif name in ("ecomap", "genogram"):
+        network = services.cases.network(caller=caller, case_id=case_id)
+        draw = pictures.ecomap_svg if name == "ecomap" else pictures.genogram_svg
+        svg = draw(network)
+    else:
+        raise NotFound(f"No picture {name!r}")
+    return Response(svg, media_type="image/svg+xml", headers=PAGE_HEADERS)
+
+
+# -- the team leader ------------------------------------------------------------------------
+@router.get("/app/reports/caseload")
+def report(request: Request, services: ServicesDep, person: PersonDep) -> Response:
+    """Caseloads against the models' ratios, turnaround, goal attainment, what is overdue."""
+    data = services.reports.caseload(caller=person.caller())
+    return page(request, "report.html", person, report=data)
+
+
+def days_between(start: dt.date, end: dt.date) -> int:
+    """Whole days from start to end."""
+    return (end - start).days
+
+
+__all__ = ["router"]

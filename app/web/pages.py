@@ -1,0 +1,450 @@
+"""The web app's pages for signing in and for referrals: the inbox and outbox, a referral's
+packet and its actions, making a referral, and the event stream that keeps the boxes fresh.
+
+Each page calls the same services as the API (no second copy of a rule) as the signed-in
+person, with their agency's access rules; a record the agency may not see is a page that
+says "not found", exactly as for a record that does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import ServicesDep
+from app.fhir.errors import FHIRError, NotFound
+from app.fhir.referral import ACTIONS, parse_action_json
+from app.services.auth.people import Person
+from app.services.container import Services
+from app.web.render import PAGE_HEADERS, go, page
+from app.web.session import (
+    PersonDep,
+    check_origin,
+    cookie_name,
+    current_person,
+    safe_next,
+    secure_cookies,
+)
+from app.web.views import (
+    SERVICE_TYPES,
+    body,
+    order_lines,
+    packet_view,
+    person_name,
+    referral_line,
+    text_of,
+)
+
+router = APIRouter()
+Text = Annotated[str, Form()]
+Optional = Annotated[str | None, Form()]
+
+
+def _names(services: Services, person: Person) -> Any:
+    """A lookup of display names for references, as the person's agency sees them (a
+    record it may not see shows as "not shared")."""
+    cache: dict[str | None, str] = {}
+    caller = person.caller()
+
+    def name(reference: str | None) -> str:
+        if reference not in cache:
+            cache[reference] = _name(services, caller, reference)
+        return cache[reference]
+
+    return name
+
+
+def _name(services: Services, caller: Any, reference: str | None) -> str:
+    if not reference or reference.count("/") != 1:
+        return reference or "unknown"
+    kind, rid = reference.split("/")
+    try:
+        found = services.resources.read(caller=caller, resource_type=kind, resource_id=rid)
+    except FHIRError:
+        return f"{kind} (not shared)" if kind == "Patient" else reference
+    return person_name(body(found.version)) or reference
+
+
+# -- signing in -----------------------------------------------------------------------------
+@router.get("/")
+def root() -> RedirectResponse:
+    """The web app lives under /app."""
+    return RedirectResponse("/app/", status_code=303)
+
+
+@router.get("/app/")
+async def home(request: Request) -> Response:
+    """The inbox for a signed-in person, else the sign-in page."""
+    person = await current_person(request)
+    return go("/app/referrals" if person else "/app/sign-in")
+
+
+@router.get("/app/sign-in")
+def sign_in_page(request: Request, next: str | None = None) -> Response:
+    """The sign-in form."""
+    return page(request, "sign_in.html", None, next=safe_next(next), error=None)
+
+
+@router.post("/app/sign-in")
+def sign_in(
+    request: Request,
+    services: ServicesDep,
+    email: Text,
+    password: Text,
+    next: Optional = None,
+) -> Response:
+    """Check the password; a session cookie and on to the page asked for, or the form again
+    with one message for every failure (no hint whether the address has an account)."""
+    check_origin(request)
+    target = safe_next(next)
+    try:
+        signed = services.people.sign_in(email=email, password=password)
+    except FHIRError as exc:
+        return page(request, "sign_in.html", None, status=401, next=target, error=exc.diagnostics)
+    response = go(target)
+    settings = services.settings
+    response.set_cookie(
+        cookie_name(settings),
+        signed.token,
+        max_age=settings.web_session_max_hours * 3600,
+        path="/",
+        secure=secure_cookies(settings),
+        httponly=True,
+        samesite="lax",
+    )
+    return response
+
+
+@router.post("/app/sign-out")
+def sign_out(services: ServicesDep, person: PersonDep, everywhere: Optional = None) -> Response:
+    """End this session (or, with everywhere, every session of the person)."""
+    services.people.sign_out(person, everywhere=everywhere == "yes")
+    response = go("/app/sign-in")
+    response.delete_cookie(cookie_name(services.settings), path="/")
+    return response
+
+
+# -- referrals ------------------------------------------------------------------------------
+def _box(services: Services, person: Person, box: str) -> list[Any]:
+    page_ = services.referrals.listing(
+        caller=person.caller(), params=[("box", box), ("_count", "100")]
+    )
+    names = _names(services, person)
+    return order_lines(
+        referral_line(v, names, _service_of(services, person, v.task)) for v in page_.views
+    )
+
+
+def _service_of(services: Services, person: Person, task: dict[str, Any]) -> str | None:
+    focus = (task.get("focus") or {}).get("reference")
+    if not isinstance(focus, str) or not focus.startswith("ServiceRequest/"):
+        return None
+    try:
+        found = services.resources.read(
+            caller=person.caller(), resource_type="ServiceRequest", resource_id=focus.split("/")[1]
+        )
+    except FHIRError:
+        return None
+    return text_of(body(found.version).get("code"))
+
+
+@router.get("/app/referrals")
+def referrals(request: Request, services: ServicesDep, person: PersonDep) -> Response:
+    """The referral inbox and outbox: overdue first, then new, then open."""
+    return page(
+        request,
+        "referrals.html",
+        person,
+        inbox=_box(services, person, "inbox"),
+        outbox=_box(services, person, "outbox"),
+    )
+
+
+@router.get("/app/referrals/boxes")
+def referral_boxes(request: Request, services: ServicesDep, person: PersonDep) -> Response:
+    """The two boxes alone: what the page swaps in when the event stream says so."""
+    return page(
+        request,
+        "referral_boxes.html",
+        person,
+        inbox=_box(services, person, "inbox"),
+        outbox=_box(services, person, "outbox"),
+    )
+
+
+@router.get("/app/events")
+async def events(request: Request, services: ServicesDep, person: PersonDep) -> Response:
+    """Server-sent events: "referrals" whenever a referral the agency may see changes (the
+    boxes reload without the page). A stream lasts at most a few minutes; the browser
+    reconnects (EventSource retry) and the session is checked again."""
+    caller = person.caller()
+    poll = services.settings.web_events_poll_s
+    token = request.cookies.get(cookie_name(services.settings), "")
+
+    async def stream() -> AsyncIterator[bytes]:
+        since = services.clock.now()
+        yield b"retry: 2000\n\n"
+        waited = 0.0
+        while waited < 300:
+            await asyncio.sleep(poll)
+            waited += poll
+            if await request.is_disconnected():
+                return
+            now = services.clock.now()
+            changed = await run_in_threadpool(
+                services.referrals.changed_since, caller=caller, since=since
+            )
+            if changed:
+                since = now
+                yield b"event: referrals\ndata: changed\n\n"
+            if (
+                int(waited) % 30 == 0
+                and await run_in_threadpool(services.people.session, token) is None
+            ):
+                return
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={**PAGE_HEADERS, "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/app/referrals/new")
+def new_referral(
+    request: Request, services: ServicesDep, person: PersonDep, case: str | None = None
+) -> Response:
+    """The referral form: the client's case, the agency and service, why, and the consent
+    that lets the records go."""
+    return _referral_form(request, services, person, case, {}, None, 200)
+
+
+def _referral_form(
+    request: Request,
+    services: Services,
+    person: Person,
+    case_id: str | None,
+    values: dict[str, Any],
+    error: str | None,
+    status: int,
+) -> Response:
+    caller = person.caller()
+    cases = services.caseload.list_cases(caller=caller, filters=_all_open()).cases
+    agencies = _agencies(services, person)
+    consents: list[Any] = []
+    plans: list[Any] = []
+    if case_id:
+        try:
+            consents = [
+                c
+                for c in services.cases.consents(caller=caller, case_id=case_id).value
+                if c.status == "active"
+            ]
+            plans = services.cases.care_plans(caller=caller, case_id=case_id).value
+        except NotFound:
+            case_id = None
+    return page(
+        request,
+        "referral_new.html",
+        person,
+        status=status,
+        cases=cases,
+        case_id=case_id,
+        agencies=agencies,
+        service_types=SERVICE_TYPES,
+        consents=consents,
+        plans=plans,
+        values=values,
+        error=error,
+        today=services.clock.now().date().isoformat(),
+    )
+
+
+def _all_open() -> Any:
+    from app.services.usecases.caseload import CaseFilters
+
+    return CaseFilters(count=200)
+
+
+def _agencies(services: Services, person: Person) -> list[tuple[str, str]]:
+    """The directory: every agency but the person's own, by name."""
+    page_ = services.search.search(
+        caller=person.caller(),
+        resource_type="Organization",
+        params=[("_count", "500"), ("_sort", "name")],
+        strict=True,
+    )
+    found = []
+    for version in page_.matches:
+        org = body(version)
+        reference = f"Organization/{org['id']}"
+        if reference != person.user.agency:
+            found.append((reference, person_name(org) or reference))
+    return found
+
+
+@router.post("/app/referrals/new")
+def make_referral(
+    request: Request,
+    services: ServicesDep,
+    person: PersonDep,
+    case: Text,
+    to_agency: Text,
+    service_type: Text,
+    reason: Text,
+    priority: Optional = "routine",
+    care_plan: Optional = None,
+    consent: Optional = None,
+    consent_now: Optional = None,
+    consent_purpose: Optional = None,
+    sensitive: Optional = None,
+) -> Response:
+    """Send the referral: the consent captured now (when the worker records it with the
+    client) and the referral, which the server refuses when the records could not go."""
+    caller = person.caller()
+    values = {
+        "to_agency": to_agency,
+        "service_type": service_type,
+        "reason": reason,
+        "priority": priority,
+        "care_plan": care_plan,
+        "consent": consent,
+        "consent_purpose": consent_purpose,
+        "sensitive": sensitive,
+    }
+    try:
+        stored_case = services.cases.read_case(caller=caller, case_id=case)
+        client_id = stored_case.value.client_id
+        consent_id = consent or None
+        if consent_now == "yes":
+            from schemas.casework import Consent
+
+            made = services.cases.add_consent(
+                caller=caller,
+                case_id=case,
+                consent=Consent(
+                    client_id=client_id,
+                    recipient=to_agency,
+                    purpose=(consent_purpose or "Referral").strip() or "Referral",
+                    start=services.clock.now().date(),
+                    covers_sensitive=sensitive == "yes",
+                ),
+            )
+            consent_id = made.value.id
+        referral: dict[str, Any] = {
+            "client_id": client_id,
+            "from_agency": person.user.agency,
+            "to_agency": to_agency,
+            "service_type": service_type,
+            "reason": reason,
+            "priority": priority or "routine",
+            "requested": services.clock.now().date().isoformat(),
+            "sensitive": sensitive == "yes",
+        }
+        if consent_id:
+            referral["consent_id"] = consent_id
+        if care_plan:
+            referral["care_plan_id"] = care_plan
+        view = services.referrals.submit(caller=caller, body=orjson.dumps(referral))
+    except FHIRError as exc:
+        return _referral_form(request, services, person, case, values, exc.diagnostics, exc.status)
+    return go(f"/app/referrals/{view.task['id']}")
+
+
+@router.get("/app/referrals/{task_id}")
+def referral(request: Request, task_id: str, services: ServicesDep, person: PersonDep) -> Response:
+    """A referral's packet as a readable summary, its history and what may be done next."""
+    return _referral_page(request, services, person, task_id, None, 200)
+
+
+def _referral_page(
+    request: Request,
+    services: Services,
+    person: Person,
+    task_id: str,
+    error: str | None,
+    status: int,
+) -> Response:
+    caller = person.caller()
+    try:
+        packet = services.referrals.read(caller=caller, task_id=task_id)
+        _view, changes = services.referrals.history(caller=caller, task_id=task_id)
+    except NotFound:
+        return page(request, "not_found.html", person, status=404, what="referral")
+    names = _names(services, person)
+    resources = [body(v) for v in packet.resources if v.body is not None]
+    notice = packet.release.regime.notice if packet.release.sensitive else None
+    shown = packet_view(packet.view, resources, names, notice)
+    return page(
+        request,
+        "referral.html",
+        person,
+        status=status,
+        p=shown,
+        changes=[(c, names(c.agency)) for c in changes],
+        error=error,
+        etag=packet.view.version.version_id,
+    )
+
+
+@router.post("/app/referrals/{task_id}/{action}")
+def act(
+    request: Request,
+    task_id: str,
+    action: str,
+    services: ServicesDep,
+    person: PersonDep,
+    version: Optional = None,
+    reason: Optional = None,
+    summary: Optional = None,
+    goals_achieved: Annotated[list[str] | None, Form()] = None,
+) -> Response:
+    """One action on a referral, from its page (If-Match: the version the page showed, so
+    a change made meanwhile by the other agency is never overwritten)."""
+    chosen = ACTIONS.get(action)
+    if chosen is None:
+        return page(request, "not_found.html", person, status=404, what="action")
+    data: dict[str, Any] = {}
+    if reason and reason.strip():
+        data["reason"] = reason.strip()
+    if action == "complete":
+        outcome: dict[str, Any] = {}
+        if summary and summary.strip():
+            outcome["summary"] = summary.strip()
+        if goals_achieved:
+            outcome["goals"] = [
+                {"goal": g, "achievementStatus": "achieved"} for g in goals_achieved if g
+            ]
+        data["outcome"] = outcome
+    try:
+        given = parse_action_json(data, chosen)
+        if_match = int(version) if version and version.isdigit() else None
+        services.referrals.act(
+            caller=person.caller(), task_id=task_id, action=action, if_match=if_match, given=given
+        )
+    except NotFound:
+        return page(request, "not_found.html", person, status=404, what="referral")
+    except FHIRError as exc:
+        message = exc.diagnostics
+        if exc.status == 412:
+            message = (
+                "The other agency changed this referral while you were looking at it. It is "
+                "shown as it is now: check it and try again."
+            )
+        return _referral_page(request, services, person, task_id, message, exc.status)
+    return go(f"/app/referrals/{task_id}")
+
+
+def today(services: Services) -> dt.date:
+    """The server's today (its clock)."""
+    return services.clock.now().date()
+
+
+__all__ = ["router"]

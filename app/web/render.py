@@ -1,0 +1,76 @@
+"""HTML answers of the web app: Jinja2 templates (autoescaped) and the headers every page
+carries (no caching of health records, a strict Content-Security-Policy, no framing)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Final
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from app.services.auth.people import Person
+
+HERE: Final = Path(__file__).resolve().parent
+templates = Jinja2Templates(directory=HERE / "templates")
+
+# Scripts and styles from this server only: htmx needs no eval, and the pages carry no
+# inline script or style, so an injected one would not run.
+PAGE_HEADERS: Final = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+
+
+def _date(value: Any) -> str:
+    """A FHIR date or dateTime as a case worker reads it: 5 Jan 2026."""
+    if isinstance(value, (dt.date, dt.datetime)):
+        day = value
+    elif isinstance(value, str) and len(value) >= 10:
+        try:
+            day = dt.date.fromisoformat(value[:10])
+        except ValueError:
+            return value
+    else:
+        return "" if value is None else str(value)
+    return f"{day.day} {day:%b %Y}"
+
+
+templates.env.filters["day"] = _date
+
+
+def page(
+    request: Request,
+    name: str,
+    person: Person | None,
+    *,
+    status: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    """A page (or a part of one, for htmx) from its template."""
+    response = templates.TemplateResponse(
+        request,
+        name,
+        {"person": person, "csrf": person.csrf if person else "", **context},
+        status_code=status,
+    )
+    response.headers.update(PAGE_HEADERS)
+    return response
+
+
+def go(path: str) -> RedirectResponse:
+    """After a form: see the page it changed (303 See Other: the browser GETs it)."""
+    response = RedirectResponse(path, status_code=303)
+    response.headers.update(PAGE_HEADERS)
+    return response
+
+
+__all__ = ["PAGE_HEADERS", "go", "page", "templates"]

@@ -1,0 +1,229 @@
+"""The web app over HTTP on both databases (issue 20): accounts, signing in and out,
+lockout, CSRF, agency isolation, the pages' headers and the audit naming the person.
+The browser journeys are in tests/test_web_browser.py."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Backend
+from tests.support.cli import run_cli
+from tests.support.server import LiveServer
+from tests.support.web import (
+    PASSWORD,
+    add_person,
+    csrf_of,
+    directory,
+    post_form,
+    sign_in,
+)
+
+A, B = "Organization/northside", "Organization/eastside"
+
+
+@pytest.fixture
+def site(live: LiveServer, backend: Backend) -> Iterator[str]:
+    """A clean database with two agencies, a worker in each and their accounts."""
+    backend.truncate()
+    with httpx.Client(base_url=live.fhir, timeout=30) as fhir:
+        directory(
+            fhir,
+            {"northside": "Northside Community Health", "eastside": "Eastside Housing"},
+            {"ann": "Ann Lee", "ben": "Ben Park"},
+        )
+    add_person(backend, "ann@northside.example", A, "Practitioner/ann", "Ann Lee")
+    add_person(backend, "ben@eastside.example", B, "Practitioner/ben", "Ben Park")
+    yield live.root
+
+
+def _open_case(http: httpx.Client, given: str = "Alex") -> str:
+    answer = post_form(
+        http,
+        "/app/cases/new",
+        "/app/cases/new",
+        {"given_names": given, "family_name": "Rivera", "birth_date": "1988-04-02"},
+    )
+    assert answer.status_code == 303, answer.text
+    return answer.headers["location"].rsplit("/", 1)[1]
+
+
+def test_the_readme_command_adds_a_person(backend: Backend, site: str) -> None:
+    env = {"CASEBRIDGE_DATABASE_URL": backend.url}
+    args = ["users", "add", "--org", A, "--practitioner", "Practitioner/cy", "--email",
+            "Cy@Northside.example", "--name", "Cy"]  # fmt: skip
+    made = run_cli(args, env, stdin=f"{PASSWORD}\n")
+    assert made.returncode == 0, made.stderr
+    assert "cy@northside.example can sign in" in made.stdout
+    again = run_cli(args, env, stdin=f"{PASSWORD}\n")
+    assert again.returncode == 2 and "already has an account" in again.stderr
+    short = run_cli([*args[:-4], "--email", "dee@northside.example"], env, stdin="short\n")
+    assert short.returncode == 2 and "at least 12 characters" in short.stderr
+    listed = run_cli(["users", "list"], {**env, "COLUMNS": "200"})
+    assert "cy@northside.example" in listed.stdout
+    with sign_in(site, "CY@northside.example") as http:
+        assert http.get("/app/referrals").status_code == 200
+
+
+def test_pages_need_a_person_and_say_so_by_redirect(site: str) -> None:
+    with httpx.Client(base_url=site, timeout=30) as http:
+        assert http.get("/").headers["location"] == "/app/"
+        assert http.get("/app/").headers["location"] == "/app/sign-in"
+        answer = http.get("/app/cases?mine=yes")
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/app/sign-in?next=/app/cases%3Fmine%3Dyes"
+        # The API is untouched: JSON errors there, a page under /app.
+        assert http.get("/nowhere").headers["content-type"].startswith("application/")
+        form = http.get("/app/sign-in")
+        assert form.status_code == 200 and "<form" in form.text
+        assert "default-src 'self'" in form.headers["content-security-policy"]
+        assert form.headers["cache-control"] == "no-store"
+
+
+def test_sign_in_refuses_alike_and_locks_after_repeated_failures(site: str) -> None:
+    with httpx.Client(base_url=site, timeout=30) as http:
+        unknown = http.post("/app/sign-in", data={"email": "nobody@x.example", "password": "x"})
+        wrong = http.post(
+            "/app/sign-in", data={"email": "ann@northside.example", "password": "wrong"}
+        )
+        assert unknown.status_code == wrong.status_code == 401
+        message = re.findall(r'role="alert"[^>]*>([^<]+)<', unknown.text)
+        assert message == re.findall(r'role="alert"[^>]*>([^<]+)<', wrong.text)
+        assert "casebridge_session" not in http.cookies
+        for _ in range(4):  # five wrong in a row, counting the one above
+            http.post("/app/sign-in", data={"email": "ann@northside.example", "password": "no"})
+        locked = http.post(
+            "/app/sign-in", data={"email": "ann@northside.example", "password": PASSWORD}
+        )
+        assert locked.status_code == 401
+        assert message == re.findall(r'role="alert"[^>]*>([^<]+)<', locked.text)
+    with sign_in(site, "ben@eastside.example") as http:
+        assert http.get("/app/referrals").status_code == 200
+
+
+def test_the_session_cookie_and_signing_out(site: str) -> None:
+    answer = httpx.post(
+        f"{site}/app/sign-in",
+        data={"email": "ann@northside.example", "password": PASSWORD,
+              "next": "https://evil.example/"},
+    )  # fmt: skip
+    cookie = answer.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie
+    assert answer.headers["location"] == "/app/referrals"  # never another site
+    third = answer.cookies["casebridge_session"]
+    with (
+        sign_in(site, "ann@northside.example") as http,
+        sign_in(site, "ann@northside.example") as second,
+    ):
+        page = http.get("/app/referrals")
+        assert page.status_code == 200 and "Ann Lee" in page.text
+        token = http.cookies["casebridge_session"]
+        assert http.post("/app/sign-out", data={"csrf": csrf_of(page.text)}).status_code == 303
+        # The signed-out cookie opens nothing; the person's other sessions still work.
+        stale = httpx.get(f"{site}/app/referrals", cookies={"casebridge_session": token})
+        assert stale.status_code == 303
+        assert (
+            httpx.get(f"{site}/app/referrals", cookies={"casebridge_session": third}).status_code
+            == 200
+        )
+        everywhere = second.post(
+            "/app/sign-out",
+            data={"csrf": csrf_of(second.get("/app/referrals").text), "everywhere": "yes"},
+        )
+        assert everywhere.status_code == 303
+        gone = httpx.get(f"{site}/app/referrals", cookies={"casebridge_session": third})
+        assert gone.status_code == 303
+
+
+def test_forms_without_the_sessions_token_or_from_another_site_are_refused(site: str) -> None:
+    with sign_in(site, "ann@northside.example") as http:
+        form = {"given_names": "Alex", "family_name": "Rivera"}
+        assert http.post("/app/cases/new", data=form).status_code == 403
+        assert http.post("/app/cases/new", data={**form, "csrf": "guess"}).status_code == 403
+        token = csrf_of(http.get("/app/cases/new").text)
+        foreign = http.post(
+            "/app/cases/new",
+            data={**form, "csrf": token},
+            headers={"Origin": "https://evil.example"},
+        )
+        assert foreign.status_code == 403
+        assert "another site" in foreign.text and foreign.headers["content-type"].startswith(
+            "text/html"
+        )
+        assert http.get("/app/cases").text.count("Rivera") == 0
+        made = http.post("/app/cases/new", data={**form, "csrf": token}, headers={"Origin": site})
+        assert made.status_code == 303
+        # htmx sends the token as a header.
+        header = http.post("/app/cases/new", data=form, headers={"X-CSRF-Token": token})
+        assert header.status_code == 303
+
+
+def test_one_agencys_person_never_sees_anothers_client(site: str) -> None:
+    with sign_in(site, "ann@northside.example") as ann:
+        case_id = _open_case(ann)
+        page = ann.get(f"/app/cases/{case_id}")
+        assert page.status_code == 200 and "Alex Rivera" in page.text
+        assert "Alex Rivera" in ann.get("/app/cases").text
+    with sign_in(site, "ben@eastside.example") as ben:
+        hidden = ben.get(f"/app/cases/{case_id}")
+        missing = ben.get("/app/cases/no-such-case")
+        assert hidden.status_code == missing.status_code == 404
+        assert hidden.text == missing.text
+        assert "Alex" not in ben.get("/app/cases").text
+        assert "Alex" not in ben.get("/app/referrals").text
+        token = csrf_of(ben.get("/app/cases/new").text)
+        note = ben.post(f"/app/cases/{case_id}/notes", data={"text": "x", "csrf": token})
+        absent = ben.post("/app/cases/no-such-case/notes", data={"text": "x", "csrf": token})
+        assert note.status_code == absent.status_code == 404
+        picture = ben.get(f"/app/cases/{case_id}/pictures/genogram.svg")
+        assert picture.status_code == 404
+        for page_ in (ben.get("/app/referrals/no-such"), ben.get(f"/app/referrals/{case_id}")):
+            assert page_.status_code == 404
+
+
+def test_the_audit_names_the_person(site: str, live: LiveServer) -> None:
+    with sign_in(site, "ann@northside.example") as ann:
+        case_id = _open_case(ann)
+        answer = post_form(
+            ann, f"/app/cases/{case_id}/notes", f"/app/cases/{case_id}", {"text": "Met at home."}
+        )
+        assert answer.status_code == 303
+    with httpx.Client(base_url=live.fhir, timeout=30) as fhir:
+        events = fhir.get("/AuditEvent", params={"action": "C", "_count": "100"}).json()
+        created = [
+            e["resource"]
+            for e in events.get("entry", [])
+            if any(
+                "DocumentReference/" in str(x.get("what", {}).get("reference"))
+                for x in e["resource"].get("entity", [])
+            )
+        ]
+        assert created, events
+        agents = [a["who"].get("reference") for a in created[0]["agent"]]
+        assert "Practitioner/ann" in agents and A in agents
+        provenance = fhir.get("/Provenance", params={"_count": "50"}).json()
+        performers = {
+            a["who"].get("reference")
+            for entry in provenance.get("entry", [])
+            for a in entry["resource"]["agent"]
+            if a["type"]["coding"][0]["code"] == "performer"
+        }
+        assert "Practitioner/ann" in performers
+        # Reading the case's page is an access too, naming the person and the case (the
+        # audit is written off the request path: wait for it).
+        views: list[dict[str, Any]] = []
+        for _ in range(50):
+            found = fhir.get(
+                "/AuditEvent", params={"entity": f"EpisodeOfCare/{case_id}", "action": "E"}
+            ).json()
+            views = [e["resource"] for e in found.get("entry", [])]
+            if views:
+                break
+            time.sleep(0.1)
+        assert views
+        assert "Practitioner/ann" in [a["who"].get("reference") for a in views[0]["agent"]]
