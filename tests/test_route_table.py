@@ -17,6 +17,7 @@ from app.api.deps import get_caller
 from app.config import Settings
 from app.main import create_app
 from app.security.routes import NAMED, PATH_TYPE, ROUTES
+from app.web.session import signed_in
 from tests.conftest import Backend
 from tests.support.auth import MovableClock, register_tokens, rsa_key, smart_server
 from tests.support.server import LiveServer
@@ -53,7 +54,11 @@ def api_routes(app: FastAPI) -> list[APIRoute]:
 
 
 def _depends_on_caller(dependant: Dependant) -> bool:
-    return any(d.call is get_caller or _depends_on_caller(d) for d in dependant.dependencies)
+    """The route resolves who is asking: a token's caller (API) or a signed-in person (the
+    web app's session, which checks the same route table)."""
+    return any(
+        d.call in (get_caller, signed_in) or _depends_on_caller(d) for d in dependant.dependencies
+    )
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +148,8 @@ def _checked_on_the_route(method: str, path: str) -> bool:
     entry = ROUTES[(method, path)]
     if entry.public or not entry.touches:
         return False
+    if path.startswith("/app/"):
+        return False  # pages take no token: a session (tests/test_web.py)
     return any(t not in ("Organization",) for t, _ in entry.touches)
 
 

@@ -216,6 +216,9 @@ ROUTES: Final[Mapping[tuple[str, str], Needs]] = {
     ("GET", "/app/referrals/{task_id}"): needs(
         "Task.r", refined_by="the packet holds only the types the agency may read"
     ),
+    ("POST", "/app/referrals/{task_id}/case"): needs(
+        "Task.r", "EpisodeOfCare.c", refined_by="bundle entries"
+    ),
     ("POST", "/app/referrals/{task_id}/{action}"): needs(
         "Task.u", refined_by="complete also creates (c) its outcome records and updates Goals"
     ),

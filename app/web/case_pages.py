@@ -17,6 +17,7 @@ from app.fhir.errors import FHIRError, NotFound, invalid_plain
 from app.services.auth.people import Person
 from app.services.container import Services
 from app.services.usecases.caseload import parse_filters
+from app.web.names import names_for
 from app.web.render import PAGE_HEADERS, go, page
 from app.web.session import PersonDep
 from app.web.views import instrument_forms
@@ -185,6 +186,7 @@ def _case_page(
         error=error,
         warnings=warnings or [],
         today=services.clock.now().date().isoformat(),
+        names=names_for(services, caller),
     )
 
 

@@ -23,6 +23,7 @@ from app.fhir.errors import FHIRError, NotFound
 from app.fhir.referral import ACTIONS, parse_action_json
 from app.services.auth.people import Person
 from app.services.container import Services
+from app.web.names import Names, names_for
 from app.web.render import PAGE_HEADERS, go, page
 from app.web.session import (
     PersonDep,
@@ -47,29 +48,8 @@ Text = Annotated[str, Form()]
 Optional = Annotated[str | None, Form()]
 
 
-def _names(services: Services, person: Person) -> Any:
-    """A lookup of display names for references, as the person's agency sees them (a
-    record it may not see shows as "not shared")."""
-    cache: dict[str | None, str] = {}
-    caller = person.caller()
-
-    def name(reference: str | None) -> str:
-        if reference not in cache:
-            cache[reference] = _name(services, caller, reference)
-        return cache[reference]
-
-    return name
-
-
-def _name(services: Services, caller: Any, reference: str | None) -> str:
-    if not reference or reference.count("/") != 1:
-        return reference or "unknown"
-    kind, rid = reference.split("/")
-    try:
-        found = services.resources.read(caller=caller, resource_type=kind, resource_id=rid)
-    except FHIRError:
-        return f"{kind} (not shared)" if kind == "Patient" else reference
-    return person_name(body(found.version)) or reference
+def _names(services: Services, person: Person) -> Names:
+    return names_for(services, person.caller())
 
 
 # -- signing in -----------------------------------------------------------------------------
@@ -392,6 +372,45 @@ def _referral_page(
         error=error,
         etag=packet.view.version.version_id,
     )
+
+
+@router.post("/app/referrals/{task_id}/case")
+def open_case_for_referral(
+    request: Request, task_id: str, services: ServicesDep, person: PersonDep
+) -> Response:
+    """The receiving agency opens its own case for the referred client (the client's
+    record as the consent shares it; the case names the referral that opened it)."""
+    caller = person.caller()
+    try:
+        packet = services.referrals.read(caller=caller, task_id=task_id)
+        task = packet.view.task
+        client = (task.get("for") or {}).get("reference", "")
+        focus = (task.get("focus") or {}).get("reference")
+        if not client.startswith("Patient/"):
+            raise NotFound("The referral names no client")
+        from schemas.casework import NewCase, TeamMember
+
+        case = NewCase(
+            client_id=client.split("/", 1)[1],
+            stage="engagement",
+            managing_agency=person.user.agency,
+            care_manager=person.user.practitioner,
+            care_team=[
+                TeamMember(
+                    member=person.user.practitioner, name=person.user.name, role="case manager"
+                )
+            ],
+            referral=focus
+            if isinstance(focus, str) and focus.startswith("ServiceRequest/")
+            else None,
+            start=services.clock.now().date(),
+        )
+        stored = services.cases.create_case(caller=caller, case=case)
+    except NotFound:
+        return page(request, "not_found.html", person, status=404, what="referral")
+    except FHIRError as exc:
+        return _referral_page(request, services, person, task_id, exc.diagnostics, exc.status)
+    return go(f"/app/cases/{stored.value.id}")
 
 
 @router.post("/app/referrals/{task_id}/{action}")

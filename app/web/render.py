@@ -12,6 +12,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from app.services.auth.people import Person
+from app.web.views import STATUS_WORDS
+from mappings.casework import CONSENT_USES
+from schemas.conformance import display
 
 HERE: Final = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -44,7 +47,23 @@ def _date(value: Any) -> str:
     return f"{day.day} {day:%b %Y}"
 
 
+def _words(code: Any, slug: str) -> str:
+    """A code of one of the project's CodeSystems as its display (the code when unknown)."""
+    if not isinstance(code, str):
+        return "" if code is None else str(code)
+    try:
+        return display(slug, code)
+    except KeyError:
+        return code
+
+
+# v3 ActReason purposes of use a consent names (mappings/casework.py CONSENT_USES).
+_PURPOSES: Final = {v: k.replace("-", " ") for k, v in CONSENT_USES.items()}
+
 templates.env.filters["day"] = _date
+templates.env.filters["words"] = _words
+templates.env.filters["purpose"] = lambda code: _PURPOSES.get(code, code)
+templates.env.filters["status"] = lambda code: STATUS_WORDS.get(code, code)
 
 
 def page(

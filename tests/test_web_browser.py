@@ -1,0 +1,202 @@
+"""The web app in a real browser (Debian's Chromium through Playwright) against the real
+server, on SQLite and PostgreSQL (issue 20): two agencies' workers sign in; one opens a
+case and refers the client with consent; the other sees it arrive without a reload,
+accepts, opens a case, records a note and an assessment, and completes with an outcome;
+the first sees the loop closed. Also: the referral form done with the keyboard alone.
+
+Screenshots of each main page go to tests/artifacts/web/ (not committed). Without
+/usr/bin/chromium the tests skip, unless CASEBRIDGE_REQUIRE_BROWSER=1 (CI) makes that a
+failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Backend
+from tests.support.server import LiveServer
+from tests.support.web import PASSWORD, add_person, directory
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "web"
+A, B = "Organization/northside", "Organization/eastside"
+
+if not CHROMIUM.exists():
+    if os.environ.get("CASEBRIDGE_REQUIRE_BROWSER") == "1":
+        pytest.fail("Chromium is required (apt-get install chromium)", pytrace=False)
+    pytest.skip("no /usr/bin/chromium (apt-get install chromium)", allow_module_level=True)
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def site(live: LiveServer, backend: Backend) -> Iterator[str]:
+    backend.truncate()
+    with httpx.Client(base_url=live.fhir, timeout=30) as fhir:
+        directory(
+            fhir,
+            {"northside": "Northside Community Health", "eastside": "Eastside Housing"},
+            {"ann": "Ann Lee", "ben": "Ben Park"},
+        )
+    add_person(backend, "ann@northside.example", A, "Practitioner/ann", "Ann Lee")
+    add_person(backend, "ben@eastside.example", B, "Practitioner/ben", "Ben Park")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    yield live.root
+
+
+def _signed_in(browser: Any, site: str, email: str) -> Any:
+    context = browser.new_context(base_url=site, viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.goto("/app/")
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r".*/app/referrals$"))
+    return page
+
+
+def _shot(page: Any, name: str, backend: Backend) -> None:
+    page.wait_for_load_state("load")  # the pictures too
+    page.screenshot(path=str(ARTIFACTS / f"{name}-{backend.name}.png"), full_page=True)
+
+
+def test_a_referral_from_one_agency_to_another_and_back(
+    browser: Any, site: str, backend: Backend
+) -> None:
+    ann = _signed_in(browser, site, "ann@northside.example")
+    ben = _signed_in(browser, site, "ben@eastside.example")
+    expect = sync_api.expect
+    expect(ben.locator("#inbox")).to_contain_text("No referrals")
+    _shot(ben, "inbox-empty", backend)
+
+    # Ann opens a case for a new client.
+    ann.get_by_role("link", name="New case").click()
+    ann.get_by_label("Given names").fill("Alex")
+    ann.get_by_label("Family name").fill("Rivera")
+    ann.get_by_label("Date of birth").fill("1988-04-02")
+    ann.get_by_label("Model of practice").select_option("strengths-based")
+    _shot(ann, "case-new", backend)
+    ann.get_by_role("button", name="Open the case").click()
+    expect(ann.get_by_role("heading", level=1)).to_have_text("Alex Rivera")
+    case_url = ann.url
+
+    # ... and refers Alex to Eastside with Alex's consent.
+    ann.get_by_role("link", name="Make a referral for this client").click()
+    ann.get_by_label("Refer to").select_option(label="Eastside Housing")
+    ann.get_by_label("Service").select_option("supported-accommodation")
+    ann.get_by_label("Why (what the client needs)").fill("Couch surfing; needs stable housing")
+    ann.get_by_label("The client consents now").check()
+    ann.get_by_label("What the client agreed to").fill("Referral for housing support")
+    _shot(ann, "referral-new", backend)
+    ann.get_by_role("button", name="Send the referral").click()
+    expect(ann.locator("#referral-status")).to_have_text("new")
+    referral_url = ann.url
+
+    # Ben's inbox shows it without a reload (server-sent events).
+    expect(ben.locator("#inbox")).to_contain_text("Alex Rivera", timeout=15_000)
+    expect(ben.locator("#inbox")).to_contain_text("Northside Community Health")
+    _shot(ben, "inbox", backend)
+    ben.locator("#inbox").get_by_role("link", name="Alex Rivera").click()
+    expect(ben.locator("#referral-status")).to_have_text("new")
+    expect(ben.get_by_text("Referral for housing support")).to_be_visible()
+    _shot(ben, "referral-packet", backend)
+    ben.get_by_role("button", name="Accept").click()
+    expect(ben.locator("#referral-status")).to_have_text("accepted")
+    ben.get_by_role("button", name="Start the service").click()
+    expect(ben.locator("#referral-status")).to_have_text("in progress")
+
+    # Ben works with Alex in his own case: a note and a PHQ-9 that scores as he answers.
+    ben.get_by_role("button", name="Open a case for Alex Rivera").click()
+    expect(ben.get_by_role("heading", level=1)).to_have_text("Alex Rivera")
+    ben_case = ben.url
+    ben.get_by_label("Note", exact=True).fill("First visit; viewed a flat.")
+    ben.get_by_label("Contact").select_option("home-visit")
+    ben.get_by_label("Minutes").fill("50")
+    ben.get_by_role("button", name="Add the note").click()
+    expect(ben.locator("#notes")).to_contain_text("First visit; viewed a flat.")
+    ben.get_by_text("Record PHQ-9 (depression)").click()
+    form = ben.locator("#form-phq9")
+    for item in range(1, 10):
+        form.locator(f"input[name=item_{item}][value='1']").check()
+    expect(form.locator("output[name=total]")).to_have_text("9")
+    expect(form.locator(".risk-note")).to_be_visible()  # item 9 above 0
+    _shot(ben, "assessment-form", backend)
+    form.get_by_role("button", name="Save PHQ-9").click()
+    expect(ben.locator("#assessments table")).to_contain_text("mild depression")
+    expect(ben.locator(".alert").first).to_contain_text("hurting yourself")
+    _shot(ben, "case", backend)
+
+    # Ben completes the referral with what was done.
+    ben.goto(referral_url.replace(site, ""))
+    ben.get_by_label("What was done (the outcome)").fill("Signed a six-month lease")
+    ben.get_by_role("button", name="Complete").click()
+    expect(ben.locator("#referral-status")).to_have_text("completed")
+
+    # Ann sees the loop closed.
+    ann.goto(referral_url.replace(site, ""))
+    expect(ann.locator("#referral-status")).to_have_text("completed")
+    expect(ann.locator("#outcome")).to_contain_text("Signed a six-month lease")
+    _shot(ann, "referral-closed", backend)
+    ann.get_by_role("link", name="Referrals", exact=True).click()
+    expect(ann.locator("#outbox")).to_contain_text("completed")
+    ann.get_by_role("link", name="My caseload").click()
+    expect(ann.locator("main")).to_contain_text("Alex Rivera")
+    _shot(ann, "caseload", backend)
+    ann.get_by_role("link", name="Team report").click()
+    _shot(ann, "report", backend)
+
+    # Ben never sees Ann's case; its page answers as a missing one.
+    hidden = ben.goto(case_url.replace(site, ""))
+    assert hidden is not None and hidden.status == 404
+    assert ben_case != case_url
+    for page in (ann, ben):
+        page.context.close()
+
+
+def test_the_referral_form_with_the_keyboard_alone(browser: Any, site: str) -> None:
+    ann = _signed_in(browser, site, "ann@northside.example")
+    expect = sync_api.expect
+    ann.goto("/app/cases/new")
+    ann.get_by_label("Given names").focus()
+    ann.keyboard.type("Sam")
+    ann.keyboard.press("Tab")
+    ann.keyboard.type("Ng")
+    ann.get_by_role("button", name="Open the case").focus()
+    ann.keyboard.press("Enter")
+    expect(ann.get_by_role("heading", level=1)).to_have_text("Sam Ng")
+    ann.get_by_role("link", name="Make a referral for this client").focus()
+    ann.keyboard.press("Enter")
+    ann.wait_for_url(re.compile(r".*/app/referrals/new\?case=.*"))
+    # From the first field to the button with Tab, choosing with the arrow keys.
+    ann.get_by_label("Refer to").focus()
+    ann.keyboard.press("ArrowDown")  # Eastside Housing
+    ann.keyboard.press("Tab")  # Service (counselling chosen)
+    ann.keyboard.press("Tab")  # Why
+    ann.keyboard.type("Needs counselling")
+    ann.keyboard.press("Tab")  # How soon
+    ann.keyboard.press("Tab")  # consent now
+    ann.keyboard.press("Space")
+    ann.keyboard.press("Tab")
+    ann.keyboard.type("Referral for counselling")
+    ann.keyboard.press("Tab")  # sensitive (left unticked)
+    ann.keyboard.press("Tab")  # the button
+    focused = ann.evaluate("document.activeElement.textContent")
+    assert focused.strip() == "Send the referral"
+    ann.keyboard.press("Enter")
+    expect(ann.locator("#referral-status")).to_have_text("new")
+    ann.context.close()
