@@ -759,15 +759,59 @@ def users_add(
     ],
     email: Annotated[str, typer.Option("--email", help="The address they sign in with.")],
     name: Annotated[str | None, typer.Option("--name", help="Their name, as shown.")] = None,
+    org_name: Annotated[
+        str | None,
+        typer.Option("--org-name", help="The agency's name, when its Organization is new."),
+    ] = None,
 ) -> None:
-    """Add a person; the password is read from stdin (at least 12 characters)."""
+    """Add a person; the password is read from stdin (at least 12 characters). Their
+    agency's Organization and their Practitioner are written to the directory when not
+    there yet (so a new server is ready to use)."""
     password = _read_password()
     user = _people_call(
         lambda people: people.add_user(
             email=email, agency=org, practitioner=practitioner, password=password, name=name
         )
     )
+    _directory_entries(user.agency, org_name, user.practitioner, user.name)
     typer.echo(f"{user.email} can sign in at {get_settings().base_url.rsplit('/fhir', 1)[0]}/app/")
+
+
+def _directory_entries(
+    agency: str, agency_name: str | None, practitioner: str, name: str | None
+) -> None:
+    """The Organization and Practitioner a new account names, written as the operator when
+    the directory lacks them (an existing one is left as it is)."""
+    import orjson
+
+    from app.clock import Clock
+    from app.fhir.errors import FHIRError
+    from app.security.caller import OPERATOR
+    from app.services.container import build_services
+
+    settings = get_settings()
+    engine = create_db_engine(settings.effective_database_url)
+    try:
+        services = build_services(settings=settings, engine=engine, clock=Clock())
+        org_id = agency.split("/", 1)[1]
+        worker_id = practitioner.split("/", 1)[1]
+        entries = (
+            ("Organization", org_id, {"name": agency_name or org_id}),
+            ("Practitioner", worker_id, {"name": [{"text": name or worker_id}]}),
+        )
+        for kind, rid, fields in entries:
+            try:
+                services.resources.read(caller=OPERATOR, resource_type=kind, resource_id=rid)
+                continue
+            except FHIRError:
+                pass
+            body = {"resourceType": kind, "id": rid, **fields}
+            services.resources.update(
+                caller=OPERATOR, resource_type=kind, resource_id=rid, body=orjson.dumps(body)
+            )
+            typer.echo(f"Added {kind}/{rid} to the directory.", err=True)
+    finally:
+        engine.dispose()
 
 
 @users_cli.command("list")

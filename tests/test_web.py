@@ -53,21 +53,36 @@ def _open_case(http: httpx.Client, given: str = "Alex") -> str:
     return answer.headers["location"].rsplit("/", 1)[1]
 
 
-def test_the_readme_command_adds_a_person(backend: Backend, site: str) -> None:
+def test_the_readme_command_adds_a_person(backend: Backend, site: str, live: LiveServer) -> None:
     env = {"CASEBRIDGE_DATABASE_URL": backend.url}
-    args = ["users", "add", "--org", A, "--practitioner", "Practitioner/cy", "--email",
-            "Cy@Northside.example", "--name", "Cy"]  # fmt: skip
+    args = ["users", "add", "--org", "Organization/westside", "--org-name", "Westside Health",
+            "--practitioner", "Practitioner/cy", "--email", "Cy@Westside.example", "--name", "Cy"]  # fmt: skip
     made = run_cli(args, env, stdin=f"{PASSWORD}\n")
     assert made.returncode == 0, made.stderr
-    assert "cy@northside.example can sign in" in made.stdout
+    assert "cy@westside.example can sign in" in made.stdout
+    # A new server is ready to use: the agency and the worker are in the directory.
+    with httpx.Client(base_url=live.fhir, timeout=30) as fhir:
+        assert fhir.get("/Organization/westside").json()["name"] == "Westside Health"
+        assert fhir.get("/Practitioner/cy").json()["name"] == [{"text": "Cy"}]
     again = run_cli(args, env, stdin=f"{PASSWORD}\n")
     assert again.returncode == 2 and "already has an account" in again.stderr
-    short = run_cli([*args[:-4], "--email", "dee@northside.example"], env, stdin="short\n")
+    short = run_cli([*args[:-4], "--email", "dee@westside.example"], env, stdin="short\n")
     assert short.returncode == 2 and "at least 12 characters" in short.stderr
     listed = run_cli(["users", "list"], {**env, "COLUMNS": "200"})
-    assert "cy@northside.example" in listed.stdout
-    with sign_in(site, "CY@northside.example") as http:
-        assert http.get("/app/referrals").status_code == 200
+    assert "cy@westside.example" in listed.stdout
+    with sign_in(site, "CY@westside.example") as http:
+        page = http.get("/app/referrals/new")
+        assert page.status_code == 200
+    # Unlock and disable, as an administrator would.
+    assert run_cli(["users", "disable", "cy@westside.example"], env).returncode == 0
+    with httpx.Client(base_url=site, timeout=30) as http:
+        refused = http.post(
+            "/app/sign-in", data={"email": "cy@westside.example", "password": PASSWORD}
+        )
+        assert refused.status_code == 401
+    assert run_cli(["users", "enable", "cy@westside.example"], env).returncode == 0
+    with sign_in(site, "cy@westside.example") as http:
+        assert http.get("/app/cases").status_code == 200
 
 
 def test_pages_need_a_person_and_say_so_by_redirect(site: str) -> None:
