@@ -199,6 +199,27 @@ def test_one_agencys_person_never_sees_anothers_client(site: str) -> None:
         assert picture.status_code == 404
         for page_ in (ben.get("/app/referrals/no-such"), ben.get(f"/app/referrals/{case_id}")):
             assert page_.status_code == 404
+        # Every page naming a case: Ann's answers as a missing one does.
+        from app.security.routes import ROUTES
+
+        checked = 0
+        for method, path in sorted(ROUTES):
+            if not path.startswith("/app/cases/{case_id}"):
+                continue
+            url = path.replace("{name}", "ecomap")
+            # A body every form accepts, so each request reaches the case's lookup.
+            fields = {"csrf": token, "text": "x", "stage": "assessment", "instrument": "k10"}
+            fields.update({f"item_{i}": "1" for i in range(1, 11)})
+            answers = [
+                ben.request(method, url.replace("{case_id}", target), data=fields)
+                for target in (case_id, "no-such-case")
+            ]
+            assert answers[0].status_code == answers[1].status_code == 404, (method, path)
+            assert answers[0].text.replace(case_id, "X") == answers[1].text.replace(
+                "no-such-case", "X"
+            ), (method, path)
+            checked += 1
+        assert checked >= 8
 
 
 def test_the_audit_names_the_person(site: str, live: LiveServer) -> None:

@@ -95,13 +95,42 @@ def test_a_referral_from_one_agency_to_another_and_back(
     expect(ann.get_by_role("heading", level=1)).to_have_text("Alex Rivera")
     case_url = ann.url
 
-    # ... and refers Alex to Eastside with Alex's consent.
+    # Ann writes the plan; what it lacks is shown as she types.
+    ann.get_by_role("link", name="Write a care plan").click()
+    checks = ann.locator("#plan-checks")
+    expect(checks).to_contain_text("no goals")
+    ann.get_by_label("Title").fill("Housing")
+    ann.get_by_label("Need 1").fill("No stable housing")
+    ann.get_by_label("What will change (specific)").first.fill("Be a better person overall")
+    expect(checks).to_contain_text("is not SMART")
+    goal = ann.get_by_label("What will change (specific)").first
+    goal.fill("Move into a stable rental flat near work")
+    ann.get_by_label("Measured by").first.fill("Nights housed per week")
+    ann.get_by_label("Target").first.fill("7")
+    ann.get_by_label("By", exact=True).first.fill("2026-06-30")
+    ann.get_by_label("Addresses").first.select_option("need-1")
+    ann.get_by_label("The client set this goal").first.check()
+    ann.get_by_label("The client's strengths (one per line)").fill("Keeps appointments")
+    ann.get_by_label("What", exact=True).first.fill("Apply for social housing")
+    ann.get_by_label("How", exact=True).first.fill("Client completes, worker lodges")
+    ann.get_by_label("Where", exact=True).first.fill("Housing office")
+    ann.get_by_label("From", exact=True).first.fill("2026-01-12")
+    ann.get_by_label("To", exact=True).first.fill("2026-02-12")
+    ann.get_by_label("Who", exact=True).first.select_option("Practitioner/ann")
+    ann.get_by_label("Is responsible for").first.fill("lodges the form")
+    expect(checks).not_to_contain_text("is not SMART")
+    _shot(ann, "plan-new", backend)
+    ann.get_by_role("button", name="Save the plan").click()
+    expect(ann.locator("main")).to_contain_text("Move into a stable rental flat near work")
+
+    # ... and refers Alex to Eastside with Alex's consent, for the plan.
     ann.get_by_role("link", name="Make a referral for this client").click()
     ann.get_by_label("Refer to").select_option(label="Eastside Housing")
     ann.get_by_label("Service").select_option("supported-accommodation")
     ann.get_by_label("Why (what the client needs)").fill("Couch surfing; needs stable housing")
     ann.get_by_label("The client consents now").check()
     ann.get_by_label("What the client agreed to").fill("Referral for housing support")
+    ann.get_by_label("The care plan this serves").select_option(label="Housing")
     _shot(ann, "referral-new", backend)
     ann.get_by_role("button", name="Send the referral").click()
     expect(ann.locator("#referral-status")).to_have_text("new")
@@ -144,6 +173,7 @@ def test_a_referral_from_one_agency_to_another_and_back(
     # Ben completes the referral with what was done.
     ben.goto(referral_url.replace(site, ""))
     ben.get_by_label("What was done (the outcome)").fill("Signed a six-month lease")
+    ben.get_by_label("Move into a stable rental flat near work").check()
     ben.get_by_role("button", name="Complete").click()
     expect(ben.locator("#referral-status")).to_have_text("completed")
 
@@ -152,6 +182,9 @@ def test_a_referral_from_one_agency_to_another_and_back(
     expect(ann.locator("#referral-status")).to_have_text("completed")
     expect(ann.locator("#outcome")).to_contain_text("Signed a six-month lease")
     _shot(ann, "referral-closed", backend)
+    ann.goto(case_url.replace(site, ""))
+    expect(ann.locator("main")).to_contain_text("Move into a stable rental flat near work")
+    expect(ann.locator("main")).to_contain_text("achieved")
     ann.get_by_role("link", name="Referrals", exact=True).click()
     expect(ann.locator("#outbox")).to_contain_text("completed")
     ann.get_by_role("link", name="My caseload").click()

@@ -227,6 +227,13 @@ ROUTES: Final[Mapping[tuple[str, str], Needs]] = {
     ("POST", "/app/cases/new"): needs("EpisodeOfCare.c", "Patient.c", refined_by="bundle entries"),
     ("GET", "/app/cases/{case_id}"): needs(*_CASE, *_PLANS, "DocumentReference.s"),
     ("POST", "/app/cases/{case_id}/stage"): needs(*_CASE, "EpisodeOfCare.u"),
+    ("GET", "/app/cases/{case_id}/plans/new"): needs(*_CASE, "CareTeam.r"),
+    ("POST", "/app/cases/{case_id}/plans/check"): needs(
+        *_CASE, "CareTeam.r", "EpisodeOfCare.s", "ServiceRequest.s", "Consent.s"
+    ),
+    ("POST", "/app/cases/{case_id}/plans"): needs(
+        *_CASE, *_PLAN, "CarePlan.c", refined_by="bundle entries"
+    ),
     ("POST", "/app/cases/{case_id}/notes"): needs(*_CASE, "DocumentReference.c"),
     ("POST", "/app/cases/{case_id}/assessments"): needs(
         *_CASE, "QuestionnaireResponse.c", "Observation.r", refined_by="bundle entries"

@@ -4,12 +4,12 @@ leader's report. Same services as /cases, as the signed-in person."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from app.api import pictures
 from app.api.deps import ServicesDep
@@ -196,6 +196,155 @@ def case_page(request: Request, case_id: str, services: ServicesDep, person: Per
     return _case_page(request, services, person, case_id)
 
 
+# -- writing a care plan --------------------------------------------------------------------
+_ROWS = {"need": 3, "goal": 3, "action": 4}
+
+
+def plan_from_form(form: Any) -> plain.CarePlan:
+    """A plain care plan from the plan form: fixed rows of needs, goals and actions (blank
+    rows left out), strengths one per line. 400 naming the field for a bad value."""
+
+    def value(name: str) -> str | None:
+        found = form.get(name)
+        return found.strip() if isinstance(found, str) and found.strip() else None
+
+    needs = []
+    for i in range(1, _ROWS["need"] + 1):
+        text = value(f"need_{i}")
+        if text:
+            needs.append({"key": f"need-{i}", "description": text})
+    goals = []
+    for i in range(1, _ROWS["goal"] + 1):
+        text = value(f"goal_{i}")
+        if not text:
+            continue
+        need = value(f"goal_need_{i}")
+        goals.append(
+            {
+                "description": text,
+                "measure": value(f"goal_measure_{i}"),
+                "target": value(f"goal_target_{i}"),
+                "due": value(f"goal_due_{i}"),
+                "addresses": [need] if need and any(n["key"] == need for n in needs) else [],
+                "expressed_by_client": value(f"goal_client_{i}") == "yes",
+            }
+        )
+    actions = []
+    for i in range(1, _ROWS["action"] + 1):
+        what = value(f"action_what_{i}")
+        if not what:
+            continue
+        who = value(f"action_who_{i}")
+        responsibility = value(f"action_resp_{i}")
+        actions.append(
+            {
+                "what": what,
+                "how": value(f"action_how_{i}"),
+                "where": value(f"action_where_{i}"),
+                "start": value(f"action_start_{i}"),
+                "end": value(f"action_end_{i}"),
+                "who": [{"who": who, "responsibility": responsibility or "responsible"}]
+                if who
+                else [],
+            }
+        )
+    strengths = [line.strip() for line in (value("strengths") or "").splitlines() if line.strip()]
+    plan: plain.CarePlan = _plain(
+        plain.CarePlan,
+        {
+            "title": value("title") or "Care plan",
+            "model": value("model"),
+            "start": value("start"),
+            "end": value("end"),
+            "review_due": value("review_due"),
+            "needs": needs,
+            "goals": [{k: v for k, v in g.items() if v not in (None, "")} for g in goals],
+            "actions": [{k: v for k, v in a.items() if v not in (None, "")} for a in actions],
+            "strengths": strengths,
+        },
+    )
+    return plan
+
+
+def _plan_form(
+    request: Request,
+    services: Services,
+    person: Person,
+    case_id: str,
+    *,
+    values: dict[str, Any],
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    try:
+        case = services.cases.read_case(caller=person.caller(), case_id=case_id).value
+    except NotFound:
+        return page(request, "not_found.html", person, status=404, what="case")
+    return page(
+        request,
+        "plan_new.html",
+        person,
+        status=status,
+        case=case,
+        values=values,
+        error=error,
+        models=MODELS,
+        rows=_ROWS,
+        team=[(m.member, m.name or m.member) for m in case.care_team],
+    )
+
+
+@router.get("/app/cases/{case_id}/plans/new")
+def new_plan_page(
+    request: Request, case_id: str, services: ServicesDep, person: PersonDep
+) -> Response:
+    """Planning: the care plan as a contract, checked as the worker writes it."""
+    return _plan_form(request, services, person, case_id, values={})
+
+
+@router.post("/app/cases/{case_id}/plans/check")
+async def check_plan_draft(
+    request: Request, case_id: str, services: ServicesDep, person: PersonDep
+) -> Response:
+    """What the plan being written lacks (htmx swaps this list in as the worker types)."""
+    form = await request.form()
+    try:
+        plan = plan_from_form(form)
+        issues = await run_in_threadpool(
+            services.cases.check_draft, caller=person.caller(), case_id=case_id, plan=plan
+        )
+        lines = [i.diagnostics for i in issues if i.severity in ("warning", "error")]
+    except NotFound:
+        return page(request, "not_found.html", person, status=404, what="case")
+    except FHIRError as exc:
+        lines = [exc.diagnostics]
+    return page(request, "plan_checks.html", person, lines=lines)
+
+
+@router.post("/app/cases/{case_id}/plans")
+async def create_plan(
+    request: Request, case_id: str, services: ServicesDep, person: PersonDep
+) -> Response:
+    """Store the care plan (its needs, goals, strengths and actions in one transaction)."""
+    form = await request.form()
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    try:
+        plan = plan_from_form(form)
+        await run_in_threadpool(
+            services.cases.create_care_plan, caller=person.caller(), case_id=case_id, plan=plan
+        )
+    except NotFound:
+        return page(request, "not_found.html", person, status=404, what="case")
+    except FHIRError as exc:
+        error, status = exc.diagnostics, exc.status
+        return await run_in_threadpool(
+            lambda: _plan_form(
+                request, services, person, case_id, values=values, error=error, status=status
+            )
+        )
+    return go(f"/app/cases/{case_id}#plan-title")
+
+
 @router.post("/app/cases/{case_id}/stage")
 def change_stage(
     request: Request,
@@ -286,8 +435,6 @@ async def add_assessment(
         assessment = _plain(
             plain.Assessment, {"instrument": instrument, "date": date, "answers": answers}
         )
-        from starlette.concurrency import run_in_threadpool
-
         await run_in_threadpool(
             services.cases.add_assessment,
             caller=person.caller(),
@@ -297,8 +444,6 @@ async def add_assessment(
     except NotFound:
         return page(request, "not_found.html", person, status=404, what="case")
     except FHIRError as exc:
-        from starlette.concurrency import run_in_threadpool
-
         return await run_in_threadpool(
             _case_page, request, services, person, case_id, error=exc.diagnostics, status=exc.status
         )
@@ -326,11 +471,6 @@ def report(request: Request, services: ServicesDep, person: PersonDep) -> Respon
     """Caseloads against the models' ratios, turnaround, goal attainment, what is overdue."""
     data = services.reports.caseload(caller=person.caller())
     return page(request, "report.html", person, report=data)
-
-
-def days_between(start: dt.date, end: dt.date) -> int:
-    """Whole days from start to end."""
-    return (end - start).days
 
 
 __all__ = ["router"]

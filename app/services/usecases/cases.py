@@ -872,8 +872,56 @@ class CaseService:
                     issues.append(Issue(issue.code, issue.diagnostics, issue.severity, where))
             return issues
 
-    def _context(self, repo: Repository, caller: Caller, plan: dict[str, Any]) -> PlanContext:
-        goals, _needs, supporting = self._plan_parts(repo, plan)
+    def check_draft(self, *, caller: Caller, case_id: str, plan: plain.CarePlan) -> list[Issue]:
+        """What a care plan being written would lack, before it is stored (the web app's
+        checks as the worker types): the plan, its goals and strengths as they would be
+        written, checked in the case's context. Nothing is stored."""
+        with self._snapshot(caller) as repo:
+            episode, _ = self._episode(repo, case_id)
+            client_id = self._client_id(episode)
+            keys = {n.key: f"Condition/draft-need-{i}" for i, n in enumerate(plan.needs) if n.key}
+            goals = {
+                f"Goal/draft-{i}": m.goal_to_fhir(
+                    goal,
+                    client_id=client_id,
+                    case_id=case_id,
+                    addresses=[keys.get(a, f"Condition/{a}") for a in goal.addresses],
+                )
+                for i, goal in enumerate(plan.goals)
+            }
+            strengths = {
+                f"Observation/draft-strength-{i}": m.strength_to_observation(
+                    text, client_id=client_id, case_id=case_id
+                )
+                for i, text in enumerate(plan.strengths)
+            }
+            fhir = m.care_plan_to_fhir(
+                plan,
+                client_id=client_id,
+                case_id=case_id,
+                goal_refs=list(goals),
+                need_refs=[f"Condition/draft-need-{i}" for i in range(len(plan.needs))],
+                strength_refs=list(strengths),
+            )
+            if episode.get("team"):
+                fhir["careTeam"] = episode["team"]
+            context = self._context(repo, caller, fhir, goals=goals, supporting=strengths)
+            return check_plan(context)
+
+    def _context(
+        self,
+        repo: Repository,
+        caller: Caller,
+        plan: dict[str, Any],
+        *,
+        goals: dict[str, dict[str, Any]] | None = None,
+        supporting: dict[str, dict[str, Any]] | None = None,
+    ) -> PlanContext:
+        stored_goals, _needs, stored_supporting = self._plan_parts(repo, plan)
+        goals = stored_goals if goals is None else goals
+        supporting = (
+            stored_supporting if supporting is None else {**stored_supporting, **supporting}
+        )
         case_id = m.case_of(plan)
         episode = None
         if case_id:
