@@ -56,7 +56,8 @@ def _open_case(http: httpx.Client, given: str = "Alex") -> str:
 def test_the_readme_command_adds_a_person(backend: Backend, site: str, live: LiveServer) -> None:
     env = {"CASEBRIDGE_DATABASE_URL": backend.url}
     args = ["users", "add", "--org", "Organization/westside", "--org-name", "Westside Health",
-            "--practitioner", "Practitioner/cy", "--email", "Cy@Westside.example", "--name", "Cy"]  # fmt: skip
+            "--practitioner", "Practitioner/cy", "--email", "Cy@Westside.example",
+            "--name", "Cy"]  # fmt: skip
     made = run_cli(args, env, stdin=f"{PASSWORD}\n")
     assert made.returncode == 0, made.stderr
     assert "cy@westside.example can sign in" in made.stdout

@@ -35,7 +35,11 @@ def directory(fhir: httpx.Client, agencies: dict[str, str], workers: dict[str, s
         body = {"resourceType": "Organization", "id": org_id, "name": name}
         assert fhir.put(f"/Organization/{org_id}", json=body, headers=FHIR_JSON).is_success
     for worker_id, name in workers.items():
-        body = {"resourceType": "Practitioner", "id": worker_id, "name": [{"text": name}]}
+        body: dict[str, Any] = {
+            "resourceType": "Practitioner",
+            "id": worker_id,
+            "name": [{"text": name}],
+        }
         assert fhir.put(f"/Practitioner/{worker_id}", json=body, headers=FHIR_JSON).is_success
 
 
