@@ -32,15 +32,15 @@ def add_person(
 def directory(fhir: httpx.Client, agencies: dict[str, str], workers: dict[str, str]) -> None:
     """Organizations and Practitioners written by the operator (directory data)."""
     for org_id, name in agencies.items():
-        body = {"resourceType": "Organization", "id": org_id, "name": name}
-        assert fhir.put(f"/Organization/{org_id}", json=body, headers=FHIR_JSON).is_success
+        org = {"resourceType": "Organization", "id": org_id, "name": name}
+        assert fhir.put(f"/Organization/{org_id}", json=org, headers=FHIR_JSON).is_success
     for worker_id, name in workers.items():
-        body: dict[str, Any] = {
+        worker: dict[str, Any] = {
             "resourceType": "Practitioner",
             "id": worker_id,
             "name": [{"text": name}],
         }
-        assert fhir.put(f"/Practitioner/{worker_id}", json=body, headers=FHIR_JSON).is_success
+        assert fhir.put(f"/Practitioner/{worker_id}", json=worker, headers=FHIR_JSON).is_success
 
 
 @contextmanager
