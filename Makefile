@@ -10,7 +10,7 @@ PORT ?= 8000
 
 R4B := .cache/r4b
 
-.PHONY: install run test lint bench clean fhir-package
+.PHONY: install run test lint bench clean fhir-package axe
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +42,22 @@ $(R4B)/package/package.json:
 
 fhir-package: $(R4B)/package/package.json
 
-test: lint fhir-package
-	CASEBRIDGE_R4B_PACKAGE=$(CURDIR)/$(R4B)/package $(BIN)/pytest -q -n auto
+# axe-core (npm, MPL-2.0) for the web app's accessibility checks in the browser tests;
+# without npm those checks are skipped (CI requires them: CASEBRIDGE_REQUIRE_BROWSER=1).
+AXE := .cache/axe
+$(AXE)/package/axe.min.js:
+	@mkdir -p $(AXE)
+	@cd $(AXE) && for attempt in 1 2 3; do \
+	  npm pack --silent axe-core@4.14.1 >/dev/null 2>&1 \
+	    && tar xzf axe-core-4.14.1.tgz && rm -f axe-core-4.14.1.tgz && break; \
+	  sleep 2; done; \
+	  test -f package/axe.min.js || echo "npm could not fetch axe-core@4.14.1"
+
+axe: $(AXE)/package/axe.min.js
+
+test: lint fhir-package axe
+	CASEBRIDGE_R4B_PACKAGE=$(CURDIR)/$(R4B)/package CASEBRIDGE_AXE=$(CURDIR)/$(AXE)/package/axe.min.js \
+	  $(BIN)/pytest -q -n auto
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -264,3 +264,14 @@ def test_the_audit_names_the_person(site: str, live: LiveServer) -> None:
             time.sleep(0.1)
         assert views
         assert "Practitioner/ann" in [a["who"].get("reference") for a in views[0]["agent"]]
+
+
+def test_what_people_type_is_shown_as_text_never_run(site: str) -> None:
+    with sign_in(site, "ann@northside.example") as ann:
+        case_id = _open_case(ann, given="<script>alert(1)</script>")
+        page = ann.get(f"/app/cases/{case_id}")
+        assert page.status_code == 200
+        assert "<script>alert(1)</script>" not in page.text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+        listed = ann.get("/app/cases").text
+        assert "<script>alert(1)" not in listed

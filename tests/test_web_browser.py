@@ -70,14 +70,47 @@ def _signed_in(browser: Any, site: str, email: str) -> Any:
     return page
 
 
+def _axe() -> str | None:
+    """axe-core's source (make test fetches it; CI requires it)."""
+    path = os.environ.get("CASEBRIDGE_AXE") or str(
+        Path(__file__).resolve().parents[1] / ".cache" / "axe" / "package" / "axe.min.js"
+    )
+    if Path(path).is_file():
+        return Path(path).read_text(encoding="utf-8")
+    if os.environ.get("CASEBRIDGE_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"axe-core is required at {path} (make axe)", pytrace=False)
+    return None
+
+
+AXE = _axe()
+FOUND: list[str] = []
+
+
 def _shot(page: Any, name: str, backend: Backend) -> None:
+    """A screenshot of the page, and its WCAG 2.1 A/AA problems as axe-core finds them
+    (run through the browser's devtools protocol: the pages' CSP allows no injected
+    script, and rightly)."""
     page.wait_for_load_state("load")  # the pictures too
     page.screenshot(path=str(ARTIFACTS / f"{name}-{backend.name}.png"), full_page=True)
+    if AXE is None:
+        return
+    page.evaluate(AXE)
+    violations = page.evaluate(
+        """async () => (await axe.run(document, {runOnly: ["wcag2a", "wcag2aa", "wcag21a",
+        "wcag21aa"]})).violations.map(v => `${v.id}: ${v.help} (${v.nodes.length}) `
+        + v.nodes.slice(0, 2).map(n => n.target.join(" ")).join(", "))"""
+    )
+    FOUND.extend(f"{name}: {v}" for v in violations)
 
 
 def test_a_referral_from_one_agency_to_another_and_back(
     browser: Any, site: str, backend: Backend
 ) -> None:
+    FOUND.clear()
+    first = browser.new_context(base_url=site).new_page()
+    first.goto("/app/sign-in")
+    _shot(first, "sign-in", backend)
+    first.context.close()
     ann = _signed_in(browser, site, "ann@northside.example")
     ben = _signed_in(browser, site, "ben@eastside.example")
     expect = sync_api.expect
@@ -192,6 +225,9 @@ def test_a_referral_from_one_agency_to_another_and_back(
     _shot(ann, "caseload", backend)
     ann.get_by_role("link", name="Team report").click()
     _shot(ann, "report", backend)
+
+    _shot(ann, "referrals", backend)
+    assert FOUND == [], "\n".join(FOUND)
 
     # Ben never sees Ann's case; its page answers as a missing one.
     hidden = ben.goto(case_url.replace(site, ""))

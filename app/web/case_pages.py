@@ -25,8 +25,8 @@ from schemas import casework as plain
 from schemas.conformance import codes, display
 
 router = APIRouter()
-Optional = Annotated[str | None, Form()]
-Text = Annotated[str, Form()]
+FormOptional = Annotated[str | None, Form()]
+FormText = Annotated[str, Form()]
 
 STAGES = [(c, display("case-stage", c)) for c in codes("case-stage")]
 MODELS = [(c, display("case-management-model", c)) for c in codes("case-management-model")]
@@ -79,15 +79,15 @@ def new_case(
     request: Request,
     services: ServicesDep,
     person: PersonDep,
-    given_names: Text,
-    family_name: Optional = None,
-    birth_date: Optional = None,
-    gender: Optional = None,
-    phone: Optional = None,
-    indigenous_status: Optional = None,
-    language: Optional = None,
-    interpreter_needed: Optional = None,
-    model: Optional = None,
+    given_names: FormText,
+    family_name: FormOptional = None,
+    birth_date: FormOptional = None,
+    gender: FormOptional = None,
+    phone: FormOptional = None,
+    indigenous_status: FormOptional = None,
+    language: FormOptional = None,
+    interpreter_needed: FormOptional = None,
+    model: FormOptional = None,
 ) -> Response:
     """Open the case, the person as its care manager, the agency as its manager."""
     values = {
@@ -351,10 +351,10 @@ def change_stage(
     case_id: str,
     services: ServicesDep,
     person: PersonDep,
-    stage: Text,
-    version: Optional = None,
-    closure_reason: Optional = None,
-    closure_summary: Optional = None,
+    stage: FormText,
+    version: FormOptional = None,
+    closure_reason: FormOptional = None,
+    closure_summary: FormOptional = None,
 ) -> Response:
     """Move the case to a stage (closing it with a reason and a summary); what the process
     warns about is shown on the case."""
@@ -390,11 +390,11 @@ def add_note(
     case_id: str,
     services: ServicesDep,
     person: PersonDep,
-    text: Text,
-    date: Optional = None,
-    contact_type: Optional = None,
-    duration_minutes: Optional = None,
-    did_not_attend: Optional = None,
+    text: FormText,
+    date: FormOptional = None,
+    contact_type: FormOptional = None,
+    duration_minutes: FormOptional = None,
+    did_not_attend: FormOptional = None,
 ) -> Response:
     """A progress note, its author the person."""
     try:

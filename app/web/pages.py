@@ -9,7 +9,6 @@ says "not found", exactly as for a record that does not exist.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -23,6 +22,7 @@ from app.fhir.errors import FHIRError, NotFound
 from app.fhir.referral import ACTIONS, parse_action_json
 from app.services.auth.people import Person
 from app.services.container import Services
+from app.services.usecases.caseload import CaseFilters
 from app.web.names import Names, names_for
 from app.web.render import PAGE_HEADERS, go, page
 from app.web.session import (
@@ -42,10 +42,11 @@ from app.web.views import (
     referral_line,
     text_of,
 )
+from schemas.casework import Consent, NewCase, TeamMember
 
 router = APIRouter()
-Text = Annotated[str, Form()]
-Optional = Annotated[str | None, Form()]
+FormText = Annotated[str, Form()]
+FormOptional = Annotated[str | None, Form()]
 
 
 def _names(services: Services, person: Person) -> Names:
@@ -76,9 +77,9 @@ def sign_in_page(request: Request, next: str | None = None) -> Response:
 def sign_in(
     request: Request,
     services: ServicesDep,
-    email: Text,
-    password: Text,
-    next: Optional = None,
+    email: FormText,
+    password: FormText,
+    next: FormOptional = None,
 ) -> Response:
     """Check the password; a session cookie and on to the page asked for, or the form again
     with one message for every failure (no hint whether the address has an account)."""
@@ -103,7 +104,7 @@ def sign_in(
 
 
 @router.post("/app/sign-out")
-def sign_out(services: ServicesDep, person: PersonDep, everywhere: Optional = None) -> Response:
+def sign_out(services: ServicesDep, person: PersonDep, everywhere: FormOptional = None) -> Response:
     """End this session (or, with everywhere, every session of the person)."""
     services.people.sign_out(person, everywhere=everywhere == "yes")
     response = go("/app/sign-in")
@@ -247,9 +248,8 @@ def _referral_form(
     )
 
 
-def _all_open() -> Any:
-    from app.services.usecases.caseload import CaseFilters
-
+def _all_open() -> CaseFilters:
+    """The agency's open cases, to choose the client a referral is for."""
     return CaseFilters(count=200)
 
 
@@ -275,16 +275,16 @@ def make_referral(
     request: Request,
     services: ServicesDep,
     person: PersonDep,
-    case: Text,
-    to_agency: Text,
-    service_type: Text,
-    reason: Text,
-    priority: Optional = "routine",
-    care_plan: Optional = None,
-    consent: Optional = None,
-    consent_now: Optional = None,
-    consent_purpose: Optional = None,
-    sensitive: Optional = None,
+    case: FormText,
+    to_agency: FormText,
+    service_type: FormText,
+    reason: FormText,
+    priority: FormOptional = "routine",
+    care_plan: FormOptional = None,
+    consent: FormOptional = None,
+    consent_now: FormOptional = None,
+    consent_purpose: FormOptional = None,
+    sensitive: FormOptional = None,
 ) -> Response:
     """Send the referral: the consent captured now (when the worker records it with the
     client) and the referral, which the server refuses when the records could not go."""
@@ -304,8 +304,6 @@ def make_referral(
         client_id = stored_case.value.client_id
         consent_id = consent or None
         if consent_now == "yes":
-            from schemas.casework import Consent
-
             made = services.cases.add_consent(
                 caller=caller,
                 case_id=case,
@@ -388,8 +386,6 @@ def open_case_for_referral(
         focus = (task.get("focus") or {}).get("reference")
         if not client.startswith("Patient/"):
             raise NotFound("The referral names no client")
-        from schemas.casework import NewCase, TeamMember
-
         case = NewCase(
             client_id=client.split("/", 1)[1],
             stage="engagement",
@@ -420,9 +416,9 @@ def act(
     action: str,
     services: ServicesDep,
     person: PersonDep,
-    version: Optional = None,
-    reason: Optional = None,
-    summary: Optional = None,
+    version: FormOptional = None,
+    reason: FormOptional = None,
+    summary: FormOptional = None,
     goals_achieved: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
     """One action on a referral, from its page (If-Match: the version the page showed, so
@@ -459,11 +455,6 @@ def act(
             )
         return _referral_page(request, services, person, task_id, message, exc.status)
     return go(f"/app/referrals/{task_id}")
-
-
-def today(services: Services) -> dt.date:
-    """The server's today (its clock)."""
-    return services.clock.now().date()
 
 
 __all__ = ["router"]
