@@ -17,11 +17,10 @@ from tests.support.cli import run_cli
 from tests.support.server import LiveServer
 from tests.support.web import (
     PASSWORD,
-    add_person,
     csrf_of,
-    directory,
     post_form,
     sign_in,
+    two_agencies,
 )
 
 A, B = "Organization/northside", "Organization/eastside"
@@ -31,14 +30,7 @@ A, B = "Organization/northside", "Organization/eastside"
 def site(live: LiveServer, backend: Backend) -> Iterator[str]:
     """A clean database with two agencies, a worker in each and their accounts."""
     backend.truncate()
-    with httpx.Client(base_url=live.fhir, timeout=30) as fhir:
-        directory(
-            fhir,
-            {"northside": "Northside Community Health", "eastside": "Eastside Housing"},
-            {"ann": "Ann Lee", "ben": "Ben Park"},
-        )
-    add_person(backend, "ann@northside.example", A, "Practitioner/ann", "Ann Lee")
-    add_person(backend, "ben@eastside.example", B, "Practitioner/ben", "Ben Park")
+    two_agencies(live.fhir, backend)
     yield live.root
 
 

@@ -17,12 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import Backend
 from tests.support.server import LiveServer
-from tests.support.web import PASSWORD, add_person, directory
+from tests.support.web import PASSWORD, two_agencies
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "web"
@@ -47,14 +46,7 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def site(live: LiveServer, backend: Backend) -> Iterator[str]:
     backend.truncate()
-    with httpx.Client(base_url=live.fhir, timeout=30) as fhir:
-        directory(
-            fhir,
-            {"northside": "Northside Community Health", "eastside": "Eastside Housing"},
-            {"ann": "Ann Lee", "ben": "Ben Park"},
-        )
-    add_person(backend, "ann@northside.example", A, "Practitioner/ann", "Ann Lee")
-    add_person(backend, "ben@eastside.example", B, "Practitioner/ben", "Ben Park")
+    two_agencies(live.fhir, backend)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     yield live.root
 

@@ -136,28 +136,21 @@ def _service_of(services: Services, person: Person, task: dict[str, Any]) -> str
     return text_of(body(found.version).get("code"))
 
 
+def _boxes(request: Request, services: Services, person: Person, template: str) -> Response:
+    inbox, outbox = _box(services, person, "inbox"), _box(services, person, "outbox")
+    return page(request, template, person, inbox=inbox, outbox=outbox)
+
+
 @router.get("/app/referrals")
 def referrals(request: Request, services: ServicesDep, person: PersonDep) -> Response:
     """The referral inbox and outbox: overdue first, then new, then open."""
-    return page(
-        request,
-        "referrals.html",
-        person,
-        inbox=_box(services, person, "inbox"),
-        outbox=_box(services, person, "outbox"),
-    )
+    return _boxes(request, services, person, "referrals.html")
 
 
 @router.get("/app/referrals/boxes")
 def referral_boxes(request: Request, services: ServicesDep, person: PersonDep) -> Response:
     """The two boxes alone: what the page swaps in when the event stream says so."""
-    return page(
-        request,
-        "referral_boxes.html",
-        person,
-        inbox=_box(services, person, "inbox"),
-        outbox=_box(services, person, "outbox"),
-    )
+    return _boxes(request, services, person, "referral_boxes.html")
 
 
 @router.get("/app/events")

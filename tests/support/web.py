@@ -43,6 +43,22 @@ def directory(fhir: httpx.Client, agencies: dict[str, str], workers: dict[str, s
         assert fhir.put(f"/Practitioner/{worker_id}", json=worker, headers=FHIR_JSON).is_success
 
 
+AGENCIES = {"northside": "Northside Community Health", "eastside": "Eastside Housing"}
+WORKERS = {"ann": "Ann Lee", "ben": "Ben Park"}
+
+
+def two_agencies(fhir_base: str, backend: Backend) -> None:
+    """The web tests' world: Northside (Ann) and Eastside (Ben), each with an account."""
+    with httpx.Client(base_url=fhir_base, timeout=30) as fhir:
+        directory(fhir, AGENCIES, WORKERS)
+    add_person(
+        backend, "ann@northside.example", "Organization/northside", "Practitioner/ann", "Ann Lee"
+    )
+    add_person(
+        backend, "ben@eastside.example", "Organization/eastside", "Practitioner/ben", "Ben Park"
+    )
+
+
 @contextmanager
 def sign_in(root: str, email: str, password: str = PASSWORD) -> Iterator[httpx.Client]:
     """A browser-like client signed in (cookies kept; redirects not followed)."""

@@ -193,20 +193,21 @@ class PeopleService:
             return None
         hashed = token_hash(token)
         now = self._clock.now()
-        with transaction(self._engine, write=True) as repo:
-            store = WebStore(repo)
-            found: WebSession | None = store.session(hashed)
-            if found is None:
-                return None
-            idle = now - found.last_seen_at > timedelta(
-                minutes=self._settings.web_session_idle_minutes
-            )
-            if idle or found.expires_at <= now or found.user.disabled:
-                store.end_session(hashed)
-                return None
-            # Touched at most once a minute: a page's many requests write once.
-            if now - found.last_seen_at > timedelta(minutes=1):
-                store.touch_session(hashed, now)
+        # Read first: most requests change nothing, and a write transaction per request
+        # would queue every page's requests for SQLite's one writer.
+        with transaction(self._engine, write=False) as repo:
+            found: WebSession | None = WebStore(repo).session(hashed)
+        if found is None:
+            return None
+        idle = now - found.last_seen_at > timedelta(minutes=self._settings.web_session_idle_minutes)
+        if idle or found.expires_at <= now or found.user.disabled:
+            with transaction(self._engine, write=True) as repo:
+                WebStore(repo).end_session(hashed)
+            return None
+        # Touched at most once a minute: a page's many requests write once.
+        if now - found.last_seen_at > timedelta(minutes=1):
+            with transaction(self._engine, write=True) as repo:
+                WebStore(repo).touch_session(hashed, now)
         return Person(found.user, found.csrf, hashed)
 
     def sign_out(self, person: Person, *, everywhere: bool = False) -> None:
