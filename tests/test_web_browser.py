@@ -27,12 +27,17 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "web"
 A, B = "Organization/northside", "Organization/eastside"
 
+REQUIRED = os.environ.get("CASEBRIDGE_REQUIRE_BROWSER") == "1"
 if not CHROMIUM.exists():
-    if os.environ.get("CASEBRIDGE_REQUIRE_BROWSER") == "1":
+    if REQUIRED:
         pytest.fail("Chromium is required (apt-get install chromium)", pytrace=False)
     pytest.skip("no /usr/bin/chromium (apt-get install chromium)", allow_module_level=True)
-
-sync_api = pytest.importorskip("playwright.sync_api")
+try:
+    from playwright import sync_api
+except ImportError:
+    if REQUIRED:
+        pytest.fail("Playwright is required (the dev extra installs it)", pytrace=False)
+    pytest.skip("Playwright is not installed (the dev extra)", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
