@@ -201,7 +201,8 @@ def test_one_agencys_person_never_sees_anothers_client(site: str) -> None:
                 continue
             url = path.replace("{name}", "ecomap")
             # A body every form accepts, so each request reaches the case's lookup.
-            fields = {"csrf": token, "text": "x", "stage": "assessment", "instrument": "k10"}
+            fields = {"csrf": token, "text": "x", "stage": "assessment", "instrument": "k10",
+                      "name": "x"}  # fmt: skip
             fields.update({f"item_{i}": "1" for i in range(1, 11)})
             answers = [
                 ben.request(method, url.replace("{case_id}", target), data=fields)

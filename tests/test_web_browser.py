@@ -125,6 +125,21 @@ def test_a_referral_from_one_agency_to_another_and_back(
     expect(ann.get_by_role("heading", level=1)).to_have_text("Alex Rivera")
     case_url = ann.url
 
+    # Alex's people: a sister and the AA group (the ecomap's and genogram's).
+    ann.get_by_text("Add a person or an informal system").click()
+    ann.get_by_label("Name", exact=True).fill("Jo Rivera")
+    ann.get_by_label("Relationship (a person)").select_option("SIS")
+    ann.get_by_label("Gender (a person)").select_option("female")
+    ann.get_by_label("The tie feels").select_option("strong")
+    ann.get_by_role("button", name="Add", exact=True).click()
+    ann.get_by_text("Add a person or an informal system").click()
+    ann.get_by_label("Name", exact=True).fill("Tuesday AA group")
+    ann.get_by_label("Who or what").select_option("self-help")
+    ann.get_by_label("Support flows").select_option("to-client")
+    ann.get_by_role("button", name="Add", exact=True).click()
+    expect(ann.locator("#supports")).to_contain_text("Jo Rivera — sister, strong tie")
+    expect(ann.locator("#supports")).to_contain_text("Tuesday AA group")
+
     # Ann writes the plan; what it lacks is shown as she types.
     ann.get_by_role("link", name="Write a care plan").click()
     checks = ann.locator("#plan-checks")

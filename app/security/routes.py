@@ -235,6 +235,7 @@ ROUTES: Final[Mapping[tuple[str, str], Needs]] = {
         *_CASE, *_PLAN, "CarePlan.c", refined_by="bundle entries"
     ),
     ("POST", "/app/cases/{case_id}/notes"): needs(*_CASE, "DocumentReference.c"),
+    ("POST", "/app/cases/{case_id}/supports"): needs(*_CASE, "RelatedPerson.c", "Group.c"),
     ("POST", "/app/cases/{case_id}/assessments"): needs(
         *_CASE, "QuestionnaireResponse.c", "Observation.r", refined_by="bundle entries"
     ),

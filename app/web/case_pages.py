@@ -4,7 +4,7 @@ leader's report. Same services as /cases, as the signed-in person."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api import pictures
 from app.api.deps import ServicesDep
+from app.api.pictures.genogram import WORDS as RELATION_WORDS
 from app.fhir.errors import FHIRError, NotFound, invalid_plain
 from app.services.auth.people import Person
 from app.services.container import Services
@@ -32,6 +33,12 @@ STAGES = [(c, display("case-stage", c)) for c in codes("case-stage")]
 MODELS = [(c, display("case-management-model", c)) for c in codes("case-management-model")]
 CONTACTS = [(c, display("contact-type", c)) for c in codes("contact-type")]
 CLOSURES = [(c, display("case-closure-reason", c)) for c in codes("case-closure-reason")]
+RELATIONSHIPS = [(c, RELATION_WORDS.get(c, c)) for c in get_args(plain.Relationship)]
+RELATIONSHIPS += [("FRND", "friend"), ("NBOR", "neighbour"), ("ROOM", "housemate")]
+RELATIONSHIPS = list(dict.fromkeys(RELATIONSHIPS))
+SYSTEMS = [(c, display("informal-system", c)) for c in codes("informal-system")]
+CONNECTIONS = [(c, display("connection-strength", c)) for c in codes("connection-strength")]
+FLOWS = [(c, display("energy-flow", c)) for c in codes("energy-flow")]
 
 
 def _plain(model: type[Any], values: dict[str, Any]) -> Any:
@@ -182,6 +189,10 @@ def _case_page(
         stages=STAGES,
         contacts=CONTACTS,
         closures=CLOSURES,
+        relationships=RELATIONSHIPS,
+        systems=SYSTEMS,
+        connections=CONNECTIONS,
+        flows=FLOWS,
         instruments=instrument_forms(services.settings.k10_bands),
         error=error,
         warnings=warnings or [],
@@ -382,6 +393,47 @@ def change_stage(
             request, services, person, case_id, error=exc.diagnostics, status=exc.status
         )
     return _case_page(request, services, person, case_id, warnings=stored.value.warnings)
+
+
+@router.post("/app/cases/{case_id}/supports")
+def add_support(
+    request: Request,
+    case_id: str,
+    services: ServicesDep,
+    person: PersonDep,
+    name: FormText,
+    kind: FormOptional = None,
+    relationship: FormOptional = None,
+    gender: FormOptional = None,
+    birth_date: FormOptional = None,
+    death_date: FormOptional = None,
+    connection: FormOptional = None,
+    flow: FormOptional = None,
+) -> Response:
+    """Family, friends and informal systems (work, school, faith, self-help, ...): the
+    ecomap's and genogram's people."""
+    try:
+        support = _plain(
+            plain.Support,
+            {
+                "name": name,
+                "kind": kind or "person",
+                "relationship": relationship,
+                "gender": gender,
+                "birth_date": birth_date,
+                "death_date": death_date,
+                "connection": connection,
+                "flow": flow,
+            },
+        )
+        services.cases.add_support(caller=person.caller(), case_id=case_id, support=support)
+    except NotFound:
+        return page(request, "not_found.html", person, status=404, what="case")
+    except FHIRError as exc:
+        return _case_page(
+            request, services, person, case_id, error=exc.diagnostics, status=exc.status
+        )
+    return go(f"/app/cases/{case_id}#supports")
 
 
 @router.post("/app/cases/{case_id}/notes")

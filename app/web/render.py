@@ -11,6 +11,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from app.api.pictures.genogram import WORDS as RELATION_WORDS
 from app.services.auth.people import Person
 from app.web.views import STATUS_WORDS
 from mappings.casework import CONSENT_USES
@@ -64,6 +65,7 @@ templates.env.filters["day"] = _date
 templates.env.filters["words"] = _words
 templates.env.filters["purpose"] = lambda code: _PURPOSES.get(code, code)
 templates.env.filters["status"] = lambda code: STATUS_WORDS.get(code, code)
+templates.env.filters["relation"] = lambda code: RELATION_WORDS.get(code, code)
 
 
 def page(
