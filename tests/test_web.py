@@ -268,3 +268,65 @@ def test_what_people_type_is_shown_as_text_never_run(site: str) -> None:
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
         listed = ann.get("/app/cases").text
         assert "<script>alert(1)" not in listed
+
+
+def test_the_directory_finds_services_by_type_and_place_and_shows_capacity(site: str) -> None:
+    with sign_in(site, "ben@eastside.example") as ben:
+        for name, kind, city, postcode in (
+            ("Eastside Housing Support", "supported-accommodation", "Footscray", "3011"),
+            ("Eastside Counselling", "counselling", "Sunshine", "3020"),
+        ):
+            added = post_form(
+                ben,
+                "/app/services",
+                "/app/services",
+                {"name": name, "service_type": kind, "city": city, "postcode": postcode},
+            )
+            assert added.status_code == 303, added.text
+        own = ben.get("/app/services").text
+        service_id = re.search(r'data-service="([^"]+)"[^<]*<td>Eastside Housing Support', own)
+        assert service_id, own
+        switched = post_form(
+            ben,
+            f"/app/services/{service_id[1]}/capacity",
+            "/app/services",
+            {"taking": "no"},
+        )
+        assert switched.status_code == 303
+        assert "No (full)" in ben.get("/app/services").text
+    with sign_in(site, "ann@northside.example") as ann:
+        case_id = _open_case(ann)
+        found = ann.get(
+            "/app/referrals/new",
+            params={"case": case_id, "find_type": "supported-accommodation", "place": "footscray"},
+        ).text
+        assert "Eastside Housing Support" in found and "Eastside Counselling" not in found
+        assert "not taking new referrals" in found
+        assert re.search(rf'value="{service_id[1]}" disabled', found)
+        by_postcode = ann.get("/app/referrals/new", params={"case": case_id, "place": "3020"}).text
+        assert (
+            "Eastside Counselling" in by_postcode and "Eastside Housing Support" not in by_postcode
+        )
+        # Another agency's switch: refused as a missing service.
+        token = csrf_of(found)
+        theirs = ann.post(
+            f"/app/services/{service_id[1]}/capacity", data={"taking": "yes", "csrf": token}
+        )
+        missing = ann.post("/app/services/no-such/capacity", data={"taking": "yes", "csrf": token})
+        assert theirs.status_code == missing.status_code == 404
+    with sign_in(site, "ben@eastside.example") as ben:
+        post_form(
+            ben, f"/app/services/{service_id[1]}/capacity", "/app/services", {"taking": "yes"}
+        )
+    with sign_in(site, "ann@northside.example") as ann:
+        page = ann.get("/app/referrals/new", params={"case": case_id, "place": "Footscray"}).text
+        assert "not taking new referrals" not in page
+        sent = ann.post(
+            "/app/referrals/new",
+            data={"csrf": csrf_of(page), "case": case_id, "service": service_id[1],
+                  "reason": "Needs housing", "consent_now": "yes",
+                  "consent_purpose": "Referral for housing"},
+        )  # fmt: skip
+        assert sent.status_code == 303, sent.text
+        referral = ann.get(sent.headers["location"]).text
+        assert "Eastside Housing" in referral and "AOD supported accommodation" in referral

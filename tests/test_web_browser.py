@@ -113,6 +113,16 @@ def test_a_referral_from_one_agency_to_another_and_back(
     expect = sync_api.expect
     expect(ben.locator("#inbox")).to_contain_text("No referrals")
     _shot(ben, "inbox-empty", backend)
+    # Ben's agency lists its housing service in the directory.
+    ben.get_by_role("link", name="Our services").click()
+    ben.get_by_label("Name").fill("Eastside Housing Support")
+    ben.get_by_label("Type").select_option("supported-accommodation")
+    ben.get_by_label("Suburb or town").fill("Footscray")
+    ben.get_by_label("Postcode").fill("3011")
+    ben.get_by_role("button", name="Add the service").click()
+    expect(ben.locator("main table")).to_contain_text("Eastside Housing Support")
+    _shot(ben, "services", backend)
+    ben.get_by_role("link", name="Referrals", exact=True).click()
 
     # Ann opens a case for a new client.
     ann.get_by_role("link", name="New case").click()
@@ -170,8 +180,10 @@ def test_a_referral_from_one_agency_to_another_and_back(
 
     # ... and refers Alex to Eastside with Alex's consent, for the plan.
     ann.get_by_role("link", name="Make a referral for this client").click()
-    ann.get_by_label("Refer to").select_option(label="Eastside Housing")
-    ann.get_by_label("Service").select_option("supported-accommodation")
+    ann.get_by_label("Type of service").select_option("supported-accommodation")
+    ann.get_by_label("Suburb, town or postcode").fill("footscray")
+    ann.get_by_role("button", name="Find").click()
+    ann.get_by_label(re.compile("Eastside Housing Support")).check()
     ann.get_by_label("Why (what the client needs)").fill("Couch surfing; needs stable housing")
     ann.get_by_label("The client consents now").check()
     ann.get_by_label("What the client agreed to").fill("Referral for housing support")

@@ -209,7 +209,9 @@ ROUTES: Final[Mapping[tuple[str, str], Needs]] = {
     ("GET", "/app/referrals"): needs("Task.s", "ServiceRequest.r", "Patient.r"),
     ("GET", "/app/referrals/boxes"): needs("Task.s", "ServiceRequest.r", "Patient.r"),
     ("GET", "/app/events"): needs("Task.s"),
-    ("GET", "/app/referrals/new"): needs("EpisodeOfCare.s", "Consent.s", "Organization.s"),
+    ("GET", "/app/referrals/new"): needs(
+        "EpisodeOfCare.s", "Consent.s", "Organization.s", "HealthcareService.s"
+    ),
     ("POST", "/app/referrals/new"): needs(
         "Task.c", "ServiceRequest.c", "Consent.c", refined_by="bundle entries"
     ),
@@ -222,6 +224,11 @@ ROUTES: Final[Mapping[tuple[str, str], Needs]] = {
     ("POST", "/app/referrals/{task_id}/{action}"): needs(
         "Task.u", refined_by="complete also creates (c) its outcome records and updates Goals"
     ),
+    ("GET", "/app/services"): needs("HealthcareService.s", "Location.r", "Organization.r"),
+    ("POST", "/app/services"): needs(
+        "HealthcareService.c", "Location.c", refined_by="bundle entries"
+    ),
+    ("POST", "/app/services/{service_id}/capacity"): needs("HealthcareService.u"),
     ("GET", "/app/cases"): needs("EpisodeOfCare.s", "Patient.r"),
     ("GET", "/app/cases/new"): needs(),
     ("POST", "/app/cases/new"): needs("EpisodeOfCare.c", "Patient.c", refined_by="bundle entries"),

@@ -29,6 +29,7 @@ from app.services.usecases.bundle import BundleService
 from app.services.usecases.caseload import CaseloadService
 from app.services.usecases.cases import CaseService
 from app.services.usecases.conformance import ConformanceService
+from app.services.usecases.directory import DirectoryService
 from app.services.usecases.everything import EverythingService
 from app.services.usecases.health import HealthService
 from app.services.usecases.history import HistoryService
@@ -70,6 +71,7 @@ class Services:
     metrics: MetricsService
     # The web app's people and sessions (issue 20).
     people: PeopleService
+    directory: DirectoryService
 
 
 def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Services:
@@ -192,4 +194,5 @@ def build_services(*, settings: Settings, engine: Engine, clock: Clock) -> Servi
         SubscriptionService(engine=engine),
         MetricsService(engine=engine, referrals=referrals, recorder=audit.recorder),
         PeopleService(engine=engine, clock=clock, settings=settings),
+        DirectoryService(resources=resources, search=search, bundles=bundles, clock=clock),
     )

@@ -18,7 +18,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ServicesDep
-from app.fhir.errors import FHIRError, NotFound
+from app.fhir.errors import FHIRError, InvalidRequest, NotFound
 from app.fhir.referral import ACTIONS, parse_action_json
 from app.services.auth.people import Person
 from app.services.container import Services
@@ -193,11 +193,17 @@ async def events(request: Request, services: ServicesDep, person: PersonDep) -> 
 
 @router.get("/app/referrals/new")
 def new_referral(
-    request: Request, services: ServicesDep, person: PersonDep, case: str | None = None
+    request: Request,
+    services: ServicesDep,
+    person: PersonDep,
+    case: str | None = None,
+    find_type: str | None = None,
+    place: str | None = None,
 ) -> Response:
-    """The referral form: the client's case, the agency and service, why, and the consent
-    that lets the records go."""
-    return _referral_form(request, services, person, case, {}, None, 200)
+    """The referral form: the client's case, a service found in the directory (by type and
+    place) or an agency, why, and the consent that lets the records go."""
+    values = {"find_type": find_type or "", "place": place or ""}
+    return _referral_form(request, services, person, case, values, None, 200)
 
 
 def _referral_form(
@@ -212,6 +218,15 @@ def _referral_form(
     caller = person.caller()
     cases = services.caseload.list_cases(caller=caller, filters=_all_open()).cases
     agencies = _agencies(services, person)
+    try:
+        found = services.directory.find(
+            caller=caller,
+            service_type=values.get("find_type") or None,
+            place=values.get("place") or None,
+        )
+    except FHIRError:
+        found = []
+    found = [f for f in found if f.agency != person.user.agency]
     consents: list[Any] = []
     plans: list[Any] = []
     if case_id:
@@ -232,6 +247,7 @@ def _referral_form(
         cases=cases,
         case_id=case_id,
         agencies=agencies,
+        found=found,
         service_types=SERVICE_TYPES,
         consents=consents,
         plans=plans,
@@ -269,9 +285,10 @@ def make_referral(
     services: ServicesDep,
     person: PersonDep,
     case: FormText,
-    to_agency: FormText,
-    service_type: FormText,
     reason: FormText,
+    to_agency: FormOptional = None,
+    service_type: FormOptional = None,
+    service: FormOptional = None,
     priority: FormOptional = "routine",
     care_plan: FormOptional = None,
     consent: FormOptional = None,
@@ -282,6 +299,11 @@ def make_referral(
     """Send the referral: the consent captured now (when the worker records it with the
     client) and the referral, which the server refuses when the records could not go."""
     caller = person.caller()
+    if service:
+        # A service chosen in the directory names the agency and the service type.
+        chosen = next((f for f in services.directory.find(caller=caller) if f.id == service), None)
+        if chosen is not None:
+            to_agency, service_type = chosen.agency, chosen.service_type or service_type
     values = {
         "to_agency": to_agency,
         "service_type": service_type,
@@ -293,6 +315,8 @@ def make_referral(
         "sensitive": sensitive,
     }
     try:
+        if not to_agency or not service_type:
+            raise InvalidRequest("Choose a service from the directory, or an agency and a service")
         stored_case = services.cases.read_case(caller=caller, case_id=case)
         client_id = stored_case.value.client_id
         consent_id = consent or None
@@ -327,6 +351,76 @@ def make_referral(
     except FHIRError as exc:
         return _referral_form(request, services, person, case, values, exc.diagnostics, exc.status)
     return go(f"/app/referrals/{view.task['id']}")
+
+
+# -- the agency's services (the directory) -------------------------------------------------
+def _services_page(
+    request: Request, services: Services, person: Person, error: str | None, status: int
+) -> Response:
+    own = services.directory.find(caller=person.caller(), agency=person.user.agency)
+    return page(
+        request,
+        "services.html",
+        person,
+        status=status,
+        own=own,
+        service_types=SERVICE_TYPES,
+        error=error,
+    )
+
+
+@router.get("/app/services")
+def our_services(request: Request, services: ServicesDep, person: PersonDep) -> Response:
+    """The agency's services in the directory and their capacity switch."""
+    return _services_page(request, services, person, None, 200)
+
+
+@router.post("/app/services")
+def add_service(
+    request: Request,
+    services: ServicesDep,
+    person: PersonDep,
+    name: FormText,
+    service_type: FormText,
+    city: FormText,
+    postcode: FormOptional = None,
+) -> Response:
+    """A service of the agency, at a place, in the directory."""
+    try:
+        services.directory.add(
+            caller=person.caller(),
+            name=name,
+            service_type=service_type,
+            city=city,
+            postcode=postcode,
+        )
+    except FHIRError as exc:
+        return _services_page(request, services, person, exc.diagnostics, exc.status)
+    return go("/app/services")
+
+
+@router.post("/app/services/{service_id}/capacity")
+def capacity(
+    request: Request,
+    service_id: str,
+    services: ServicesDep,
+    person: PersonDep,
+    taking: FormText,
+    version: FormOptional = None,
+) -> Response:
+    """The capacity switch: taking new referrals, or not."""
+    try:
+        services.directory.set_accepting(
+            caller=person.caller(),
+            service_id=service_id,
+            taking=taking == "yes",
+            if_match=int(version) if version and version.isdigit() else None,
+        )
+    except NotFound:
+        return page(request, "not_found.html", person, status=404, what="service")
+    except FHIRError as exc:
+        return _services_page(request, services, person, exc.diagnostics, exc.status)
+    return go("/app/services")
 
 
 @router.get("/app/referrals/{task_id}")
