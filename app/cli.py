@@ -852,6 +852,24 @@ def users_enable(email: Annotated[str, typer.Argument(help="The account's email.
     typer.echo("Enabled.")
 
 
+@users_cli.command("require-totp")
+def users_require_totp(
+    org: Annotated[str, typer.Option("--org", help="The agency: Organization/{id}.")],
+    off: Annotated[bool, typer.Option("--off", help="Stop asking for it.")] = False,
+) -> None:
+    """Ask an agency's people for a second factor (TOTP) when they sign in; those without
+    one set it up at their next sign-in."""
+    _people_call(lambda people: people.require_totp(agency=org, required=not off))
+    typer.echo(f"{org}: second factor {'not ' if off else ''}required.")
+
+
+@users_cli.command("reset-totp")
+def users_reset_totp(email: Annotated[str, typer.Argument(help="The account's email.")]) -> None:
+    """Remove a person's second factor (a lost phone); their sessions end."""
+    _people_call(lambda people: people.reset_totp(email=email))
+    typer.echo("Second factor removed.")
+
+
 @users_cli.command("unlock")
 def users_unlock(email: Annotated[str, typer.Argument(help="The account's email.")]) -> None:
     """Unlock an account locked by failed sign-ins."""

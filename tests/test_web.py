@@ -330,3 +330,56 @@ def test_the_directory_finds_services_by_type_and_place_and_shows_capacity(site:
         assert sent.status_code == 303, sent.text
         referral = ann.get(sent.headers["location"]).text
         assert "Eastside Housing" in referral and "AOD supported accommodation" in referral
+
+
+def test_an_agency_can_require_a_second_factor(backend: Backend, site: str) -> None:
+    import pyotp
+
+    from tests.support.clock import EPOCH
+
+    env = {"CASEBRIDGE_DATABASE_URL": backend.url}
+    required = run_cli(["users", "require-totp", "--org", A], env)
+    assert required.returncode == 0, required.stderr
+    with httpx.Client(base_url=site, timeout=30) as http:
+        answer = http.post(
+            "/app/sign-in", data={"email": "ann@northside.example", "password": PASSWORD}
+        )
+        assert answer.status_code == 303
+        assert answer.headers["location"].startswith("/app/sign-in/code")
+        # The password alone opens nothing but the code page.
+        assert http.get("/app/referrals").status_code == 303
+        enrol = http.get("/app/sign-in/code")
+        assert enrol.status_code == 200 and "<svg" in enrol.text
+        secret = re.search(r'id="totp-key">([A-Z2-7]+)<', enrol.text)
+        assert secret, enrol.text
+        token = csrf_of(enrol.text)
+        wrong = http.post("/app/sign-in/code", data={"code": "000000", "csrf": token})
+        assert wrong.status_code == 401 and "not right" in wrong.text
+        foreign = http.post(
+            "/app/sign-in/code",
+            data={"code": "000000", "csrf": token},
+            headers={"Origin": "https://evil.example"},
+        )
+        assert foreign.status_code == 403
+        # The server's clock is fixed (tests/support/clock.py): the code of that moment.
+        code = pyotp.TOTP(secret[1]).at(EPOCH)
+        right = http.post("/app/sign-in/code", data={"code": code, "csrf": token})
+        assert right.status_code == 303 and right.headers["location"] == "/app/referrals"
+        assert http.get("/app/referrals").status_code == 200
+    # Next time the enrolled factor is asked for, and the key is not shown again.
+    with httpx.Client(base_url=site, timeout=30) as http:
+        http.post("/app/sign-in", data={"email": "ann@northside.example", "password": PASSWORD})
+        page = http.get("/app/sign-in/code")
+        assert "totp-key" not in page.text and "Your code" in page.text
+        ok = http.post(
+            "/app/sign-in/code",
+            data={"code": pyotp.TOTP(secret[1]).at(EPOCH), "csrf": csrf_of(page.text)},
+        )
+        assert ok.status_code == 303
+    # Another agency is not asked; a reset removes the factor.
+    with sign_in(site, "ben@eastside.example") as ben:
+        assert ben.get("/app/referrals").status_code == 200
+    assert run_cli(["users", "reset-totp", "ann@northside.example"], env).returncode == 0
+    assert run_cli(["users", "require-totp", "--org", A, "--off"], env).returncode == 0
+    with sign_in(site, "ann@northside.example") as ann:
+        assert ann.get("/app/referrals").status_code == 200

@@ -205,6 +205,9 @@ ROUTES: Final[Mapping[tuple[str, str], Needs]] = {
     ("GET", "/app/"): PUBLIC,
     ("GET", "/app/sign-in"): PUBLIC,
     ("POST", "/app/sign-in"): PUBLIC,
+    # The second factor: the half-open session of the cookie, checked by the page itself.
+    ("GET", "/app/sign-in/code"): PUBLIC,
+    ("POST", "/app/sign-in/code"): PUBLIC,
     ("POST", "/app/sign-out"): needs(),
     ("GET", "/app/referrals"): needs("Task.s", "ServiceRequest.r", "Patient.r"),
     ("GET", "/app/referrals/boxes"): needs("Task.s", "ServiceRequest.r", "Patient.r"),

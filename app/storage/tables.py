@@ -427,6 +427,17 @@ class WebUserRow(SQLModel, table=True):
     )
     disabled: bool = Field(default=False, nullable=False)
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    # The person's TOTP secret (RFC 6238, base32) once they have enrolled a second factor.
+    totp_secret: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+
+
+class WebAgencyRow(SQLModel, table=True):
+    """What an agency asks of its people's sign-in: a second factor (TOTP) or not."""
+
+    __tablename__ = "web_agency"
+
+    agency: str = Field(sa_column=Column(String(80), primary_key=True))
+    require_totp: bool = Field(default=False, nullable=False)
 
 
 class WebSessionRow(SQLModel, table=True):
@@ -445,6 +456,10 @@ class WebSessionRow(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     last_seen_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    # "full" once signed in; "totp" waiting for the second factor; "enrol" waiting for the
+    # first code of a new second factor (whose secret is kept here until confirmed).
+    stage: str = Field(default="full", sa_column=Column(String(8), nullable=False))
+    enrol_secret: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
 
 
 api_client_table = ApiClientRow.__table__  # type: ignore[attr-defined]
@@ -452,6 +467,7 @@ auth_jti_table = AuthJtiRow.__table__  # type: ignore[attr-defined]
 auth_signing_key_table = AuthSigningKeyRow.__table__  # type: ignore[attr-defined]
 web_user_table = WebUserRow.__table__  # type: ignore[attr-defined]
 web_session_table = WebSessionRow.__table__  # type: ignore[attr-defined]
+web_agency_table = WebAgencyRow.__table__  # type: ignore[attr-defined]
 # --- Accountability: AuditEvents (issue 6) -----------------------------------------------
 
 

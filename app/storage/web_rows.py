@@ -12,10 +12,11 @@ from datetime import datetime
 from sqlalchemy import delete, func, insert, select, update
 
 from app.storage.repository import Repository
-from app.storage.tables import web_session_table, web_user_table
+from app.storage.tables import web_agency_table, web_session_table, web_user_table
 
 U = web_user_table.c
 S = web_session_table.c
+A = web_agency_table.c
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class WebUser:
     locked_until: datetime | None
     disabled: bool
     created_at: datetime
+    totp_secret: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,9 @@ class WebSession:
     created_at: datetime
     last_seen_at: datetime
     expires_at: datetime
+    # "full", or waiting for the second factor: "totp", "enrol" (with the secret offered).
+    stage: str = "full"
+    enrol_secret: str | None = None
 
 
 _USER_COLUMNS = (
@@ -57,6 +62,7 @@ _USER_COLUMNS = (
     U.locked_until,
     U.disabled,
     U.created_at,
+    U.totp_secret,
 )
 
 
@@ -112,15 +118,36 @@ class WebStore:
             .values(password_hash=password_hash, failed_logins=0, locked_until=None)
         )
 
+    def set_totp_secret(self, user_id: str, secret: str | None) -> None:
+        """Enrol (or, with None, remove) the person's second factor."""
+        self._conn.execute(update(web_user_table).where(U.id == user_id).values(totp_secret=secret))
+
+    def requires_totp(self, agency: str) -> bool:
+        """Whether the agency asks its people for a second factor."""
+        row = self._conn.execute(select(A.require_totp).where(A.agency == agency)).first()
+        return bool(row[0]) if row is not None else False
+
+    def set_requires_totp(self, agency: str, required: bool) -> None:
+        """Ask (or stop asking) an agency's people for a second factor."""
+        self._conn.execute(delete(web_agency_table).where(A.agency == agency))
+        self._conn.execute(insert(web_agency_table).values(agency=agency, require_totp=required))
+
     def set_disabled(self, user_id: str, disabled: bool) -> None:
         """Disable or enable an account."""
         self._conn.execute(update(web_user_table).where(U.id == user_id).values(disabled=disabled))
 
     # -- sessions ------------------------------------------------------------------------
     def add_session(
-        self, token_hash: str, user_id: str, csrf: str, now: datetime, expires_at: datetime
+        self,
+        token_hash: str,
+        user_id: str,
+        csrf: str,
+        now: datetime,
+        expires_at: datetime,
+        stage: str = "full",
+        enrol_secret: str | None = None,
     ) -> None:
-        """A new signed-in browser."""
+        """A new signed-in browser (or one still to give its second factor)."""
         self._conn.execute(
             insert(web_session_table).values(
                 token_hash=token_hash,
@@ -129,7 +156,17 @@ class WebStore:
                 created_at=now,
                 last_seen_at=now,
                 expires_at=expires_at,
+                stage=stage,
+                enrol_secret=enrol_secret,
             )
+        )
+
+    def complete_session(self, token_hash: str, now: datetime) -> None:
+        """The second factor was given: the session is signed in."""
+        self._conn.execute(
+            update(web_session_table)
+            .where(S.token_hash == token_hash)
+            .values(stage="full", enrol_secret=None, last_seen_at=now)
         )
 
     def session(self, token_hash: str) -> WebSession | None:
@@ -141,6 +178,8 @@ class WebStore:
                 S.created_at.label("session_created"),
                 S.last_seen_at.label("session_seen"),
                 S.expires_at.label("session_expires"),
+                S.stage.label("session_stage"),
+                S.enrol_secret.label("session_enrol"),
                 *_USER_COLUMNS,
             )
             .join(web_user_table, U.id == S.user_id)
@@ -155,6 +194,8 @@ class WebStore:
             created_at=found.pop("session_created"),
             last_seen_at=found.pop("session_seen"),
             expires_at=found.pop("session_expires"),
+            stage=found.pop("session_stage"),
+            enrol_secret=found.pop("session_enrol"),
             user=WebUser(**found),
         )
 

@@ -9,18 +9,21 @@ says "not found", exactly as for a record that does not exist.
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import orjson
+import segno
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ServicesDep
-from app.fhir.errors import FHIRError, InvalidRequest, NotFound
+from app.fhir.errors import FHIRError, Forbidden, InvalidRequest, NotFound
 from app.fhir.referral import ACTIONS, parse_action_json
-from app.services.auth.people import Person
+from app.services.auth.people import Pending, Person
 from app.services.container import Services
 from app.services.usecases.caseload import CaseFilters
 from app.web.names import Names, names_for
@@ -89,7 +92,8 @@ def sign_in(
         signed = services.people.sign_in(email=email, password=password)
     except FHIRError as exc:
         return page(request, "sign_in.html", None, status=401, next=target, error=exc.diagnostics)
-    response = go(target)
+    # With a second factor to give, the session opens only the code page.
+    response = go(target if signed.stage == "full" else sign_in_code_path(target))
     settings = services.settings
     response.set_cookie(
         cookie_name(settings),
@@ -101,6 +105,69 @@ def sign_in(
         samesite="lax",
     )
     return response
+
+
+def sign_in_code_path(target: str) -> str:
+    """The second-factor page, going on to target afterwards."""
+    return f"/app/sign-in/code?next={quote(target, safe='/')}"
+
+
+def _code_page(
+    request: Request, pending: Pending, target: str, error: str | None, status: int
+) -> Response:
+    uri = pending.enrol_uri()
+    qr = segno.make(uri, error="m").svg_inline(scale=4, title="QR code") if uri else None
+    return page(
+        request,
+        "sign_in_code.html",
+        None,
+        status=status,
+        pending=pending,
+        next=target,
+        qr=qr,
+        error=error,
+        code_csrf=pending.csrf,
+    )
+
+
+@router.get("/app/sign-in/code")
+def sign_in_code_page(
+    request: Request,
+    services: ServicesDep,
+    next: str | None = None,
+) -> Response:
+    """The second factor: the code from the person's authenticator app (and, the first
+    time, the secret to add to it, as a QR code and as text)."""
+    token = request.cookies.get(cookie_name(services.settings), "")
+    pending = services.people.pending(token)
+    if pending is None:
+        return go("/app/sign-in")
+    return _code_page(request, pending, safe_next(next), None, 200)
+
+
+@router.post("/app/sign-in/code")
+def sign_in_code(
+    request: Request,
+    services: ServicesDep,
+    code: FormText,
+    csrf: FormOptional = None,
+    next: FormOptional = None,
+) -> Response:
+    """Check the code: the session is signed in, or the page again (wrong codes count
+    towards the lockout)."""
+    check_origin(request)
+    token = request.cookies.get(cookie_name(services.settings), "")
+    pending = services.people.pending(token)
+    if pending is None:
+        return go("/app/sign-in")
+    if csrf is None or not hmac.compare_digest(csrf, pending.csrf):
+        raise Forbidden("The form has expired or did not come from this site: reload the page")
+    target = safe_next(next)
+    try:
+        services.people.second_factor(token, code)
+    except FHIRError as exc:
+        return _code_page(request, pending, target, exc.diagnostics, exc.status)
+    return go(target)
 
 
 @router.post("/app/sign-out")

@@ -10,6 +10,10 @@
   a copy of the database signs nobody in. It ends after web_session_idle_minutes unused or
   web_session_max_hours in all, at sign-out, or everywhere at once ("sign out everywhere").
   Each session has its own CSRF token for the forms it posts.
+- A second factor (TOTP, RFC 6238, pyotp) when the person has one, or when their agency
+  requires one (`casebridge users require-totp`): the password then opens a session that
+  only the code completes; a person without one enrols on the spot (the secret shown once,
+  as text and as a QR code). Wrong codes count towards the same lockout as wrong passwords.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
+import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Engine
@@ -43,11 +48,32 @@ SIGN_IN_REFUSED = "The email address or password is not right, or the account is
 
 @dataclass(frozen=True, slots=True)
 class SignedIn:
-    """A new session: the cookie's token (given to the browser once) and its CSRF token."""
+    """A new session: the cookie's token (given to the browser once) and its CSRF token;
+    stage "totp" or "enrol" while the second factor is still to come."""
 
     token: str
     csrf: str
     user: WebUser
+    stage: str = "full"
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A session waiting for its second factor: the code of an enrolled one ("totp"), or
+    the first code of a new one ("enrol", whose secret is offered)."""
+
+    user: WebUser
+    stage: str
+    csrf: str
+    enrol_secret: str | None
+
+    def enrol_uri(self) -> str | None:
+        """The otpauth:// URI authenticator apps read (from the QR code)."""
+        if self.enrol_secret is None:
+            return None
+        return pyotp.TOTP(self.enrol_secret).provisioning_uri(
+            name=self.user.email, issuer_name="casebridge"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,11 +206,16 @@ class PeopleService:
                     store.set_password(user.id, self._hasher.hash(password))
                 token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
                 expires = now + timedelta(hours=self._settings.web_session_max_hours)
-                store.add_session(token_hash(token), user.id, csrf, now, expires)
+                stage, offered = "full", None
+                if user.totp_secret:
+                    stage = "totp"
+                elif store.requires_totp(user.agency):
+                    stage, offered = "enrol", pyotp.random_base32()
+                store.add_session(token_hash(token), user.id, csrf, now, expires, stage, offered)
                 store.purge_sessions(now)
         if refused is not None:
             raise refused
-        return SignedIn(token, csrf, user)
+        return SignedIn(token, csrf, user, stage)
 
     def session(self, token: str) -> Person | None:
         """The person of a live session token (its idle time starts again), None for a
@@ -204,11 +235,77 @@ class PeopleService:
             with transaction(self._engine, write=True) as repo:
                 WebStore(repo).end_session(hashed)
             return None
+        if found.stage != "full":
+            return None  # the second factor is still to come
         # Touched at most once a minute: a page's many requests write once.
         if now - found.last_seen_at > timedelta(minutes=1):
             with transaction(self._engine, write=True) as repo:
                 WebStore(repo).touch_session(hashed, now)
         return Person(found.user, found.csrf, hashed)
+
+    def pending(self, token: str) -> Pending | None:
+        """A session waiting for its second factor (None for any other token)."""
+        if not token or len(token) > 128:
+            return None
+        now = self._clock.now()
+        with transaction(self._engine, write=False) as repo:
+            found = WebStore(repo).session(token_hash(token))
+        if found is None or found.stage == "full" or found.user.disabled:
+            return None
+        # Ten minutes to give the code after the password.
+        if now - found.created_at > timedelta(minutes=10) or found.expires_at <= now:
+            return None
+        return Pending(found.user, found.stage, found.csrf, found.enrol_secret)
+
+    def second_factor(self, token: str, code: str) -> None:
+        """Complete a session with a TOTP code (enrolling the secret offered, for "enrol");
+        Unauthorized for a wrong code, which counts towards the lockout."""
+        hashed = token_hash(token)
+        now = self._clock.now()
+        with transaction(self._engine, write=True) as repo:
+            store = WebStore(repo)
+            found = store.session(hashed)
+            if found is None or found.stage == "full":
+                raise Unauthorized("Sign in again")
+            user = found.user
+            locked = user.locked_until is not None and user.locked_until > now
+            secret = found.enrol_secret if found.stage == "enrol" else user.totp_secret
+            right = (
+                secret is not None
+                and not locked
+                and pyotp.TOTP(secret).verify(code.strip()[:12], for_time=now, valid_window=1)
+            )
+            refused: Unauthorized | None = None
+            if right:
+                if found.stage == "enrol":
+                    store.set_totp_secret(user.id, secret)
+                store.set_sign_in_state(user.id, failed_logins=0, locked_until=None)
+                store.complete_session(hashed, now)
+            else:
+                if not locked:
+                    failures = user.failed_logins + 1
+                    lock = None
+                    if failures >= self._settings.web_max_failures:
+                        lock = now + timedelta(minutes=self._settings.web_lockout_minutes)
+                        failures = 0
+                        store.end_session(hashed)
+                    store.set_sign_in_state(user.id, failed_logins=failures, locked_until=lock)
+                refused = Unauthorized("That code is not right, or the account is locked.")
+        if refused is not None:
+            raise refused
+
+    def require_totp(self, *, agency: str, required: bool) -> None:
+        """Ask (or stop asking) an agency's people for a second factor."""
+        with transaction(self._engine, write=True) as repo:
+            WebStore(repo).set_requires_totp(parse_agency(agency, what="--org"), required)
+
+    def reset_totp(self, *, email: str) -> None:
+        """Remove a person's second factor (a lost phone): they enrol again if required."""
+        with transaction(self._engine, write=True) as repo:
+            store = WebStore(repo)
+            user = self._known(store, email)
+            store.set_totp_secret(user.id, None)
+            store.end_sessions(user.id)
 
     def sign_out(self, person: Person, *, everywhere: bool = False) -> None:
         """End this session, or every session of the person."""
@@ -253,6 +350,7 @@ def _practitioner(value: str) -> str:
 __all__ = [
     "MIN_PASSWORD",
     "SIGN_IN_REFUSED",
+    "Pending",
     "PeopleService",
     "Person",
     "SignedIn",
