@@ -17,12 +17,13 @@ from __future__ import annotations
 from typing import Annotated, Final
 from urllib.parse import quote, urlsplit
 
+import orjson
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import check_route
 from app.config import Settings
-from app.fhir.errors import Forbidden
+from app.fhir.errors import FHIRError, Forbidden
 from app.services.auth.people import Person, csrf_matches
 from app.services.container import Services
 
@@ -88,6 +89,7 @@ async def signed_in(request: Request) -> Person:
     # For the request's audit, as the API does for a token's caller; and the error page.
     request.state.caller = caller
     request.state.person = person
+    request.state.agency_name = await run_in_threadpool(_agency_name, request, person)
     check_route(caller, request)
     if request.method not in SAFE_METHODS:
         await check_csrf(request, person)
@@ -105,6 +107,31 @@ async def check_csrf(request: Request, person: Person) -> None:
         offered = value if isinstance(value, str) else None
     if not csrf_matches(person, offered):
         raise Forbidden("The form has expired or did not come from this site: reload the page")
+
+
+# Agency names for the page header, by agency (directory data; renamed agencies show their
+# new name after a restart or after _NAMES_KEPT lookups of others).
+_NAMES: dict[str, str] = {}
+_NAMES_KEPT: Final = 1000
+
+
+def _agency_name(request: Request, person: Person) -> str:
+    agency = person.user.agency
+    if agency not in _NAMES:
+        services: Services = request.app.state.services
+        if len(_NAMES) >= _NAMES_KEPT:
+            _NAMES.clear()
+        try:
+            found = services.resources.read(
+                caller=person.caller(),
+                resource_type="Organization",
+                resource_id=agency.split("/", 1)[1],
+            )
+            body = orjson.loads(found.version.body or b"{}")
+            _NAMES[agency] = str(body.get("name") or agency)
+        except FHIRError:
+            return agency
+    return _NAMES[agency]
 
 
 def check_origin(request: Request) -> None:
