@@ -13,7 +13,7 @@ from fastapi.templating import Jinja2Templates
 
 from app.api.pictures.genogram import WORDS as RELATION_WORDS
 from app.services.auth.people import Person
-from app.web.views import STATUS_WORDS
+from app.web.views import STATUS_WORDS, text_of
 from mappings.casework import CONSENT_USES
 from schemas.conformance import display
 
@@ -58,6 +58,37 @@ def _words(code: Any, slug: str) -> str:
         return code
 
 
+# What a worker calls the records a referral packet may carry besides the referral.
+_KINDS: Final = {
+    "Observation": "Observation or score",
+    "QuestionnaireResponse": "Assessment",
+    "DocumentReference": "Document or note",
+    "Condition": "Need or condition",
+    "RelatedPerson": "Support person",
+    "Procedure": "Service delivered",
+    "AllergyIntolerance": "Allergy",
+    "MedicationStatement": "Medication",
+}
+
+
+def describe(resource: Any) -> str:
+    """A packet record in a few words: its code's text, a value, a title or description."""
+    if not isinstance(resource, dict):
+        return ""
+    for key in ("code", "type"):
+        words = text_of(resource.get(key))
+        if words:
+            value = resource.get("valueQuantity") or {}
+            shown = f" {value.get('value')}" if value.get("value") is not None else ""
+            if isinstance(resource.get("valueString"), str):
+                shown = f": {resource['valueString']}"
+            return f"{words}{shown}"
+    for key in ("title", "description", "name"):
+        if isinstance(resource.get(key), str):
+            return str(resource[key])
+    return ""
+
+
 # v3 ActReason purposes of use a consent names (mappings/casework.py CONSENT_USES).
 _PURPOSES: Final = {v: k.replace("-", " ") for k, v in CONSENT_USES.items()}
 
@@ -66,6 +97,8 @@ templates.env.filters["words"] = _words
 templates.env.filters["purpose"] = lambda code: _PURPOSES.get(code, code)
 templates.env.filters["status"] = lambda code: STATUS_WORDS.get(code, code)
 templates.env.filters["relation"] = lambda code: RELATION_WORDS.get(code, code)
+templates.env.filters["kind"] = lambda kind: _KINDS.get(str(kind), str(kind))
+templates.env.filters["describe"] = describe
 
 
 def page(

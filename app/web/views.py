@@ -183,12 +183,7 @@ def packet_view(
         consents=by_type.get("Consent", []),
         plans=by_type.get("CarePlan", []),
         goals=by_type.get("Goal", []),
-        others=[
-            r
-            for kind, found in by_type.items()
-            if kind not in ("Patient", "ServiceRequest", "Consent", "CarePlan", "Goal", "Task")
-            for r in found
-        ],
+        others=[r for kind, found in by_type.items() if kind not in _SHOWN_APART for r in found],
         outcome=[str(o) for o in outcome],
         reason=reason if isinstance(reason, str) else None,
         notice=notice,
@@ -231,6 +226,14 @@ def instrument_forms(k10_bands: str) -> list[InstrumentForm]:
                 zones.append((int(props["low"]), int(props["high"]), words))
         forms.append(InstrumentForm(code, title, items, zones))
     return forms
+
+
+# Shown in their own places on the packet, or who sent and received it (the directory):
+# not among the records sent with the referral.
+_SHOWN_APART: Final = frozenset(
+    {"Patient", "ServiceRequest", "Consent", "CarePlan", "Goal", "Task", "Organization",
+     "Practitioner", "PractitionerRole", "HealthcareService", "Location"}
+)  # fmt: skip
 
 
 def _first(found: list[dict[str, Any]] | None) -> dict[str, Any] | None:
