@@ -383,3 +383,29 @@ def test_an_agency_can_require_a_second_factor(backend: Backend, site: str) -> N
     assert run_cli(["users", "require-totp", "--org", A, "--off"], env).returncode == 0
     with sign_in(site, "ann@northside.example") as ann:
         assert ann.get("/app/referrals").status_code == 200
+
+
+def test_a_referral_another_agency_holds_answers_as_a_missing_one(site: str) -> None:
+    with sign_in(site, "ann@northside.example") as ann:
+        case_id = _open_case(ann)
+        page = ann.get(f"/app/referrals/new?case={case_id}").text
+        sent = ann.post(
+            "/app/referrals/new",
+            data={"csrf": csrf_of(page), "case": case_id, "to_agency": A,
+                  "service_type": "counselling", "reason": "Needs support"},
+        )  # fmt: skip
+        assert sent.status_code == 303, sent.text
+        task = sent.headers["location"].rsplit("/", 1)[-1]
+        assert ann.get(f"/app/referrals/{task}").status_code == 200
+    with sign_in(site, "ben@eastside.example") as ben:
+        token = csrf_of(ben.get("/app/cases/new").text)
+        for path in (
+            "/app/referrals/{id}",
+            "/app/referrals/{id}/accept",
+            "/app/referrals/{id}/case",
+        ):
+            method = "GET" if path.endswith("{id}") else "POST"
+            hidden = ben.request(method, path.format(id=task), data={"csrf": token})
+            missing = ben.request(method, path.format(id="no-such"), data={"csrf": token})
+            assert hidden.status_code == missing.status_code == 404, (path, hidden.status_code)
+            assert hidden.text.replace(task, "X") == missing.text.replace("no-such", "X"), path
