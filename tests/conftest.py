@@ -21,7 +21,7 @@ import httpx
 import psycopg
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from app.config import Settings
@@ -88,6 +88,13 @@ class Backend:
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]
 
+    def _delete_all(self, conn: Connection, tables: list[str], script: str) -> None:
+        if self.name == "postgresql":
+            conn.exec_driver_sql(script)
+        else:
+            for table in tables:
+                conn.execute(text(f"DELETE FROM {table}"))
+
     def truncate(self) -> None:
         """Empty every table. DELETE, not TRUNCATE, on PostgreSQL too: a test's tables hold
         a few rows, which DELETE removes in about 5 ms where TRUNCATE (new files for 21
@@ -97,12 +104,12 @@ class Backend:
         script = "; ".join(f"DELETE FROM {table}" for table in tables)
         for attempt in range(5):
             try:
-                with self.engine.begin() as conn:
-                    if self.name == "postgresql":
-                        conn.exec_driver_sql(script)
-                    else:
-                        for table in tables:
-                            conn.execute(text(f"DELETE FROM {table}"))
+                with self.engine.connect() as conn:
+                    if self.name == "sqlite":
+                        # A writer takes SQLite's write lock up front, as the server's do.
+                        conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+                    with conn.begin():
+                        self._delete_all(conn, tables, script)
                 return
             except OperationalError:
                 # A server thread of the previous test still finishing (the audit flush)

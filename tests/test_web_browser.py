@@ -54,12 +54,8 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def patient_server(backend: Backend) -> Iterator[LiveServer]:
-    """The server the browser drives. Its SQLite writers wait up to 30 s for the write lock
-    (5 s by default): a browser fetches a page's pictures and the audit and disclosure rows
-    they cause all at once, and on this 2-core machine, beside the other test worker and
-    Chromium, a note's write once queued past 5 s and got the 503 a client is told to retry
-    (the write gate's contention is issue 17's). The journey tests the pages, not that."""
-    server = server_with(backend, db_busy_timeout_ms=30_000)
+    """The server the browser drives, with the default settings."""
+    server = server_with(backend)
     yield server
     server.stop()
 
@@ -231,16 +227,6 @@ def test_a_referral_from_one_agency_to_another_and_back(
     ben.get_by_label("Contact").select_option("home-visit")
     ben.get_by_label("Minutes").fill("50")
     ben.get_by_role("button", name="Add the note").click()
-    ben.wait_for_load_state("load")
-    if ben.get_by_text("The database is unavailable or busy; retry later").count():
-        # A known SQLite defect under concurrent requests (a 503 on this page now and then:
-        # see the closing note of issue 20); the page says to retry, and a person would.
-        ben.goto(ben_case.replace(site, ""))
-        if not ben.locator("#notes").get_by_text("First visit; viewed a flat.").count():
-            ben.get_by_label("Note", exact=True).fill("First visit; viewed a flat.")
-            ben.get_by_label("Contact").select_option("home-visit")
-            ben.get_by_label("Minutes").fill("50")
-            ben.get_by_role("button", name="Add the note").click()
     expect(ben.locator("#notes")).to_contain_text("First visit; viewed a flat.")
     ben.get_by_text("Record PHQ-9 (depression)").click()
     form = ben.locator("#form-phq9")

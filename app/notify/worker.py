@@ -259,7 +259,7 @@ class DeliveryWorker:
             row.focus_type, row.focus_id, row.focus_version or 1, now, False, body
         )
         self._services.disclosures.record(
-            Caller(agency=state.agency), [version], "notification", repo=repo, writing=True
+            Caller(agency=state.agency), [version], "notification", repo=repo
         )
 
     @staticmethod

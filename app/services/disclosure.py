@@ -62,15 +62,14 @@ class DisclosureLog:
         interaction: str,
         *,
         repo: Repository | None = None,
-        writing: bool = False,
     ) -> Release:
         """Record the releases among versions; the operator's reads are not disclosures.
 
         repo: the transaction the versions were read in; the owners are looked up there
         (no second round trip for the common case, an agency reading its own records).
-        writing: repo is a write transaction (a GET inside a transaction Bundle) and the
-        rows go into it; otherwise they are written in a short transaction of their own,
-        only when there is something to log."""
+        When it is a write transaction (a GET inside a transaction Bundle) the rows go
+        into it; otherwise they are written in a short transaction of their own, only
+        when there is something to log."""
         agency = caller.agency
         if agency is None or not versions:
             return NOTHING
@@ -78,7 +77,7 @@ class DisclosureLog:
         assert scope is not None
         if repo is not None:
             rows = _releases(repo, scope, versions, interaction)
-            if writing:
+            if repo.writable:
                 repo.insert_disclosures(rows)
                 return _summary(rows, self.regime)
         else:

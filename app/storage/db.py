@@ -41,6 +41,9 @@ def _nothing() -> Iterator[None]:
     yield
 
 
+# Execution option (and connection info key): a SQLite transaction that may not write.
+READ_ONLY = "casebridge_read_only"
+
 # What SQLite syncs to disk at each commit (Settings.sqlite_synchronous).
 SqliteSynchronous = Literal["FULL", "NORMAL"]
 
@@ -128,7 +131,18 @@ def _configure_sqlite(
     def _on_begin(conn: Any) -> None:
         # A writer takes the write lock up front; a deferred BEGIN that later upgrades to
         # write can fail with SQLITE_BUSY without waiting for busy_timeout.
-        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        options = conn.get_execution_options()
+        mode = options.get("sqlite_begin", "DEFERRED")
+        # The services' read transactions cannot write (unit_of_work says which they are):
+        # one that started writing after another writer committed would fail at once with
+        # "database is locked" (SQLITE_BUSY_SNAPSHOT, which no busy wait cures), now and
+        # then, under load. Refused every time instead, so a test finds it. The pragma is
+        # sent on the driver's connection, and only when the connection's mode changes.
+        read_only = bool(options.get(READ_ONLY, False))
+        info = conn.connection.info
+        if info.get(READ_ONLY, False) != read_only:
+            conn.connection.dbapi_connection.execute(f"PRAGMA query_only={int(read_only)}")
+            info[READ_ONLY] = read_only
         if mode:  # None: a single statement that needs no transaction of its own
             conn.exec_driver_sql(f"BEGIN {mode}")
 

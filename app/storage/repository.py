@@ -6,6 +6,7 @@ Hot paths use SQLAlchemy Core statements (the ORM costs 6-14x more per row here)
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from app.storage.access_rows import AccessRows
 from app.storage.audit import AuditRow, audit_row
 from app.storage.base import CURRENT_COLS, current_version
 from app.storage.compartment_rows import CompartmentRows
-from app.storage.db import write_gate
+from app.storage.db import READ_ONLY, write_gate
 from app.storage.errors import StorageUnavailable
 from app.storage.export_rows import ExportRows
 from app.storage.index import IndexRows
@@ -63,6 +64,8 @@ from app.storage.tables import (
 
 R = resource_table.c
 V = version_table.c
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +137,14 @@ class Repository(AccessRows, CompartmentRows, ExportRows):
     disclosures (AccessRows), compartments (CompartmentRows) and export jobs (ExportRows)
     in their own modules, on the same connection (app/storage/base.py)."""
 
-    def __init__(self, conn: Connection, scope: AccessScope | None = None) -> None:
+    def __init__(
+        self, conn: Connection, scope: AccessScope | None = None, *, writable: bool = True
+    ) -> None:
         super().__init__(conn, scope)
+        # Whether this is a write transaction. A read one must not write: on SQLite a read
+        # transaction that starts writing after another writer committed fails at once
+        # with "database is locked" (SQLITE_BUSY_SNAPSHOT; no busy wait can cure it).
+        self.writable = writable
         # Work to do once, just before commit, on everything registered under its key.
         self._deferred: dict[str, tuple[Callable[[Repository, set[Any]], None], set[Any]]] = {}
         # Rows no statement of this transaction reads back (the server's audit and
@@ -166,7 +175,7 @@ class Repository(AccessRows, CompartmentRows, ExportRows):
         for one agency inside a transaction opened for another: notification matching)."""
         if scope == self.scope:
             return self
-        other = Repository(self._conn, scope)
+        other = Repository(self._conn, scope, writable=self.writable)
         other._deferred = self._deferred
         other._appends = self._appends
         other._locks = self._locks
@@ -742,6 +751,8 @@ def unit_of_work(
         # every writer of every process waits for.
         with engine.connect() as conn, gate.held() if gate else nullcontext():
             sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                conn = conn.execution_options(**{READ_ONLY: not write})
             if write and sqlite:
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             elif single_read:
@@ -754,12 +765,21 @@ def unit_of_work(
                 # Several statements that must agree (a page and its total).
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
-                repo = Repository(conn, scope)
+                repo = Repository(conn, scope, writable=write)
                 yield repo
                 repo.run_deferred()
                 repo.flush_appends()
     except DBAPIError as exc:
         if _is_transient(exc):
+            # Which statement failed, how, and in which kind of transaction: a busy error
+            # that skipped the busy handler is told apart from a wait past the timeout.
+            log.warning(
+                "database unavailable: %s (%s) in a %s transaction, statement: %s",
+                exc.orig,
+                getattr(exc.orig, "sqlite_errorname", None) or getattr(exc.orig, "sqlstate", None),
+                "write" if write else "single-read" if single_read else "read",
+                (exc.statement or "")[:300],
+            )
             raise StorageUnavailable(str(exc.orig) if exc.orig else str(exc)) from exc
         raise
     except PoolTimeoutError as exc:

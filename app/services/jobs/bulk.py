@@ -448,6 +448,8 @@ def analyze(engine: Engine) -> None:
     gate = write_gate(engine)
     with engine.connect() as conn, gate.held() if gate is not None else nullcontext():
         if conn.dialect.name == "sqlite":
+            # ANALYZE writes its statistics: a writer's transaction (read ones are read-only).
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             # Sampled: a full ANALYZE reads every index of a multi-gigabyte file.
             conn.exec_driver_sql("PRAGMA analysis_limit=2000")
             conn.exec_driver_sql("ANALYZE")

@@ -238,9 +238,7 @@ class BundleService:
             # Reads last, inside the transaction: a failing read fails it all.
             for entry in entries:
                 if entry.method in ("GET", "HEAD"):
-                    outcomes[entry.index] = _in_entry(
-                        entry.index, self._read, entry, caller, repo, True
-                    )
+                    outcomes[entry.index] = _in_entry(entry.index, self._read, entry, caller, repo)
         return [outcomes[i] for i in range(len(entries))]
 
     def _settle_identity(
@@ -331,7 +329,7 @@ class BundleService:
                 existing = repo.current(entry.resource_type, entry.target_id)
                 assert existing is not None
                 # Answered with the match's body: a release like a read.
-                self._disclosures.record(caller, [existing], "read", repo=repo, writing=True)
+                self._disclosures.record(caller, [existing], "read", repo=repo)
                 return WriteResult(existing, created=False)
             return resources.create_in(
                 repo, caller, entry.resource_type, entry.resource, resource_id=entry.target_id
@@ -357,9 +355,7 @@ class BundleService:
             entry.if_match,
         )
 
-    def _read(
-        self, entry: Entry, caller: Caller, repo: Repository | None = None, writing: bool = False
-    ) -> Outcome:
+    def _read(self, entry: Entry, caller: Caller, repo: Repository | None = None) -> Outcome:
         """GET entries: read, vread or search; inside the transaction when repo is given."""
         if repo is not None:
             # A read after the transaction's writes sees their AuditEvents and Provenance.
@@ -370,7 +366,7 @@ class BundleService:
                 resource_type=entry.resource_type,
                 params=entry.query or [],
                 strict=False,
-                repo=repo if writing else None,
+                repo=repo,
             )
             return Outcome(200, page=page, resource_type=entry.resource_type)
         if repo is None:
@@ -385,7 +381,7 @@ class BundleService:
         else:
             version = self._resources.read_in(repo, entry.resource_type, entry.resource_id)
         # Inside a transaction the disclosure is logged in it; a batch read logs its own.
-        self._disclosures.record(caller, [version], "read", repo=repo, writing=writing)
+        self._disclosures.record(caller, [version], "read", repo=repo)
         if entry.if_none_match is not None and none_match(entry.if_none_match, version.version_id):
             return Outcome(304, version=version)
         return Outcome(200, version=version)

@@ -183,9 +183,7 @@ class ResourceService:
             existing = self.find_one(repo, resource_type, criteria, "If-None-Exist")
             if existing is not None:
                 # The match is answered with its body: a release like a read.
-                release = self._disclosures.record(
-                    caller, [existing], "read", repo=repo, writing=True
-                )
+                release = self._disclosures.record(caller, [existing], "read", repo=repo)
                 return WriteResult(existing, created=False, release=release)
         change = Change(
             caller,

@@ -297,7 +297,6 @@ class SearchService:
         if cursor is not None:
             conditions.append(after(keys, cursor.values, backwards=backwards))
 
-        inside = repo
         # A page, its total and its includes must agree (one snapshot); a page alone is one
         # statement and needs no BEGIN/COMMIT round trips of its own.
         agree = bool(includes) or total_mode in ("estimate", "accurate")
@@ -352,7 +351,6 @@ class SearchService:
                 [*(v for v, _ in page), *included],
                 "search",
                 repo=repo,
-                writing=inside is not None,
             )
 
         next_cursor = previous_cursor = None
