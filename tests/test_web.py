@@ -199,11 +199,11 @@ def test_one_agencys_person_never_sees_anothers_client(site: str) -> None:
         for method, path in sorted(ROUTES):
             if not path.startswith("/app/cases/{case_id}"):
                 continue
-            url = path.replace("{name}", "ecomap")
+            url = path.replace("{name}", "ecomap").replace("{plan_id}", "a-plan")
             # A body every form accepts, so each request reaches the case's lookup.
             fields = {"csrf": token, "text": "x", "stage": "assessment", "instrument": "k10",
                       "name": "x"}  # fmt: skip
-            fields.update({f"item_{i}": "1" for i in range(1, 11)})
+            fields.update({f"item_{i}": "1" for i in range(1, 11)}, version="1")
             answers = [
                 ben.request(method, url.replace("{case_id}", target), data=fields)
                 for target in (case_id, "no-such-case")
@@ -409,3 +409,125 @@ def test_a_referral_another_agency_holds_answers_as_a_missing_one(site: str) -> 
             missing = ben.request(method, path.format(id="no-such"), data={"csrf": token})
             assert hidden.status_code == missing.status_code == 404, (path, hidden.status_code)
             assert hidden.text.replace(task, "X") == missing.text.replace("no-such", "X"), path
+
+
+def _form_fields(html: str) -> dict[str, str]:
+    """What a browser would send from a page's form as it stands: inputs' values, selected
+    options and checked boxes (enough for the plan form)."""
+    fields: dict[str, str] = {}
+    for tag in re.findall(r"<input[^>]*>", html):
+        name = re.search(r'name="([^"]+)"', tag)
+        value = re.search(r'value="([^"]*)"', tag)
+        if not name or ('type="checkbox"' in tag and "checked" not in tag):
+            continue
+        fields[name[1]] = value[1] if value else ""
+    for name, options in re.findall(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', html, re.S):
+        chosen = re.search(r'<option value="([^"]*)" selected', options)
+        first = re.search(r'<option value="([^"]*)"', options)
+        fields[name] = chosen[1] if chosen else (first[1] if first else "")
+    for name, text in re.findall(r'<textarea[^>]*name="([^"]+)"[^>]*>(.*?)</textarea>', html, re.S):
+        fields[name] = text
+    return fields
+
+
+def test_a_plan_is_reviewed_in_its_form_and_keeps_what_the_form_does_not_show(
+    site: str, live: LiveServer
+) -> None:
+    with sign_in(site, "ann@northside.example") as ann:
+        case_id = _open_case(ann)
+        plan = {
+            "title": "Housing first",
+            "review_due": "2030-01-31",
+            "needs": [{"key": "home", "description": "No stable housing"}],
+            "goals": [
+                {
+                    "description": "Signed lease",
+                    "addresses": ["home"],
+                    "due": "2030-03-01",
+                    "achievable_because": "A housing worker is assigned",
+                }
+            ],
+            "actions": [
+                {
+                    "what": "Apply for social housing",
+                    "how": "Online form",
+                    "where": "Office",
+                    "who": [
+                        {"who": "Practitioner/ann", "responsibility": "lodges it"},
+                        {"who": "Practitioner/ben", "responsibility": "writes a support letter"},
+                    ],
+                    "service_type": "supported-accommodation",
+                    "sessions": 2,
+                }
+            ],
+            "strengths": ["Keeps appointments"],
+        }
+        with httpx.Client(base_url=live.root, timeout=30) as api:
+            made = api.post(
+                f"/cases/{case_id}/careplans", json=plan, headers={"X-Casebridge-Agency": A}
+            )
+            assert made.status_code == 201, made.text
+            plan_id = made.json()["id"]
+            goal_id = made.json()["goals"][0]["id"]
+            need_id = made.json()["needs"][0]["id"]
+
+            edit = ann.get(f"/app/cases/{case_id}/plans/{plan_id}/edit")
+            assert edit.status_code == 200 and "Review the care plan" in edit.text
+            fields = _form_fields(edit.text)
+            assert fields["goal_id_1"] == goal_id and fields["need_id_1"] == need_id
+            assert fields["goal_need_1"] == "need-1"  # the goal still names its need
+            fields |= {
+                "goal_achievement_1": "achieved",
+                "goal_status_1": "completed",
+                "action_status_1": "completed",
+                "action_how_1": "Online form, with the client",
+                "action_what_2": "Set up rent payments",
+                "status": "active",
+            }
+            # Someone else changes the plan first: the review is refused, nothing stored.
+            other = api.get(
+                f"/cases/{case_id}/careplans/{plan_id}", headers={"X-Casebridge-Agency": A}
+            )
+            changed = {**other.json(), "title": "Housing first (revised)"}
+            put = api.put(
+                f"/cases/{case_id}/careplans/{plan_id}",
+                json=changed,
+                headers={"X-Casebridge-Agency": A, "If-Match": other.headers["ETag"]},
+            )
+            assert put.status_code == 200, put.text
+            stale = ann.post(f"/app/cases/{case_id}/plans/{plan_id}", data=fields)
+            assert stale.status_code == 412
+            assert "Someone changed this plan after you opened it" in stale.text
+            kept = api.get(
+                f"/cases/{case_id}/careplans/{plan_id}", headers={"X-Casebridge-Agency": A}
+            )
+            assert kept.json()["goals"][0].get("achievement") is None
+
+            # Opened again, the review is saved.
+            fields["version"] = _form_fields(
+                ann.get(f"/app/cases/{case_id}/plans/{plan_id}/edit").text
+            )["version"]
+            fields["title"] = "Housing first (revised)"
+            saved = ann.post(f"/app/cases/{case_id}/plans/{plan_id}", data=fields)
+            assert saved.status_code == 303, saved.text
+            now = api.get(
+                f"/cases/{case_id}/careplans/{plan_id}", headers={"X-Casebridge-Agency": A}
+            ).json()
+        goal = now["goals"][0]
+        assert goal["id"] == goal_id and goal["achievement"] == "achieved"
+        assert goal["status"] == "completed"
+        assert goal["achievable_because"] == "A housing worker is assigned"
+        assert [n["id"] for n in now["needs"]] == [need_id]
+        first, second = now["actions"]
+        assert first["status"] == "completed" and first["how"] == "Online form, with the client"
+        assert first["service_type"] == "supported-accommodation" and first["sessions"] == 2
+        assert [w["who"] for w in first["who"]] == ["Practitioner/ann", "Practitioner/ben"]
+        assert second["what"] == "Set up rent payments"
+        case_page = ann.get(f"/app/cases/{case_id}").text
+        assert "achieved" in case_page and "Set up rent payments" in case_page
+
+    with sign_in(site, "ben@eastside.example") as ben:
+        hidden = ben.get(f"/app/cases/{case_id}/plans/{plan_id}/edit")
+        missing = ben.get(f"/app/cases/{case_id}/plans/no-such-plan/edit")
+        assert hidden.status_code == missing.status_code == 404
+        assert hidden.text == missing.text

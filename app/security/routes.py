@@ -244,6 +244,10 @@ ROUTES: Final[Mapping[tuple[str, str], Needs]] = {
     ("POST", "/app/cases/{case_id}/plans"): needs(
         *_CASE, *_PLAN, "CarePlan.c", refined_by="bundle entries"
     ),
+    ("GET", "/app/cases/{case_id}/plans/{plan_id}/edit"): needs(*_CASE, *_PLAN, "CareTeam.r"),
+    ("POST", "/app/cases/{case_id}/plans/{plan_id}"): needs(
+        *_CASE, *_PLAN, "CarePlan.u", refined_by="bundle entries"
+    ),
     ("POST", "/app/cases/{case_id}/notes"): needs(*_CASE, "DocumentReference.c"),
     ("POST", "/app/cases/{case_id}/supports"): needs(*_CASE, "RelatedPerson.c", "Group.c"),
     ("POST", "/app/cases/{case_id}/assessments"): needs(

@@ -208,40 +208,71 @@ def case_page(request: Request, case_id: str, services: ServicesDep, person: Per
 
 
 # -- writing a care plan --------------------------------------------------------------------
+# Rows the form offers for a new plan; a saved plan's form has one free row more than it
+# holds, up to what a plan may hold (schemas/casework.py).
 _ROWS = {"need": 3, "goal": 3, "action": 4}
+_MAX_ROWS = {"need": 50, "goal": 50, "action": 100}
+
+
+def _choices(model: type[Any], field: str) -> list[tuple[str, str]]:
+    """The codes a plain model's Literal field allows, with words for a select."""
+    allowed = model.model_fields[field].annotation
+    codes = [c for arg in get_args(allowed) for c in (get_args(arg) or (arg,))]
+    return [(c, c.replace("-", " ")) for c in codes if isinstance(c, str)]
+
+
+GOAL_STATUSES = _choices(plain.Goal, "status")
+ACHIEVEMENTS = _choices(plain.Goal, "achievement")
+ACTION_STATUSES = _choices(plain.Action, "status")
+PLAN_STATUSES = _choices(plain.CarePlan, "status")
+
+
+def _rows(form: Any) -> dict[str, int]:
+    """How many rows of each kind the form held (the page says; bounded)."""
+    rows = dict(_ROWS)
+    for kind, most in _MAX_ROWS.items():
+        given = form.get(f"rows_{kind}")
+        if isinstance(given, str) and given.isdigit():
+            rows[kind] = max(1, min(int(given), most))
+    return rows
 
 
 def plan_from_form(form: Any) -> plain.CarePlan:
-    """A plain care plan from the plan form: fixed rows of needs, goals and actions (blank
-    rows left out), strengths one per line. 400 naming the field for a bad value."""
+    """A plain care plan from the plan form: rows of needs, goals and actions (blank rows
+    left out), strengths one per line; on a saved plan's form, the ids of its needs and
+    goals and the status of each. 400 naming the field for a bad value."""
 
     def value(name: str) -> str | None:
         found = form.get(name)
         return found.strip() if isinstance(found, str) and found.strip() else None
 
+    rows = _rows(form)
     needs = []
-    for i in range(1, _ROWS["need"] + 1):
+    for i in range(1, rows["need"] + 1):
         text = value(f"need_{i}")
         if text:
-            needs.append({"key": f"need-{i}", "description": text})
+            needs.append({"key": f"need-{i}", "id": value(f"need_id_{i}"), "description": text})
     goals = []
-    for i in range(1, _ROWS["goal"] + 1):
+    for i in range(1, rows["goal"] + 1):
         text = value(f"goal_{i}")
         if not text:
             continue
         need = value(f"goal_need_{i}")
         goals.append(
             {
+                "id": value(f"goal_id_{i}"),
                 "description": text,
                 "measure": value(f"goal_measure_{i}"),
                 "target": value(f"goal_target_{i}"),
                 "due": value(f"goal_due_{i}"),
                 "addresses": [need] if need and any(n["key"] == need for n in needs) else [],
                 "expressed_by_client": value(f"goal_client_{i}") == "yes",
+                "status": value(f"goal_status_{i}"),
+                "achievement": value(f"goal_achievement_{i}"),
             }
         )
     actions = []
-    for i in range(1, _ROWS["action"] + 1):
+    for i in range(1, rows["action"] + 1):
         what = value(f"action_what_{i}")
         if not what:
             continue
@@ -254,6 +285,7 @@ def plan_from_form(form: Any) -> plain.CarePlan:
                 "where": value(f"action_where_{i}"),
                 "start": value(f"action_start_{i}"),
                 "end": value(f"action_end_{i}"),
+                "status": value(f"action_status_{i}"),
                 "who": [{"who": who, "responsibility": responsibility or "responsible"}]
                 if who
                 else [],
@@ -264,17 +296,98 @@ def plan_from_form(form: Any) -> plain.CarePlan:
         plain.CarePlan,
         {
             "title": value("title") or "Care plan",
+            "status": value("status"),
             "model": value("model"),
             "start": value("start"),
             "end": value("end"),
             "review_due": value("review_due"),
-            "needs": needs,
+            "needs": [{k: v for k, v in n.items() if v is not None} for n in needs],
             "goals": [{k: v for k, v in g.items() if v not in (None, "")} for g in goals],
             "actions": [{k: v for k, v in a.items() if v not in (None, "")} for a in actions],
             "strengths": strengths,
         },
     )
     return plan
+
+
+def form_from_plan(plan: plain.CarePlan) -> tuple[dict[str, Any], dict[str, int]]:
+    """The plan form's values for a saved plan, and its rows (one free row of each kind)."""
+    values: dict[str, Any] = {
+        "title": plan.title,
+        "status": plan.status,
+        "model": plan.model,
+        "start": plan.start,
+        "end": plan.end,
+        "review_due": plan.review_due,
+        "strengths": "\n".join(plan.strengths),
+    }
+    key_of: dict[str, str] = {}
+    for i, need in enumerate(plan.needs, start=1):
+        values |= {f"need_{i}": need.description, f"need_id_{i}": need.id}
+        if need.id:
+            key_of[need.id] = f"need-{i}"
+    for i, goal in enumerate(plan.goals, start=1):
+        addressed = [key_of[a] for a in goal.addresses if a in key_of]
+        values |= {
+            f"goal_{i}": goal.description,
+            f"goal_id_{i}": goal.id,
+            f"goal_measure_{i}": goal.measure,
+            f"goal_target_{i}": goal.target,
+            f"goal_due_{i}": goal.due,
+            f"goal_need_{i}": addressed[0] if addressed else None,
+            f"goal_client_{i}": "yes" if goal.expressed_by_client else None,
+            f"goal_status_{i}": goal.status,
+            f"goal_achievement_{i}": goal.achievement,
+        }
+    for i, action in enumerate(plan.actions, start=1):
+        first = action.who[0] if action.who else None
+        values |= {
+            f"action_what_{i}": action.what,
+            f"action_how_{i}": action.how,
+            f"action_where_{i}": action.where,
+            f"action_start_{i}": action.start,
+            f"action_end_{i}": action.end,
+            f"action_status_{i}": action.status,
+            f"action_who_{i}": first.who if first else None,
+            f"action_resp_{i}": first.responsibility if first else None,
+        }
+    counts = {"need": len(plan.needs), "goal": len(plan.goals), "action": len(plan.actions)}
+    rows = {k: max(_ROWS[k], min(counts[k] + 1, _MAX_ROWS[k])) for k in _ROWS}
+    return {k: ("" if v is None else str(v)) for k, v in values.items()}, rows
+
+
+def reviewed(saved: plain.CarePlan, edited: plain.CarePlan) -> plain.CarePlan:
+    """The saved plan as the review form changed it. The form shows one person per action
+    and no phases, supports, service types, sessions or reasons a goal is achievable:
+    those are kept from the saved plan (an action by its row, a goal by its id), so a
+    review in the browser never drops what an API client wrote."""
+    goals = {g.id: g for g in saved.goals if g.id}
+    merged_goals = [
+        goals[g.id].model_copy(update=g.model_dump(exclude={"achievable_because"}))
+        if g.id in goals
+        else g
+        for g in edited.goals
+    ]
+    actions = []
+    for i, action in enumerate(edited.actions):
+        old = saved.actions[i] if i < len(saved.actions) else None
+        if old is None:
+            actions.append(action)
+            continue
+        who = action.who + [w for w in old.who[1:] if w not in action.who]
+        actions.append(
+            action.model_copy(
+                update={"service_type": old.service_type, "sessions": old.sessions, "who": who}
+            )
+        )
+    return edited.model_copy(
+        update={
+            "goals": merged_goals,
+            "actions": actions,
+            "phases": saved.phases,
+            "supports": saved.supports,
+        }
+    )
 
 
 def _plan_form(
@@ -284,6 +397,9 @@ def _plan_form(
     case_id: str,
     *,
     values: dict[str, Any],
+    rows: dict[str, int] | None = None,
+    plan_id: str | None = None,
+    etag: int | None = None,
     error: str | None = None,
     status: int = 200,
 ) -> Response:
@@ -293,14 +409,20 @@ def _plan_form(
         return page(request, "not_found.html", person, status=404, what="case")
     return page(
         request,
-        "plan_new.html",
+        "plan_form.html",
         person,
         status=status,
         case=case,
         values=values,
         error=error,
         models=MODELS,
-        rows=_ROWS,
+        rows=rows or _ROWS,
+        plan_id=plan_id,
+        etag=etag,
+        goal_statuses=GOAL_STATUSES,
+        achievements=ACHIEVEMENTS,
+        action_statuses=ACTION_STATUSES,
+        plan_statuses=PLAN_STATUSES,
         team=[(m.member, m.name or m.member) for m in case.care_team],
     )
 
@@ -350,7 +472,91 @@ async def create_plan(
         error, status = exc.diagnostics, exc.status
         return await run_in_threadpool(
             lambda: _plan_form(
-                request, services, person, case_id, values=values, error=error, status=status
+                request,
+                services,
+                person,
+                case_id,
+                values=values,
+                rows=_rows(form),
+                error=error,
+                status=status,
+            )
+        )
+    return go(f"/app/cases/{case_id}#plan-title")
+
+
+@router.get("/app/cases/{case_id}/plans/{plan_id}/edit")
+def edit_plan_page(
+    request: Request, case_id: str, plan_id: str, services: ServicesDep, person: PersonDep
+) -> Response:
+    """Reviewing a plan with the client: the saved plan in the same form, with each goal's
+    progress and each action's status (monitoring and evaluation)."""
+    try:
+        saved = services.cases.read_care_plan(
+            caller=person.caller(), case_id=case_id, plan_id=plan_id
+        )
+    except NotFound:
+        return page(request, "not_found.html", person, status=404, what="care plan")
+    values, rows = form_from_plan(saved.value)
+    return _plan_form(
+        request,
+        services,
+        person,
+        case_id,
+        values=values,
+        rows=rows,
+        plan_id=plan_id,
+        etag=saved.version_id,
+    )
+
+
+@router.post("/app/cases/{case_id}/plans/{plan_id}")
+async def update_plan(
+    request: Request, case_id: str, plan_id: str, services: ServicesDep, person: PersonDep
+) -> Response:
+    """Store the reviewed plan: needs and goals keep their records (a goal's achievement is
+    a change of that Goal), in one transaction, only if nobody changed the plan since the
+    form was opened (If-Match with the version the form was opened at)."""
+    form = await request.form()
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    version = values.get("version", "")
+    caller = person.caller()
+    try:
+        saved = await run_in_threadpool(
+            services.cases.read_care_plan, caller=caller, case_id=case_id, plan_id=plan_id
+        )
+        if not version.isdigit():  # not the review form: it carries the version it shows
+            return go(f"/app/cases/{case_id}/plans/{plan_id}/edit")
+        plan = reviewed(saved.value, plan_from_form(form))
+        await run_in_threadpool(
+            services.cases.update_care_plan,
+            caller=caller,
+            case_id=case_id,
+            plan_id=plan_id,
+            plan=plan,
+            if_match=int(version),
+        )
+    except NotFound:
+        return page(request, "not_found.html", person, status=404, what="care plan")
+    except FHIRError as exc:
+        error, status = exc.diagnostics, exc.status
+        if status == 412:
+            error = (
+                "Someone changed this plan after you opened it; nothing was saved. Open the "
+                "plan again to see their change, then make yours."
+            )
+        return await run_in_threadpool(
+            lambda: _plan_form(
+                request,
+                services,
+                person,
+                case_id,
+                values=values,
+                rows=_rows(form),
+                plan_id=plan_id,
+                etag=int(version),
+                error=error,
+                status=status,
             )
         )
     return go(f"/app/cases/{case_id}#plan-title")
