@@ -668,6 +668,7 @@ def worker() -> None:
         busy_timeout_ms=settings.db_busy_timeout_ms,
         sqlite_mmap_mb=settings.sqlite_mmap_mb,
         sqlite_synchronous=settings.sqlite_synchronous,
+        sqlite_read_only_guard=settings.sqlite_read_only_guard,
     )
     try:
         _migrated_or_exit(engine)

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # at each commit). NORMAL is faster and may lose the writes acknowledged just before
     # one; README "Operating casebridge" gives the cost of each.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    # Read transactions refuse to write (PRAGMA query_only): a check for tests, which find
+    # a write in a read transaction every time instead of now and then (app/storage/db.py).
+    sqlite_read_only_guard: bool = False
     # GET /metrics in the Prometheus text format, unauthenticated (no personal data): serve it
     # where only the monitoring system reaches it (README, "Operating casebridge").
     metrics: bool = False

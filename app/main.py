@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         busy_timeout_ms=settings.db_busy_timeout_ms,
         sqlite_mmap_mb=settings.sqlite_mmap_mb,
         sqlite_synchronous=settings.sqlite_synchronous,
+        sqlite_read_only_guard=settings.sqlite_read_only_guard,
     )
     if settings.migrate:
         upgrade(engine)

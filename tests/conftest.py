@@ -84,6 +84,8 @@ class Backend:
             # Webhook receivers in tests listen on 127.0.0.1; tests/test_write_access.py
             # checks the default that refuses such endpoints.
             "notify_allow_private_endpoints": True,
+            # A write in a read transaction fails every time (app/storage/db.py).
+            "sqlite_read_only_guard": True,
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]
@@ -133,7 +135,7 @@ def migrated_database(
     if name == "sqlite":
         path: Path = tmp_path_factory.mktemp(prefix) / "casebridge.db"
         url = f"sqlite:///{path}"
-        engine = create_db_engine(url)
+        engine = create_db_engine(url, sqlite_read_only_guard=True)
         upgrade(engine)
         try:
             yield Backend("sqlite", url, engine)

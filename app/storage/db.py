@@ -59,12 +59,14 @@ def create_db_engine(
     busy_timeout_ms: int = 5000,
     sqlite_mmap_mb: int = 2048,
     sqlite_synchronous: SqliteSynchronous = "FULL",
+    sqlite_read_only_guard: bool = False,
 ) -> Engine:
     """Build the engine: SQLite in WAL mode with BEGIN IMMEDIATE for writers, or PostgreSQL.
 
     sqlite_synchronous FULL syncs the WAL at every commit, so a write acknowledged is kept
     through a power cut or an OS crash; NORMAL syncs only at checkpoints and may lose the
-    last writes acknowledged before one (sqlite.org/pragma.html#pragma_synchronous)."""
+    last writes acknowledged before one (sqlite.org/pragma.html#pragma_synchronous).
+    sqlite_read_only_guard: the services' read transactions refuse to write (the tests)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
@@ -77,7 +79,9 @@ def create_db_engine(
             max_overflow=pool_size,
             connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
         )
-        _configure_sqlite(engine, busy_timeout_ms, sqlite_mmap_mb, sqlite_synchronous)
+        _configure_sqlite(
+            engine, busy_timeout_ms, sqlite_mmap_mb, sqlite_synchronous, sqlite_read_only_guard
+        )
         if database and database != ":memory:":
             gate = SqliteWriteGate(Path(database), busy_timeout_ms / 1000)
             _GATES[engine] = gate
@@ -108,7 +112,11 @@ def create_db_engine(
 
 
 def _configure_sqlite(
-    engine: Engine, busy_timeout_ms: int, mmap_mb: int, synchronous: SqliteSynchronous
+    engine: Engine,
+    busy_timeout_ms: int,
+    mmap_mb: int,
+    synchronous: SqliteSynchronous,
+    read_only_guard: bool,
 ) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
@@ -133,16 +141,18 @@ def _configure_sqlite(
         # write can fail with SQLITE_BUSY without waiting for busy_timeout.
         options = conn.get_execution_options()
         mode = options.get("sqlite_begin", "DEFERRED")
-        # The services' read transactions cannot write (unit_of_work says which they are):
-        # one that started writing after another writer committed would fail at once with
-        # "database is locked" (SQLITE_BUSY_SNAPSHOT, which no busy wait cures), now and
-        # then, under load. Refused every time instead, so a test finds it. The pragma is
-        # sent on the driver's connection, and only when the connection's mode changes.
-        read_only = bool(options.get(READ_ONLY, False))
-        info = conn.connection.info
-        if info.get(READ_ONLY, False) != read_only:
-            conn.connection.dbapi_connection.execute(f"PRAGMA query_only={int(read_only)}")
-            info[READ_ONLY] = read_only
+        # With the guard (the tests turn it on), the services' read transactions cannot
+        # write: one that started writing after another writer committed would fail at
+        # once with "database is locked" (SQLITE_BUSY_SNAPSHOT, which no busy wait cures),
+        # now and then, under load; refused every time instead, a test finds it. Not in
+        # production: PRAGMA query_only expires every prepared statement of the connection
+        # each time it changes, and re-preparing the searches' SQL cost reads ~25%.
+        if read_only_guard:
+            read_only = bool(options.get(READ_ONLY, False))
+            info = conn.connection.info
+            if info.get(READ_ONLY, False) != read_only:
+                conn.connection.dbapi_connection.execute(f"PRAGMA query_only={int(read_only)}")
+                info[READ_ONLY] = read_only
         if mode:  # None: a single statement that needs no transaction of its own
             conn.exec_driver_sql(f"BEGIN {mode}")
 
