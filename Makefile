@@ -40,7 +40,18 @@ $(R4B)/package/package.json:
 	  sleep 2; done; \
 	  test -f package/package.json || echo "npm could not fetch hl7.fhir.r4b.core@4.3.0"
 
-fhir-package: $(R4B)/package/package.json
+# The R4 examples package (npm, CC0): R4's StructureDefinitions, for the R4 type list the
+# server uses when a client asks for FHIR 4.0 (scripts/gen_r4_resource_types.py).
+R4EX := .cache/r4-examples
+$(R4EX)/package/package.json:
+	@mkdir -p $(R4EX)
+	@cd $(R4EX) && for attempt in 1 2 3; do \
+	  npm pack --silent hl7.fhir.r4.examples@4.0.1 >/dev/null 2>&1 \
+	    && tar xzf hl7.fhir.r4.examples-4.0.1.tgz && rm -f hl7.fhir.r4.examples-4.0.1.tgz && break; \
+	  sleep 2; done; \
+	  test -f package/package.json || echo "npm could not fetch hl7.fhir.r4.examples@4.0.1"
+
+fhir-package: $(R4B)/package/package.json $(R4EX)/package/package.json
 
 # axe-core (npm, MPL-2.0) for the web app's accessibility checks in the browser tests;
 # without npm those checks are skipped (CI requires them: CASEBRIDGE_REQUIRE_BROWSER=1).
@@ -56,7 +67,8 @@ $(AXE)/package/axe.min.js:
 axe: $(AXE)/package/axe.min.js
 
 test: lint fhir-package axe
-	CASEBRIDGE_R4B_PACKAGE=$(CURDIR)/$(R4B)/package CASEBRIDGE_AXE=$(CURDIR)/$(AXE)/package/axe.min.js \
+	CASEBRIDGE_R4B_PACKAGE=$(CURDIR)/$(R4B)/package CASEBRIDGE_R4_EXAMPLES=$(CURDIR)/$(R4EX)/package \
+	  CASEBRIDGE_AXE=$(CURDIR)/$(AXE)/package/axe.min.js \
 	  $(BIN)/pytest -q -n auto
 
 bench: $(STAMP)

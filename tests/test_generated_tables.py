@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.support.fhir_package import ROOT, load_generator, r4b_package
+from tests.support.fhir_package import ROOT, load_generator, r4_examples_package, r4b_package
 
 TABLES = {
     "gen_search_parameters": "search_parameters.json",
@@ -30,6 +30,18 @@ def test_committed_table_is_what_the_generator_makes(
         built = built[0]
     committed = orjson.loads((ROOT / "schemas" / "fhir" / TABLES[generator]).read_bytes())
     assert built == committed, f"run scripts/{generator}.py to regenerate"
+
+
+def test_the_r4_type_list_is_what_its_generator_makes_of_r4(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    package = r4_examples_package()
+    module = load_generator("gen_r4_resource_types", monkeypatch)
+    committed = orjson.loads((ROOT / "schemas" / "fhir" / "r4_resource_types.json").read_bytes())
+    assert module.payload(package) == committed, "run scripts/gen_r4_resource_types.py"
+    # R4 has the case-management types, and not R4B's topic-based subscription resources.
+    assert {"CarePlan", "Goal", "Task", "ServiceRequest"} <= set(committed["resourceTypes"])
+    assert "SubscriptionTopic" not in committed["resourceTypes"]
 
 
 def test_every_core_search_parameter_is_registered() -> None:

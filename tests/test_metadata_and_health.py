@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import sqlalchemy
 from alembic import command
@@ -24,8 +25,9 @@ from tests.support.server import LiveServer
 
 
 def test_capability_statement_is_generated_from_the_registry(client: httpx.Client) -> None:
-    response = client.get("/metadata")
+    response = client.get("/metadata", headers={"Accept": "application/fhir+json; fhirVersion=4.3"})
     assert response.status_code == 200
+    assert "fhirVersion=4.3" in response.headers["content-type"]
     cs = response.json()
     assert cs["resourceType"] == "CapabilityStatement"
     assert cs["fhirVersion"] == "4.3.0"
@@ -135,3 +137,54 @@ def test_sqlite_owner_table_is_rebuilt_without_rowid_and_keeps_its_rows(tmp_path
         assert stored == rows and "ix_resource_owner_access" in indexes
     finally:
         engine.dispose()
+
+
+def test_the_fhir_version_a_client_asks_for_is_the_one_it_gets(client: httpx.Client) -> None:
+    """Spec http.html#version-parameter and capabilities.html#versions. R4 (4.0) is the
+    default, so a strict R4 client accepts /metadata; 4.3 is served when asked for."""
+    versions = client.get("/$versions")
+    assert versions.status_code == 200
+    params = versions.json()["parameter"]
+    assert [p["valueCode"] for p in params if p["name"] == "version"] == ["4.0", "4.3"]
+    assert [p["valueCode"] for p in params if p["name"] == "default"] == ["4.0"]
+
+    plain = client.get("/metadata")
+    r4 = client.get("/metadata", headers={"Accept": "application/fhir+json; fhirVersion=4.0"})
+    assert plain.json()["fhirVersion"] == r4.json()["fhirVersion"] == "4.0.1"
+    assert "fhirVersion=4.0" in plain.headers["content-type"]
+    types = {r["type"] for r in r4.json()["rest"][0]["resource"]}
+    # R4B's additions are left out of an R4 statement; what R4 and R4B share is all there.
+    assert "SubscriptionTopic" not in types and "CarePlan" in types and "Task" in types
+    r4b = {
+        r["type"]
+        for r in client.get("/metadata?_format=json;fhirVersion=4.3").json()["rest"][0]["resource"]
+    }
+    assert types < r4b and "SubscriptionTopic" in r4b
+    assert (
+        client.get(
+            "/metadata", headers={"Accept": "application/fhir+json;fhirVersion=4.0.1"}
+        ).json()["fhirVersion"]
+        == "4.0.1"
+    )
+
+    # A version not served: 406 for what the client accepts, 415 for what it sends; nothing
+    # stored.
+    for accept in ("application/fhir+json; fhirVersion=5.0", "application/json;fhirVersion=3.0"):
+        refused = client.get("/metadata", headers={"Accept": accept})
+        assert refused.status_code == 406, accept
+        assert refused.json()["resourceType"] == "OperationOutcome"
+        assert "4.0, 4.3" in refused.json()["issue"][0]["diagnostics"]
+    patient = {"resourceType": "Patient", "name": [{"family": "Ng"}]}
+    sent = client.post(
+        "/Patient",
+        content=orjson.dumps(patient),
+        headers={"Content-Type": "application/fhir+json; fhirVersion=5.0"},
+    )
+    assert sent.status_code == 415 and sent.json()["resourceType"] == "OperationOutcome"
+    assert client.get("/Patient").json()["total"] == 0
+    ok = client.post(
+        "/Patient",
+        content=orjson.dumps(patient),
+        headers={"Content-Type": "application/fhir+json; fhirVersion=4.0"},
+    )
+    assert ok.status_code == 201

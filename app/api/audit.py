@@ -163,7 +163,13 @@ _KINDS: Final[dict[tuple[str, str], _Kind]] = {
     ("DELETE", f"{_F}/AuditEvent/{{event_id}}"): _Kind("delete", resource_type="AuditEvent"),
 }
 # Not accesses to records: the CapabilityStatement, and bulk export status polls.
-_SKIPPED: Final = frozenset({("GET", f"{_F}/metadata"), ("GET", f"{_F}/$export-status/{{job_id}}")})
+_SKIPPED: Final = frozenset(
+    {
+        ("GET", f"{_F}/metadata"),
+        ("GET", f"{_F}/$versions"),
+        ("GET", f"{_F}/$export-status/{{job_id}}"),
+    }
+)
 _ID_PARAMS: Final = ("resource_id", "patient_id", "care_plan_id", "event_id")
 # Outside /fhir: the plain case-management API, the referral endpoints, the reports and the
 # web app's pages are accesses too, audited as operations on the record their path names.

@@ -15,6 +15,7 @@ from app.fhir.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from app.fhir.versions import accepted, check_body_version
 from app.security.caller import OPERATOR, Caller, parse_agency
 from app.security.routes import NAMED, PATH_TYPE, route_needs
 from app.security.scopes import require, require_types
@@ -106,14 +107,18 @@ def check_format(fmt: str) -> None:
 
 
 async def negotiate(request: Request) -> None:
-    """Refuse representations other than JSON (spec http.html#mime-type): 406."""
+    """Refuse representations other than JSON (spec http.html#mime-type) and FHIR versions
+    other than those served (http.html#version-parameter): 406. The version asked for, if
+    any, is kept on request.state.fhir_version."""
     fmt = request.query_params.get("_format")
     if fmt is not None:
         check_format(fmt)
+        request.state.fhir_version = accepted(fmt)
         return
     accept = request.headers.get("accept")
     if not accept:
         return
+    request.state.fhir_version = accepted(accept)
     for part in accept.split(","):
         media = part.split(";")[0].strip().lower()
         if media in _JSON_TYPES or media in ("*/*", "application/*") or media.endswith("+json"):
@@ -144,6 +149,7 @@ def _media_type(request: Request) -> str:
 
 async def resource_body(request: Request) -> bytes:
     """The body of a create or update: FHIR JSON within the size limit, unparsed."""
+    check_body_version(request.headers.get("content-type"))
     media = _media_type(request)
     if media and media not in _JSON_TYPES:
         hint = " (XML is not supported)" if any(h in media for h in _XML_HINTS) else ""
@@ -156,6 +162,7 @@ async def resource_body(request: Request) -> bytes:
 
 async def bundle_body(request: Request) -> bytes:
     """The body of a batch or transaction: FHIR JSON within the Bundle size limit."""
+    check_body_version(request.headers.get("content-type"))
     media = _media_type(request)
     if media and media not in _JSON_TYPES:
         raise UnsupportedMediaType(

@@ -33,12 +33,15 @@ from app.api.render import (
     query_pairs,
     release_labels,
     version_headers,
+    versioned,
     write_response,
 )
 from app.fhir.bundles import history_bundle, searchset_bundle
 from app.fhir.capability import capability_statement, smart_security
 from app.fhir.errors import InvalidRequest, Issue, operation_outcome
 from app.fhir.resource import etag
+from app.fhir.versions import DEFAULT as DEFAULT_VERSION
+from app.fhir.versions import RELEASES, r4_resource_types, versions_parameters
 from app.security.caller import Caller
 from app.security.scopes import allows, named_types, require
 from app.services.usecases.bundle import response_entry
@@ -61,13 +64,21 @@ def _history_response(
 
 
 @router.get("/metadata")
-def metadata(services: ServicesDep) -> Response:
-    """capabilities (spec http.html#capabilities)."""
-    return json_response(_capabilities(services))
+def metadata(request: Request, services: ServicesDep) -> Response:
+    """capabilities (spec http.html#capabilities), for the FHIR version asked for in the
+    Accept header's fhirVersion parameter, else the default (app/fhir/versions.py)."""
+    version = getattr(request.state, "fhir_version", None) or DEFAULT_VERSION
+    return json_response(_capabilities(services, version), media_type=versioned(version))
 
 
-def _capabilities(services: ServicesDep) -> dict[str, Any]:
-    key = (services.settings.base_url, services.started)
+@router.get("/$versions")
+def versions() -> Response:
+    """$versions (spec capabilities.html#versions): the versions served and the default."""
+    return json_response(versions_parameters())
+
+
+def _capabilities(services: ServicesDep, version: str) -> dict[str, Any]:
+    key = (services.settings.base_url, services.started, version)
     statement = _CAPABILITIES.get(key)
     if statement is None:
         # Built once per process start: it lists every parameter of every type.
@@ -84,13 +95,16 @@ def _capabilities(services: ServicesDep) -> dict[str, Any]:
             security=security,
             # What an agency's client may do; the local operator always may.
             update_create=services.settings.agency_update_create,
+            fhir_version=RELEASES[version],
+            types=r4_resource_types() if version == "4.0" else None,
         )
-        _CAPABILITIES.clear()
+        if len(_CAPABILITIES) > 8:  # another process start or base URL: forget the old
+            _CAPABILITIES.clear()
         _CAPABILITIES[key] = statement
     return statement
 
 
-_CAPABILITIES: dict[tuple[str, datetime], dict[str, Any]] = {}
+_CAPABILITIES: dict[tuple[str, datetime, str], dict[str, Any]] = {}
 
 
 @router.get("/_history")

@@ -25,17 +25,28 @@ _PREFER_RETURN = {
 
 
 def fhir_response(
-    content: bytes, status: int = 200, headers: dict[str, str] | None = None
+    content: bytes,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    media_type: str = FHIR_JSON,
 ) -> Response:
     """A response carrying FHIR JSON bytes as they are."""
-    return Response(content=content, status_code=status, headers=headers, media_type=FHIR_JSON)
+    return Response(content=content, status_code=status, headers=headers, media_type=media_type)
 
 
 def json_response(
-    value: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+    value: dict[str, Any],
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    media_type: str = FHIR_JSON,
 ) -> Response:
     """A response for a FHIR JSON value built in memory."""
-    return fhir_response(orjson.dumps(value), status, headers)
+    return fhir_response(orjson.dumps(value), status, headers, media_type)
+
+
+def versioned(version: str) -> str:
+    """The FHIR JSON media type naming a FHIR version (spec http.html#version-parameter)."""
+    return f"application/fhir+json; fhirVersion={version}; charset=utf-8"
 
 
 def version_headers(version: StoredVersion, base_url: str) -> dict[str, str]:

@@ -30,7 +30,13 @@ SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system"
 # Bulk Data Access IG v2.0.0 export (served by app/api/bulk.py): system level here, Patient
 # level in TYPE_OPERATIONS.
 _BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
-SYSTEM_OPERATIONS = ({"name": "export", "definition": f"{_BULK}/export"},)
+SYSTEM_OPERATIONS = (
+    {"name": "export", "definition": f"{_BULK}/export"},
+    {
+        "name": "versions",
+        "definition": "http://hl7.org/fhir/OperationDefinition/CapabilityStatement-versions",
+    },
+)
 # The project's own operations: OperationDefinitions under schemas/fhir/operations/,
 # installed with the other conformance resources (readable at OperationDefinition/{id}).
 _OWN = "https://casebridge.org/fhir/OperationDefinition"
@@ -116,15 +122,19 @@ def capability_statement(
     search: Callable[[str], Mapping[str, Any]],
     security: Mapping[str, Any] | None = None,
     update_create: bool = True,
+    fhir_version: str = "4.3.0",
+    types: frozenset[str] | None = None,
 ) -> dict[str, Any]:
     """What this server does, for GET [base]/metadata (spec http.html#capabilities).
 
     ``search(type)`` gives the searchParam, searchInclude and searchRevInclude lists of a
     type (the search engine's registry). ``security`` is rest.security (smart_security()).
     ``update_create``: whether clients (agencies) may create with ids they choose.
+    ``fhir_version`` and ``types``: the release stated and, for R4, the types it has (the
+    server's others are left out of an R4 statement).
     """
     resources = []
-    for name in sorted(resource_types()):
+    for name in sorted(resource_types() if types is None else resource_types() & types):
         described = search(name)
         resources.append(
             {
@@ -160,7 +170,7 @@ def capability_statement(
         "kind": "instance",
         "software": {"name": "casebridge", "version": __version__},
         "implementation": {"description": "casebridge FHIR server", "url": base_url},
-        "fhirVersion": "4.3.0",
+        "fhirVersion": fhir_version,
         "format": ["application/fhir+json", "json"],
         "patchFormat": ["application/json-patch+json"],
         "rest": [rest],

@@ -82,6 +82,7 @@ ROUTES: Final[Mapping[tuple[str, str], Needs]] = {
     ("GET", "/.well-known/smart-configuration"): PUBLIC,
     ("GET", "/fhir/.well-known/smart-configuration"): PUBLIC,
     ("GET", "/fhir/metadata"): PUBLIC,
+    ("GET", "/fhir/$versions"): PUBLIC,
     ("GET", "/schemas"): PUBLIC,
     ("GET", "/schemas/{name}.json"): PUBLIC,
     # -- FHIR RESTful interactions (spec http.html) ---------------------------------------

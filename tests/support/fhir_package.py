@@ -35,6 +35,25 @@ def r4b_package() -> Path:
     pytest.skip(reason)
 
 
+_R4_EXAMPLES = (
+    os.environ.get("CASEBRIDGE_R4_EXAMPLES", ""),
+    str(ROOT / ".cache" / "r4-examples" / "package"),
+    "/tmp/r4/package",
+)
+
+
+def r4_examples_package() -> Path:
+    """hl7.fhir.r4.examples@4.0.1 unpacked (R4's StructureDefinitions are in it); skips,
+    or fails under CASEBRIDGE_REQUIRE_R4B_PACKAGE=1, without it."""
+    for candidate in _R4_EXAMPLES:
+        if candidate and (Path(candidate) / "package.json").is_file():
+            return Path(candidate)
+    reason = "hl7.fhir.r4.examples@4.0.1 is not unpacked (make test fetches it with npm)"
+    if os.environ.get("CASEBRIDGE_REQUIRE_R4B_PACKAGE") == "1":
+        pytest.fail(f"{reason}; CASEBRIDGE_REQUIRE_R4B_PACKAGE=1")
+    pytest.skip(reason)
+
+
 def load_generator(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """scripts/{name}.py as a module (the scripts are not a package)."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
