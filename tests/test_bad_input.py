@@ -166,8 +166,23 @@ def test_unknown_resource_type_is_404(client: httpx.Client) -> None:
 
 
 def test_wrong_method_is_405(client: httpx.Client) -> None:
-    _assert_outcome(client.post("/Patient/123", json=minimal("Patient")), 405, "not-supported")
-    _assert_outcome(client.patch("/Patient", json=[]), 405, "not-supported")
+    on_instance = client.post("/Patient/123", json=minimal("Patient"))
+    _assert_outcome(on_instance, 405, "not-supported")
+    # Allow names every method served at the path, not only the first route's.
+    assert set(on_instance.headers["allow"].split(", ")) >= {"GET", "PUT", "PATCH", "DELETE"}
+    assert "POST" not in on_instance.headers["allow"].split(", ")
+    on_type = client.patch("/Patient", json=[])
+    _assert_outcome(on_type, 405, "not-supported")
+    assert {"GET", "POST", "PUT", "DELETE"} <= set(on_type.headers["allow"].split(", "))
+    assert "PATCH" not in on_type.headers["allow"].split(", ")
+
+
+def test_probes_answer_plain_json(client: httpx.Client) -> None:
+    root = str(client.base_url).rstrip("/").removesuffix("/fhir")
+    for probe in ("/healthz", "/readyz"):
+        answer = httpx.get(root + probe)
+        assert answer.status_code == 200
+        assert answer.headers["content-type"] == "application/json"
 
 
 @pytest.mark.parametrize(

@@ -209,6 +209,7 @@ def test_a_referral_from_one_agency_to_another_and_back(
     # Ben's inbox shows it without a reload (server-sent events).
     expect(ben.locator("#inbox")).to_contain_text("Alex Rivera", timeout=30_000)
     expect(ben.locator("#inbox")).to_contain_text("Northside Community Health")
+    expect(ben.locator("#inbox")).to_contain_text("AOD supported accommodation")  # the service
     _shot(ben, "inbox", backend)
     ben.locator("#inbox").get_by_role("link", name="Alex Rivera").click()
     expect(ben.locator("#referral-status")).to_have_text("new")

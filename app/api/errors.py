@@ -11,6 +11,7 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app.api.render import json_response
 from app.fhir.errors import (
@@ -61,12 +62,27 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         return _render(NotFound(f"No endpoint at {request.url.path}"), request)
     if exc.status_code == 405:
         error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
-        headers = dict(exc.headers or {})
-        if "allow" in {k.lower() for k in headers}:
-            error.headers.update(headers)
+        error.headers["Allow"] = _allowed(request)
         return _render(error, request)
     issue = Issue("processing" if exc.status_code < 500 else "exception", str(exc.detail))
     return json_response(operation_outcome([issue]), exc.status_code, dict(exc.headers or {}))
+
+
+def _allowed(request: Request) -> str:
+    """Every method some route serves at this path (RFC 9110 section 15.5.6: a 405 names
+    them all). Starlette names only the first route whose path matched, and one path here
+    is served by several routes (GET, PUT, PATCH and DELETE of a resource). Each method is
+    tried against the routes (FastAPI nests included routers, so the routes' own method
+    lists are not all at hand)."""
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

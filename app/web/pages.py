@@ -185,22 +185,33 @@ def _box(services: Services, person: Person, box: str) -> list[Any]:
         caller=person.caller(), params=[("box", box), ("_count", "100")]
     )
     names = _names(services, person)
+    wanted = {v.task["id"]: _request_id(v.task) for v in page_.views}
+    services_of = _services_asked(services, person, {r for r in wanted.values() if r})
     return order_lines(
-        referral_line(v, names, _service_of(services, person, v.task)) for v in page_.views
+        referral_line(v, names, services_of.get(wanted[v.task["id"]] or "")) for v in page_.views
     )
 
 
-def _service_of(services: Services, person: Person, task: dict[str, Any]) -> str | None:
+def _request_id(task: dict[str, Any]) -> str | None:
     focus = (task.get("focus") or {}).get("reference")
     if not isinstance(focus, str) or not focus.startswith("ServiceRequest/"):
         return None
-    try:
-        found = services.resources.read(
-            caller=person.caller(), resource_type="ServiceRequest", resource_id=focus.split("/")[1]
-        )
-    except FHIRError:
-        return None
-    return text_of(body(found.version).get("code"))
+    return focus.split("/")[1]
+
+
+def _services_asked(services: Services, person: Person, request_ids: set[str]) -> dict[str, str]:
+    """The service each referral asks for (its ServiceRequest's code), by request id: one
+    search for the whole box, not a read per line."""
+    if not request_ids:
+        return {}
+    found = services.search.search(
+        caller=person.caller(),
+        resource_type="ServiceRequest",
+        params=[("_id", ",".join(sorted(request_ids))), ("_count", str(len(request_ids)))],
+        strict=True,
+    )
+    asked = {v.id: text_of(body(v).get("code")) for v in found.matches}
+    return {k: v for k, v in asked.items() if v}
 
 
 def _boxes(request: Request, services: Services, person: Person, template: str) -> Response:

@@ -24,7 +24,6 @@ from urllib.parse import urlencode
 from app.clock import Clock
 from app.fhir.case_process import GOAL_WORKING, goal_overdue, last_contacts, review_overdue
 from app.fhir.errors import InvalidRequest
-from app.fhir.jsonio import loads_stored
 from app.fhir.referral import OPEN, is_referral, overdue_reason, reference_of
 from app.security.caller import Caller
 from app.services.uow import transaction
@@ -215,15 +214,19 @@ class CaseloadService:
                 if is_referral(task) and reason and client:
                     late_referrals[client].append(f"Task/{task['id']}")
             contacts = last_contacts(notes)
+            # The clients of the chunk in one search (not a read per line); a client of
+            # another agency's shown here is a release, logged like the rest.
+            names = {
+                p["id"]: _name(p) for p in of(("_id", ",".join(clients)), resource_type="Patient")
+            }
             for episode in chunk:
                 case_id, client = episode["id"], _client(episode)
-                patient = self._patient(repo, client)
                 case = m.episode_to_case(episode)
                 lines.append(
                     plain.CaseSummary(
                         id=case_id,
                         client_id=client,
-                        client_name=_name(patient),
+                        client_name=names.get(client) if client else None,
                         status=case.status,
                         stage=case.stage,
                         model=case.model,
@@ -239,16 +242,6 @@ class CaseloadService:
                     )
                 )
         return lines
-
-    @staticmethod
-    def _patient(repo: Repository, client: str | None) -> dict[str, Any] | None:
-        if client is None:
-            return None
-        version = repo.visible_current("Patient", client)
-        if version is None or version.body is None:
-            return None
-        body: dict[str, Any] = loads_stored(version.body)
-        return body
 
 
 def _client(episode: dict[str, Any]) -> str | None:
