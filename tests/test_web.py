@@ -4,6 +4,7 @@ The browser journeys are in tests/test_web_browser.py."""
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 from collections.abc import Iterator
@@ -14,8 +15,10 @@ import pytest
 
 from tests.conftest import Backend
 from tests.support.cli import run_cli
+from tests.support.referrals import package
 from tests.support.server import LiveServer
 from tests.support.web import (
+    FHIR_JSON,
     PASSWORD,
     csrf_of,
     post_form,
@@ -531,3 +534,80 @@ def test_a_plan_is_reviewed_in_its_form_and_keeps_what_the_form_does_not_show(
         missing = ben.get(f"/app/cases/{case_id}/plans/no-such-plan/edit")
         assert hidden.status_code == missing.status_code == 404
         assert hidden.text == missing.text
+
+
+def test_a_referrals_attachments_open_only_through_its_packet(site: str, live: LiveServer) -> None:
+    letter = "Dear Eastside, Alex needs stable housing."
+    bundle = package(requester=A, owner=B)
+    document: dict[str, Any] = {
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "subject": {"reference": "urn:uuid:patient"},
+        "date": "2026-01-05T10:00:00Z",
+        "description": "Referral letter",
+        "content": [
+            {
+                "attachment": {
+                    "contentType": "text/plain",
+                    "title": "Referral letter",
+                    "data": base64.b64encode(letter.encode()).decode(),
+                }
+            },
+            {
+                "attachment": {
+                    "contentType": "text/html",
+                    "title": "Page",
+                    "data": base64.b64encode(b"<script>alert(1)</script>").decode(),
+                }
+            },
+        ],
+    }
+    bundle["entry"].insert(
+        0,
+        {
+            "fullUrl": "urn:uuid:letter",
+            "resource": document,
+            "request": {"method": "POST", "url": "DocumentReference"},
+        },
+    )
+    request = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "ServiceRequest")
+    request["resource"]["supportingInfo"].append({"reference": "urn:uuid:letter"})
+    with httpx.Client(base_url=live.fhir, timeout=30) as fhir:
+        sent = fhir.post("", json=bundle, headers={"X-Casebridge-Agency": A, **FHIR_JSON})
+        assert sent.status_code == 200, sent.text
+        locations = [e["response"]["location"] for e in sent.json()["entry"]]
+        task_id = next(loc for loc in locations if loc.startswith("Task/")).split("/")[1]
+        doc_id = next(loc for loc in locations if loc.startswith("DocumentReference/")).split("/")[
+            1
+        ]
+        # A document of Ben's own agency that the referral does not carry.
+        own = fhir.post(
+            "/DocumentReference",
+            json={k: v for k, v in document.items() if k not in ("subject", "content")}
+            | {"content": document["content"][:1]},
+            headers={"X-Casebridge-Agency": B, **FHIR_JSON},
+        )
+        assert own.status_code == 201, own.text
+    with sign_in(site, "ben@eastside.example") as ben:
+        packet = ben.get(f"/app/referrals/{task_id}")
+        assert packet.status_code == 200
+        link = f"/app/referrals/{task_id}/documents/{doc_id}/0"
+        assert f'href="{link}"' in packet.text and "Open Referral letter" in packet.text
+        opened = ben.get(link)
+        assert opened.status_code == 200 and opened.text == letter
+        assert opened.headers["content-type"].startswith("text/plain")
+        assert "sandbox" in opened.headers["content-security-policy"]
+        html = ben.get(f"/app/referrals/{task_id}/documents/{doc_id}/1")
+        assert html.headers["content-type"] == "application/octet-stream"
+        assert html.headers["content-disposition"].startswith("attachment")
+        # Only through the packet: another document, another index, another referral
+        # answer as a missing one does.
+        missing = ben.get(f"/app/referrals/no-such/documents/{doc_id}/0")
+        for other in (
+            f"/app/referrals/{task_id}/documents/{own.json()['id']}/0",
+            f"/app/referrals/{task_id}/documents/{doc_id}/7",
+            f"/app/referrals/{task_id}/documents/no-such/0",
+        ):
+            answer = ben.get(other)
+            assert (answer.status_code, answer.text) == (missing.status_code, missing.text), other
+        assert missing.status_code == 404

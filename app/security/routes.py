@@ -222,6 +222,9 @@ ROUTES: Final[Mapping[tuple[str, str], Needs]] = {
     ("GET", "/app/referrals/{task_id}"): needs(
         "Task.r", refined_by="the packet holds only the types the agency may read"
     ),
+    ("GET", "/app/referrals/{task_id}/documents/{document_id}/{index}"): needs(
+        "Task.r", "DocumentReference.r", refined_by="only a document the packet holds"
+    ),
     ("POST", "/app/referrals/{task_id}/case"): needs(
         "Task.r", "EpisodeOfCare.c", refined_by="bundle entries"
     ),

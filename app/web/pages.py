@@ -9,7 +9,9 @@ says "not found", exactly as for a record that does not exist.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -534,6 +536,55 @@ def _referral_page(
         changes=[(c, names(c.agency)) for c in changes],
         error=error,
         etag=packet.view.version.version_id,
+    )
+
+
+# Attachments shown in the browser as what they are; anything else is downloaded. A PDF,
+# plain text and the common image types cannot run script in this origin (the sandbox
+# below also stops what a browser might still render).
+_SHOWN_TYPES = frozenset({"application/pdf", "text/plain", "image/png", "image/jpeg", "image/gif"})
+
+
+@router.get("/app/referrals/{task_id}/documents/{document_id}/{index}")
+def referral_document(
+    task_id: str, document_id: str, index: int, services: ServicesDep, person: PersonDep
+) -> Response:
+    """An attachment of a document sent with a referral (DocumentReference.content, its
+    inline data), only as part of that referral's packet: a document the packet does not
+    hold answers as a missing one."""
+    try:
+        packet = services.referrals.read(caller=person.caller(), task_id=task_id)
+    except NotFound:
+        return Response("Not found", status_code=404, headers=PAGE_HEADERS)
+    documents = [
+        body(v)
+        for v in packet.resources
+        if v.resource_type == "DocumentReference" and v.id == document_id and v.body
+    ]
+    contents = documents[0].get("content") or [] if documents else []
+    attachment = contents[index].get("attachment") or {} if 0 <= index < len(contents) else {}
+    data = attachment.get("data")
+    if not isinstance(data, str):
+        return Response("Not found", status_code=404, headers=PAGE_HEADERS)
+    declared = str(attachment.get("contentType") or "").split(";")[0].strip().lower()
+    shown = declared in _SHOWN_TYPES
+    filename = re.sub(r"[^A-Za-z0-9._ -]", "_", str(attachment.get("title") or "document"))[:80]
+    try:
+        content = base64.b64decode(data, validate=True)
+    except ValueError:
+        return Response("Not found", status_code=404, headers=PAGE_HEADERS)
+    headers = {
+        **PAGE_HEADERS,
+        # No script of a document runs in this origin (Chrome shows a PDF only unsandboxed,
+        # in its own viewer).
+        "Content-Security-Policy": "default-src 'none'; img-src 'self'"
+        + ("" if declared == "application/pdf" else "; sandbox"),
+        "Content-Disposition": f'{"inline" if shown else "attachment"}; filename="{filename}"',
+    }
+    return Response(
+        content,
+        media_type=declared if shown else "application/octet-stream",
+        headers=headers,
     )
 
 
