@@ -460,7 +460,6 @@ async def create_plan(
 ) -> Response:
     """Store the care plan (its needs, goals, strengths and actions in one transaction)."""
     form = await request.form()
-    values = {k: v for k, v in form.items() if isinstance(v, str)}
     try:
         plan = plan_from_form(form)
         await run_in_threadpool(
@@ -469,20 +468,38 @@ async def create_plan(
     except NotFound:
         return page(request, "not_found.html", person, status=404, what="case")
     except FHIRError as exc:
-        error, status = exc.diagnostics, exc.status
-        return await run_in_threadpool(
-            lambda: _plan_form(
-                request,
-                services,
-                person,
-                case_id,
-                values=values,
-                rows=_rows(form),
-                error=error,
-                status=status,
-            )
-        )
+        return await _plan_form_again(request, services, person, case_id, form, exc)
     return go(f"/app/cases/{case_id}#plan-title")
+
+
+async def _plan_form_again(
+    request: Request,
+    services: Services,
+    person: Person,
+    case_id: str,
+    form: Any,
+    exc: FHIRError,
+    *,
+    plan_id: str | None = None,
+    etag: int | None = None,
+    error: str | None = None,
+) -> Response:
+    """The plan form as the worker sent it, with what was wrong (nothing was stored)."""
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    return await run_in_threadpool(
+        lambda: _plan_form(
+            request,
+            services,
+            person,
+            case_id,
+            values=values,
+            rows=_rows(form),
+            plan_id=plan_id,
+            etag=etag,
+            error=error or exc.diagnostics,
+            status=exc.status,
+        )
+    )
 
 
 @router.get("/app/cases/{case_id}/plans/{plan_id}/edit")
@@ -518,8 +535,7 @@ async def update_plan(
     a change of that Goal), in one transaction, only if nobody changed the plan since the
     form was opened (If-Match with the version the form was opened at)."""
     form = await request.form()
-    values = {k: v for k, v in form.items() if isinstance(v, str)}
-    version = values.get("version", "")
+    version = str(form.get("version") or "")
     caller = person.caller()
     try:
         saved = await run_in_threadpool(
@@ -539,25 +555,20 @@ async def update_plan(
     except NotFound:
         return page(request, "not_found.html", person, status=404, what="care plan")
     except FHIRError as exc:
-        error, status = exc.diagnostics, exc.status
-        if status == 412:
-            error = (
-                "Someone changed this plan after you opened it; nothing was saved. Open the "
-                "plan again to see their change, then make yours."
-            )
-        return await run_in_threadpool(
-            lambda: _plan_form(
-                request,
-                services,
-                person,
-                case_id,
-                values=values,
-                rows=_rows(form),
-                plan_id=plan_id,
-                etag=int(version),
-                error=error,
-                status=status,
-            )
+        stale = (
+            "Someone changed this plan after you opened it; nothing was saved. Open the "
+            "plan again to see their change, then make yours."
+        )
+        return await _plan_form_again(
+            request,
+            services,
+            person,
+            case_id,
+            form,
+            exc,
+            plan_id=plan_id,
+            etag=int(version),
+            error=stale if exc.status == 412 else None,
         )
     return go(f"/app/cases/{case_id}#plan-title")
 
