@@ -26,6 +26,7 @@ from sqlalchemy.exc import OperationalError
 
 from app.config import Settings
 from app.main import create_app
+from app.services.container import Services, build_services
 from app.storage.db import create_db_engine, upgrade
 from app.storage.tables import metadata
 from tests.support.clock import fixed_clock
@@ -176,6 +177,17 @@ def live(backend: Backend) -> Iterator[LiveServer]:
     server = start_server(create_app(settings, clock=fixed_clock()), port)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def services(backend: Backend) -> Services:
+    """The real services on a clean database, without HTTP (service-level tests)."""
+    backend.truncate()
+    return build_services(
+        settings=backend.settings(base_url="http://127.0.0.1:1/fhir"),
+        engine=backend.engine,
+        clock=fixed_clock(),
+    )
 
 
 @pytest.fixture

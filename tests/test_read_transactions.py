@@ -16,23 +16,12 @@ from sqlalchemy import text
 
 from app.fhir.errors import Transient
 from app.security.caller import Caller
-from app.services.container import Services, build_services
+from app.services.container import Services
 from app.services.uow import transaction
 from tests.conftest import Backend
-from tests.support.clock import fixed_clock
 
 OWNER = Caller(agency="Organization/read-owner")
 READER = Caller(agency="Organization/read-reader")
-
-
-@pytest.fixture
-def services(backend: Backend) -> Services:
-    backend.truncate()
-    return build_services(
-        settings=backend.settings(base_url="http://127.0.0.1:1/fhir"),
-        engine=backend.engine,
-        clock=fixed_clock(),
-    )
 
 
 def _disclosures(backend: Backend) -> int:

@@ -17,23 +17,12 @@ from sqlalchemy import event, text
 
 from app.fhir.instruments import flag_id, score_observation_id
 from app.security.caller import Caller
-from app.services.container import Services, build_services
+from app.services.container import Services
 from app.storage.repository import _lock_key
 from tests.conftest import Backend
-from tests.support.clock import fixed_clock
 from tests.test_assessments import FHIR, response
 
 AGENCY = Caller(agency="Organization/pipeline-agency")
-
-
-@pytest.fixture
-def services(backend: Backend) -> Services:
-    backend.truncate()
-    return build_services(
-        settings=backend.settings(base_url="http://127.0.0.1:1/fhir"),
-        engine=backend.engine,
-        clock=fixed_clock(),
-    )
 
 
 class Statements:
