@@ -363,7 +363,7 @@ def reviewed(saved: plain.CarePlan, edited: plain.CarePlan) -> plain.CarePlan:
     review in the browser never drops what an API client wrote."""
     goals = {g.id: g for g in saved.goals if g.id}
     merged_goals = [
-        goals[g.id].model_copy(update=g.model_dump(exclude={"achievable_because"}))
+        g.model_copy(update={"achievable_because": goals[g.id].achievable_because})
         if g.id in goals
         else g
         for g in edited.goals

@@ -547,7 +547,12 @@ _SHOWN_TYPES = frozenset({"application/pdf", "text/plain", "image/png", "image/j
 
 @router.get("/app/referrals/{task_id}/documents/{document_id}/{index}")
 def referral_document(
-    task_id: str, document_id: str, index: int, services: ServicesDep, person: PersonDep
+    request: Request,
+    task_id: str,
+    document_id: str,
+    index: int,
+    services: ServicesDep,
+    person: PersonDep,
 ) -> Response:
     """An attachment of a document sent with a referral (DocumentReference.content, its
     inline data), only as part of that referral's packet: a document the packet does not
@@ -555,7 +560,7 @@ def referral_document(
     try:
         packet = services.referrals.read(caller=person.caller(), task_id=task_id)
     except NotFound:
-        return Response("Not found", status_code=404, headers=PAGE_HEADERS)
+        return page(request, "not_found.html", person, status=404, what="document")
     documents = [
         body(v)
         for v in packet.resources
@@ -565,14 +570,14 @@ def referral_document(
     attachment = contents[index].get("attachment") or {} if 0 <= index < len(contents) else {}
     data = attachment.get("data")
     if not isinstance(data, str):
-        return Response("Not found", status_code=404, headers=PAGE_HEADERS)
+        return page(request, "not_found.html", person, status=404, what="document")
     declared = str(attachment.get("contentType") or "").split(";")[0].strip().lower()
     shown = declared in _SHOWN_TYPES
     filename = re.sub(r"[^A-Za-z0-9._ -]", "_", str(attachment.get("title") or "document"))[:80]
     try:
         content = base64.b64decode(data, validate=True)
     except ValueError:
-        return Response("Not found", status_code=404, headers=PAGE_HEADERS)
+        return page(request, "not_found.html", person, status=404, what="document")
     headers = {
         **PAGE_HEADERS,
         # No script of a document runs in this origin (Chrome shows a PDF only unsandboxed,
